@@ -1,0 +1,3 @@
+from lmstudio_tray.cli import main
+
+raise SystemExit(main())
