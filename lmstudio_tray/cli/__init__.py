@@ -1,0 +1,87 @@
+"""`lmstudio-tray` command line. Each command group lives in its own module and registers itself.
+
+No arguments (or `run`) starts the tray; every other command works without a display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from lmstudio_tray import __version__
+
+# Modules under lmstudio_tray.cli that define `register(subparsers)`; each adds its commands and sets
+# `func` (taking the parsed args, returning an exit code) on its parsers.
+COMMAND_MODULES = (
+    "status",
+    "models",
+    "server",
+    "config_cmd",
+    "serve",
+    "emulator_cmd",
+    "tray_cmd",
+    "opencode_cmd",
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmstudio-tray",
+        description="System-tray companion for LM Studio. With no command, starts the tray.",
+    )
+    parser.add_argument("--version", action="version", version=f"lmstudio-tray {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: platform config dir)")
+    parser.add_argument(
+        "--log-level", default=None, choices=["debug", "info", "warning", "error"], help="log verbosity"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"lmstudio_tray.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"lmstudio_tray.cli.{name}":
+                continue  # a command group not built into this copy
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `lmstudio-tray emulator ...` hands everything after it to the emulator's own parser.
+    if args_list[:1] == ["emulator"]:
+        from lmstudio_tray.emulator.cli import main as emulator_main
+
+        return emulator_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        args = parser.parse_args([*args_list, "run"]) if _has_command(parser, "run") else args
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from lmstudio_tray.cli._common import configure_cli_logging
+
+    configure_cli_logging(args.log_level)
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _has_command(parser: argparse.ArgumentParser, name: str) -> bool:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return name in action.choices
+    return False
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,408 @@
+"""LM Studio HTTP client: one place that knows the three API generations and their quirks.
+
+Every failure becomes an `LMStudioError` with one `FailureKind`; nothing else escapes. Versions are
+detected by the body, never the status: LM Studio answers unknown routes with HTTP 200 and an
+`{"error": "Unexpected endpoint or method..."}` body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo
+
+UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
+
+
+class LMStudioError(Exception):
+    def __init__(self, kind: FailureKind, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+
+class _UnknownRoute(Exception):
+    """The server does not have this route (older LM Studio): try the next API generation."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    models: tuple[ModelInfo, ...]
+    api: ApiFlavor
+    jit: bool | None  # what the listing itself reveals about JIT; None when it cannot tell
+
+
+@dataclass(frozen=True)
+class LoadResponse:
+    instance_id: str
+    seconds: float | None
+    context_length: int | None
+
+
+class LMStudioClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.calls = 0  # HTTP requests sent: the cost figure the cache is measured by
+        self.api: ApiFlavor | None = None  # remembered after the first successful listing
+        headers = {"Accept": "application/json", "User-Agent": "lmstudio-tray"}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- low level ---------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _request(
+        self, method: str, path: str, *, json_body: Any = None, timeout: float | None = None
+    ) -> Any:
+        self.calls += 1
+        try:
+            resp = await self._http.request(
+                method,
+                path,
+                json=json_body,
+                headers=self._headers(),
+                timeout=httpx.Timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"cannot connect to {self.base_url} ({_why(exc)})") from None
+        except httpx.TimeoutException:
+            raise LMStudioError(
+                FailureKind.OFFLINE, f"{self.base_url} did not answer {method} {path} in time"
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise LMStudioError(
+                FailureKind.SERVER_ERROR, f"{self.base_url} dropped the connection ({_why(exc)})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise LMStudioError(FailureKind.SERVER_ERROR, f"request to {self.base_url} failed: {exc}") from None
+        return self._decode(resp, method, path)
+
+    def _decode(self, resp: httpx.Response, method: str, path: str) -> Any:
+        try:
+            body = resp.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if resp.status_code in (401, 403):
+            raise LMStudioError(
+                FailureKind.AUTH_FAILED,
+                _error_message(body)
+                or f"{self.base_url} refused the API token (HTTP {resp.status_code})",
+                status=resp.status_code,
+            )
+        if resp.status_code >= 500:
+            raise LMStudioError(
+                FailureKind.SERVER_ERROR,
+                _error_message(body) or f"LM Studio answered HTTP {resp.status_code} to {method} {path}",
+                status=resp.status_code,
+            )
+        if body is None:
+            raise LMStudioError(
+                FailureKind.BAD_RESPONSE,
+                f"{method} {path} did not return JSON (HTTP {resp.status_code})",
+                status=resp.status_code,
+            )
+        if isinstance(body, dict) and "error" in body:
+            message = _error_message(body) or "unknown error"
+            if isinstance(body["error"], str) and body["error"].startswith(UNKNOWN_ROUTE_PREFIX):
+                raise _UnknownRoute(message)
+            if resp.status_code == 200:
+                # 200 with an error body that is not the unknown-route fallback: the server is confused.
+                raise LMStudioError(FailureKind.SERVER_ERROR, message, status=200)
+            raise LMStudioError(FailureKind.SERVER_ERROR, message, status=resp.status_code)
+        if resp.status_code >= 400:
+            raise LMStudioError(
+                FailureKind.SERVER_ERROR, f"HTTP {resp.status_code} from {method} {path}", status=resp.status_code
+            )
+        return body
+
+    # ---- probes and listings -----------------------------------------------------------------------
+
+    async def greeting(self) -> bool:
+        try:
+            body = await self._request("GET", "/lmstudio-greeting", timeout=min(self.timeout, 1.0))
+        except (LMStudioError, _UnknownRoute):
+            return False
+        return isinstance(body, dict) and body.get("lmstudio") is True
+
+    async def list_models(self) -> Listing:
+        """Models with their loaded instances, from the newest API the server has."""
+        order = [ApiFlavor.REST_V1, ApiFlavor.REST_V0, ApiFlavor.OPENAI]
+        if self.api is not None:  # start with what worked last time, fall back if the server changed
+            order.remove(self.api)
+            order.insert(0, self.api)
+        last_error: LMStudioError | None = None
+        for flavor in order:
+            try:
+                listing = await self._list(flavor)
+            except _UnknownRoute:
+                continue
+            except LMStudioError as exc:
+                if exc.kind in (FailureKind.OFFLINE, FailureKind.AUTH_FAILED):
+                    raise
+                last_error = exc
+                continue
+            self.api = flavor
+            return listing
+        if last_error is not None:
+            raise last_error
+        raise LMStudioError(FailureKind.BAD_RESPONSE, f"{self.base_url} answers no known LM Studio model listing")
+
+    async def _list(self, flavor: ApiFlavor) -> Listing:
+        if flavor is ApiFlavor.REST_V1:
+            body = await self._request("GET", "/api/v1/models")
+            return Listing(parse_v1_models(body), flavor, None)
+        if flavor is ApiFlavor.REST_V0:
+            body = await self._request("GET", "/api/v0/models")
+            models = parse_v0_models(body)
+            # JIT on lists every downloaded model; seeing an unloaded one proves it.
+            jit = True if any(not m.loaded for m in models) else None
+            return Listing(models, flavor, jit)
+        ids = await self.openai_model_ids()
+        models = tuple(_group_openai_ids(ids))
+        return Listing(models, flavor, None)
+
+    async def openai_model_ids(self) -> list[str]:
+        body = await self._request("GET", "/v1/models")
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise LMStudioError(FailureKind.BAD_RESPONSE, "GET /v1/models returned no `data` list")
+        return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
+
+    # ---- actions -----------------------------------------------------------------------------------
+
+    async def load(self, model: str, *, context_length: int | None = None, timeout: float = 600.0) -> LoadResponse:
+        body: dict[str, Any] = {"model": model, "echo_load_config": True}
+        if context_length:
+            body["context_length"] = context_length
+        try:
+            resp = await self._request("POST", "/api/v1/models/load", json_body=body, timeout=timeout)
+        except _UnknownRoute:
+            raise LMStudioError(
+                FailureKind.SERVER_ERROR,
+                "this LM Studio has no REST load API (added in 0.4.0); update LM Studio or install `lms`",
+            ) from None
+        if not isinstance(resp, dict) or not isinstance(resp.get("instance_id"), str):
+            raise LMStudioError(FailureKind.BAD_RESPONSE, "load answered without an instance_id")
+        cfg = resp.get("load_config")
+        ctx = cfg.get("context_length") if isinstance(cfg, dict) else None
+        seconds = resp.get("load_time_seconds")
+        return LoadResponse(
+            resp["instance_id"],
+            float(seconds) if isinstance(seconds, (int, float)) else None,
+            int(ctx) if isinstance(ctx, int) else context_length,
+        )
+
+    async def unload(self, instance_id: str) -> None:
+        try:
+            await self._request("POST", "/api/v1/models/unload", json_body={"instance_id": instance_id})
+        except _UnknownRoute:
+            raise LMStudioError(
+                FailureKind.SERVER_ERROR,
+                "this LM Studio has no REST unload API (added in 0.4.0); update LM Studio or install `lms`",
+            ) from None
+
+    async def chat_load_events(self, model: str, *, context_length: int | None = None) -> AsyncIterator[float]:
+        """Trigger a load through `/api/v1/chat` and yield LM Studio's own load progress (0..1).
+
+        The only HTTP surface that reports load progress; the stream is closed once the load ends.
+        """
+        body: dict[str, Any] = {"model": model, "input": ".", "stream": True, "max_output_tokens": 1, "store": False}
+        if context_length:
+            body["context_length"] = context_length
+        self.calls += 1
+        try:
+            async with self._http.stream(
+                "POST", "/api/v1/chat", json=body, headers=self._headers(), timeout=httpx.Timeout(600.0)
+            ) as resp:
+                if resp.status_code in (401, 403):
+                    raise LMStudioError(FailureKind.AUTH_FAILED, "LM Studio refused the API token")
+                event = ""
+                async for line in resp.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = _loads(line[5:])
+                        kind = data.get("type", event) if isinstance(data, dict) else event
+                        if kind == "model_load.progress" and isinstance(data, dict):
+                            yield float(data.get("progress", 0.0))
+                        elif kind == "model_load.end":
+                            yield 1.0
+                            return
+                        elif kind == "error" and isinstance(data, dict):
+                            raise LMStudioError(FailureKind.SERVER_ERROR, _error_message(data) or "load failed")
+                        elif kind in ("prompt_processing.start", "message.start", "chat.end"):
+                            return  # already loaded: no model_load events come
+        except httpx.HTTPError as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {_why(exc)}") from None
+
+
+# ---- parsing -----------------------------------------------------------------------------------------
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _error_message(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error", body)
+    if isinstance(err, str):
+        return err
+    if isinstance(err, dict):
+        msg = err.get("message")
+        return str(msg) if msg else None
+    return None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _require_list(body: Any, key: str, route: str) -> list[Any]:
+    items = body.get(key) if isinstance(body, Mapping) else None
+    if not isinstance(items, list):
+        raise LMStudioError(FailureKind.BAD_RESPONSE, f"{route} returned no `{key}` list")
+    return items
+
+
+def parse_v1_models(body: Any) -> tuple[ModelInfo, ...]:
+    out: list[ModelInfo] = []
+    for raw in _require_list(body, "models", "GET /api/v1/models"):
+        if not isinstance(raw, dict) or not isinstance(raw.get("key"), str):
+            raise LMStudioError(FailureKind.BAD_RESPONSE, "GET /api/v1/models returned a model without a key")
+        caps_raw = raw.get("capabilities")
+        caps: set[str] = set()
+        if isinstance(caps_raw, dict):
+            if caps_raw.get("vision"):
+                caps.add("vision")
+            if caps_raw.get("trained_for_tool_use"):
+                caps.add("tool_use")
+            if caps_raw.get("reasoning"):
+                caps.add("reasoning")
+        quant = raw.get("quantization")
+        instances = []
+        for inst in raw.get("loaded_instances") or []:
+            if isinstance(inst, dict) and isinstance(inst.get("id"), str):
+                cfg = inst.get("config")
+                instances.append(
+                    LoadedInstance(inst["id"], _int(cfg.get("context_length")) if isinstance(cfg, dict) else None)
+                )
+        variants = raw.get("variants")
+        out.append(
+            ModelInfo(
+                key=raw["key"],
+                type=_str(raw.get("type")) or "llm",
+                display_name=_str(raw.get("display_name")),
+                publisher=_str(raw.get("publisher")),
+                architecture=_str(raw.get("architecture")),
+                quantization=_str(quant.get("name")) if isinstance(quant, dict) else _str(quant),
+                format=_str(raw.get("format")),
+                size_bytes=_int(raw.get("size_bytes")),
+                params_string=_str(raw.get("params_string")),
+                max_context_length=_int(raw.get("max_context_length")),
+                capabilities=frozenset(caps),
+                variants=tuple(v for v in variants if isinstance(v, str)) if isinstance(variants, list) else (),
+                instances=tuple(sorted(instances, key=lambda i: _instance_order(i.id))),
+            )
+        )
+    return tuple(out)
+
+
+def split_instance_id(instance_id: str) -> tuple[str, int]:
+    """`qwen/qwen3-4b:2` -> (`qwen/qwen3-4b`, 2); a plain key is copy 1."""
+    key, sep, num = instance_id.rpartition(":")
+    if sep and num.isdigit() and key:
+        return key, int(num)
+    return instance_id, 1
+
+
+def _instance_order(instance_id: str) -> tuple[str, int]:
+    return split_instance_id(instance_id)
+
+
+def parse_v0_models(body: Any) -> tuple[ModelInfo, ...]:
+    """v0 lists one entry per model (or per `:N` instance): group instances under their model key."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for raw in _require_list(body, "data", "GET /api/v0/models"):
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            raise LMStudioError(FailureKind.BAD_RESPONSE, "GET /api/v0/models returned a model without an id")
+        key, _ = split_instance_id(raw["id"])
+        entry = grouped.setdefault(key, {"raw": raw, "instances": []})
+        if raw["id"] == key:
+            entry["raw"] = raw
+        if raw.get("state") == "loaded":
+            entry["instances"].append(LoadedInstance(raw["id"], _int(raw.get("loaded_context_length"))))
+    out = []
+    for key, entry in grouped.items():
+        raw = entry["raw"]
+        caps = {c for c in raw.get("capabilities") or [] if isinstance(c, str)}
+        mtype = _str(raw.get("type")) or "llm"
+        if mtype == "vlm":
+            caps.add("vision")
+        out.append(
+            ModelInfo(
+                key=key,
+                type="embedding" if mtype == "embeddings" else mtype,
+                publisher=_str(raw.get("publisher")),
+                architecture=_str(raw.get("arch")),
+                quantization=_str(raw.get("quantization")),
+                format=_str(raw.get("compatibility_type")),
+                max_context_length=_int(raw.get("max_context_length")),
+                capabilities=frozenset(caps),
+                instances=tuple(sorted(entry["instances"], key=lambda i: _instance_order(i.id))),
+            )
+        )
+    return tuple(out)
+
+
+def _group_openai_ids(ids: list[str]) -> list[ModelInfo]:
+    # /v1/models cannot tell loaded from downloaded; with JIT off it lists only loaded instances,
+    # which is the only case this fallback is trusted to mean "loaded".
+    grouped: dict[str, list[LoadedInstance]] = {}
+    for model_id in ids:
+        key, _ = split_instance_id(model_id)
+        grouped.setdefault(key, []).append(LoadedInstance(model_id))
+    return [ModelInfo(key=k, instances=tuple(v)) for k, v in grouped.items()]
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,327 @@
+"""The config file: schema (pydantic), loading with readable errors, migration, atomic writes.
+
+A config file the user wrote is never overwritten because it failed to parse: the error names the
+key, the value and the fix, and the file stays as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CURRENT_VERSION = 2
+DEFAULT_URL = "http://127.0.0.1:1234"
+DEFAULT_ENDPOINT_PORT = 47823
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """A config problem a person can fix; the message says where, what and how."""
+
+    def __init__(self, path: Path | None, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        where = f"{path}: " if path else ""
+        super().__init__(where + "; ".join(problems))
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a typo like `poll_intervall` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InstanceConfig(Strict):
+    name: str = Field(description="Short unique name shown in the tray, CLI and plugin messages.")
+    url: str = Field(description="Base URL of the LM Studio HTTP server, e.g. http://127.0.0.1:1234.")
+    lms_host: str | None = Field(
+        default=None,
+        description="Host given to `lms --host` to start/stop this server remotely; unset hides start/stop "
+        "for remote instances.",
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, le=120, description="Per-request timeout in seconds (overrides monitor.request_timeout)."
+    )
+    enabled: bool = Field(default=True, description="Monitor this instance.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return normalize_url(v)
+
+
+class MonitorConfig(Strict):
+    poll_interval: float = Field(1.0, ge=0.1, le=300, description="Seconds between polls while nothing changes.")
+    fast_poll_interval: float = Field(
+        0.25, ge=0.05, le=60, description="Seconds between polls while a load runs or right after a change."
+    )
+    fast_window: float = Field(10.0, ge=0, le=600, description="How long polling stays fast after a change.")
+    offline_backoff_max: float = Field(
+        15.0, ge=0.1, le=3600, description="Longest wait between polls of an offline instance (backoff doubles)."
+    )
+    cache_max_age: float = Field(
+        30.0, ge=0, le=3600, description="Age in seconds after which a status read refreshes the snapshot."
+    )
+    request_timeout: float = Field(2.0, gt=0, le=120, description="Timeout of each status request to LM Studio.")
+    retries: int = Field(1, ge=0, le=5, description="Retries of a failed status request inside one refresh.")
+    jit_check_interval: float = Field(
+        30.0, ge=1, le=3600, description="How often to re-check whether LM Studio's JIT loading is on."
+    )
+
+
+class Policy(str, Enum):
+    ALLOW = "allow"  # proceed silently
+    WARN = "warn"  # toast, then proceed
+    BLOCK = "block"  # the plugin throws: no request reaches LM Studio
+    ENSURE = "ensure"  # load the model (time-boxed), then proceed
+
+
+def _default_policy() -> dict[str, Policy]:
+    return {
+        "ready": Policy.ALLOW,
+        "jit": Policy.ALLOW,
+        "loading": Policy.ALLOW,
+        "not_loaded": Policy.BLOCK,
+        "unknown_model": Policy.BLOCK,
+        "ambiguous": Policy.WARN,
+        "offline": Policy.BLOCK,
+        "auth_failed": Policy.BLOCK,
+        "context_too_small": Policy.WARN,
+        "error": Policy.BLOCK,
+    }
+
+
+VALIDATION_CATEGORIES = tuple(_default_policy())
+
+
+class ValidationConfig(Strict):
+    policy: dict[str, Policy] = Field(
+        default_factory=_default_policy,
+        description="What the OpenCode plugin does per verdict category: allow, warn, block or ensure.",
+    )
+    ensure_timeout: float = Field(120.0, gt=0, le=3600, description="Longest time an `ensure` load may take.")
+    hook_timeout_ms: int = Field(800, ge=50, le=30000, description="How long the plugin waits for a verdict.")
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, v: dict[str, Policy]) -> dict[str, Policy]:
+        unknown = sorted(set(v) - set(VALIDATION_CATEGORIES))
+        if unknown:
+            raise ValueError(
+                f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                f"known: {', '.join(VALIDATION_CATEGORIES)}"
+            )
+        merged = _default_policy()
+        merged.update(v)
+        return merged
+
+
+NOTIFY_CATEGORIES = ("loading", "loaded", "load_failed", "offline", "online", "auth", "server", "session")
+
+
+class NotificationsConfig(Strict):
+    enabled: bool = Field(True, description="Show desktop notifications at all.")
+    quiet: bool = Field(False, description="Only failures notify (load failed, offline, auth, session failing).")
+    window: float = Field(60.0, ge=0, le=86400, description="At most one notification per kind and instance per window (s).")
+    loading_threshold: float = Field(
+        3.0, ge=0, le=600, description="Only loads expected to take longer than this (s) raise a 'loading' bubble."
+    )
+    flap_window: float = Field(
+        120.0, ge=0, le=86400, description="Offline/online changes within this many seconds collapse into one message."
+    )
+    categories: dict[str, bool] = Field(
+        default_factory=lambda: dict.fromkeys(NOTIFY_CATEGORIES, True),
+        description="Per-category switches: " + ", ".join(NOTIFY_CATEGORIES) + ".",
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: dict[str, bool]) -> dict[str, bool]:
+        unknown = sorted(set(v) - set(NOTIFY_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown categories {', '.join(unknown)}; known: {', '.join(NOTIFY_CATEGORIES)}")
+        merged = dict.fromkeys(NOTIFY_CATEGORIES, True)
+        merged.update(v)
+        return merged
+
+
+class EndpointConfig(Strict):
+    port: int = Field(DEFAULT_ENDPOINT_PORT, ge=0, le=65535, description="Loopback port; 0 picks any free port.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=64_000_000, description="Largest request body accepted.")
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+class Config(Strict):
+    version: int = Field(CURRENT_VERSION, description="Layout version of this file; migrated automatically.")
+    active_instance: str | None = Field(None, description="Instance the CLI and tools act on by default.")
+    instances: list[InstanceConfig] = Field(
+        default_factory=lambda: [InstanceConfig(name="local", url=DEFAULT_URL)],
+        description="LM Studio servers to monitor, as [[instances]] tables with name and url.",
+    )
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # type: ignore[arg-type]
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)  # type: ignore[arg-type]
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)  # type: ignore[arg-type]
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)  # type: ignore[arg-type]
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _unique_instances(self) -> Config:
+        names = [i.name for i in self.instances]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"instance names must be unique; repeated: {', '.join(dupes)}")
+        if self.active_instance is not None and self.active_instance not in names:
+            raise ValueError(
+                f"active_instance {self.active_instance!r} is not one of the instances ({', '.join(names)})"
+            )
+        return self
+
+    def instance(self, name: str | None = None) -> InstanceConfig:
+        """The named instance, else the active one, else the first."""
+        wanted = name or self.active_instance
+        if wanted is None:
+            if not self.instances:
+                raise ConfigError(None, ["no instances configured: add an [[instances]] table with name and url"])
+            return self.instances[0]
+        for inst in self.instances:
+            if inst.name == wanted:
+                return inst
+        known = ", ".join(i.name for i in self.instances) or "none"
+        raise ConfigError(None, [f"no instance named {wanted!r} (configured: {known})"])
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{url!r} is not an http(s) URL; write it like http://127.0.0.1:1234")
+    # OpenCode providers name LM Studio by its OpenAI base (…/v1); the instance is the server itself.
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+# ---- migration -------------------------------------------------------------------------------------
+
+
+def migrate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Bring a parsed file of any earlier layout to CURRENT_VERSION. Returns the data and what changed."""
+    data = dict(raw)
+    notes: list[str] = []
+    version = data.get("version", 1)
+    if not isinstance(version, int):
+        raise ConfigError(None, [f"version = {version!r} must be a whole number (current: {CURRENT_VERSION})"])
+    if version > CURRENT_VERSION:
+        raise ConfigError(
+            None,
+            [f"version = {version} was written by a newer lmstudio-tray (this one reads up to {CURRENT_VERSION}); "
+             "upgrade lmstudio-tray or remove the version key"],
+        )
+    if version < 2:
+        # 0.0.x layout: one server under [server], poll period in whole seconds.
+        server = data.pop("server", None)
+        if isinstance(server, dict):
+            url = server.get("url", DEFAULT_URL)
+            data.setdefault("instances", [{"name": server.get("name", "local"), "url": url}])
+            notes.append("[server] became [[instances]]")
+            if "poll_seconds" in server:
+                data.setdefault("monitor", {})["poll_interval"] = float(server["poll_seconds"])
+                notes.append("server.poll_seconds became monitor.poll_interval")
+        if "notify" in data:
+            data.setdefault("notifications", {})["enabled"] = bool(data.pop("notify"))
+            notes.append("notify became notifications.enabled")
+        data["version"] = 2
+    return data, notes
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    migrated, _ = migrate(dict(data))
+    try:
+        return Config.model_validate(migrated)
+    except ValidationError as exc:
+        raise ConfigError(path, [_explain(err, migrated) for err in exc.errors()]) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate `path`. A missing file means all defaults; a bad one raises ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file ({exc.strerror}); check its permissions"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            path, [f"not valid TOML: {exc}; fix the line it names (the file was left untouched)"]
+        ) from None
+    return parse_config(data, path)
+
+
+def _explain(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    loc = ""
+    for part in err.get("loc", ()):
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    key = loc or "(top level)"
+    msg = str(err.get("msg", "invalid"))
+    etype = str(err.get("type", ""))
+    if etype == "extra_forbidden":
+        return f"{key}: unknown key; remove it or check its spelling (see `lmstudio-tray config explain`)"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a table"
+    msg = msg.removeprefix("Value error, ")
+    return f"{key} = {shown}: {msg}"
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write via a temporary file in the same directory, fsync, then rename: a crash leaves old or new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def dump_config(config: Config) -> str:
+    """The config as TOML (defaults included), for `config show` and first-time creation."""
+    import tomlkit
+
+    data = config.model_dump(mode="json", exclude_none=True)
+    return tomlkit.dumps(data)

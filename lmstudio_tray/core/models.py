@@ -1,0 +1,185 @@
+"""Plain data the core hands to every surface: model records, instance snapshots, states.
+
+Everything here is immutable and JSON-friendly so a snapshot can be shared across threads (the tray's
+main thread reads what the core's loop thread produced) without locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class InstanceState(str, Enum):
+    """What a person should believe about one LM Studio server right now."""
+
+    OFFLINE = "offline"  # the HTTP server refuses connections or does not answer in time
+    AUTH_FAILED = "auth_failed"  # the server wants an API token we do not have, or rejects ours
+    IDLE = "idle"  # server up, nothing loaded
+    READY = "ready"  # at least one model loaded
+    LOADING = "loading"  # a load we started, or one we expect (JIT), is running
+    ERROR = "error"  # the server answers, but with errors or nonsense
+
+
+class FailureKind(str, Enum):
+    """Every failure talking to LM Studio maps to exactly one of these."""
+
+    OFFLINE = "offline"
+    AUTH_FAILED = "auth_failed"
+    SERVER_ERROR = "server_error"
+    BAD_RESPONSE = "bad_response"
+
+
+class ApiFlavor(str, Enum):
+    """Which generation of LM Studio's HTTP API answered the model listing."""
+
+    REST_V1 = "v1"  # /api/v1/models (0.4.0+)
+    REST_V0 = "v0"  # /api/v0/models (0.3.6+)
+    OPENAI = "openai"  # /v1/models only: no loaded/unloaded distinction
+
+
+@dataclass(frozen=True)
+class LoadedInstance:
+    """One loaded copy of a model; a second copy of the same key is `key:2`."""
+
+    id: str
+    context_length: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "context_length": self.context_length}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A downloaded model and the instances of it that are loaded."""
+
+    key: str
+    type: str = "llm"  # llm | vlm | embedding
+    display_name: str | None = None
+    publisher: str | None = None
+    architecture: str | None = None
+    quantization: str | None = None
+    format: str | None = None
+    size_bytes: int | None = None
+    params_string: str | None = None
+    max_context_length: int | None = None
+    capabilities: frozenset[str] = frozenset()  # vision, tool_use, reasoning
+    variants: tuple[str, ...] = ()
+    instances: tuple[LoadedInstance, ...] = ()
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.instances)
+
+    @property
+    def loaded_context_length(self) -> int | None:
+        lengths = [i.context_length for i in self.instances if i.context_length]
+        return max(lengths) if lengths else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "loaded": self.loaded,
+            "instances": [i.to_json() for i in self.instances],
+            "type": self.type,
+            "display_name": self.display_name,
+            "publisher": self.publisher,
+            "architecture": self.architecture,
+            "quantization": self.quantization,
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "params_string": self.params_string,
+            "max_context_length": self.max_context_length,
+            "capabilities": sorted(self.capabilities),
+            "variants": list(self.variants),
+        }
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """A load the core started or expects. `progress` is None when LM Studio gives no figure."""
+
+    model: str
+    started_at: float  # wall-clock seconds
+    progress: float | None = None  # 0..1
+    eta_seconds: float | None = None
+    estimated: bool = True  # True: progress/eta come from our throughput model, not from LM Studio
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "started_at": self.started_at,
+            "progress": self.progress,
+            "eta_seconds": self.eta_seconds,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass(frozen=True)
+class InstanceSnapshot:
+    """The latest known truth about one instance: the unit of the status cache."""
+
+    name: str
+    url: str
+    state: InstanceState
+    models: tuple[ModelInfo, ...] = ()
+    api: ApiFlavor | None = None
+    jit: bool | None = None  # None: not known (yet)
+    failure: FailureKind | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    updated_at: float = 0.0  # wall-clock seconds of the poll that produced it
+    loads: tuple[LoadProgress, ...] = ()
+    remote: bool = False
+    can_control_server: bool = False  # an `lms` that can start/stop this server was found
+
+    @property
+    def loaded_models(self) -> tuple[ModelInfo, ...]:
+        return tuple(m for m in self.models if m.loaded)
+
+    def model(self, key: str) -> ModelInfo | None:
+        for m in self.models:
+            if m.key == key:
+                return m
+        return None
+
+    def find_instance(self, instance_id: str) -> tuple[ModelInfo, LoadedInstance] | None:
+        for m in self.models:
+            for inst in m.instances:
+                if inst.id == instance_id:
+                    return m, inst
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "state": self.state.value,
+            "api": self.api.value if self.api else None,
+            "jit": self.jit,
+            "failure": self.failure.value if self.failure else None,
+            "error": self.error,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "updated_at": self.updated_at,
+            "remote": self.remote,
+            "can_control_server": self.can_control_server,
+            "loads": [load.to_json() for load in self.loads],
+            "models": [m.to_json() for m in self.models],
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """All instances at once: what `status --json`, `/v1/status` and the tray show."""
+
+    instances: tuple[InstanceSnapshot, ...] = field(default_factory=tuple)
+    active: str | None = None
+    profile: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "profile": self.profile,
+            "instances": [s.to_json() for s in self.instances],
+        }

@@ -1,0 +1,67 @@
+"""Every path the app writes or reads, through platformdirs (one place to look)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from lmstudio_tray import APP_NAME
+
+CONFIG_ENV = "LMSTUDIO_TRAY_CONFIG"
+
+
+def _dirs() -> platformdirs.PlatformDirs:
+    # appauthor=False keeps Windows paths as %LOCALAPPDATA%\lmstudio-tray rather than ...\Author\lmstudio-tray
+    return platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+
+
+def config_dir() -> Path:
+    return Path(_dirs().user_config_dir)
+
+
+def state_dir() -> Path:
+    return Path(_dirs().user_state_dir)
+
+
+def data_dir() -> Path:
+    return Path(_dirs().user_data_dir)
+
+
+def log_dir() -> Path:
+    return Path(_dirs().user_log_dir)
+
+
+def cache_dir() -> Path:
+    return Path(_dirs().user_cache_dir)
+
+
+def config_file(override: str | os.PathLike[str] | None = None) -> Path:
+    """`--config PATH` beats `$LMSTUDIO_TRAY_CONFIG`, which beats the platform config dir."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    return config_dir() / "config.toml"
+
+
+def endpoint_file() -> Path:
+    return state_dir() / "endpoint.json"
+
+
+def lmstudio_home() -> Path:
+    """LM Studio's own home, resolved the way its CLI does it."""
+    home = Path.home()
+    pointer = home / ".lmstudio-home-pointer"
+    try:
+        text = pointer.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    if text:
+        return Path(text).expanduser()
+    legacy = home / ".cache" / "lm-studio"
+    if legacy.is_dir():
+        return legacy
+    return home / ".lmstudio"
