@@ -1,0 +1,147 @@
+"""Shared state behind both ports, and the model-resolution rules of inference requests (JIT, #619)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from lmstudio_tray.emulator import errors
+from lmstudio_tray.emulator.catalog import Catalog, ModelSpec, default_catalog
+from lmstudio_tray.emulator.engine import Engine, Instance, LoadAborted, LoadError, LoadJob
+from lmstudio_tray.emulator.faults import FaultBook
+from lmstudio_tray.emulator.records import RequestLog
+from lmstudio_tray.emulator.settings import EmulatorSettings
+
+ModelKind = Literal["llm", "embedding"]
+
+
+class ConnectionLost(Exception):
+    """The emulated process died mid-request: the client must see a dropped connection."""
+
+
+@dataclass
+class Target:
+    """The instance that will serve a request, possibly after a load this request triggers or joins."""
+
+    instance: Instance | None = None
+    job: LoadJob | None = None
+    owns_job: bool = False
+
+    @property
+    def needs_load(self) -> bool:
+        return self.instance is None
+
+    @property
+    def identifier(self) -> str:
+        if self.instance is not None:
+            return self.instance.identifier
+        assert self.job is not None
+        return self.job.identifier
+
+
+class EmulatorState:
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.catalog = Catalog(list(settings.catalog) if settings.catalog is not None else default_catalog())
+        self.engine = Engine(self.catalog)
+        self.faults = FaultBook()
+        self.log = RequestLog()
+        # Set when the process "dies" (kill/close): releases hung requests.
+        self.dead = threading.Event()
+        self.cors = False
+        self.control_port = 0
+
+    @property
+    def jit_active(self) -> bool:
+        return self.settings.jit and self.settings.profile.has_jit
+
+    # --- per-model settings --------------------------------------------------------------------------
+    def load_seconds(self, spec: ModelSpec) -> float:
+        return spec.load_seconds if spec.load_seconds is not None else self.settings.load_seconds
+
+    def fail_message(self, spec: ModelSpec) -> str | None:
+        return self.settings.fail_loads.get(spec.key, spec.fail_load)
+
+    def start_load(
+        self,
+        spec: ModelSpec,
+        *,
+        identifier: str | None = None,
+        context_length: int | None = None,
+        ttl: float | None = None,
+        jit: bool = False,
+        variant: str | None = None,
+    ) -> LoadJob:
+        return self.engine.start_load(
+            spec,
+            duration=self.load_seconds(spec),
+            identifier=identifier,
+            context_length=context_length,
+            ttl=ttl,
+            jit=jit,
+            fail_message=self.fail_message(spec),
+            variant=variant,
+        )
+
+    def listed_names(self) -> list[str]:
+        """What a JIT-aware error message offers as valid models."""
+        if self.jit_active:
+            return self.catalog.model_keys()
+        return [i.identifier for i in self.engine.loaded()]
+
+    # --- inference resolution ------------------------------------------------------------------------
+    def resolve(self, name: str | None, *, kind: ModelKind, jit: bool, ttl: float | None = None) -> Target:
+        """Pick or JIT-load the serving instance, raising LM Studio's OpenAI-style errors."""
+        profile = self.settings.profile
+        self.engine.expire()
+        if name:
+            found = self.engine.find_loaded(name)
+            if found is not None:
+                return Target(instance=found)
+            spec = self.catalog.find(name)
+            if spec is not None and jit:
+                return self.jit_target(spec, ttl, variant=name if "@" in name else None)
+        loaded = [i for i in self.engine.loaded() if i.spec.is_embedding == (kind == "embedding")]
+        if len(loaded) == 1:
+            # Quirk #619: with exactly one model loaded, any model name is served by it.
+            return Target(instance=loaded[0])
+        if not self.engine.loaded() and (not self.jit_active or not name):
+            raise errors.no_models_loaded(profile)
+        raise errors.unknown_model(profile, name or "", self.listed_names())
+
+    def jit_target(self, spec: ModelSpec, ttl: float | None, variant: str | None = None) -> Target:
+        pending = self.engine.pending_jit_job(spec.key)
+        if pending is not None:
+            return Target(job=pending)
+        if self.settings.auto_evict:
+            self.engine.evict_jit()
+        effective_ttl = ttl if ttl is not None else self.settings.default_ttl
+        return Target(job=self.start_load(spec, ttl=effective_ttl, jit=True, variant=variant), owns_job=True)
+
+    def progress(self, target: Target) -> Iterator[float]:
+        """Drive (or follow) the target's load; raises LoadError, or ConnectionLost if the process died."""
+        if target.instance is not None:
+            return
+        assert target.job is not None
+        steps = self.engine.run_load(target.job) if target.owns_job else self.engine.wait_for(target.job)
+        try:
+            yield from steps
+        except LoadAborted as exc:
+            raise ConnectionLost(str(exc)) from exc
+        target.instance = target.job.instance
+
+    def ready(self, target: Target) -> Instance:
+        for _ in self.progress(target):
+            pass
+        assert target.instance is not None
+        return target.instance
+
+    def ready_or_error(self, target: Target) -> Instance:
+        """`ready` with a JIT load failure mapped to LM Studio's 400 error."""
+        try:
+            return self.ready(target)
+        except LoadError as exc:
+            assert target.job is not None
+            raise errors.jit_load_failed(target.job.spec.key, str(exc)) from exc
