@@ -1,0 +1,463 @@
+"""Should this OpenCode request reach LM Studio? Pure: snapshot + request + policy in, verdict out.
+
+No IO and no web imports: the endpoint answers validations from the status cache, so everything here
+runs on every hook call and must stay cheap (a few microseconds for a normal model list).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmstudio_tray.core.config import Policy
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
+
+CATEGORIES = (
+    "ready",
+    "jit",
+    "loading",
+    "not_loaded",
+    "unknown_model",
+    "ambiguous",
+    "offline",
+    "auth_failed",
+    "context_too_small",
+    "error",
+)
+
+# What `ensure` can fix by loading: the rest (auth, unknown model, broken server) needs a person.
+ENSURABLE = frozenset({"not_loaded", "jit", "loading", "context_too_small", "ambiguous"})
+
+MAX_SUGGESTIONS = 5
+_QUANT_RE = re.compile(r"@[^/@]+$")
+_FORMAT_SUFFIX_RE = re.compile(r"[-_.](gguf|mlx|\d+bit)$", re.IGNORECASE)
+_INSTANCE_SUFFIX_RE = re.compile(r":\d+$")
+
+
+@dataclass(frozen=True)
+class ValidateRequest:
+    model: str
+    base_url: str | None = None
+    context_limit: int | None = None
+    agent: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    key: str
+    loaded: bool
+    score: float
+    reason: str  # "quant variant", "loaded", "similar name", "downloaded"
+    context_length: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "loaded": self.loaded,
+            "score": round(self.score, 3),
+            "reason": self.reason,
+            "context_length": self.context_length,
+        }
+
+
+@dataclass(frozen=True)
+class Facts:
+    instance: str | None
+    url: str | None
+    state: str | None
+    jit: bool | None
+    model_key: str | None = None  # the downloaded model the request resolved to
+    instance_ids: tuple[str, ...] = ()
+    loaded_context_length: int | None = None
+    max_context_length: int | None = None
+    loaded_models: tuple[str, ...] = ()
+    eta_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "url": self.url,
+            "state": self.state,
+            "jit": self.jit,
+            "model_key": self.model_key,
+            "instance_ids": list(self.instance_ids),
+            "loaded_context_length": self.loaded_context_length,
+            "max_context_length": self.max_context_length,
+            "loaded_models": list(self.loaded_models),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool  # the request may go ahead now (allow/warn); `ensure` needs the load first
+    category: str
+    action: Policy
+    model: str
+    message: str
+    facts: Facts
+    suggestions: tuple[Suggestion, ...] = ()
+    steps: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    retry_after_ms: int | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything a person needs, multi-line: what the plugin throws or toasts."""
+        lines = [self.message]
+        loaded = self.facts.loaded_models
+        if loaded and self.category not in ("ready", "loading", "jit"):
+            lines.append("Loaded now: " + ", ".join(loaded))
+        if self.suggestions and self.category not in ("ready", "loading"):
+            lines.append("Did you mean: " + ", ".join(_suggestion_label(s) for s in self.suggestions))
+        lines.extend(f"Warning: {w}" for w in self.warnings)
+        if self.steps:
+            lines.append("Next steps:")
+            lines.extend(f"  {i}. {step}" for i, step in enumerate(self.steps, 1))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "category": self.category,
+            "action": self.action.value,
+            "model": self.model,
+            "message": self.message,
+            "text": self.text,
+            "suggestions": [s.to_json() for s in self.suggestions],
+            "steps": list(self.steps),
+            "warnings": list(self.warnings),
+            "retry_after_ms": self.retry_after_ms,
+            "facts": self.facts.to_json(),
+        }
+
+
+@dataclass
+class _Draft:
+    category: str
+    message: str
+    model_info: ModelInfo | None = None
+    suggestions: list[Suggestion] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    retry_after_ms: int | None = None
+    eta_seconds: float | None = None
+
+
+def _suggestion_label(s: Suggestion) -> str:
+    if s.loaded:
+        ctx = f", ctx {s.context_length}" if s.context_length else ""
+        return f"{s.key} (loaded{ctx})"
+    return f"{s.key} ({s.reason})" if s.reason == "quant variant" else s.key
+
+
+def base_name(key: str) -> str:
+    """The part of a model name that survives publisher, quant, format and `:N` decorations."""
+    name = _INSTANCE_SUFFIX_RE.sub("", key.strip())
+    name = _QUANT_RE.sub("", name)
+    name = name.rsplit("/", 1)[-1]
+    name = _FORMAT_SUFFIX_RE.sub("", name)
+    return name.lower()
+
+
+def resolve_model(snapshot: InstanceSnapshot, requested: str) -> ModelInfo | None:
+    """The downloaded model `requested` names: a key, a loaded instance id (`key:2`) or a variant."""
+    exact = snapshot.model(requested)
+    if exact is not None:
+        return exact
+    found = snapshot.find_instance(requested)
+    if found is not None:
+        return found[0]
+    for m in snapshot.models:
+        if requested in m.variants:
+            return m
+    lowered = requested.lower()
+    for m in snapshot.models:
+        if m.key.lower() == lowered or any(v.lower() == lowered for v in m.variants):
+            return m
+    return None
+
+
+def rank_suggestions(
+    snapshot: InstanceSnapshot, requested: str, *, exclude: str | None = None, limit: int = MAX_SUGGESTIONS
+) -> tuple[Suggestion, ...]:
+    """Models a person probably meant, best first: quant variants of the same model, then similar names.
+
+    Loaded models get a bonus because switching to them costs nothing.
+    """
+    want = base_name(requested)
+    want_full = requested.lower()
+    scored: list[Suggestion] = []
+    for m in snapshot.models:
+        if m.type == "embedding" or m.type == "embeddings" or m.key == exclude:
+            continue
+        candidates = [m.key, *m.variants]
+        same_base = any(base_name(c) == want for c in candidates)
+        ratio = max(
+            difflib.SequenceMatcher(None, want, base_name(m.key)).ratio(),
+            difflib.SequenceMatcher(None, want_full, m.key.lower()).ratio(),
+        )
+        if same_base:
+            score, reason = 1.0 + ratio, "quant variant"
+        elif ratio >= 0.5:
+            score, reason = ratio, "similar name"
+        elif m.loaded:
+            score, reason = ratio * 0.5, "loaded"
+        else:
+            continue
+        if m.loaded:
+            score += 0.25
+            reason = reason if reason == "quant variant" else "loaded"
+        scored.append(Suggestion(m.key, m.loaded, score, reason, m.loaded_context_length))
+        if same_base:
+            for v in m.variants:
+                if v != requested and v != m.key:
+                    scored.append(Suggestion(v, False, score - 0.01, "quant variant", None))
+    scored.sort(key=lambda s: (-s.score, s.key))
+    seen: set[str] = set()
+    out: list[Suggestion] = []
+    for s in scored:
+        if s.key in seen:
+            continue
+        seen.add(s.key)
+        out.append(s)
+        if len(out) >= limit:
+            break
+    return tuple(out)
+
+
+def _same_base_models(snapshot: InstanceSnapshot, requested: str) -> list[ModelInfo]:
+    want = base_name(requested)
+    return [m for m in snapshot.models if base_name(m.key) == want or any(base_name(v) == want for v in m.variants)]
+
+
+def _load_step(key: str, context: int | None = None) -> str:
+    ctx = f" --context-length {context}" if context else ""
+    return f"Load it: `lmstudio-tray models load {key}{ctx}` (or ask the agent to call lmstudio_load_model)"
+
+
+def _classify(
+    snapshot: InstanceSnapshot | None,
+    req: ValidateRequest,
+    *,
+    instance_name: str | None,
+    eta_seconds: float | None,
+) -> _Draft:
+    where = _where(snapshot, instance_name, req.base_url)
+    if snapshot is None:
+        return _Draft(
+            "offline",
+            f"{where}: no status yet; the tray has not reached this LM Studio server.",
+            steps=[
+                "Check that LM Studio is running and its server is on: `lmstudio-tray server start`",
+                "See what the tray knows: `lmstudio-tray status`",
+            ],
+            retry_after_ms=2000,
+        )
+    if snapshot.state is InstanceState.OFFLINE:
+        reason = f" ({snapshot.error})" if snapshot.error else ""
+        return _Draft(
+            "offline",
+            f"{where}: LM Studio is not reachable{reason}.",
+            steps=[
+                "Start LM Studio's server: `lmstudio-tray server start` (or `lms server start`, or the "
+                "Developer tab in LM Studio)",
+                f"Check the port: the provider's baseURL must point at {snapshot.url}/v1",
+                "Then send the message again; the tray notices the server within a second",
+            ],
+            retry_after_ms=2000,
+        )
+    if snapshot.state is InstanceState.AUTH_FAILED:
+        return _Draft(
+            "auth_failed",
+            f"{where}: LM Studio refused the API token (authentication is on).",
+            steps=[
+                "Create a token in LM Studio: Developer → Server Settings → API Tokens",
+                "Store it for the tray: `lmstudio-tray config token set`",
+                "Give OpenCode the same token: provider options.apiKey = \"{env:LM_API_TOKEN}\"",
+            ],
+        )
+    if snapshot.state is InstanceState.ERROR:
+        reason = snapshot.error or "unexpected answers"
+        return _Draft(
+            "error",
+            f"{where}: LM Studio answers with errors ({reason}).",
+            steps=[
+                "Look at LM Studio's server log (Developer tab) for the failing request",
+                "Restart the server: `lmstudio-tray server stop && lmstudio-tray server start`",
+            ],
+            retry_after_ms=5000,
+        )
+
+    model = resolve_model(snapshot, req.model)
+    load = next(
+        (ld for ld in snapshot.loads if ld.model == req.model or (model is not None and ld.model == model.key)),
+        None,
+    )
+    if load is not None:
+        eta = load.eta_seconds if load.eta_seconds is not None else eta_seconds
+        pct = f" {round(load.progress * 100)}%" if load.progress is not None else ""
+        eta_text = f", about {round(eta)} s left" if eta is not None else ""
+        return _Draft(
+            "loading",
+            f"{where}: {req.model} is loading{pct}{eta_text}.",
+            model_info=model,
+            retry_after_ms=int(max(eta or 1.0, 0.25) * 1000),
+            eta_seconds=eta,
+        )
+
+    if model is None:
+        same = _same_base_models(snapshot, req.model)
+        suggestions = list(rank_suggestions(snapshot, req.model))
+        if len(same) >= 2:
+            return _Draft(
+                "ambiguous",
+                f"{where}: {req.model!r} matches {len(same)} downloaded models: "
+                + ", ".join(m.key for m in same)
+                + "; LM Studio may pick another one than you expect.",
+                suggestions=suggestions,
+                steps=["Name the exact model key in opencode.json (`lmstudio-tray opencode install --provider` "
+                       "writes the real keys)"],
+            )
+        steps = [
+            "List what LM Studio has: `lmstudio-tray models list`",
+            "Use an exact key in opencode.json, or rewrite the provider: `lmstudio-tray opencode install "
+            "--provider`",
+        ]
+        if snapshot.jit is False:
+            steps.insert(1, "JIT loading is off, so only loaded models are listed; load the model first: "
+                         "`lmstudio-tray models load <key>`")
+        return _Draft(
+            "unknown_model",
+            f"{where}: LM Studio has no model {req.model!r}.",
+            suggestions=suggestions,
+            steps=steps,
+        )
+
+    if model.loaded:
+        loaded_ctx = model.loaded_context_length
+        if req.context_limit and loaded_ctx and loaded_ctx < req.context_limit:
+            return _Draft(
+                "context_too_small",
+                f"{where}: {model.key} is loaded with a context of {loaded_ctx} tokens, but OpenCode "
+                f"plans for {req.context_limit}; long sessions will fail with LM Studio's "
+                "\"tokens to keep\" error.",
+                model_info=model,
+                steps=[
+                    f"Reload it with a larger context: `lmstudio-tray models switch {model.key} "
+                    f"--context-length {min(req.context_limit, model.max_context_length or req.context_limit)}`",
+                    f"Or lower limit.context of {req.model} in opencode.json to {loaded_ctx} "
+                    "(`lmstudio-tray opencode install --provider` does this)",
+                ],
+            )
+        return _Draft("ready", f"{where}: {model.key} is loaded.", model_info=model)
+
+    variants = [v for v in model.variants if v != model.key]
+    if snapshot.jit:
+        eta_text = f" (about {round(eta_seconds)} s)" if eta_seconds is not None else ""
+        if len(variants) >= 2 and req.model == model.key:
+            return _Draft(
+                "ambiguous",
+                f"{where}: {model.key} is not loaded and has {len(variants)} quant variants; JIT will load "
+                "its default variant" + eta_text + ".",
+                model_info=model,
+                suggestions=[Suggestion(v, False, 1.0, "quant variant") for v in variants[:MAX_SUGGESTIONS]],
+                steps=[_load_step(variants[0])],
+                eta_seconds=eta_seconds,
+            )
+        return _Draft(
+            "jit",
+            f"{where}: {model.key} is not loaded; LM Studio will load it on demand{eta_text}.",
+            model_info=model,
+            steps=[_load_step(model.key)],
+            retry_after_ms=None if eta_seconds is None else int(eta_seconds * 1000),
+            eta_seconds=eta_seconds,
+        )
+    jit_text = "JIT loading is off" if snapshot.jit is False else "JIT loading may be off"
+    return _Draft(
+        "not_loaded",
+        f"{where}: {model.key} is not loaded and {jit_text}, so LM Studio would refuse the request.",
+        model_info=model,
+        suggestions=list(rank_suggestions(snapshot, req.model, exclude=model.key)),
+        steps=[
+            _load_step(model.key, req.context_limit if model.max_context_length else None),
+            "Or switch OpenCode to a loaded model (/models)",
+            "Or turn on JIT loading in LM Studio: Developer → Server Settings → Just in Time Model Loading",
+        ],
+        eta_seconds=eta_seconds,
+    )
+
+
+def _where(snapshot: InstanceSnapshot | None, instance_name: str | None, base_url: str | None) -> str:
+    name = snapshot.name if snapshot else instance_name
+    url = snapshot.url if snapshot else base_url
+    if name and url:
+        return f"LM Studio '{name}' ({url})"
+    return f"LM Studio ({url or name or 'unknown'})"
+
+
+def evaluate(
+    snapshot: InstanceSnapshot | None,
+    request: ValidateRequest,
+    policy: Mapping[str, Policy],
+    *,
+    instance_name: str | None = None,
+    eta_seconds: float | None = None,
+) -> Verdict:
+    """The verdict for one request. `eta_seconds` is the caller's load-time estimate for this model."""
+    draft = _classify(snapshot, request, instance_name=instance_name, eta_seconds=eta_seconds)
+    action = policy.get(draft.category, Policy.ALLOW)
+    if action is Policy.ENSURE and draft.category not in ENSURABLE:
+        # Loading cannot fix a dead server or a wrong name: asking for `ensure` there means "do not pass".
+        action = Policy.BLOCK
+    if action is Policy.ENSURE and draft.category == "loading":
+        draft.warnings.append("a load is already running; ensure waits for it")
+    m = draft.model_info
+    loaded_models = tuple(
+        f"{lm.key} (ctx {lm.loaded_context_length})" if lm.loaded_context_length else lm.key
+        for lm in (snapshot.loaded_models if snapshot else ())
+    )
+    if snapshot is not None and snapshot.jit is None and draft.category == "not_loaded":
+        draft.warnings.append("the tray could not tell whether JIT loading is on")
+    facts = Facts(
+        instance=snapshot.name if snapshot else instance_name,
+        url=snapshot.url if snapshot else request.base_url,
+        state=snapshot.state.value if snapshot else None,
+        jit=snapshot.jit if snapshot else None,
+        model_key=m.key if m else None,
+        instance_ids=tuple(i.id for i in m.instances) if m else (),
+        loaded_context_length=m.loaded_context_length if m else None,
+        max_context_length=m.max_context_length if m else None,
+        loaded_models=loaded_models,
+        eta_seconds=draft.eta_seconds,
+    )
+    return Verdict(
+        ok=action in (Policy.ALLOW, Policy.WARN),
+        category=draft.category,
+        action=action,
+        model=request.model,
+        message=draft.message,
+        facts=facts,
+        suggestions=tuple(draft.suggestions),
+        steps=tuple(draft.steps),
+        warnings=tuple(draft.warnings),
+        retry_after_ms=draft.retry_after_ms,
+    )
+
+
+def ensure_target(verdict: Verdict, request: ValidateRequest) -> tuple[str, int | None] | None:
+    """What an `ensure` must load for this verdict: (model key, context length) or None if nothing."""
+    if verdict.category not in ENSURABLE or verdict.category == "loading":
+        return None
+    key = verdict.facts.model_key or request.model
+    if verdict.category == "ambiguous" and verdict.facts.model_key is None:
+        return None
+    context = request.context_limit if verdict.category == "context_too_small" else None
+    if context and verdict.facts.max_context_length:
+        context = min(context, verdict.facts.max_context_length)
+    return key, context
+
