@@ -142,7 +142,9 @@ NOTIFY_CATEGORIES = ("loading", "loaded", "load_failed", "offline", "online", "a
 class NotificationsConfig(Strict):
     enabled: bool = Field(True, description="Show desktop notifications at all.")
     quiet: bool = Field(False, description="Only failures notify (load failed, offline, auth, session failing).")
-    window: float = Field(60.0, ge=0, le=86400, description="At most one notification per kind and instance per window (s).")
+    window: float = Field(
+        60.0, ge=0, le=86400, description="At most one notification per kind and instance per window (s)."
+    )
     loading_threshold: float = Field(
         3.0, ge=0, le=600, description="Only loads expected to take longer than this (s) raise a 'loading' bubble."
     )

@@ -1,0 +1,329 @@
+"""Things a person asks LM Studio to do: load, unload, switch, start/stop the server.
+
+One implementation serves the tray, the CLI, the endpoint and the OpenCode tools. Loads are
+single-flight per instance and model: concurrent callers share one load and its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from lmstudio_tray.core.client import LMStudioError
+from lmstudio_tray.core.eta import LoadEstimator
+from lmstudio_tray.core.events import (
+    EventBus,
+    LoadFailed,
+    LoadFinished,
+    LoadStarted,
+    ServerStarted,
+    ServerStopped,
+)
+from lmstudio_tray.core.lms import LMS_MISSING, Lms, LmsError
+from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
+
+log = logging.getLogger(__name__)
+LmsFactory = Callable[[InstanceMonitor], "Lms | None"]
+_TICK = 0.5
+
+
+class ActionError(Exception):
+    """An action failed; the message is written for a person and says what to do."""
+
+    def __init__(self, message: str, *, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind  # offline | auth_failed | unknown_model | not_supported | failed | cancelled
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    instance: str
+    model: str
+    instance_id: str
+    seconds: float
+    context_length: int | None
+    already_loaded: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "instance": self.instance,
+            "model": self.model,
+            "instance_id": self.instance_id,
+            "seconds": round(self.seconds, 3),
+            "context_length": self.context_length,
+            "already_loaded": self.already_loaded,
+        }
+
+
+class Actions:
+    def __init__(
+        self,
+        monitor: Monitor,
+        bus: EventBus,
+        *,
+        estimator: LoadEstimator | None = None,
+        lms_factory: LmsFactory | None = None,
+    ) -> None:
+        self.monitor = monitor
+        self.bus = bus
+        self.estimator = estimator or LoadEstimator()
+        self._lms_factory = lms_factory or (lambda _mon: None)
+        self._inflight: dict[tuple[str, str], asyncio.Task[LoadResult]] = {}
+        self._lms_in_use: dict[tuple[str, str], Lms] = {}
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    async def _usable(self, instance: str) -> tuple[InstanceMonitor, InstanceSnapshot]:
+        try:
+            mon = self.monitor.instance(instance)
+        except KeyError as exc:
+            raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
+        snap = await self.monitor.get(instance, max_age=2.0)
+        if snap.state is InstanceState.OFFLINE:
+            hint = (
+                "start it with `lmstudio-tray server start`"
+                + (f" --instance {instance}" if len(self.monitor.names) > 1 else "")
+                + " or from LM Studio's Developer tab"
+            )
+            raise ActionError(f"LM Studio at {snap.url} is not running: {hint}.", kind="offline")
+        if snap.state is InstanceState.AUTH_FAILED:
+            raise ActionError(
+                f"LM Studio at {snap.url} needs an API token: create one in LM Studio (Developer → Server "
+                f"Settings → Manage Tokens) and store it with `lmstudio-tray token set {instance}`.",
+                kind="auth_failed",
+            )
+        return mon, snap
+
+    @staticmethod
+    def _resolve(snap: InstanceSnapshot, target: str) -> ModelInfo | None:
+        found = snap.model(target)
+        if found is None:
+            hit = snap.find_instance(target)
+            found = hit[0] if hit else None
+        return found
+
+    def estimate_load_seconds(self, instance: str, model: str) -> float:
+        snap = self.monitor.snapshot(instance)
+        info = snap.model(model) if snap else None
+        return self.estimator.estimate(instance, info.size_bytes if info else None)
+
+    # ---- load -------------------------------------------------------------------------------------
+
+    async def load(self, instance: str, model: str, *, context_length: int | None = None) -> LoadResult:
+        key = (instance, model)
+        task = self._inflight.get(key)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._load(instance, model, context_length))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))  # type: ignore[misc]
+        # shield: one caller giving up (a timed-out hook) must not cancel the load for everyone
+        return await asyncio.shield(task)
+
+    def loading(self, instance: str, model: str) -> bool:
+        task = self._inflight.get((instance, model))
+        return task is not None and not task.done()
+
+    async def _load(self, instance: str, model: str, context_length: int | None) -> LoadResult:
+        mon, snap = await self._usable(instance)
+        info = self._resolve(snap, model)
+        if info is None and snap.models:
+            raise ActionError(
+                f"{model!r} is not downloaded on {instance}; see `lmstudio-tray models list` for what is.",
+                kind="unknown_model",
+            )
+        key = info.key if info else model
+        if info is not None and info.loaded and (
+            context_length is None or any(i.context_length == context_length for i in info.instances)
+        ):
+            inst = info.instances[0]
+            return LoadResult(instance, key, inst.id, 0.0, inst.context_length, already_loaded=True)
+        size = info.size_bytes if info else None
+        eta = self.estimator.estimate(instance, size)
+        mon.expect_load(key, eta_seconds=eta, owned=True)
+        self.bus.publish(LoadStarted(instance, model=key, eta_seconds=eta, size_bytes=size))
+        started = time.monotonic()
+        real_progress = asyncio.Event()
+
+        def on_progress(fraction: float) -> None:
+            real_progress.set()
+            elapsed = time.monotonic() - started
+            left = elapsed / fraction * (1 - fraction) if fraction > 0.02 else eta
+            mon.update_load(key, progress=fraction, eta_seconds=left, estimated=False)
+
+        ticker = asyncio.ensure_future(self._tick(mon, instance, key, size, started, real_progress))
+        try:
+            instance_id, ctx = await self._do_load(mon, snap, key, context_length, on_progress)
+        except (LMStudioError, LmsError) as exc:
+            reason = exc.message if isinstance(exc, LMStudioError) else str(exc)
+            self.bus.publish(LoadFailed(instance, model=key, reason=reason, context_length=context_length))
+            kind = "cancelled" if "cancelled" in reason else "failed"
+            if isinstance(exc, LMStudioError) and exc.kind is FailureKind.OFFLINE:
+                kind = "offline"
+            raise ActionError(f"Loading {key} on {instance} failed: {reason}", kind=kind) from None
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            mon.end_load(key)
+        seconds = time.monotonic() - started
+        self.estimator.record(instance, size, seconds)
+        with contextlib.suppress(Exception):
+            await mon.refresh()
+        self.bus.publish(LoadFinished(instance, model=key, instance_id=instance_id, seconds=seconds, size_bytes=size))
+        return LoadResult(instance, key, instance_id, seconds, ctx)
+
+    async def _tick(
+        self, mon: InstanceMonitor, instance: str, key: str, size: int | None, started: float, real: asyncio.Event
+    ) -> None:
+        while not real.is_set():
+            await asyncio.sleep(_TICK)
+            if real.is_set():
+                return
+            fraction, left = self.estimator.progress(instance, size, time.monotonic() - started)
+            mon.update_load(key, progress=fraction, eta_seconds=left, estimated=True)
+
+    async def _do_load(
+        self,
+        mon: InstanceMonitor,
+        snap: InstanceSnapshot,
+        key: str,
+        context_length: int | None,
+        on_progress: Callable[[float], None],
+    ) -> tuple[str, int | None]:
+        lms = self._lms_factory(mon) if is_local_url(snap.url) else None
+        if lms is not None:
+            # `lms load` is the one path with LM Studio's own progress (and Ctrl-C cancellation).
+            self._lms_in_use[(mon.name, key)] = lms
+            try:
+                instance_id = await lms.load(key, context_length=context_length, on_progress=on_progress)
+            finally:
+                self._lms_in_use.pop((mon.name, key), None)
+            return instance_id, context_length
+        resp = await mon.client.load(key, context_length=context_length)
+        return resp.instance_id, resp.context_length
+
+    async def cancel_load(self, instance: str, model: str) -> bool:
+        """Cancel a running load. Only `lms` loads can be cancelled; REST loads cannot be stopped."""
+        lms = self._lms_in_use.get((instance, model))
+        return lms.cancel(model) if lms is not None else False
+
+    def can_cancel(self, instance: str, model: str) -> bool:
+        return (instance, model) in self._lms_in_use
+
+    # ---- unload / switch --------------------------------------------------------------------------
+
+    async def unload(self, instance: str, target: str) -> list[str]:
+        """Unload an instance id, or every loaded instance of a model key."""
+        mon, snap = await self._usable(instance)
+        hit = snap.find_instance(target)
+        if hit is not None:
+            ids = [hit[1].id]
+        else:
+            info = snap.model(target)
+            if info is None or not info.loaded:
+                loaded = ", ".join(i.id for m in snap.loaded_models for i in m.instances) or "nothing"
+                raise ActionError(f"{target!r} is not loaded on {instance} (loaded: {loaded}).", kind="not_loaded")
+            ids = [i.id for i in info.instances]
+        return await self._unload_ids(mon, ids)
+
+    async def unload_all(self, instance: str) -> list[str]:
+        mon, snap = await self._usable(instance)
+        ids = [i.id for m in snap.loaded_models for i in m.instances]
+        return await self._unload_ids(mon, ids)
+
+    async def _unload_ids(self, mon: InstanceMonitor, ids: list[str]) -> list[str]:
+        done: list[str] = []
+        try:
+            for iid in ids:
+                await mon.client.unload(iid)
+                done.append(iid)
+        except LMStudioError as exc:
+            raise ActionError(f"Unloading {iid} on {mon.name} failed: {exc.message}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await mon.refresh()
+        return done
+
+    async def switch(self, instance: str, model: str, *, context_length: int | None = None) -> LoadResult:
+        """Load `model`, then unload the other LLMs. A failed load leaves the old model in place.
+
+        Embedding models stay: they usually serve a different purpose (retrieval) than the chat model.
+        """
+        result = await self.load(instance, model, context_length=context_length)
+        mon = self.monitor.instance(instance)
+        snap = await self.monitor.get(instance, max_age=0)
+        others = [
+            i.id
+            for m in snap.loaded_models
+            if m.type != "embedding"
+            for i in m.instances
+            if i.id != result.instance_id
+        ]
+        await self._unload_ids(mon, others)
+        return result
+
+    # ---- server -----------------------------------------------------------------------------------
+
+    def _server_lms(self, instance: str) -> tuple[InstanceMonitor, Lms]:
+        try:
+            mon = self.monitor.instance(instance)
+        except KeyError as exc:
+            raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
+        if not is_local_url(mon.config.url) and not mon.config.lms_host:
+            raise ActionError(
+                f"{instance} is a remote server ({mon.config.url}); set `lms_host` for it in the config to "
+                "start or stop it with `lms --host`, or use LM Studio on that machine.",
+                kind="not_supported",
+            )
+        lms = self._lms_factory(mon)
+        if lms is None:
+            from lmstudio_tray.core.paths import lmstudio_home
+
+            raise ActionError(LMS_MISSING.format(home=lmstudio_home()), kind="lms_missing")
+        return mon, lms
+
+    async def server_start(self, instance: str) -> str:
+        mon, lms = self._server_lms(instance)
+        port = urlsplit(mon.config.url).port
+        try:
+            result = await lms.server_start(port)
+        except LmsError as exc:
+            raise ActionError(f"Starting the server of {instance} failed: {exc}") from None
+        if result.returncode != 0:
+            raise ActionError(f"Starting the server of {instance} failed: {result.message}")
+        mon.poke()
+        with contextlib.suppress(Exception):
+            await mon.refresh()
+        self.bus.publish(ServerStarted(instance))
+        return result.message
+
+    async def server_stop(self, instance: str) -> str:
+        mon, lms = self._server_lms(instance)
+        try:
+            result = await lms.server_stop()
+        except LmsError as exc:
+            raise ActionError(f"Stopping the server of {instance} failed: {exc}") from None
+        if result.returncode != 0:
+            raise ActionError(f"Stopping the server of {instance} failed: {result.message}")
+        with contextlib.suppress(Exception):
+            await mon.refresh()
+        self.bus.publish(ServerStopped(instance))
+        return result.message
+
+    async def server_status(self, instance: str) -> dict[str, object]:
+        snap = await self.monitor.get(instance, max_age=1.0)
+        running = snap.state is not InstanceState.OFFLINE
+        return {
+            "instance": instance,
+            "url": snap.url,
+            "running": running,
+            "state": snap.state.value,
+            "port": urlsplit(snap.url).port,
+            "can_control": snap.can_control_server,
+        }
