@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["emulator"]:
         from lmstudio_tray.emulator.cli import main as emulator_main
 
-        return emulator_main(args_list[1:])
+        return int(emulator_main(args_list[1:]))
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command is None:

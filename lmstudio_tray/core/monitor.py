@@ -306,14 +306,16 @@ class InstanceMonitor:
 
     async def run(self) -> None:
         while True:
+            # the warm-up already polled once: wait first, so a start costs one request, not two
+            if self.snapshot is not None and not self._wake.is_set():
+                await self._sleep_or_wake(self.next_delay())
+            self._wake.clear()
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive any bug in one poll
                 log.exception("poll of %s failed", self.name)
-            self._wake.clear()
-            await self._sleep_or_wake(self.next_delay())
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
