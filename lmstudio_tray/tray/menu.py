@@ -1,0 +1,319 @@
+"""The tray menu as plain data, built from a status snapshot: no toolkit, no IO, no clock.
+
+`build_menu` is the whole menu logic; the pystray adapter only renders the tree, and the presenter
+turns a clicked item's `MenuAction` into a core action. Tests therefore need no display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo, StatusReport
+from lmstudio_tray.notify.policy import format_duration, format_size
+
+APP_TITLE = "LM Studio Tray"
+TOOLTIP_MAX = 127  # Windows truncates tray tooltips at 128 characters
+
+STATE_WORDS = {
+    InstanceState.OFFLINE: "Offline",
+    InstanceState.AUTH_FAILED: "API token needed",
+    InstanceState.IDLE: "Running, no model loaded",
+    InstanceState.READY: "Ready",
+    InstanceState.LOADING: "Loading",
+    InstanceState.ERROR: "Error",
+}
+
+TYPE_GROUPS = (("llm", "Language models"), ("vlm", "Vision models"), ("embedding", "Embedding models"))
+
+
+class ActionKind(str, Enum):
+    LOAD = "load"
+    SWITCH = "switch"
+    UNLOAD = "unload"
+    UNLOAD_ALL = "unload_all"
+    SERVER_START = "server_start"
+    SERVER_STOP = "server_stop"
+    CANCEL_LOAD = "cancel_load"
+    COPY_ID = "copy_id"
+    TOGGLE_NOTIFICATIONS = "toggle_notifications"
+    TOGGLE_AUTOSTART = "toggle_autostart"
+    OPEN_CONFIG = "open_config"
+    OPEN_LOGS = "open_logs"
+    ABOUT = "about"
+    QUIT = "quit"
+
+
+@dataclass(frozen=True)
+class MenuAction:
+    kind: ActionKind
+    instance: str | None = None
+    target: str | None = None  # model key or loaded instance id
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    label: str
+    action: MenuAction | None = None
+    enabled: bool = True
+    checked: bool | None = None  # None: not a check item
+    children: tuple[MenuItem, ...] = ()
+    separator: bool = False
+
+    @property
+    def is_submenu(self) -> bool:
+        return bool(self.children)
+
+    def find(self, label: str) -> MenuItem:
+        """The first descendant whose label starts with `label` (for tests and the adapter)."""
+        return find(self.children, label)
+
+
+SEPARATOR = MenuItem("", separator=True)
+
+
+@dataclass(frozen=True)
+class MenuPrefs:
+    notifications: bool = True
+    autostart: bool | None = None  # None: autostart is not available here, so the item is hidden
+    config_path: str | None = None
+    logs_path: str | None = None
+
+
+@dataclass(frozen=True)
+class MenuContext:
+    """Facts the menu needs that are not in the snapshot."""
+
+    prefs: MenuPrefs = field(default_factory=MenuPrefs)
+    can_cancel: Callable[[str, str], bool] = lambda instance, model: False
+    busy: frozenset[tuple[str, str]] = frozenset()  # (instance, model) with a click still being handled
+
+
+def find(items: tuple[MenuItem, ...], label: str) -> MenuItem:
+    for item in items:
+        if item.label.startswith(label) and not item.separator:
+            return item
+    for item in items:
+        if item.children:
+            try:
+                return find(item.children, label)
+            except KeyError:
+                pass
+    raise KeyError(label)
+
+
+def flatten(items: tuple[MenuItem, ...]) -> list[MenuItem]:
+    out: list[MenuItem] = []
+    for item in items:
+        out.append(item)
+        out.extend(flatten(item.children))
+    return out
+
+
+# ---- text ------------------------------------------------------------------------------------------
+
+
+def context_text(length: int | None) -> str:
+    return f"{length:,} ctx" if length else ""
+
+
+def load_text(load: LoadProgress) -> str:
+    parts = []
+    if load.progress is not None:
+        parts.append(f"{load.progress * 100:.0f} %")
+    if load.eta_seconds is not None:
+        approx = "about " if load.estimated else ""
+        parts.append(f"{approx}{format_duration(load.eta_seconds)} left")
+    return f"Loading {load.model}" + (f" — {', '.join(parts)}" if parts else "…")
+
+
+def state_line(snap: InstanceSnapshot) -> str:
+    words = STATE_WORDS[snap.state]
+    if snap.state is InstanceState.READY:
+        n = sum(len(m.instances) for m in snap.loaded_models)  # two copies of one model count twice
+        words += f" · {n} model{'s' if n != 1 else ''} loaded"
+    elif snap.state is InstanceState.LOADING and snap.loads:
+        words = load_text(snap.loads[0])
+    elif snap.state in (InstanceState.ERROR, InstanceState.OFFLINE, InstanceState.AUTH_FAILED) and snap.error:
+        words += f" ({_short(snap.error)})"
+    return f"{snap.name}: {words}"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def model_label(model: ModelInfo) -> str:
+    size = format_size(model.size_bytes)
+    name = model.display_name or model.key
+    if name != model.key:
+        name = f"{name} ({model.key})"
+    return f"{name} — {size}" if size else name
+
+
+def tooltip(report: StatusReport) -> str:
+    lines = [APP_TITLE]
+    for snap in report.instances:
+        loaded = ", ".join(
+            f"{inst.id}" + (f" ({inst.context_length // 1024}k)" if inst.context_length else "")
+            for m in snap.loaded_models
+            for inst in m.instances
+        )
+        words = STATE_WORDS[snap.state].lower()
+        lines.append(f"{snap.name}: {loaded}" if loaded else f"{snap.name}: {words}")
+    if not report.instances:
+        lines.append("no instances configured")
+    text = "\n".join(lines)
+    return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
+
+
+# ---- structure -------------------------------------------------------------------------------------
+
+
+def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[MenuItem, ...]:
+    ctx = ctx or MenuContext()
+    items: list[MenuItem] = []
+    if not report.instances:
+        items.append(MenuItem("No LM Studio instance configured", enabled=False))
+    elif len(report.instances) == 1:
+        items.extend(instance_section(report.instances[0], ctx))
+    else:
+        for snap in report.instances:
+            label = state_line(snap)
+            if snap.name == report.active:
+                label += "  (active)"
+            items.append(MenuItem(label, children=instance_section(snap, ctx, header=False)))
+    items.append(SEPARATOR)
+    items.extend(global_section(ctx.prefs))
+    return tuple(items)
+
+
+def instance_section(snap: InstanceSnapshot, ctx: MenuContext, *, header: bool = True) -> tuple[MenuItem, ...]:
+    name = snap.name
+    online = snap.state in (InstanceState.IDLE, InstanceState.READY, InstanceState.LOADING)
+    items: list[MenuItem] = []
+    if header:
+        items.append(MenuItem(state_line(snap), enabled=False))
+    elif snap.error and not online:
+        items.append(MenuItem(_short(snap.error, 80), enabled=False))
+    if snap.url:
+        items.append(MenuItem(snap.url, enabled=False))
+
+    loaded = [(m, inst) for m in snap.loaded_models for inst in m.instances]
+    for _, inst in loaded:
+        ctx_text = context_text(inst.context_length)
+        items.append(MenuItem(f"● {inst.id}" + (f" · {ctx_text}" if ctx_text else ""), enabled=False))
+
+    for load in snap.loads:
+        items.append(MenuItem(load_text(load), enabled=False))
+        can_cancel = online and ctx.can_cancel(name, load.model)
+        items.append(
+            MenuItem(
+                f"Cancel loading {load.model}" if can_cancel else f"Cancel loading {load.model} (not possible)",
+                MenuAction(ActionKind.CANCEL_LOAD, name, load.model),
+                enabled=can_cancel,
+            )
+        )
+
+    items.append(SEPARATOR)
+    loading_keys = {load.model for load in snap.loads}
+    items.append(_model_picker("Load model", ActionKind.LOAD, snap, online, loading_keys, ctx))
+    items.append(
+        _model_picker("Switch to", ActionKind.SWITCH, snap, online and bool(loaded), loading_keys, ctx)
+    )
+    unload_children = tuple(
+        MenuItem(
+            inst.id + (f" · {context_text(inst.context_length)}" if inst.context_length else ""),
+            MenuAction(ActionKind.UNLOAD, name, inst.id),
+            enabled=online,
+        )
+        for _, inst in loaded
+    )
+    items.append(
+        MenuItem("Unload", children=unload_children, enabled=online and bool(loaded))
+        if unload_children
+        else MenuItem("Unload", enabled=False)
+    )
+    items.append(MenuItem("Unload all", MenuAction(ActionKind.UNLOAD_ALL, name), enabled=online and bool(loaded)))
+
+    copy_ids = sorted({inst.id for _, inst in loaded} | {m.key for m, _ in loaded})
+    items.append(
+        MenuItem(
+            "Copy model id",
+            children=tuple(MenuItem(i, MenuAction(ActionKind.COPY_ID, name, i)) for i in copy_ids),
+        )
+        if copy_ids
+        else MenuItem("Copy model id", enabled=False)
+    )
+
+    server = _server_item(snap, online)
+    if server is not None:
+        items.append(SEPARATOR)
+        items.append(server)
+    return tuple(items)
+
+
+def _server_item(snap: InstanceSnapshot, online: bool) -> MenuItem | None:
+    if not snap.can_control_server and snap.remote:
+        return None  # nothing here can reach a remote server's process: do not offer it
+    controllable = snap.can_control_server
+    if online or snap.state is InstanceState.AUTH_FAILED or snap.state is InstanceState.ERROR:
+        label = "Stop server" if controllable else "Stop server (needs the lms CLI)"
+        return MenuItem(label, MenuAction(ActionKind.SERVER_STOP, snap.name), enabled=controllable)
+    label = "Start server" if controllable else "Start server (needs the lms CLI)"
+    return MenuItem(label, MenuAction(ActionKind.SERVER_START, snap.name), enabled=controllable)
+
+
+def _model_picker(
+    title: str,
+    kind: ActionKind,
+    snap: InstanceSnapshot,
+    enabled: bool,
+    loading: set[str],
+    ctx: MenuContext,
+) -> MenuItem:
+    groups: list[MenuItem] = []
+    known_types = {t for t, _ in TYPE_GROUPS}
+    for type_key, group_title in (*TYPE_GROUPS, ("", "Other models")):
+        models = sorted(
+            (m for m in snap.models if (m.type == type_key if type_key else m.type not in known_types)),
+            key=lambda m: (m.display_name or m.key).lower(),
+        )
+        if kind is ActionKind.SWITCH:
+            models = [m for m in models if m.type != "embedding"]  # switching means "the chat model"
+        if not models:
+            continue
+        children = tuple(
+            MenuItem(
+                model_label(m),
+                MenuAction(kind, snap.name, m.key),
+                enabled=enabled and m.key not in loading and (snap.name, m.key) not in ctx.busy,
+                checked=m.loaded,
+            )
+            for m in models
+        )
+        groups.append(MenuItem(group_title, children=children))
+    if not groups:
+        return MenuItem(title, enabled=False)
+    if len(groups) == 1:
+        # One group: skip the extra level, people should not hunt for their only models.
+        return MenuItem(title, children=groups[0].children, enabled=enabled)
+    return MenuItem(title, children=tuple(groups), enabled=enabled)
+
+
+def global_section(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
+    items = [
+        MenuItem("Notifications", MenuAction(ActionKind.TOGGLE_NOTIFICATIONS), checked=prefs.notifications),
+    ]
+    if prefs.autostart is not None:
+        items.append(MenuItem("Start at login", MenuAction(ActionKind.TOGGLE_AUTOSTART), checked=prefs.autostart))
+    items += [
+        MenuItem("Open config file", MenuAction(ActionKind.OPEN_CONFIG), enabled=prefs.config_path is not None),
+        MenuItem("Open logs folder", MenuAction(ActionKind.OPEN_LOGS), enabled=prefs.logs_path is not None),
+        MenuItem(f"About {APP_TITLE}", MenuAction(ActionKind.ABOUT)),
+        SEPARATOR,
+        MenuItem("Quit", MenuAction(ActionKind.QUIT)),
+    ]
+    return tuple(items)

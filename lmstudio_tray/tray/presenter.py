@@ -1,0 +1,251 @@
+"""Connects status snapshots and menu clicks to the core, without knowing any toolkit.
+
+The view (the pystray adapter, or a mock in tests) only draws what it is told and reports clicks.
+Clicks never block: core actions are submitted to the core's loop and their failures come back as
+notifications, because a menu callback that waits on LM Studio freezes the whole tray.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from lmstudio_tray import __version__
+from lmstudio_tray.core.models import InstanceState, StatusReport
+from lmstudio_tray.tray.icons import aggregate, quantize
+from lmstudio_tray.tray.menu import (
+    APP_TITLE,
+    ActionKind,
+    MenuAction,
+    MenuContext,
+    MenuItem,
+    MenuPrefs,
+    build_menu,
+    tooltip,
+)
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any]"]
+
+
+class TrayView(Protocol):
+    def set_icon(self, state: InstanceState, progress: float | None) -> None: ...
+
+    def set_tooltip(self, text: str) -> None: ...
+
+    def set_menu(self, items: tuple[MenuItem, ...]) -> None: ...
+
+    def copy_text(self, text: str) -> bool: ...
+
+    def open_path(self, path: str) -> bool: ...
+
+    def quit(self) -> None: ...
+
+
+class ActionsLike(Protocol):
+    async def load(self, instance: str, model: str, *, context_length: int | None = None) -> Any: ...
+
+    async def switch(self, instance: str, model: str, *, context_length: int | None = None) -> Any: ...
+
+    async def unload(self, instance: str, target: str) -> Any: ...
+
+    async def unload_all(self, instance: str) -> Any: ...
+
+    async def server_start(self, instance: str) -> Any: ...
+
+    async def server_stop(self, instance: str) -> Any: ...
+
+    async def cancel_load(self, instance: str, model: str) -> bool: ...
+
+    def can_cancel(self, instance: str, model: str) -> bool: ...
+
+
+class Reporter(Protocol):
+    def report(self, title: str, body: str, *, replace_key: str | None = None, failure: bool = True) -> None: ...
+
+
+class TrayPresenter:
+    def __init__(
+        self,
+        view: TrayView,
+        *,
+        status: Callable[[], StatusReport],
+        actions: ActionsLike,
+        submit: Submit,
+        reporter: Reporter,
+        prefs: MenuPrefs | None = None,
+        set_notifications: Callable[[bool], None] | None = None,
+        set_autostart: Callable[[bool], None] | None = None,
+        ensure_config: Callable[[], str | None] | None = None,
+        about_text: Callable[[], str] | None = None,
+    ) -> None:
+        self.view = view
+        self._status = status
+        self._actions = actions
+        self._submit = submit
+        self._reporter = reporter
+        self.prefs = prefs or MenuPrefs()
+        self._set_notifications = set_notifications
+        self._set_autostart = set_autostart
+        self._ensure_config = ensure_config
+        self._about_text = about_text
+        self._lock = threading.RLock()
+        self._busy: set[tuple[str, str]] = set()
+        self._shown_icon: tuple[InstanceState, float | None] | None = None
+        self._shown_menu: tuple[MenuItem, ...] | None = None
+        self._shown_tooltip: str | None = None
+        self.pending: list[concurrent.futures.Future[Any]] = []  # in-flight actions (tests wait on them)
+
+    # ---- model -> view --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read the cached status and push only what changed (redrawing menus makes them flicker)."""
+        try:
+            report = self._status()
+        except Exception:
+            log.exception("could not read the status")
+            return
+        with self._lock:
+            state, progress = aggregate(report)
+            icon = (state, quantize(progress))
+            ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy))
+            menu = build_menu(report, ctx)
+            tip = tooltip(report)
+            if icon != self._shown_icon:
+                self._shown_icon = icon
+                self.view.set_icon(state, icon[1])
+            if tip != self._shown_tooltip:
+                self._shown_tooltip = tip
+                self.view.set_tooltip(tip)
+            if menu != self._shown_menu:
+                self._shown_menu = menu
+                self.view.set_menu(menu)
+
+    def on_event(self, event: object) -> None:
+        """Bus subscriber (runs in the core thread): every event may change what the tray shows."""
+        self.refresh()
+
+    def _can_cancel(self, instance: str, model: str) -> bool:
+        try:
+            return bool(self._actions.can_cancel(instance, model))
+        except Exception:
+            return False
+
+    # ---- view -> core ---------------------------------------------------------------------------
+
+    def on_click(self, action: MenuAction) -> None:
+        try:
+            self._dispatch(action)
+        except Exception as exc:  # a menu callback must never take the tray down
+            log.exception("menu action %s failed", action.kind.value)
+            self._reporter.report(f"{APP_TITLE}: {action.kind.value} failed", str(exc))
+
+    def _dispatch(self, action: MenuAction) -> None:
+        kind, inst, target = action.kind, action.instance or "", action.target or ""
+        acts = self._actions
+        if kind is ActionKind.LOAD:
+            self._run(acts.load(inst, target), f"Could not load {target}", inst, target)
+        elif kind is ActionKind.SWITCH:
+            self._run(acts.switch(inst, target), f"Could not switch to {target}", inst, target)
+        elif kind is ActionKind.UNLOAD:
+            self._run(acts.unload(inst, target), f"Could not unload {target}", inst, target)
+        elif kind is ActionKind.UNLOAD_ALL:
+            self._run(acts.unload_all(inst), f"Could not unload the models of {inst}", inst)
+        elif kind is ActionKind.SERVER_START:
+            self._run(acts.server_start(inst), f"Could not start the server of {inst}", inst)
+        elif kind is ActionKind.SERVER_STOP:
+            self._run(acts.server_stop(inst), f"Could not stop the server of {inst}", inst)
+        elif kind is ActionKind.CANCEL_LOAD:
+            self._run(acts.cancel_load(inst, target), f"Could not cancel loading {target}", inst, target,
+                      falsy_means=f"{inst} cannot cancel this load; it will finish or fail by itself.")
+        elif kind is ActionKind.COPY_ID:
+            if not self.view.copy_text(target):
+                # No clipboard tool: the id in a bubble is the next best thing.
+                self._reporter.report("Model id", target, failure=False)
+        elif kind is ActionKind.TOGGLE_NOTIFICATIONS:
+            self._toggle("notifications", self._set_notifications)
+        elif kind is ActionKind.TOGGLE_AUTOSTART:
+            self._toggle("autostart", self._set_autostart)
+        elif kind is ActionKind.OPEN_CONFIG:
+            path = self._ensure_config() if self._ensure_config else self.prefs.config_path
+            if not path or not self.view.open_path(path):
+                self._reporter.report("Could not open the config file", f"Edit it by hand: {path}")
+        elif kind is ActionKind.OPEN_LOGS:
+            path = self.prefs.logs_path
+            if not path or not self.view.open_path(path):
+                self._reporter.report("Could not open the logs folder", f"The logs are in {path}")
+        elif kind is ActionKind.ABOUT:
+            text = self._about_text() if self._about_text else ""
+            self._reporter.report(f"{APP_TITLE} {__version__}", text or "A tray companion for LM Studio.",
+                                  failure=False)
+        elif kind is ActionKind.QUIT:
+            self.view.quit()
+
+    def _toggle(self, name: str, setter: Callable[[bool], None] | None) -> None:
+        current = getattr(self.prefs, name)
+        if current is None or setter is None:
+            return
+        new = not current
+        try:
+            setter(new)
+        except Exception as exc:
+            self._reporter.report(f"Could not change {name}", str(exc))
+            return
+        with self._lock:
+            self.prefs = _replace(self.prefs, **{name: new})
+        self.refresh()
+
+    def _run(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        failure_title: str,
+        instance: str,
+        model: str | None = None,
+        *,
+        falsy_means: str | None = None,
+    ) -> None:
+        key = (instance, model) if model else None
+        if key is not None:
+            with self._lock:
+                self._busy.add(key)
+        try:
+            future = self._submit(coro)
+        except Exception as exc:
+            coro.close()
+            self._finish(key)
+            self._reporter.report(failure_title, f"The monitor is not running ({exc}).")
+            return
+        self.pending.append(future)
+        self.refresh()
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            self._finish(key)
+            self.pending = [p for p in self.pending if not p.done()]
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                # ActionError carries a message written for people; anything else is our bug.
+                if type(exc).__name__ != "ActionError":
+                    log.error("%s", failure_title, exc_info=exc)
+                self._reporter.report(failure_title, str(exc) or type(exc).__name__,
+                                      replace_key=f"load:{instance}:{model}" if model else f"action:{instance}")
+            elif falsy_means is not None and not f.result():
+                self._reporter.report(failure_title, falsy_means)
+            self.refresh()
+
+        future.add_done_callback(done)
+
+    def _finish(self, key: tuple[str, str] | None) -> None:
+        if key is not None:
+            with self._lock:
+                self._busy.discard(key)
+
+
+def _replace(prefs: MenuPrefs, **changes: Any) -> MenuPrefs:
+    return dataclasses.replace(prefs, **changes)
