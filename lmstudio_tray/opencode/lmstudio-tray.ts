@@ -1,0 +1,449 @@
+/**
+ * lmstudio-tray plugin for OpenCode (written against opencode-ai 1.18.33).
+ *
+ * Asks the lmstudio-tray endpoint (loopback, token from its endpoint.json) before every LLM request to an
+ * LM Studio provider, and stops requests LM Studio would fail with one clear, actionable error instead of
+ * OpenCode's endless retries. Also forwards session events, applies the tray's transforms and registers
+ * the lmstudio_* tools. When the tray is not running, everything here steps aside (fail open).
+ *
+ * Dependency-free on purpose: OpenCode's npm install of plugin dependencies can stall for a minute
+ * offline, so only `import type` (erased by Bun) and the few Bun/Web APIs declared below are used.
+ * Install with `lmstudio-tray opencode install`.
+ */
+import type { Hooks, Plugin, PluginInput } from "@opencode-ai/plugin"
+
+// The parts of Bun's runtime used here; declared locally so the file type-checks without bun-types.
+declare const Bun: { file(path: string): { text(): Promise<string>; exists(): Promise<boolean> } }
+declare const process: { env: Record<string, string | undefined>; platform: string }
+
+type Json = Record<string, unknown>
+type Toast = { title: string; message: string; variant: "info" | "success" | "warning" | "error"; duration: number }
+type Endpoint = { url: string; token: string; pid?: number }
+type ProviderInfo = { id: string; baseURL?: string }
+type SessionInfo = { providerID: string; baseURL?: string; model: string; contextLimit?: number }
+type PluginSettings = {
+  hook_timeout_ms: number
+  ensure_timeout_ms: number
+  instances: { name: string; url: string }[]
+  toasts: { enabled: boolean; quiet: boolean; categories: Record<string, boolean> }
+}
+type Verdict = {
+  ok: boolean
+  category: string
+  action: "allow" | "warn" | "block" | "ensure"
+  model: string
+  message: string
+  text: string
+  retry_after_ms: number | null
+  facts: { instance: string | null; eta_seconds: number | null; loaded_context_length: number | null }
+}
+
+const SERVICE = "lmstudio-tray"
+const DEFAULT_SETTINGS: PluginSettings = {
+  hook_timeout_ms: 800,
+  ensure_timeout_ms: 120_000,
+  instances: [],
+  toasts: { enabled: true, quiet: false, categories: {} },
+}
+const FORWARDED_EVENTS = new Set(["session.status", "session.error", "session.idle", "message.updated", "session.compacted"])
+// Transforms are nice-to-have: they must never hold up a turn for long.
+const TRANSFORM_TIMEOUT_MS = 400
+const SETTINGS_TTL_MS = 30_000
+const ENDPOINT_RETRY_MS = 2_000
+
+function stateDir(): string {
+  const env = process.env
+  const home = env.HOME ?? env.USERPROFILE ?? ""
+  // Must match platformdirs.user_state_dir("lmstudio-tray", appauthor=False) on the Python side.
+  if (process.platform === "win32") return `${env.LOCALAPPDATA ?? `${home}\\AppData\\Local`}\\lmstudio-tray`
+  if (process.platform === "darwin") return `${home}/Library/Application Support/lmstudio-tray`
+  return `${env.XDG_STATE_HOME || `${home}/.local/state`}/lmstudio-tray`
+}
+
+function endpointFile(options: Json | undefined): string {
+  const fromOptions = options?.endpointFile
+  if (typeof fromOptions === "string" && fromOptions) return fromOptions
+  const fromEnv = process.env.LMSTUDIO_TRAY_ENDPOINT_FILE
+  if (fromEnv) return fromEnv
+  const sep = process.platform === "win32" ? "\\" : "/"
+  return `${stateDir()}${sep}endpoint.json`
+}
+
+function normalizeUrl(url: string | undefined): string | undefined {
+  if (!url) return undefined
+  let u = url.trim().replace(/\/+$/, "")
+  if (u.endsWith("/v1")) u = u.slice(0, -3)
+  return u.replace("://localhost:", "://127.0.0.1:")
+}
+
+function asRecord(value: unknown): Json | undefined {
+  return value && typeof value === "object" && !Array.isArray(value) ? (value as Json) : undefined
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === "string" && value ? value : undefined
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+class TrayClient {
+  private endpoint: Endpoint | undefined
+  private lastRead = 0
+  private settings: PluginSettings = DEFAULT_SETTINGS
+  private settingsAt = 0
+
+  constructor(private readonly file: string) {}
+
+  private async load(force: boolean): Promise<Endpoint | undefined> {
+    const now = Date.now()
+    if (this.endpoint && !force) return this.endpoint
+    if (!force && now - this.lastRead < ENDPOINT_RETRY_MS) return this.endpoint
+    this.lastRead = now
+    try {
+      const f = Bun.file(this.file)
+      if (!(await f.exists())) {
+        this.endpoint = undefined
+        return undefined
+      }
+      const data = asRecord(JSON.parse(await f.text()))
+      const url = str(data?.url)
+      const token = str(data?.token)
+      this.endpoint = url && token ? { url: url.replace(/\/+$/, ""), token } : undefined
+    } catch {
+      this.endpoint = undefined
+    }
+    return this.endpoint
+  }
+
+  /** POST/GET to the tray. Throws on network failure, timeout or a non-2xx answer (message included). */
+  async call<T>(path: string, body: Json | undefined, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+    let ep = await this.load(false)
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (!ep) throw new Error(`lmstudio-tray is not running (no ${this.file})`)
+      const signals = [AbortSignal.timeout(timeoutMs)]
+      if (signal) signals.push(signal)
+      let res: Response
+      try {
+        res = await fetch(ep.url + path, {
+          method: body === undefined ? "GET" : "POST",
+          headers: { authorization: `Bearer ${ep.token}`, "content-type": "application/json" },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.any(signals),
+        })
+      } catch (err) {
+        // The tray may have restarted on another port: read the file again once.
+        const fresh = attempt === 0 ? await this.load(true) : undefined
+        if (fresh && (fresh.url !== ep.url || fresh.token !== ep.token)) {
+          ep = fresh
+          continue
+        }
+        throw err
+      }
+      if (res.status === 401 && attempt === 0) {
+        const fresh = await this.load(true)
+        if (fresh && fresh.token !== ep.token) {
+          ep = fresh
+          continue
+        }
+      }
+      const data = (await res.json().catch(() => ({}))) as Json
+      if (!res.ok) {
+        const error = asRecord(data.error)
+        throw new Error(str(error?.message) ?? str(data.detail) ?? `lmstudio-tray answered HTTP ${res.status}`)
+      }
+      return data as T
+    }
+    throw new Error("lmstudio-tray is not reachable")
+  }
+
+  async pluginSettings(): Promise<PluginSettings> {
+    const now = Date.now()
+    if (now - this.settingsAt < SETTINGS_TTL_MS) return this.settings
+    this.settingsAt = now
+    try {
+      this.settings = { ...DEFAULT_SETTINGS, ...(await this.call<PluginSettings>("/v1/plugin", undefined, 500)) }
+    } catch {
+      // keep the last known settings; the next hook tries again after the TTL
+    }
+    return this.settings
+  }
+
+  cachedSettings(): PluginSettings {
+    return this.settings
+  }
+}
+
+export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Json): Promise<Hooks> => {
+  const tray = new TrayClient(endpointFile(options))
+  const providers = new Map<string, ProviderInfo>()
+  const sessions = new Map<string, SessionInfo>()
+  const shown = new Set<string>()
+
+  const log = (level: "debug" | "info" | "warn" | "error", message: string, extra?: Json): void => {
+    ctx.client.app.log({ body: { service: SERVICE, level, message, extra } }).catch(() => undefined)
+  }
+
+  const toast = async (category: string, t: Toast, onceKey?: string): Promise<void> => {
+    if (onceKey) {
+      if (shown.has(onceKey)) return
+      shown.add(onceKey)
+      if (shown.size > 5000) shown.clear()
+    }
+    const prefs = tray.cachedSettings().toasts
+    if (!prefs.enabled || prefs.categories[category] === false) return
+    if (prefs.quiet && t.variant !== "error") return
+    try {
+      // duration must be > 0: OpenCode answers 400 to 0
+      await ctx.client.tui.showToast({ body: { ...t, duration: Math.max(1, t.duration) } })
+    } catch {
+      // no TUI attached, or an older OpenCode: toasts are best effort
+    }
+  }
+
+  const isLmStudio = (providerID: string | undefined, baseURL: string | undefined): boolean => {
+    if (providerID && providerID.toLowerCase().includes("lmstudio")) return true
+    const url = normalizeUrl(baseURL)
+    return !!url && tray.cachedSettings().instances.some((i) => normalizeUrl(i.url) === url)
+  }
+
+  const providerFor = (providerID: string | undefined): ProviderInfo | undefined =>
+    providerID ? providers.get(providerID) : undefined
+
+  const sessionFor = (sessionID: string | undefined): SessionInfo | undefined =>
+    sessionID ? sessions.get(sessionID) : undefined
+
+  const forward = (event: Json): void => {
+    const type = str(event.type)
+    if (!type || !FORWARDED_EVENTS.has(type)) return
+    const props = asRecord(event.properties) ?? {}
+    if (type === "message.updated") {
+      // Only finished or failed assistant messages matter; skipping the rest keeps traffic low.
+      const info = asRecord(props.info)
+      const time = asRecord(info?.time)
+      if (info?.role !== "assistant" || !(time?.completed || info?.error)) return
+    }
+    if (type === "session.status" && asRecord(props.status)?.type === "busy") return
+    const info = asRecord(props.info)
+    const sessionID = str(props.sessionID) ?? str(info?.sessionID)
+    const s = sessionFor(sessionID)
+    const providerID = str(info?.providerID) ?? s?.providerID
+    const baseURL = providerFor(providerID)?.baseURL ?? s?.baseURL
+    const model = str(info?.modelID) ?? s?.model
+    if (!isLmStudio(providerID, baseURL) && !(type === "session.error" && s)) return
+    tray
+      .call("/v1/events", { events: [{ type, properties: props, base_url: baseURL, provider_id: providerID, model, time: Date.now() }] }, 1000)
+      .catch(() => undefined)
+  }
+
+  const validate = async (sessionID: string, agent: string, model: string, providerID: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
+    const settings = await tray.pluginSettings()
+    let v: Verdict
+    try {
+      v = await tray.call<Verdict>(
+        "/v1/validate",
+        { model, base_url: baseURL, provider_id: providerID, context_limit: contextLimit, agent, session_id: sessionID },
+        settings.hook_timeout_ms,
+      )
+    } catch (err) {
+      log("warn", `validate failed, letting the request through: ${errorText(err)}`)
+      await toast(
+        "offline",
+        {
+          title: "lmstudio-tray not reachable",
+          message: `Requests to LM Studio go out unchecked (${errorText(err)}). Start it with \`lmstudio-tray serve\` or the tray app.`,
+          variant: "warning",
+          duration: 6000,
+        },
+        `unreachable:${sessionID}`,
+      )
+      return
+    }
+    const once = `${sessionID}:${v.category}:${model}`
+    if (v.action === "block") {
+      await toast(v.category === "offline" ? "offline" : v.category === "auth_failed" ? "auth" : "load_failed", { title: "LM Studio", message: v.message, variant: "error", duration: 10_000 })
+      throw new Error(v.text)
+    }
+    if (v.action === "ensure") {
+      const eta = v.facts.eta_seconds
+      await toast("loading", { title: "LM Studio", message: `Loading ${model}${eta ? ` (about ${Math.round(eta)} s)` : ""}…`, variant: "info", duration: Math.max(3000, (eta ?? 3) * 1000) }, `ensure:${once}`)
+      let result: { ok: boolean; message: string; text: string; seconds?: number }
+      try {
+        result = await tray.call("/v1/ensure", { model, base_url: baseURL, provider_id: providerID, context_limit: contextLimit, session_id: sessionID }, settings.ensure_timeout_ms + 5000)
+      } catch (err) {
+        result = { ok: false, message: errorText(err), text: `${v.text}\nEnsure failed: ${errorText(err)}` }
+      }
+      if (!result.ok) {
+        await toast("load_failed", { title: "LM Studio", message: result.message, variant: "error", duration: 10_000 })
+        throw new Error(result.text)
+      }
+      await toast("loaded", { title: "LM Studio", message: result.message, variant: "success", duration: 4000 }, `ensured:${once}`)
+      return
+    }
+    if (v.action === "warn") {
+      await toast(v.category === "context_too_small" ? "session" : "loading", { title: "LM Studio", message: v.message, variant: "warning", duration: 8000 }, `warn:${once}`)
+    } else if (v.category === "jit" || v.category === "loading") {
+      await toast("loading", { title: "LM Studio", message: v.message, variant: "info", duration: Math.max(3000, (v.retry_after_ms ?? 3000)) }, `info:${once}`)
+    }
+  }
+
+  type ToolArgs = Record<string, unknown>
+  type ToolContextLike = { sessionID: string; abort: AbortSignal }
+  type Prop = { type: string; description: string; items?: { type: string } }
+
+  const toolCall = (path: string, timeoutMs: number) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
+    const s = sessionFor(context.sessionID)
+    const body: Json = { ...args, base_url: str(args.base_url) ?? s?.baseURL }
+    for (const key of Object.keys(body)) {
+      // Models fill every argument they are shown; empty values mean "not given".
+      if (body[key] === "" || body[key] === 0 || body[key] === null) delete body[key]
+    }
+    try {
+      const res = await tray.call<{ text?: string }>(path, body, timeoutMs, context.abort)
+      return res.text ?? JSON.stringify(res)
+    } catch (err) {
+      return `lmstudio-tray: ${errorText(err)}`
+    }
+  }
+
+  const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000) => ({
+    description,
+    args: props,
+    required,
+    execute: toolCall(path, timeoutMs),
+  })
+
+  const loadTimeout = (): number => tray.cachedSettings().ensure_timeout_ms + 5000
+  const modelProp: Prop = { type: "string", description: "LM Studio model key, e.g. qwen/qwen3-4b-2507" }
+  const modelsProp: Prop = { type: "array", items: { type: "string" }, description: "Several model keys (batch form)" }
+  const ctxProp: Prop = { type: "integer", description: "Context length in tokens (optional)" }
+  const tools = {
+    lmstudio_list_models: defineTool("List the models LM Studio has downloaded and which are loaded, with their context lengths.", {}, [], "/v1/tools/list"),
+    lmstudio_load_model: defineTool("Load a model (or several) into LM Studio so requests to it do not fail.", { model: modelProp, models: modelsProp, context_length: ctxProp }, [], "/v1/tools/load", loadTimeout()),
+    lmstudio_unload_model: defineTool("Unload a model (or several, or all with all=true) from LM Studio to free memory.", { model: modelProp, models: modelsProp, all: { type: "boolean", description: "Unload every loaded model" } }, [], "/v1/tools/unload"),
+    lmstudio_switch_model: defineTool("Load a model and unload the other chat models.", { model: modelProp, context_length: ctxProp }, ["model"], "/v1/tools/switch", loadTimeout()),
+    lmstudio_server_start: defineTool("Start LM Studio's HTTP server.", {}, [], "/v1/tools/server/start", 30_000),
+    lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server.", {}, [], "/v1/tools/server/stop", 30_000),
+    lmstudio_server_status: defineTool("Tell whether LM Studio's server is running and what is loaded.", {}, [], "/v1/tools/server/status"),
+    lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name.", { query: { type: "string", description: "Part of a model name" } }, ["query"], "/v1/tools/search"),
+  }
+  const requiredByTool = new Map<string, string[]>(Object.entries(tools).map(([name, t]) => [name, t.required]))
+
+  // Settle the instance list early so the first hook can tell LM Studio providers apart.
+  void tray.pluginSettings()
+
+  return {
+    config: async (config) => {
+      const provider = asRecord((config as unknown as Json).provider) ?? {}
+      for (const [id, value] of Object.entries(provider)) {
+        const options = asRecord(asRecord(value)?.options)
+        providers.set(id, { id, baseURL: str(options?.baseURL) })
+      }
+    },
+
+    event: async ({ event }) => {
+      try {
+        forward(event as unknown as Json)
+      } catch {
+        // fire-and-forget: a throw here would only print noise over OpenCode's terminal
+      }
+    },
+
+    "chat.params": async (input) => {
+      // 1.18.33 passes the flat provider object here, not the typed {source, info, options}.
+      const p = input.provider as unknown as Json
+      const info = asRecord(p.info)
+      const providerID = str(info?.id) ?? str(p.id) ?? input.model.providerID
+      const baseURL = str(asRecord(p.options)?.baseURL) ?? str(asRecord(info?.options)?.baseURL) ?? providerFor(providerID)?.baseURL
+      const model = input.model.api?.id ?? input.model.id
+      const contextLimit = input.model.limit?.context || undefined
+      if (!isLmStudio(providerID, baseURL)) {
+        await tray.pluginSettings()
+        if (!isLmStudio(providerID, baseURL)) return
+      }
+      sessions.set(input.sessionID, { providerID, baseURL, model, contextLimit })
+      await validate(input.sessionID, input.agent, model, providerID, baseURL, contextLimit)
+    },
+
+    "experimental.chat.system.transform": async (input, output) => {
+      try {
+        const providerID = input.model.providerID
+        const baseURL = providerFor(providerID)?.baseURL ?? sessionFor(input.sessionID)?.baseURL
+        if (!isLmStudio(providerID, baseURL)) return
+        const res = await tray.call<{ system: string[] }>("/v1/transform/system", { model: input.model.api?.id ?? input.model.id, base_url: baseURL, session_id: input.sessionID }, TRANSFORM_TIMEOUT_MS)
+        for (const line of res.system ?? []) if (line) output.system.push(line)
+      } catch {
+        // the tray's context is optional
+      }
+    },
+
+    "experimental.chat.messages.transform": async (_input, output) => {
+      try {
+        const messages = output.messages
+        const last = [...messages].reverse().find((m) => m.info.role === "user")
+        if (!last || last.info.role !== "user") return
+        const providerID = last.info.model.providerID
+        const baseURL = providerFor(providerID)?.baseURL ?? sessionFor(last.info.sessionID)?.baseURL
+        if (!isLmStudio(providerID, baseURL)) return
+        const digests = messages.map((m) => {
+          let chars = 0
+          for (const part of m.parts) {
+            const rec = part as unknown as Json
+            chars += (str(rec.text)?.length ?? 0) + (rec.type === "tool" ? JSON.stringify(rec.state ?? "").length : 0)
+          }
+          return { id: m.info.id, role: m.info.role, tokens: Math.ceil(chars / 3.5) + 4 }
+        })
+        const res = await tray.call<{ keep: string[]; dropped: string[] }>(
+          "/v1/transform/messages",
+          { model: last.info.model.modelID, base_url: baseURL, context_limit: sessionFor(last.info.sessionID)?.contextLimit, messages: digests },
+          TRANSFORM_TIMEOUT_MS,
+        )
+        if (!res.dropped?.length) return
+        const keep = new Set(res.keep)
+        const kept = messages.filter((m) => keep.has(m.info.id))
+        messages.splice(0, messages.length, ...kept)
+        log("info", `dropped ${res.dropped.length} old messages to fit the loaded context window`)
+      } catch {
+        // trimming is a safety net; without it OpenCode's own compaction still applies
+      }
+    },
+
+    "experimental.session.compacting": async (input, output) => {
+      try {
+        const s = sessionFor(input.sessionID)
+        if (!s || !isLmStudio(s.providerID, s.baseURL)) return
+        const res = await tray.call<{ context: string[] }>("/v1/compaction", { session_id: input.sessionID, model: s.model, base_url: s.baseURL }, TRANSFORM_TIMEOUT_MS)
+        for (const line of res.context ?? []) if (line) output.context.push(line)
+      } catch {
+        // compaction works without our notes
+      }
+    },
+
+    "experimental.text.complete": async (input, output) => {
+      try {
+        const s = sessionFor(input.sessionID)
+        if (!s || !isLmStudio(s.providerID, s.baseURL) || !output.text) return
+        const res = await tray.call<{ text: string; changed: boolean }>("/v1/text-complete", { model: s.model, base_url: s.baseURL, session_id: input.sessionID, text: output.text }, TRANSFORM_TIMEOUT_MS)
+        if (res.changed && typeof res.text === "string") output.text = res.text
+      } catch {
+        // keep the text as the model wrote it
+      }
+    },
+
+    "tool.definition": async (input, output) => {
+      const required = requiredByTool.get(input.toolID)
+      if (!required) return
+      // OpenCode marks every plain-JSON-Schema arg as required; optional ones must say so explicitly.
+      const out = output as unknown as { jsonSchema?: Json }
+      const schema = asRecord(out.jsonSchema)
+      if (schema) out.jsonSchema = { ...schema, required }
+    },
+
+    // Plain JSON Schema args (not zod) are what OpenCode 1.18.33 accepts from a plugin without the zod
+    // dependency; the typed API only describes zod shapes, hence the cast.
+    tool: tools as unknown as Hooks["tool"],
+  }
+}
+
+export default LMStudioTrayPlugin
