@@ -262,7 +262,10 @@ def migrate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
-    migrated, _ = migrate(dict(data))
+    try:
+        migrated, _ = migrate(dict(data))
+    except ConfigError as exc:
+        raise ConfigError(path, exc.problems) from None
     try:
         return Config.model_validate(migrated)
     except ValidationError as exc:

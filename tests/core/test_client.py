@@ -50,8 +50,14 @@ async def test_v0_groups_colon_instances_under_their_key(emulator_factory: Emula
     # How v0 lists a second instance is not documented; if it lists `key:2` as its own entry, it is
     # still one model with two instances.
     emu = emulator_factory(version="0.3.20")
-    entry = {"id": "google/gemma-3-12b", "object": "model", "type": "vlm", "state": "loaded",
-             "max_context_length": 131072, "loaded_context_length": 4096}
+    entry = {
+        "id": "google/gemma-3-12b",
+        "object": "model",
+        "type": "vlm",
+        "state": "loaded",
+        "max_context_length": 131072,
+        "loaded_context_length": 4096,
+    }
     body = {"object": "list", "data": [entry, {**entry, "id": "google/gemma-3-12b:2"}]}
     emu.add_fault(Fault(path="/api/v0/models", kind="status", status=200, body=body))
     _, listing = await listing_of(emu)
@@ -64,8 +70,9 @@ async def test_v0_groups_colon_instances_under_their_key(emulator_factory: Emula
 async def test_openai_listing_is_the_last_resort(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(version="0.3.20", jit=False)
     emu.load("llama-3.2-3b-instruct")
-    emu.add_fault(Fault(path="/api/v0/models", kind="error_body",
-                        body="Unexpected endpoint or method. (GET /api/v0/models)"))
+    emu.add_fault(
+        Fault(path="/api/v0/models", kind="error_body", body="Unexpected endpoint or method. (GET /api/v0/models)")
+    )
     _, listing = await listing_of(emu)
     assert listing.api is ApiFlavor.OPENAI  # type: ignore[attr-defined]
     assert [m.key for m in listing.models] == ["llama-3.2-3b-instruct"]  # type: ignore[attr-defined]

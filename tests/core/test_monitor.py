@@ -36,7 +36,9 @@ async def test_every_state_and_the_events_between_them(emulator_factory: Emulato
         loaded = rec.of("model.loaded")
         assert isinstance(loaded[-1], ModelLoaded)
         assert (loaded[-1].model, loaded[-1].instance_id, loaded[-1].context_length) == (
-            "qwen/qwen3-4b-2507", "qwen/qwen3-4b-2507", 8192
+            "qwen/qwen3-4b-2507",
+            "qwen/qwen3-4b-2507",
+            8192,
         )
 
         mon.expect_load("openai/gpt-oss-20b", eta_seconds=12.0)
@@ -76,7 +78,8 @@ async def test_colon_instances_appear_and_vanish_as_events(emulator: Emulator) -
         model = snap.model("qwen/qwen3-4b-2507")
         assert model is not None and len(model.instances) == 2
         assert sorted(e.instance_id for e in rec.of("model.loaded")) == [  # type: ignore[attr-defined]
-            "qwen/qwen3-4b-2507", "qwen/qwen3-4b-2507:2"
+            "qwen/qwen3-4b-2507",
+            "qwen/qwen3-4b-2507:2",
         ]
         emulator.unload("qwen/qwen3-4b-2507:2")
         await mon.refresh()
@@ -149,7 +152,11 @@ async def test_transient_failure_is_retried_inside_the_refresh(emulator: Emulato
 async def test_polling_adapts_fast_stable_and_backoff(emulator: Emulator) -> None:
     clock = FakeClock()
     core = make_core(
-        emulator.api_url, clock=clock, poll_interval=1.0, fast_poll_interval=0.25, fast_window=10,
+        emulator.api_url,
+        clock=clock,
+        poll_interval=1.0,
+        fast_poll_interval=0.25,
+        fast_window=10,
         offline_backoff_max=8,
     )
     mon = core.monitor.instance("local")

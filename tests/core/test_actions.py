@@ -1,0 +1,210 @@
+"""Actions against the emulator: loads (single-flight, progress, failure), unload, switch, server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lmstudio_tray.core.actions import ActionError
+from lmstudio_tray.core.models import InstanceState
+from tests.core.helpers import Recorder, make_core
+from tests.emulator_fixtures import EmulatorFactory, LmsHome
+
+QWEN = "qwen/qwen3-4b-2507"
+GEMMA = "google/gemma-3-12b"
+EMBED = "text-embedding-nomic-embed-text-v1.5"
+
+
+async def test_load_reports_start_progress_and_finish(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(load_seconds=1.2)
+    core = make_core(emu.api_url)
+    rec = Recorder()
+    core.bus.subscribe(rec)
+    try:
+        await core.monitor.warm_up()
+        task = asyncio.ensure_future(core.actions.load("local", QWEN, context_length=8192))
+        await asyncio.sleep(0.8)
+        snap = core.monitor.snapshot("local")
+        assert snap is not None and snap.state is InstanceState.LOADING
+        assert snap.loads[0].model == QWEN and snap.loads[0].eta_seconds is not None
+        result = await task
+        assert (result.model, result.instance_id, result.context_length) == (QWEN, QWEN, 8192)
+        assert result.seconds >= 1.0
+        kinds = rec.kinds()
+        assert kinds.index("load.started") < kinds.index("load.progress") < kinds.index("load.finished")
+        assert core.monitor.snapshot("local").state is InstanceState.READY  # type: ignore[union-attr]
+        # the learned throughput now predicts this instance's loads
+        size = core.monitor.snapshot("local").model(QWEN).size_bytes  # type: ignore[union-attr]
+        assert core.actions.estimate_load_seconds("local", QWEN) == pytest.approx(result.seconds, rel=0.05), size
+    finally:
+        await core.monitor.stop()
+
+
+async def test_concurrent_loads_share_one_request(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(load_seconds=0.4)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        results = await asyncio.gather(*(core.actions.load("local", QWEN) for _ in range(8)))
+        assert {r.instance_id for r in results} == {QWEN}
+        loads = [r for r in emu.requests if r.path == "/api/v1/models/load"]
+        assert len(loads) == 1
+        assert [r["identifier"] for r in emu.loaded()] == [QWEN]  # no :2 from a double click
+    finally:
+        await core.monitor.stop()
+
+
+async def test_loading_a_loaded_model_is_a_no_op(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        result = await core.actions.load("local", QWEN)
+        assert result.already_loaded and not [r for r in emu.requests if r.path.endswith("/load")]
+    finally:
+        await core.monitor.stop()
+
+
+async def test_failed_load_says_why_and_publishes_it(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(fail_loads={GEMMA: "Model loading was stopped due to insufficient system resources."})
+    core = make_core(emu.api_url)
+    rec = Recorder()
+    core.bus.subscribe(rec)
+    try:
+        await core.monitor.warm_up()
+        with pytest.raises(ActionError, match="insufficient system resources"):
+            await core.actions.load("local", GEMMA)
+        failed = rec.of("load.failed")
+        assert failed and "insufficient" in failed[0].reason  # type: ignore[attr-defined]
+        snap = core.monitor.snapshot("local")
+        assert snap is not None and snap.loads == () and snap.state is InstanceState.IDLE
+    finally:
+        await core.monitor.stop()
+
+
+async def test_unknown_model_and_offline_server_give_clear_errors(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        with pytest.raises(ActionError, match="not downloaded") as err:
+            await core.actions.load("local", "nobody/nothing-7b")
+        assert err.value.kind == "unknown_model"
+        emu.stop_server()
+        core.monitor.invalidate("local")
+        with pytest.raises(ActionError, match="not running") as err:
+            await core.actions.load("local", QWEN)
+        assert err.value.kind == "offline"
+    finally:
+        await core.monitor.stop()
+
+
+async def test_unload_by_key_by_id_and_all(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    emu.load(QWEN)
+    emu.load(GEMMA)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        assert await core.actions.unload("local", f"{QWEN}:2") == [f"{QWEN}:2"]
+        assert await core.actions.unload("local", QWEN) == [QWEN]
+        with pytest.raises(ActionError, match="not loaded"):
+            await core.actions.unload("local", QWEN)
+        assert await core.actions.unload_all("local") == [GEMMA]
+        assert emu.loaded() == []
+    finally:
+        await core.monitor.stop()
+
+
+async def test_switch_unloads_other_chat_models_but_keeps_embeddings(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(GEMMA)
+    emu.load(EMBED)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        result = await core.actions.switch("local", QWEN)
+        assert result.instance_id == QWEN
+        assert sorted(r["identifier"] for r in emu.loaded()) == sorted([QWEN, EMBED])
+    finally:
+        await core.monitor.stop()
+
+
+async def test_failed_switch_leaves_the_old_model(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(fail_loads={QWEN: "Failed to load model"})
+    emu.load(GEMMA)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        with pytest.raises(ActionError):
+            await core.actions.switch("local", QWEN)
+        assert [r["identifier"] for r in emu.loaded()] == [GEMMA]
+    finally:
+        await core.monitor.stop()
+
+
+async def test_server_stop_and_start_through_lms(lms_home: LmsHome) -> None:
+    emu = lms_home.emulator
+    core = make_core(emu.api_url, lms=True)
+    rec = Recorder()
+    core.bus.subscribe(rec)
+    try:
+        assert core.lms_path == lms_home.lms
+        await core.monitor.warm_up()
+        assert core.monitor.snapshot("local").can_control_server  # type: ignore[union-attr]
+        await core.actions.server_stop("local")
+        assert not emu.server_running
+        assert core.monitor.snapshot("local").state is InstanceState.OFFLINE  # type: ignore[union-attr]
+        await core.actions.server_start("local")
+        assert emu.server_running
+        assert core.monitor.snapshot("local").state is InstanceState.IDLE  # type: ignore[union-attr]
+        assert "server.stopped" in rec.kinds() and "server.started" in rec.kinds()
+        status = await core.actions.server_status("local")
+        assert status["running"] is True
+    finally:
+        await core.monitor.stop()
+
+
+async def test_server_control_without_lms_says_how_to_get_it(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    core = make_core(emu.api_url, lms=None)
+    try:
+        await core.monitor.warm_up()
+        with pytest.raises(ActionError, match="`lms` command was not found") as err:
+            await core.actions.server_start("local")
+        assert err.value.kind == "lms_missing"
+    finally:
+        await core.monitor.stop()
+
+
+async def test_lms_load_gives_lmstudio_progress_and_can_be_cancelled(lms_home: LmsHome) -> None:
+    emu = lms_home.emulator
+    emu.update(load_seconds=1.5)
+    core = make_core(emu.api_url, lms=True)
+    rec = Recorder()
+    core.bus.subscribe(rec)
+    try:
+        await core.monitor.warm_up()
+        result = await core.actions.load("local", QWEN)
+        assert result.instance_id == QWEN
+        real = [e for e in rec.of("load.progress") if core.monitor.snapshot("local") is not None]
+        assert real, "lms load reports progress"
+        assert any(r["identifier"] == QWEN for r in emu.loaded())
+
+        task = asyncio.ensure_future(core.actions.load("local", GEMMA))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if core.actions.can_cancel("local", GEMMA):
+                break
+        await asyncio.sleep(0.3)
+        assert await core.actions.cancel_load("local", GEMMA)
+        with pytest.raises(ActionError) as err:
+            await task
+        assert err.value.kind == "cancelled"
+        await asyncio.sleep(0.3)
+        assert not any(r["modelKey"] == GEMMA for r in emu.loaded())
+    finally:
+        await core.monitor.stop()
