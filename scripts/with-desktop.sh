@@ -59,6 +59,8 @@ if [[ "${1:-}" == "--inside-bus" ]]; then
     exit 130
   }
   trap on_signal INT TERM
+  # dbus-run-session does not pass signals on, so the outer half signals this shell directly.
+  echo $$ >"$DESKTOP_TMP/inner.pid"
 
   dbus-update-activation-environment DISPLAY NO_AT_BRIDGE XDG_RUNTIME_DIR XDG_CONFIG_HOME \
     XDG_DATA_HOME XDG_CACHE_HOME XDG_STATE_HOME >/dev/null 2>&1
@@ -106,8 +108,11 @@ inner_pid=""
 
 cleanup() {
   if [[ -n "$inner_pid" ]] && kill -0 "$inner_pid" 2>/dev/null; then
+    local shell_pid
+    shell_pid="$(cat "$DESKTOP_TMP/inner.pid" 2>/dev/null)"
+    [[ -n "$shell_pid" ]] && kill -TERM "$shell_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$inner_pid" 2>/dev/null || break; sleep 0.1; done
     kill -TERM "$inner_pid" 2>/dev/null
-    for _ in $(seq 40); do kill -0 "$inner_pid" 2>/dev/null || break; sleep 0.1; done
   fi
   if [[ -n "$xvfb_pid" ]]; then
     kill "$xvfb_pid" 2>/dev/null
