@@ -156,7 +156,7 @@ async def test_load_on_old_lmstudio_says_what_to_do(emulator_factory: EmulatorFa
     emu = emulator_factory(version="0.3.20")
     client = LMStudioClient(emu.api_url)
     try:
-        with pytest.raises(LMStudioError, match="0.4.0"):
+        with pytest.raises(LMStudioError, match=r"0\.4\.0"):
             await client.load("google/gemma-3-12b")
     finally:
         await client.aclose()
