@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import selectors
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -91,6 +92,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = KEEP_ALIVE_SECONDS
+    # Headers and body go out in separate writes; with Nagle + delayed ACK that costs ~40 ms per request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -198,6 +201,7 @@ class HttpService:
         self.port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._wake: socket.socket | None = None
         self._lock = threading.Lock()
 
     @property
@@ -217,13 +221,27 @@ class HttpService:
             if self._server is not None:
                 return
             server = _Server(self.port, self._app)
+            # Non-blocking accept: a client that connects and vanishes cannot wedge the serve loop.
+            server.socket.setblocking(False)
             self.port = server.server_address[1]
+            wake_reader, wake_writer = socket.socketpair()
             thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                name=f"emulator-http-{self.port}", daemon=True,
+                target=self._serve, args=(server, wake_reader), name=f"emulator-http-{self.port}", daemon=True
             )
+            self._server, self._thread, self._wake = server, thread, wake_writer
             thread.start()
-            self._server, self._thread = server, thread
+
+    @staticmethod
+    def _serve(server: _Server, wake: socket.socket) -> None:
+        # Blocks in select() without a poll interval, so idle emulators cost nothing and stop instantly.
+        with selectors.DefaultSelector() as selector, wake:
+            selector.register(server.socket, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if wake in ready:
+                    return
+                server.handle_request()
 
     def stop(self) -> None:
         with self._lock:
@@ -233,10 +251,14 @@ class HttpService:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        # Stopping LM Studio's server terminates in-flight requests and keep-alive connections.
-        server.drop_connections()
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                self._wake.send(b"x")
+            self._wake.close()
+            self._wake = None
         if self._thread is not None:
             self._thread.join(timeout=2)
         self._thread = None
+        server.server_close()
+        # Stopping LM Studio's server terminates in-flight requests and keep-alive connections.
+        server.drop_connections()
