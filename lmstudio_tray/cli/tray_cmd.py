@@ -1,0 +1,103 @@
+"""`lmstudio-tray run` (also what `lmstudio-tray` with no command does): the tray icon.
+
+`--demo` starts a built-in LM Studio emulator with a small catalog and points a one-instance config
+at it, so the tray can be tried on a machine without LM Studio. Nothing is written to the real
+config in that mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import sys
+import tempfile
+from pathlib import Path
+
+from lmstudio_tray.core import paths
+from lmstudio_tray.core.config import Config, InstanceConfig
+
+log = logging.getLogger(__name__)
+
+DEMO_LOAD_SECONDS = 4.0  # long enough to see the progress ring and the "loading" bubble
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="start the tray icon (the default when no command is given)",
+        description="Start the tray icon. Only one tray runs per user; a second start says so and exits.",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="try the tray without LM Studio: starts a built-in emulator and watches only that",
+    )
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no icon: keep monitoring and show notifications only",
+    )
+    p.set_defaults(func=run)
+
+
+def _log_to_file() -> None:
+    """The tray has no console: keep its log where "Open logs folder" points."""
+    try:
+        directory = paths.log_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            directory / "tray.log", maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError as exc:
+        log.warning("cannot write a log file: %s", exc)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        # stderr keeps the level the user chose; the file always gets INFO.
+        for h in root.handlers:
+            if h is not handler and h.level == logging.NOTSET:
+                h.setLevel(root.level or logging.WARNING)
+        root.setLevel(logging.INFO)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lmstudio_tray.cli._common import config_path, read_config
+    from lmstudio_tray.tray.app import BackendChoice, choose_backend, run_tray
+
+    _log_to_file()
+    backend = (
+        BackendChoice(None, "tray: --headless given; no icon, notifications only") if args.headless else None
+    )
+    if args.demo:
+        return _run_demo(backend)
+    config = read_config(args)
+    return run_tray(config, config_path=config_path(args), backend=backend or choose_backend())
+
+
+def _run_demo(backend: object) -> int:
+    from lmstudio_tray.core.runtime import Core
+    from lmstudio_tray.emulator import Emulator, EmulatorSettings
+    from lmstudio_tray.tray.app import BackendChoice, choose_backend, run_tray
+
+    with tempfile.TemporaryDirectory(prefix="lmstudio-tray-demo-") as tmp:
+        home = Path(tmp) / ".lmstudio"
+        emulator = Emulator(EmulatorSettings(home=home, load_seconds=DEMO_LOAD_SECONDS)).start()
+        try:
+            config = Config(instances=[InstanceConfig(name="demo", url=emulator.api_url)])
+            lms = home / "bin" / ("lms.cmd" if sys.platform == "win32" else "lms")
+            core = Core(config, config_path=Path(tmp) / "config.toml", lms_path=lms if lms.exists() else None)
+            print(f"lmstudio-tray demo: emulated LM Studio at {emulator.api_url}", file=sys.stderr)
+            chosen = backend if isinstance(backend, BackendChoice) else choose_backend()
+            return run_tray(
+                config,
+                config_path=Path(tmp) / "config.toml",
+                core=core,
+                backend=chosen,
+                about="Demo mode: the LM Studio here is a built-in emulator.",
+            )
+        finally:
+            emulator.close()

@@ -1,0 +1,409 @@
+"""The tray process: pystray on the main thread, the core's loop in a worker thread.
+
+Thin on purpose: what the menu contains comes from `menu.build_menu`, what a click does from
+`presenter.TrayPresenter`; this module renders and wires. It also decides, once and in plain words,
+whether this machine can show a real tray icon, and runs headless (notifications only) when not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmstudio_tray import __version__
+from lmstudio_tray.core import paths
+from lmstudio_tray.core.config import Config, atomic_write, dump_config
+from lmstudio_tray.core.models import InstanceState
+from lmstudio_tray.core.runtime import Core, CoreThread
+from lmstudio_tray.notify.service import NotificationService, make_service
+from lmstudio_tray.tray.icons import render_icon
+from lmstudio_tray.tray.lock import SingleInstance
+from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
+from lmstudio_tray.tray.presenter import TrayPresenter
+
+log = logging.getLogger(__name__)
+
+ICON_SIZE = 64  # trays scale down; 64 keeps HiDPI panels sharp
+REFRESH_SECONDS = 5.0  # safety net for snapshot changes that publish no event (new downloads)
+APP_ID = "lmstudio-tray"  # appindicator uses the icon name as its D-Bus object path
+
+
+# ---- backend choice --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str | None  # a PYSTRAY_BACKEND value, or None for headless
+    message: str  # the one line we log about it, in plain words
+    has_menu: bool = True
+
+
+def choose_backend(env: dict[str, str] | None = None, platform: str | None = None) -> BackendChoice:
+    """Pick pystray's backend before pystray is imported (importing it picks one, or crashes)."""
+    env = dict(os.environ if env is None else env)
+    platform = platform or sys.platform
+    forced = env.get("PYSTRAY_BACKEND")
+    if forced:
+        return BackendChoice(forced, f"tray: using the {forced} backend (PYSTRAY_BACKEND is set)")
+    if platform == "darwin":
+        return BackendChoice("darwin", "tray: macOS menu bar")
+    if platform == "win32":
+        return BackendChoice("win32", "tray: Windows notification area")
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        return BackendChoice(
+            None,
+            "tray: no display (DISPLAY is not set), so there is no tray icon; running headless "
+            "(monitoring and notifications keep working)",
+        )
+    if not env.get("DISPLAY"):
+        return BackendChoice(
+            None,
+            "tray: Wayland without XWayland (DISPLAY is not set): pystray cannot show an icon; running "
+            "headless (monitoring and notifications keep working)",
+        )
+    gtk = _gtk_usable()
+    if gtk is not None:
+        fix = (
+            "Install it with: pip install 'lmstudio-tray[linux-tray]' (Debian: apt install python3-gi "
+            "gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1)"
+        )
+        try:
+            import Xlib  # noqa: F401
+        except ImportError:
+            return BackendChoice(None, f"tray: GTK is not usable ({gtk}); running headless. {fix}", False)
+        return BackendChoice(
+            "xorg",
+            f"tray: GTK is not usable ({gtk}), so the icon shows the state but has no menu. {fix}",
+            has_menu=False,
+        )
+    if _sni_watcher_present() and _appindicator_usable():
+        return BackendChoice("appindicator", "tray: AppIndicator (StatusNotifierItem) icon with menu")
+    return BackendChoice("gtk", "tray: GTK status icon (XEmbed) with menu")
+
+
+def _gtk_usable() -> str | None:
+    """None when Gtk 3 imports and initialises; otherwise why not."""
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        ok, _ = Gtk.init_check(sys.argv[:1])
+        return None if ok else "GTK could not open the display"
+    except (ImportError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _appindicator_usable() -> bool:
+    try:
+        import gi
+
+        gi.require_version("AyatanaAppIndicator3", "0.1")
+        return True
+    except (ImportError, ValueError):
+        try:
+            import gi
+
+            gi.require_version("AppIndicator3", "0.1")
+            return True
+        except (ImportError, ValueError):
+            return False
+
+
+def _sni_watcher_present() -> bool:
+    """Is a StatusNotifierItem host (GNOME extension, KDE, waybar) on the session bus?"""
+    try:
+        from gi.repository import Gio, GLib
+
+        bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        reply = bus.call_sync(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner",
+            GLib.Variant("(s)", ("org.kde.StatusNotifierWatcher",)), None, Gio.DBusCallFlags.NONE, 500, None,
+        )
+        return bool(reply.unpack()[0])
+    except Exception:
+        return False
+
+
+def xembed_tray_present(display: str | None = None) -> bool | None:
+    """True/False when we could ask X for a system tray owner, None when we could not ask."""
+    try:
+        from Xlib import display as xdisplay
+
+        d = xdisplay.Display(display)
+        try:
+            screen = d.get_default_screen()
+            atom = d.intern_atom(f"_NET_SYSTEM_TRAY_S{screen}")
+            return bool(d.get_selection_owner(atom))
+        finally:
+            d.close()
+    except Exception:
+        return None
+
+
+# ---- the view --------------------------------------------------------------------------------------
+
+
+class PystrayView:
+    """TrayView over a pystray Icon. Methods may be called from any thread (pystray's GTK backend
+    marshals updates to the GTK loop)."""
+
+    def __init__(self, icon_factory: Callable[..., Any], pystray: Any, backend: str) -> None:
+        self._pystray = pystray
+        self.backend = backend
+        self.on_click: Callable[[MenuAction], None] = lambda action: None
+        self.icon = icon_factory(
+            APP_ID, icon=render_icon(InstanceState.OFFLINE, ICON_SIZE), title=APP_TITLE, menu=None
+        )
+
+    def set_icon(self, state: InstanceState, progress: float | None) -> None:
+        self.icon.icon = render_icon(state, ICON_SIZE, progress)
+
+    def set_tooltip(self, text: str) -> None:
+        self.icon.title = text
+
+    def set_menu(self, items: tuple[MenuItem, ...]) -> None:
+        self.icon.menu = self._pystray.Menu(*(self._item(i) for i in items))
+
+    def _item(self, item: MenuItem) -> Any:
+        p = self._pystray
+        if item.separator:
+            return p.Menu.SEPARATOR
+        if item.children:
+            return p.MenuItem(item.label, p.Menu(*(self._item(c) for c in item.children)), enabled=item.enabled)
+        action = item.action
+        callback: Callable[[], None] = (lambda: self.on_click(action)) if action is not None else (lambda: None)
+        checked = None if item.checked is None else (lambda _item, value=item.checked: value)
+        return p.MenuItem(item.label, callback, checked=checked, enabled=item.enabled and action is not None)
+
+    def copy_text(self, text: str) -> bool:
+        return copy_to_clipboard(text)
+
+    def open_path(self, path: str) -> bool:
+        return open_with_desktop(path)
+
+    def quit(self) -> None:
+        self.icon.stop()
+
+
+def copy_to_clipboard(text: str) -> bool:
+    """Copy with whatever this OS has; False when nothing works (the caller shows the text instead)."""
+    if sys.platform == "darwin":
+        commands = [["pbcopy"]]
+    elif sys.platform == "win32":
+        commands = [["clip"]]
+    else:
+        commands = [["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"]]
+        if not os.environ.get("WAYLAND_DISPLAY"):
+            commands = commands[1:] + commands[:1]
+    for cmd in commands:
+        if shutil.which(cmd[0]) is None:
+            continue
+        try:
+            # xclip keeps running to serve the selection: do not wait for it.
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            assert proc.stdin is not None
+            proc.stdin.write(text.encode())
+            proc.stdin.close()
+            return True
+        except OSError as exc:
+            log.debug("%s failed: %s", cmd[0], exc)
+    return False
+
+
+def open_with_desktop(path: str) -> bool:
+    try:
+        if sys.platform == "win32":
+            os.startfile(path)  # type: ignore[attr-defined]
+            return True
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        if shutil.which(opener) is None:
+            return False
+        subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        return True
+    except OSError as exc:
+        log.warning("could not open %s: %s", path, exc)
+        return False
+
+
+# ---- the app ---------------------------------------------------------------------------------------
+
+
+class TrayApp:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        core: Core | None = None,
+        notifications: NotificationService | None = None,
+        backend: BackendChoice | None = None,
+        about: str = "",
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.core = core or Core(config, config_path=config_path)
+        self.core_thread = CoreThread(self.core)
+        self.notifications = notifications or make_service(self.core)
+        self.backend = backend or choose_backend()
+        self.about = about
+        self.view: PystrayView | None = None
+        self.presenter: TrayPresenter | None = None
+        self._stop = threading.Event()
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    def _ensure_config(self) -> str | None:
+        path = self.config_path or paths.config_file()
+        if not path.exists():
+            # Opening a missing file shows an error in most editors; give people the defaults to edit.
+            try:
+                atomic_write(path, dump_config(self.config))
+            except OSError as exc:
+                log.warning("could not create %s: %s", path, exc)
+        return str(path)
+
+    def _about_text(self) -> str:
+        names = ", ".join(s.name for s in self.core.status().instances) or "none"
+        return self.about or f"Watching: {names}. Config: {self.config_path or paths.config_file()}"
+
+    def run(self) -> int:
+        # The one line about what kind of tray this is; louder when something is missing.
+        nominal = self.backend.backend is not None and self.backend.has_menu
+        log.log(logging.INFO if nominal else logging.WARNING, "%s", self.backend.message)
+        self._unsubscribe.append(self.notifications.subscribe(self.core.bus))
+        self.core_thread.start()
+        try:
+            if self.backend.backend is None:
+                return self._run_headless()
+            try:
+                return self._run_tray(self.backend.backend)
+            except Exception as exc:
+                log.warning("tray: the %s backend failed (%s); running headless", self.backend.backend, exc)
+                return self._run_headless()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for unsubscribe in self._unsubscribe:
+            try:
+                unsubscribe()
+            except Exception:
+                log.debug("unsubscribe failed", exc_info=True)
+        self._unsubscribe.clear()
+        self.core_thread.stop()
+
+    # ---- headless -------------------------------------------------------------------------------
+
+    def _run_headless(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self._stop.set())
+        while not self._stop.wait(3600):
+            pass
+        return 0
+
+    # ---- tray -----------------------------------------------------------------------------------
+
+    def _run_tray(self, backend: str) -> int:
+        os.environ["PYSTRAY_BACKEND"] = backend  # pystray reads it at import time
+        import pystray
+
+        if backend in ("gtk", "xorg", "appindicator"):
+            present = xembed_tray_present()
+            if present is False and not _sni_watcher_present():
+                log.warning(
+                    "tray: no system tray is running on this desktop (GNOME needs the AppIndicator "
+                    "extension); the icon appears once one starts. Notifications keep working."
+                )
+        view = PystrayView(pystray.Icon, pystray, backend)
+        presenter = TrayPresenter(
+            view,
+            status=self.core.status,
+            actions=self.core.actions,
+            submit=self.core_thread.submit,
+            reporter=self.notifications,
+            prefs=MenuPrefs(
+                notifications=self.notifications.enabled,
+                autostart=None,
+                config_path=str(self.config_path or paths.config_file()),
+                logs_path=str(paths.log_dir()),
+            ),
+            set_notifications=self.notifications.set_enabled,
+            ensure_config=self._ensure_config,
+            about_text=self._about_text,
+        )
+        view.on_click = presenter.on_click
+        self.view, self.presenter = view, presenter
+        self._unsubscribe.append(self.core.bus.subscribe(presenter.on_event))
+        presenter.refresh()
+        self._install_signal_handlers(view, backend)
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            log.info("tray: icon shown")
+            while not self._stop.wait(REFRESH_SECONDS):
+                presenter.refresh()
+
+        view.icon.run(setup=setup)
+        return 0
+
+    def _install_signal_handlers(self, view: PystrayView, backend: str) -> None:
+        def stop(*_: Any) -> bool:
+            self._stop.set()
+            view.icon.stop()
+            return False
+
+        if backend in ("gtk", "appindicator"):
+            # Python signal handlers only run between bytecodes, and GTK's loop sits in C: use GLib's.
+            try:
+                from gi.repository import GLib
+
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, stop)
+                return
+            except Exception:
+                log.debug("GLib signal handlers unavailable", exc_info=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)
+
+
+def run_tray(
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    core: Core | None = None,
+    backend: BackendChoice | None = None,
+    about: str = "",
+) -> int:
+    """Entry point of `lmstudio-tray run`: one tray per user, then the loop until Quit."""
+    lock = SingleInstance(paths.state_dir() / "tray.lock")
+    other = lock.acquire()
+    if other is not None:
+        print(
+            f"lmstudio-tray is already running{f' (pid {other})' if other else ''}; "
+            "look for its icon in the system tray.",
+            file=sys.stderr,
+        )
+        return 0
+    try:
+        app = TrayApp(config, config_path=config_path, core=core, backend=backend, about=about)
+        return app.run()
+    finally:
+        lock.release()
+
+
+__all__ = ["BackendChoice", "PystrayView", "TrayApp", "__version__", "choose_backend", "run_tray"]
