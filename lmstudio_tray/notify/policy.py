@@ -35,11 +35,13 @@ from lmstudio_tray.core.events import (
     ServerStarted,
     ServerStopped,
     SessionFailing,
+    StateChanged,
 )
 from lmstudio_tray.notify.base import Urgency
 
 # What quiet mode still lets through: things that need a person to act.
 FAILURE_CATEGORIES = frozenset({"load_failed", "offline", "auth", "session"})
+_ONLINE_STATES = frozenset({"idle", "ready", "loading"})
 FLAP_TRANSITIONS = 3  # offline, online, offline inside flap_window = flapping
 
 
@@ -135,6 +137,11 @@ class NotificationPolicy:
     def _candidate(self, event: Event, now: float) -> tuple[Decision, str] | None:
         """Bookkeeping plus wording. Returns the decision and the subject that identifies the news."""
         name = event.instance
+        if isinstance(event, StateChanged):
+            # The monitor says "online" only after an outage; the first poll shows up as a state change.
+            if event.new in _ONLINE_STATES:
+                self._seen_online.add(name)
+            return None
         if isinstance(event, LoadStarted):
             load = self._loads[(name, event.model)] = _Load(now, event.eta_seconds)
             if event.eta_seconds is not None and event.eta_seconds > self.config.loading_threshold:

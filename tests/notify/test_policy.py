@@ -224,3 +224,14 @@ def test_formatters() -> None:
     assert format_size(500) == "500 B"
     assert format_size(1_500_000) == "1.5 MB"
     assert format_size(12_300_000_000) == "12.3 GB"
+
+
+def test_first_poll_online_counts_as_seen(clock: FakeClock) -> None:
+    # The monitor publishes StateChanged(None -> idle) at start-up, InstanceOnline only after outages.
+    p = make(clock)
+    assert p.decide(StateChanged("local", old=None, new="idle")) is None
+    d = p.decide(InstanceOffline("local", url="http://h:1234"))
+    assert d is not None and d.title == "local is offline"
+    started_offline = make(clock)
+    started_offline.decide(StateChanged("b", old=None, new="offline"))
+    assert started_offline.decide(InstanceOffline("b")) is None
