@@ -126,12 +126,20 @@ trap 'exit 143' TERM
 
 mkdir -p "$DESKTOP_TMP"/{runtime,config,data,cache,state}
 chmod 700 "$DESKTOP_TMP/runtime"
-cat >"$DESKTOP_TMP/dunstrc" <<'EOF'
-# Bubbles stay until closed, so tests can read them; `dunstctl close-all` moves them to history.
+# `dunstctl context` pipes the actions of the shown bubbles to "dmenu"; this one prints the first line
+# containing the text in $DESKTOP_TMP/dmenu-pick, which is how tests press a notification button.
+cat >"$DESKTOP_TMP/dmenu.sh" <<EOF
+#!/bin/sh
+cat >"$DESKTOP_TMP/dmenu.in"
+grep -m1 -F -- "\$(cat "$DESKTOP_TMP/dmenu-pick" 2>/dev/null)" "$DESKTOP_TMP/dmenu.in"
+EOF
+chmod +x "$DESKTOP_TMP/dmenu.sh"
+# Bubbles stay until closed, so tests can read them; dunstctl close-all moves them to history.
+cat >"$DESKTOP_TMP/dunstrc" <<EOF
 [global]
     monitor = 0
     follow = none
-    dmenu = /bin/false
+    dmenu = $DESKTOP_TMP/dmenu.sh
 [urgency_low]
     timeout = 0
 [urgency_normal]
