@@ -278,7 +278,7 @@ def _model_picker(
     known_types = {t for t, _ in TYPE_GROUPS}
     for type_key, group_title in (*TYPE_GROUPS, ("", "Other models")):
         models = sorted(
-            (m for m in snap.models if (m.type == type_key if type_key else m.type not in known_types)),
+            (m for m in snap.models if (_group_of(m) == type_key if type_key else _group_of(m) not in known_types)),
             key=lambda m: (m.display_name or m.key).lower(),
         )
         if kind is ActionKind.SWITCH:
@@ -301,6 +301,11 @@ def _model_picker(
         # One group: skip the extra level, people should not hunt for their only models.
         return MenuItem(title, children=groups[0].children, enabled=enabled)
     return MenuItem(title, children=tuple(groups), enabled=enabled)
+
+
+def _group_of(model: ModelInfo) -> str:
+    # LM Studio 0.4 reports vision models as type "llm" with a "vision" capability.
+    return "vlm" if model.type == "llm" and "vision" in model.capabilities else model.type
 
 
 def global_section(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
