@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from lmstudio_tray.emulator.catalog import ModelSpec, default_catalog, load_catalog
-from lmstudio_tray.emulator.emulator import Emulator
-from lmstudio_tray.emulator.faults import Fault
-from lmstudio_tray.emulator.records import RecordedRequest
-from lmstudio_tray.emulator.settings import EmulatorSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmstudio_tray.emulator.catalog import ModelSpec, default_catalog, load_catalog
+    from lmstudio_tray.emulator.emulator import Emulator
+    from lmstudio_tray.emulator.faults import Fault
+    from lmstudio_tray.emulator.records import RecordedRequest
+    from lmstudio_tray.emulator.settings import EmulatorSettings
+
+# Imported lazily so the fake `lms` (a short-lived process per call) does not pay for the HTTP server modules.
+_EXPORTS = {
+    "Emulator": "lmstudio_tray.emulator.emulator",
+    "EmulatorSettings": "lmstudio_tray.emulator.settings",
+    "Fault": "lmstudio_tray.emulator.faults",
+    "ModelSpec": "lmstudio_tray.emulator.catalog",
+    "RecordedRequest": "lmstudio_tray.emulator.records",
+    "default_catalog": "lmstudio_tray.emulator.catalog",
+    "load_catalog": "lmstudio_tray.emulator.catalog",
+}
 
 __all__ = [
     "Emulator",
@@ -17,3 +32,12 @@ __all__ = [
     "default_catalog",
     "load_catalog",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"LM Studio emulator {settings.version}: API {emulator.api_url} ({state})", flush=True)
         print(f"Internal API server (control): {emulator.control_url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
-        while not stop.wait(0.5) and emulator.alive:
+        # Also ends when the emulated process is killed through the control port.
+        while not stop.is_set() and not emulator.state.dead.wait(0.1):
             pass
     except KeyError as exc:
         print(f"lmstudio-tray emulator: {exc}", file=sys.stderr)

@@ -6,9 +6,10 @@ import httpx
 import pytest
 
 from lmstudio_tray.emulator import Emulator
+from tests.emulator.helpers import client_for
 
 
 @pytest.fixture
 def client(emulator: Emulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emulator.api_url, timeout=5.0) as c:
+    with client_for(emulator.api_url) as c:
         yield c

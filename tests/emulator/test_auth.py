@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import httpx
-
+from tests.emulator.helpers import client_for, http
 from tests.emulator_fixtures import EmulatorFactory
 
 TOKEN = "sk-lm-Abcd1234:ABCDEFGHIJabcdefghij"
@@ -14,7 +13,7 @@ MISSING = (
 
 def test_missing_token_gets_documented_401(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(auth_token=TOKEN)
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         for path in ("/v1/models", "/api/v0/models", "/api/v1/models", "/foo"):
             r = c.get(path)
             assert r.status_code == 401, path
@@ -25,30 +24,30 @@ def test_missing_token_gets_documented_401(emulator_factory: EmulatorFactory) ->
 
 def test_greeting_is_exempt(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(auth_token=TOKEN)
-    assert httpx.get(f"{emu.api_url}/lmstudio-greeting").json() == {"lmstudio": True}
+    assert http.get(f"{emu.api_url}/lmstudio-greeting").json() == {"lmstudio": True}
 
 
 def test_valid_and_invalid_tokens(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(auth_token=TOKEN)
-    assert httpx.get(f"{emu.api_url}/api/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    bad = httpx.get(f"{emu.api_url}/api/v1/models", headers={"Authorization": "Bearer sk-lm-wrong000:x"})
+    assert http.get(f"{emu.api_url}/api/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    bad = http.get(f"{emu.api_url}/api/v1/models", headers={"Authorization": "Bearer sk-lm-wrong000:x"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_auth_off_accepts_any_token(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory()
-    r = httpx.get(f"{emu.api_url}/api/v1/models", headers={"Authorization": "Bearer whatever"})
+    r = http.get(f"{emu.api_url}/api/v1/models", headers={"Authorization": "Bearer whatever"})
     assert r.status_code == 200
 
 
 def test_auth_can_be_toggled_live(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory()
     emu.update(auth_token=TOKEN)
-    assert httpx.get(f"{emu.api_url}/v1/models").status_code == 401
+    assert http.get(f"{emu.api_url}/v1/models").status_code == 401
     emu.update(auth_token=None)
-    assert httpx.get(f"{emu.api_url}/v1/models").status_code == 200
+    assert http.get(f"{emu.api_url}/v1/models").status_code == 200
 
 
 def test_versions_before_0_4_have_no_auth(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(version="0.3.31", auth_token=TOKEN)
-    assert httpx.get(f"{emu.api_url}/v1/models").status_code == 200
+    assert http.get(f"{emu.api_url}/v1/models").status_code == 200

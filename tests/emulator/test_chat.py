@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.emulator import Emulator
+from tests.emulator.helpers import client_for
 from tests.emulator_fixtures import EmulatorFactory
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -73,15 +74,15 @@ def test_max_tokens_truncates_with_length(emulator: Emulator, client: httpx.Clie
 
 
 def test_jit_load_blocks_for_load_time_and_evicts_previous(emulator_factory: EmulatorFactory) -> None:
-    emu = emulator_factory(load_seconds=0.3)
-    with httpx.Client(base_url=emu.api_url, timeout=5) as c:
+    emu = emulator_factory(load_seconds=0.2)
+    with client_for(emu.api_url) as c:
         started = time.monotonic()
         assert chat(c, QWEN).json()["model"] == QWEN
-        assert time.monotonic() - started >= 0.3
+        assert time.monotonic() - started >= 0.2
         manual = emu.load("llama-3.2-3b-instruct")
         started = time.monotonic()
         assert chat(c, GEMMA).json()["model"] == GEMMA
-        assert time.monotonic() - started >= 0.3
+        assert time.monotonic() - started >= 0.2
         # Auto-evict removed the previous JIT model but not the manually loaded one.
         assert sorted(m["identifier"] for m in emu.loaded()) == sorted([GEMMA, manual])
         started = time.monotonic()
@@ -91,7 +92,7 @@ def test_jit_load_blocks_for_load_time_and_evicts_previous(emulator_factory: Emu
 
 def test_jit_without_auto_evict_keeps_both(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(auto_evict=False)
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         chat(c, QWEN)
         chat(c, GEMMA)
     assert {m["identifier"] for m in emu.loaded()} == {QWEN, GEMMA}
@@ -103,7 +104,7 @@ def test_concurrent_jit_requests_share_one_load(emulator_factory: EmulatorFactor
     emu = emulator_factory(load_seconds=0.2)
 
     def one(_: int) -> str:
-        with httpx.Client(base_url=emu.api_url, timeout=5) as c:
+        with client_for(emu.api_url) as c:
             return str(chat(c, QWEN).json()["model"])
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -114,12 +115,11 @@ def test_concurrent_jit_requests_share_one_load(emulator_factory: EmulatorFactor
 def test_load_in_progress_is_invisible(emulator_factory: EmulatorFactory) -> None:
     import threading
 
-    emu = emulator_factory(load_seconds=0.4, jit=False)
-    emu.update(jit=True)
-    t = threading.Thread(target=lambda: chat(httpx.Client(base_url=emu.api_url, timeout=5), QWEN))
+    emu = emulator_factory(load_seconds=0.25)
+    t = threading.Thread(target=lambda: chat(client_for(emu.api_url), QWEN))
     t.start()
-    time.sleep(0.15)
-    with httpx.Client(base_url=emu.api_url) as c:
+    time.sleep(0.1)
+    with client_for(emu.api_url) as c:
         v0 = {m["id"]: m["state"] for m in c.get("/api/v0/models").json()["data"]}
         assert v0[QWEN] == "not-loaded"
         v1 = {m["key"]: m["loaded_instances"] for m in c.get("/api/v1/models").json()["models"]}
@@ -130,22 +130,22 @@ def test_load_in_progress_is_invisible(emulator_factory: EmulatorFactory) -> Non
 
 
 def test_jit_ttl_from_request_and_default(emulator_factory: EmulatorFactory) -> None:
-    emu = emulator_factory(default_ttl=0.4, load_seconds=0.0)
-    with httpx.Client(base_url=emu.api_url) as c:
+    emu = emulator_factory(default_ttl=0.2, load_seconds=0.0)
+    with client_for(emu.api_url) as c:
         chat(c, QWEN, ttl=30)
         assert emu.loaded()[0]["ttlMs"] == 30_000
         emu.unload_all()
         chat(c, QWEN)
-        assert emu.loaded()[0]["ttlMs"] == 400
+        assert emu.loaded()[0]["ttlMs"] == 200
         manual = emu.load(GEMMA)
-        time.sleep(0.5)
+        time.sleep(0.3)
         chat(c, manual)  # served by the manual instance; the idle JIT one has expired
         assert [m["identifier"] for m in emu.loaded()] == [manual]
 
 
 def test_ttl_expires_without_requests(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(load_seconds=0.0)
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         chat(c, QWEN, ttl=0.2)
     deadline = time.monotonic() + 2
     while emu.state.engine.loaded() and time.monotonic() < deadline:
@@ -156,7 +156,7 @@ def test_ttl_expires_without_requests(emulator_factory: EmulatorFactory) -> None
 def test_single_loaded_model_serves_any_name_quirk_619(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(jit=False)
     ident = emu.load(GEMMA)
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         body = chat(c, "gpt-4o").json()
         assert body["model"] == ident
         assert chat(c, None).json()["model"] == ident
@@ -174,7 +174,7 @@ def test_no_models_loaded_error_by_version(
     emulator_factory: EmulatorFactory, version: str, status: int, string_body: bool
 ) -> None:
     emu = emulator_factory(version=version, jit=False)
-    r = chat(httpx.Client(base_url=emu.api_url), QWEN)
+    r = chat(client_for(emu.api_url), QWEN)
     assert r.status_code == status
     message = "No models loaded. Please load a model in the developer page or use the 'lms load' command."
     if string_body:
@@ -187,7 +187,7 @@ def test_no_models_loaded_error_by_version(
 
 def test_unknown_model_error_legacy_404(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(version="0.3.14")
-    r = chat(httpx.Client(base_url=emu.api_url), "default")
+    r = chat(client_for(emu.api_url), "default")
     assert r.status_code == 404
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and err["param"] == "model" and err["code"] == "model_not_found"
@@ -205,7 +205,7 @@ def test_unknown_model_error_modern_400(client: httpx.Client) -> None:
 
 def test_jit_load_failure(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(fail_loads={"openai/gpt-oss-20b": "Error loading model."})
-    r = chat(httpx.Client(base_url=emu.api_url), "openai/gpt-oss-20b")
+    r = chat(client_for(emu.api_url), "openai/gpt-oss-20b")
     assert r.status_code == 400
     assert r.json()["error"]["message"] == 'Failed to load model "openai/gpt-oss-20b". Error: Error loading model.'
     assert emu.loaded() == []
@@ -238,5 +238,5 @@ def test_token_delay_slows_streaming(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(token_delay=0.02)
     emu.load(QWEN)
     started = time.monotonic()
-    chat(httpx.Client(base_url=emu.api_url), QWEN, stream=True)
+    chat(client_for(emu.api_url), QWEN, stream=True)
     assert time.monotonic() - started >= 0.15

@@ -13,6 +13,7 @@ import pytest
 
 from lmstudio_tray.emulator import ModelSpec
 from lmstudio_tray.emulator.cli import main
+from tests.emulator.helpers import http
 
 TOKEN = "sk-lm-Abcd1234:ABCDEFGHIJabcdefghij"
 
@@ -44,10 +45,10 @@ def test_subprocess_ready_file_and_sigterm(tmp_path: Path) -> None:
         info = wait_for(ready, proc)
         assert info["pid"] == proc.pid
         api = str(info["api_url"])
-        assert httpx.get(f"{api}/v1/models").status_code == 401
-        models = httpx.get(f"{api}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        assert http.get(f"{api}/v1/models").status_code == 401
+        models = http.get(f"{api}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         assert [m["id"] for m in models["data"]] == ["acme/tiny"]
-        state = httpx.get(f"{info['control_url']}/_emulator/state").json()
+        state = http.get(f"{info['control_url']}/_emulator/state").json()
         assert state["settings"]["jit"] is False
         assert (tmp_path / "lmhome" / "bin" / "lms").exists()
     finally:
@@ -66,8 +67,8 @@ def test_kill_through_control_port_ends_the_process(tmp_path: Path) -> None:
     try:
         info = wait_for(ready, proc)
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{info['api_url']}/lmstudio-greeting")
-        httpx.post(f"{info['control_url']}/_emulator/kill")
+            http.get(f"{info['api_url']}/lmstudio-greeting")
+        http.post(f"{info['control_url']}/_emulator/kill")
         assert proc.wait(timeout=5) == 0
     finally:
         if proc.poll() is None:

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.emulator import Emulator, Fault
+from tests.emulator.helpers import http
 
 
 def test_status_fault_with_times(emulator: Emulator, client: httpx.Client) -> None:
@@ -42,10 +43,10 @@ def test_latency(emulator: Emulator, client: httpx.Client) -> None:
 def test_hang_until_cleared(emulator: Emulator) -> None:
     emulator.add_fault(Fault(path="/v1/models", kind="hang"))
     with pytest.raises(httpx.ReadTimeout):
-        httpx.get(f"{emulator.api_url}/v1/models", timeout=0.2)
+        http.get(f"{emulator.api_url}/v1/models", timeout=0.1)
     result: list[int] = []
     url = f"{emulator.api_url}/v1/models"
-    t = threading.Thread(target=lambda: result.append(httpx.get(url, timeout=5).status_code))
+    t = threading.Thread(target=lambda: result.append(http.get(url, timeout=5).status_code))
     t.start()
     time.sleep(0.1)
     assert not result
@@ -60,7 +61,7 @@ def test_hang_released_by_close(emulator: Emulator) -> None:
 
     def call() -> None:
         try:
-            httpx.get(f"{emulator.api_url}/v1/models", timeout=5)
+            http.get(f"{emulator.api_url}/v1/models", timeout=5)
         except httpx.HTTPError as exc:
             errors.append(exc)
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.emulator import Emulator, EmulatorSettings
+from tests.emulator.helpers import client_for, http
 from tests.emulator_fixtures import EmulatorFactory
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -17,14 +18,14 @@ QWEN = "qwen/qwen3-4b-2507"
 def test_stop_and_start_reopen_the_same_port(emulator: Emulator) -> None:
     url = emulator.api_url
     emulator.load(QWEN)
-    with httpx.Client(base_url=url) as c:
+    with client_for(url) as c:
         assert c.get("/v1/models").status_code == 200
         emulator.stop_server()
         assert not emulator.server_running
         with pytest.raises(httpx.ConnectError):
             c.get("/v1/models")
         # The internal API server stays up while the HTTP server is off.
-        assert httpx.get(f"{emulator.control_url}/lmstudio-greeting").json() == {"lmstudio": True}
+        assert http.get(f"{emulator.control_url}/lmstudio-greeting").json() == {"lmstudio": True}
         emulator.start_server()
         assert emulator.api_url == url and emulator.server_running
         assert c.get("/v1/models").status_code == 200
@@ -37,7 +38,7 @@ def test_stopping_terminates_in_flight_requests(emulator_factory: EmulatorFactor
 
     def call() -> None:
         try:
-            httpx.post(f"{emu.api_url}/api/v1/models/load", json={"model": QWEN}, timeout=5)
+            http.post(f"{emu.api_url}/api/v1/models/load", json={"model": QWEN}, timeout=5)
         except httpx.HTTPError as exc:
             errors.append(exc)
 
@@ -56,9 +57,9 @@ def test_start_stopped_and_fixed_port(emulator_factory: EmulatorFactory) -> None
     emu = emulator_factory(server_running=False, port=port)
     assert not emu.server_running and emu.api_port == port
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{emu.api_url}/lmstudio-greeting")
+        http.get(f"{emu.api_url}/lmstudio-greeting")
     emu.start_server()
-    assert httpx.get(f"http://127.0.0.1:{port}/lmstudio-greeting").status_code == 200
+    assert http.get(f"http://127.0.0.1:{port}/lmstudio-greeting").status_code == 200
 
 
 def test_kill_drops_loads_and_closes_both_ports(emulator_factory: EmulatorFactory) -> None:
@@ -68,7 +69,7 @@ def test_kill_drops_loads_and_closes_both_ports(emulator_factory: EmulatorFactor
 
     def call() -> None:
         try:
-            httpx.post(f"{emu.api_url}/api/v1/models/load", json={"model": QWEN}, timeout=5)
+            http.post(f"{emu.api_url}/api/v1/models/load", json={"model": QWEN}, timeout=5)
         except httpx.HTTPError as exc:
             errors.append(exc)
 
@@ -82,20 +83,20 @@ def test_kill_drops_loads_and_closes_both_ports(emulator_factory: EmulatorFactor
     assert errors and not isinstance(errors[0], httpx.ReadTimeout)
     for url in (emu.api_url, emu.control_url):
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{url}/lmstudio-greeting")
+            http.get(f"{url}/lmstudio-greeting")
     assert emu.loaded() == []
     # Relaunch: same ports, nothing loaded, server state restored.
     emu.start()
-    assert httpx.get(f"{emu.api_url}/lmstudio-greeting").status_code == 200
-    assert httpx.get(f"{emu.control_url}/lms-status").json() == {"package": "lmstudio-emulator", "version": "0.4.8"}
+    assert http.get(f"{emu.api_url}/lmstudio-greeting").status_code == 200
+    assert http.get(f"{emu.control_url}/lms-status").json() == {"package": "lmstudio-emulator", "version": "0.4.8"}
 
 
 def test_context_manager() -> None:
     with Emulator(EmulatorSettings(load_seconds=0)) as emu:
         url = emu.api_url
-        assert httpx.get(f"{url}/lmstudio-greeting").status_code == 200
+        assert http.get(f"{url}/lmstudio-greeting").status_code == 200
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{url}/lmstudio-greeting")
+        http.get(f"{url}/lmstudio-greeting")
 
 
 def test_load_api_stacks_and_custom_identifier(emulator: Emulator) -> None:
@@ -132,7 +133,7 @@ def test_update_validates(emulator: Emulator) -> None:
     with pytest.raises(ValueError):
         emulator.update(version="banana")
     emulator.update(version="0.3.31")
-    assert httpx.get(f"{emulator.api_url}/api/v1/models").json()["error"].startswith("Unexpected endpoint")
+    assert http.get(f"{emulator.api_url}/api/v1/models").json()["error"].startswith("Unexpected endpoint")
 
 
 def test_home_layout(tmp_path: Path, emulator_factory: EmulatorFactory) -> None:
@@ -149,12 +150,15 @@ def test_home_layout(tmp_path: Path, emulator_factory: EmulatorFactory) -> None:
     assert config["justInTimeModelLoading"] is True
 
 
+_http = http
+
+
 def control(emu: Emulator, method: str, path: str, body: object = None) -> httpx.Response:
-    return httpx.request(method, f"{emu.control_url}/_emulator{path}", json=body, timeout=5)
+    return _http.request(method, f"{emu.control_url}/_emulator{path}", json=body)
 
 
 def test_control_routes(emulator_factory: EmulatorFactory) -> None:
-    emu = emulator_factory(load_seconds=0.2)
+    emu = emulator_factory(load_seconds=0.15)
     state = control(emu, "GET", "/state").json()
     assert state["server_running"] and state["api_port"] == emu.api_port and state["loaded"] == []
     assert len(state["downloaded"]) == 7
@@ -170,18 +174,20 @@ def test_control_routes(emulator_factory: EmulatorFactory) -> None:
     assert control(emu, "POST", "/unload", {"identifier": "nope"}).status_code == 404
     assert control(emu, "POST", "/unload", {"identifier": QWEN}).json() == {"identifier": QWEN}
     control(emu, "POST", "/faults", {"path": "/v1/models", "status": 502})
-    assert httpx.get(f"{emu.api_url}/v1/models").status_code == 502
+    assert http.get(f"{emu.api_url}/v1/models").status_code == 502
     assert control(emu, "GET", "/state").json()["request_counts"]["GET /v1/models"] == 1
     assert control(emu, "GET", "/requests").json()[0]["path"] == "/v1/models"
     control(emu, "POST", "/faults/clear")
-    assert httpx.get(f"{emu.api_url}/v1/models").status_code == 200
+    assert http.get(f"{emu.api_url}/v1/models").status_code == 200
     assert control(emu, "POST", "/settings", {"jit": False}).json()["jit"] is False
     assert control(emu, "POST", "/settings", {"bogus": 1}).status_code == 400
     assert control(emu, "POST", "/server/stop").json()["running"] is False
     assert not emu.server_running
     assert control(emu, "POST", "/server/start").json() == {"running": True, "port": emu.api_port}
     assert control(emu, "POST", "/kill").json() == {"ok": True}
-    time.sleep(0.2)
+    deadline = time.monotonic() + 2
+    while emu.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not emu.alive
 
 

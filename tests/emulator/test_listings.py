@@ -5,6 +5,7 @@ from typing import Any
 import httpx
 
 from lmstudio_tray.emulator import Emulator, ModelSpec, default_catalog
+from tests.emulator.helpers import client_for, http
 from tests.emulator_fixtures import EmulatorFactory
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -33,7 +34,7 @@ def test_default_catalog_covers_required_kinds() -> None:
 def test_v1_models_jit_on_lists_loaded_then_downloaded(emulator: Emulator) -> None:
     emulator.load(QWEN)
     emulator.load(QWEN)
-    with httpx.Client(base_url=emulator.api_url) as c:
+    with client_for(emulator.api_url) as c:
         got = ids(c)
     assert got[:2] == [QWEN, f"{QWEN}:2"]
     assert set(got[2:]) == {m.key for m in default_catalog()} - {QWEN}
@@ -41,7 +42,7 @@ def test_v1_models_jit_on_lists_loaded_then_downloaded(emulator: Emulator) -> No
 
 def test_v1_models_jit_off_lists_only_loaded(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(jit=False)
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         assert c.get("/v1/models").json() == {"data": [], "object": "list"}
         emu.load("openai/gpt-oss-20b", identifier="big")
         assert ids(c) == ["big"]
@@ -78,7 +79,7 @@ def test_v0_single_model_with_slash(client: httpx.Client) -> None:
 
 def test_v0_capabilities_absent_before_0_3_16(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(version="0.3.15")
-    data = httpx.get(f"{emu.api_url}/api/v0/models").json()["data"]
+    data = http.get(f"{emu.api_url}/api/v0/models").json()["data"]
     assert all("capabilities" not in m for m in data)
 
 
@@ -115,13 +116,13 @@ def test_v1_rest_models_shapes(emulator: Emulator, client: httpx.Client) -> None
 
 def test_v1_models_lists_everything_even_with_jit_off(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(jit=False)
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         assert len(_v1(c)) == len(default_catalog())
 
 
 def test_version_0_3_has_no_rest_v1(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(version="0.3.31")
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         r = c.get("/api/v1/models")
         assert r.status_code == 200
         assert r.json() == {"error": "Unexpected endpoint or method. (GET /api/v1/models)"}
@@ -130,12 +131,12 @@ def test_version_0_3_has_no_rest_v1(emulator_factory: EmulatorFactory) -> None:
 
 def test_version_before_0_3_6_has_no_rest_v0(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(version="0.3.5")
-    body = httpx.get(f"{emu.api_url}/api/v0/models").json()
+    body = http.get(f"{emu.api_url}/api/v0/models").json()
     assert body == {"error": "Unexpected endpoint or method. (GET /api/v0/models)"}
 
 
 def test_custom_catalog(emulator_factory: EmulatorFactory) -> None:
     spec = ModelSpec(key="acme/tiny", display_name="Tiny", publisher="acme", max_context_length=1024)
     emu = emulator_factory(catalog=[spec])
-    assert ids(httpx.Client(base_url=emu.api_url)) == ["acme/tiny"]
+    assert ids(client_for(emu.api_url)) == ["acme/tiny"]
     assert ModelSpec.from_json(spec.to_json()) == spec

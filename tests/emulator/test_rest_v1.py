@@ -6,6 +6,7 @@ import time
 import httpx
 
 from lmstudio_tray.emulator import Emulator, ModelSpec
+from tests.emulator.helpers import client_for
 from tests.emulator_fixtures import EmulatorFactory
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -21,7 +22,7 @@ def sse_events(text: str) -> list[tuple[str, dict[str, object]]]:
 
 def test_load_blocks_and_stacks_instances(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(load_seconds=0.25)
-    with httpx.Client(base_url=emu.api_url, timeout=5) as c:
+    with client_for(emu.api_url) as c:
         started = time.monotonic()
         r = c.post("/api/v1/models/load", json={"model": QWEN, "context_length": 16384, "echo_load_config": True})
         assert time.monotonic() - started >= 0.25
@@ -39,15 +40,15 @@ def test_load_blocks_and_stacks_instances(emulator_factory: EmulatorFactory) -> 
 
 
 def test_per_model_load_seconds(emulator_factory: EmulatorFactory) -> None:
-    slow = ModelSpec(key="acme/slow", display_name="Slow", publisher="acme", load_seconds=0.3)
+    slow = ModelSpec(key="acme/slow", display_name="Slow", publisher="acme", load_seconds=0.2)
     fast = ModelSpec(key="acme/fast", display_name="Fast", publisher="acme", load_seconds=0.0)
     emu = emulator_factory(catalog=[slow, fast], load_seconds=5.0)
-    with httpx.Client(base_url=emu.api_url, timeout=5) as c:
+    with client_for(emu.api_url) as c:
         started = time.monotonic()
         c.post("/api/v1/models/load", json={"model": "acme/fast"})
         assert time.monotonic() - started < 0.2
         c.post("/api/v1/models/load", json={"model": "acme/slow"})
-        assert time.monotonic() - started >= 0.3
+        assert time.monotonic() - started >= 0.2
 
 
 def test_embedding_load_config(client: httpx.Client) -> None:
@@ -61,7 +62,7 @@ def test_load_errors(emulator_factory: EmulatorFactory) -> None:
     guard = ModelSpec(key="big/model", display_name="Big", publisher="big", size_bytes=90_000_000_000,
                       fail_load=ModelSpec(key="x", display_name="x", publisher="x").guardrail_message())
     emu = emulator_factory(catalog=[guard, ModelSpec(key="ok/model", display_name="Ok", publisher="ok")])
-    with httpx.Client(base_url=emu.api_url) as c:
+    with client_for(emu.api_url) as c:
         r = c.post("/api/v1/models/load", json={"model": "nope/none"})
         assert r.status_code == 404
         assert r.json()["error"]["type"] == "model_not_found"
@@ -104,7 +105,7 @@ def test_chat_non_streaming(emulator: Emulator, client: httpx.Client) -> None:
 
 def test_chat_streaming_with_model_load_events(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory(load_seconds=0.2, jit=False)
-    with httpx.Client(base_url=emu.api_url, timeout=5) as c:
+    with client_for(emu.api_url) as c:
         r = c.post("/api/v1/chat", json={"model": QWEN, "input": "Hi", "stream": True})
         events = sse_events(r.text)
         names = [e for e, _ in events]
