@@ -33,6 +33,12 @@ REST_V1_ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/chat"): rest_v1_routes.chat,
 }
 HANG_POLL_SECONDS = 0.05
+# With CORS off, preflights fall through to the unknown-route answer, as in LM Studio.
+CORS_PREFLIGHT = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET,HEAD,PUT,PATCH,POST,DELETE",
+    "Access-Control-Allow-Headers": "*",
+}
 
 
 class ApiApp:
@@ -64,6 +70,8 @@ class ApiApp:
             # The private header lets the fake `lms --host/--port` find the control port (docs/emulator.md).
             headers = {CONTROL_PORT_HEADER: str(self.state.control_port)}
             return json_response({"lmstudio": True}, headers=headers)
+        if request.method == "OPTIONS" and self.state.cors:
+            return Response(status=204, headers=CORS_PREFLIGHT)
         self._check_auth(request)
         route = self._find_route(request.method, path)
         if route is None:

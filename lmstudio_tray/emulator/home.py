@@ -72,4 +72,9 @@ def install_script(bin_dir: Path, env: dict[str, str]) -> Path:
     target = bin_dir / "lms"
     target.write_text(lms_script(env), encoding="utf-8")
     target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    if os.name == "nt":
+        # Windows ignores shebangs: a .cmd shim next to the script makes `lms` runnable from PATH.
+        shim = bin_dir / "lms.cmd"
+        shim.write_text(f'@"{sys.executable}" "%~dp0lms" %*\r\n', encoding="utf-8")
+        return shim
     return target

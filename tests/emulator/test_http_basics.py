@@ -74,3 +74,12 @@ def test_requests_are_recorded(client: httpx.Client, emulator: Emulator) -> None
     assert emulator.requests[-1].query == "x=1"
     emulator.clear_requests()
     assert emulator.requests == []
+
+
+def test_cors_preflight_only_when_enabled(emulator: Emulator, client: httpx.Client) -> None:
+    r = client.options("/v1/models")
+    assert r.status_code == 200 and r.json()["error"].startswith("Unexpected endpoint or method. (OPTIONS")
+    emulator.start_server(cors=True)
+    r = client.options("/v1/models")
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "*"
+    assert client.get("/v1/models").headers["access-control-allow-origin"] == "*"
