@@ -18,8 +18,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.emulator import Emulator, EmulatorSettings  # noqa: E402
-from tests.desktop.xtools import tray_icons  # noqa: E402
+from lmstudio_tray.emulator import Emulator, EmulatorSettings
+from tests.desktop.xtools import tray_icons
 
 
 def main() -> int:

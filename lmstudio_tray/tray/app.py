@@ -7,6 +7,7 @@ whether this machine can show a real tray icon, and runs headless (notifications
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 ICON_SIZE = 64  # trays scale down; 64 keeps HiDPI panels sharp
 REFRESH_SECONDS = 5.0  # safety net for snapshot changes that publish no event (new downloads)
-APP_ID = "lmstudio-tray"  # appindicator uses the icon name as its D-Bus object path
+APP_ID = "lmstudio-tray"
+MENU_DUMP_ENV = "LMSTUDIO_TRAY_MENU_DUMP"  # appindicator uses the icon name as its D-Bus object path
 
 
 # ---- backend choice --------------------------------------------------------------------------------
@@ -153,6 +155,17 @@ def xembed_tray_present(display: str | None = None) -> bool | None:
         return None
 
 
+def menu_json(item: MenuItem) -> dict[str, Any]:
+    return {
+        "label": item.label,
+        "enabled": item.enabled,
+        "separator": item.separator,
+        "checked": item.checked,
+        "action": None if item.action is None else [item.action.kind.value, item.action.instance, item.action.target],
+        "children": [menu_json(c) for c in item.children],
+    }
+
+
 # ---- the view --------------------------------------------------------------------------------------
 
 
@@ -176,6 +189,13 @@ class PystrayView:
 
     def set_menu(self, items: tuple[MenuItem, ...]) -> None:
         self.icon.menu = self._pystray.Menu(*(self._item(i) for i in items))
+        dump = os.environ.get(MENU_DUMP_ENV)
+        if dump:
+            # What the menu shows, for desktop tests and bug reports (menus cannot be read back from GTK).
+            try:
+                atomic_write(Path(dump), json.dumps([menu_json(i) for i in items], indent=1))
+            except OSError as exc:
+                log.debug("menu dump failed: %s", exc)
 
     def _item(self, item: MenuItem) -> Any:
         p = self._pystray
