@@ -225,7 +225,13 @@ class TrayPresenter:
 
         def done(f: concurrent.futures.Future[Any]) -> None:
             self._finish(key)
-            self.pending = [p for p in self.pending if not p.done()]
+            try:
+                report_outcome(f)
+            finally:
+                # last, so whoever waits for `pending` to empty also sees the report
+                self.pending = [p for p in self.pending if not p.done()]
+
+        def report_outcome(f: concurrent.futures.Future[Any]) -> None:
             if f.cancelled():
                 return
             exc = f.exception()
