@@ -25,13 +25,29 @@ COMMAND_MODULES = (
     "tray_cmd",
     "opencode_cmd",
 )
+# Which module a command lives in, so a command imports only what it needs (the tray stays small).
+COMMAND_HOME = {
+    "status": "status",
+    "load": "models",
+    "switch": "models",
+    "unload": "models",
+    "models": "models",
+    "server": "server",
+    "config": "config_cmd",
+    "token": "config_cmd",
+    "serve": "serve",
+    "emulator": "emulator_cmd",
+    "run": "tray_cmd",
+    "opencode": "opencode_cmd",
+}
+_OPTIONS_WITH_VALUE = {"--config", "--log-level"}
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lmstudio-tray",
         description="System-tray companion for LM Studio. With no command, starts the tray.",
@@ -42,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default=None, choices=["debug", "info", "warning", "error"], help="log verbosity"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in (only,) if only else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"lmstudio_tray.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -60,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lmstudio_tray.emulator.cli import main as emulator_main
 
         return int(emulator_main(args_list[1:]))
-    parser = build_parser()
+    command = _command_of(args_list)
+    parser = build_parser(COMMAND_HOME.get(command or "run") if command in COMMAND_HOME or command is None else None)
     args = parser.parse_args(args_list)
     if args.command is None:
         args = parser.parse_args([*args_list, "run"]) if _has_command(parser, "run") else args
@@ -75,6 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except KeyboardInterrupt:
         return 130
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command word, skipping global options; None when there is none (the tray starts)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif arg in ("-h", "--help", "--version"):
+            return "-"  # a global flag: build the full parser so --help lists every command
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _has_command(parser: argparse.ArgumentParser, name: str) -> bool:
