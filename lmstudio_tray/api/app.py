@@ -1,0 +1,510 @@
+"""The loopback endpoint the OpenCode plugin talks to: routes over the core, answered from its cache.
+
+Handlers run on the core's event loop. Validation reads the status cache (no LM Studio call when warm)
+and never waits on LM Studio longer than the plugin's hook budget; the slow work (loads, refreshes)
+belongs to the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lmstudio_tray import __version__
+from lmstudio_tray.api import schemas as s
+from lmstudio_tray.api.security import LoopbackGuard
+from lmstudio_tray.core.actions import ActionError
+from lmstudio_tray.core.config import Policy
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
+from lmstudio_tray.core.transforms import (
+    MessageDigest,
+    ModelUse,
+    compaction_notes,
+    message_budget,
+    repair_text,
+    system_context,
+    trim_messages,
+)
+from lmstudio_tray.core.verdict import ValidateRequest, Verdict, ensure_target, evaluate, resolve_model
+
+log = logging.getLogger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": s.ErrorOut, "description": "missing or wrong bearer token"},
+    403: {"model": s.ErrorOut, "description": "request carried an Origin header"},
+    413: {"model": s.ErrorOut, "description": "body too large"},
+    421: {"model": s.ErrorOut, "description": "Host is not 127.0.0.1/localhost with this port"},
+    422: {"model": s.ErrorOut, "description": "invalid body; the message names each field"},
+}
+TOOL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: {"model": s.ErrorOut, "description": "no such instance"},
+    409: {"model": s.ErrorOut, "description": "the action failed; the message says why and what to do"},
+}
+LATENCY_SAMPLES = 10_000
+
+
+def _error(status: int, kind: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"kind": kind, "message": message}}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+@dataclass
+class Metrics:
+    validate_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    validate_count: int = 0
+    categories: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    ensures: int = 0
+    transforms: Counter[str] = field(default_factory=Counter)
+    fail_open_refreshes: int = 0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.validate_ms:
+            return None
+        data = sorted(self.validate_ms)
+        return data[min(len(data) - 1, int(q * len(data)))]
+
+
+@dataclass
+class ApiState:
+    core: Core
+    sessions: SessionTracker
+    metrics: Metrics = field(default_factory=Metrics)
+    guard: LoopbackGuard | None = None
+
+
+def create_app(
+    core: Core,
+    *,
+    token: str,
+    port: Callable[[], int] | int,
+    sessions: SessionTracker | None = None,
+) -> LoopbackGuard:
+    """The ASGI app: FastAPI routes behind the loopback guard. `.app` is the FastAPI instance."""
+    tracker = sessions or SessionTracker(
+        core.bus, invalidate=core.monitor.invalidate, instance_for_url=core.monitor.instance_for_url
+    )
+    state = ApiState(core=core, sessions=tracker)
+    app = FastAPI(
+        title="lmstudio-tray endpoint",
+        version=__version__,
+        description="Loopback API of lmstudio-tray for the OpenCode plugin. Every route but /v1/health needs "
+        "`Authorization: Bearer <token>` (the token is in the endpoint.json discovery file).",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.api = state
+    _install_handlers(app)
+    _routes(app, state)
+    port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
+    guard = LoopbackGuard(app, token=token, port=port_fn, max_body_bytes=core.config.endpoint.max_body_bytes)
+    state.guard = guard
+    return guard
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{loc}: {err.get('msg', 'invalid')}")
+        detail = jsonable_encoder(
+            [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        )
+        return _error(422, "invalid_request", "; ".join(problems) or "invalid request body", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.kind, exc.message)
+
+    @app.exception_handler(ActionError)
+    async def action_error(_request: Request, exc: ActionError) -> JSONResponse:
+        return _error(409, exc.kind, str(exc))
+
+
+def _routes(app: FastAPI, st: ApiState) -> None:
+    core = st.core
+    monitor = core.monitor
+    cfg = core.config
+
+    def resolve(base_url: str | None, instance: str | None = None) -> str | None:
+        if instance:
+            if instance not in monitor.names:
+                known = ", ".join(monitor.names) or "none"
+                raise ApiError(404, "unknown_instance", f"no instance named {instance!r} (monitored: {known})")
+            return instance
+        if base_url:
+            return monitor.instance_for_url(base_url)
+        return core.active_instance
+
+    async def resolve_or_adhoc(base_url: str | None) -> str | None:
+        name = resolve(base_url)
+        if name is None and base_url:
+            try:
+                name = await monitor.ensure_instance(base_url)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_request", f"base_url: {exc}") from None
+        return name
+
+    async def cached_snapshot(name: str) -> InstanceSnapshot | None:
+        """The cache; a stale or invalidated entry is refreshed only within the hook's budget."""
+        mon = monitor.instance(name)
+        at = mon.snapshot_at
+        if mon.snapshot is not None and not mon.stale and at is not None and (
+            core.clock.monotonic() - at <= monitor.settings.cache_max_age
+        ):
+            return await monitor.get(name)  # a hit: returns without IO
+        budget = cfg.validation.hook_timeout_ms / 2000
+        snap = mon.snapshot
+        refresh = asyncio.ensure_future(monitor.get(name))
+        refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            return await asyncio.wait_for(asyncio.shield(refresh), timeout=budget)
+        except asyncio.TimeoutError:
+            # the refresh goes on in the background; this hook answers from what is known
+            st.metrics.fail_open_refreshes += 1
+            return snap
+        except Exception:
+            return monitor.snapshot(name)
+
+    def verdict_for(name: str | None, snap: InstanceSnapshot | None, body: s.ValidateIn,
+                    policy: dict[str, Policy] | None = None) -> Verdict:
+        req = ValidateRequest(body.model, body.base_url, body.context_limit or None, body.agent, body.session_id)
+        eta: float | None = None
+        if name is not None and snap is not None and snap.state in (InstanceState.READY, InstanceState.IDLE,
+                                                                    InstanceState.LOADING):
+            m = resolve_model(snap, body.model)
+            if m is not None and not m.loaded:
+                eta = core.actions.estimate_load_seconds(name, m.key)
+        return evaluate(snap, req, policy or cfg.validation.policy, instance_name=name, eta_seconds=eta)
+
+    @app.get("/v1/health", response_model=s.HealthOut, tags=["meta"])
+    async def health() -> JSONResponse:
+        return JSONResponse({"ok": True, "version": __version__, "pid": os.getpid()})
+
+    @app.get("/v1/status", responses=ERRORS, tags=["meta"],
+             description="All instances from the status cache; the same shape as `lmstudio-tray status --json`.")
+    async def status() -> JSONResponse:
+        st.metrics.requests["status"] += 1
+        return JSONResponse(core.status().to_json())
+
+    @app.get("/v1/plugin", response_model=s.PluginSettingsOut, responses=ERRORS, tags=["meta"])
+    async def plugin_settings() -> JSONResponse:
+        n = cfg.notifications
+        return JSONResponse({
+            "hook_timeout_ms": cfg.validation.hook_timeout_ms,
+            "ensure_timeout_ms": int(cfg.validation.ensure_timeout * 1000),
+            "instances": [{"name": name, "url": monitor.instance(name).config.url} for name in monitor.names],
+            "toasts": {"enabled": n.enabled, "quiet": n.quiet, "categories": dict(n.categories)},
+            "policy": {k: v.value for k, v in cfg.validation.policy.items()},
+        })
+
+    @app.get("/v1/metrics", responses=ERRORS, tags=["meta"])
+    async def metrics() -> JSONResponse:
+        m = st.metrics
+        p50, p99 = m.percentile(0.5), m.percentile(0.99)
+        return JSONResponse({
+            "cache": monitor.stats.to_json(),
+            "lmstudio_calls": monitor.lmstudio_calls,
+            "validate": {
+                "count": m.validate_count,
+                "p50_ms": None if p50 is None else round(p50, 4),
+                "p99_ms": None if p99 is None else round(p99, 4),
+                "categories": dict(m.categories),
+                "answered_from_stale_cache": m.fail_open_refreshes,
+            },
+            "ensures": m.ensures,
+            "transforms": dict(m.transforms),
+            "requests": dict(m.requests),
+            "refused": st.guard.refused if st.guard else 0,
+            "events": st.sessions.events_seen,
+            "sessions": len(st.sessions.sessions),
+            "invalidations": st.sessions.invalidations,
+        })
+
+    @app.get("/v1/sessions", responses=ERRORS, tags=["meta"],
+             description="Session health and model usage gathered from forwarded OpenCode events.")
+    async def sessions() -> JSONResponse:
+        return JSONResponse(st.sessions.to_json())
+
+    @app.post("/v1/validate", response_model=s.VerdictOut, responses=ERRORS, tags=["hooks"])
+    async def validate(body: s.ValidateIn) -> JSONResponse:
+        started = time.perf_counter()
+        name = await resolve_or_adhoc(body.base_url)
+        snap = await cached_snapshot(name) if name else None
+        v = verdict_for(name, snap, body)
+        if name is not None and body.session_id and v.facts.model_key:
+            st.sessions.note_model(body.session_id, name, v.facts.model_key, v.facts.loaded_context_length)
+        if name is not None and v.category == "jit" and v.ok and v.facts.model_key:
+            # LM Studio is about to load it for this request: show it as loading meanwhile.
+            monitor.mark_expected_load(name, v.facts.model_key, v.facts.eta_seconds)
+        data = v.to_json()
+        st.metrics.validate_count += 1
+        st.metrics.categories[v.category] += 1
+        st.metrics.validate_ms.append((time.perf_counter() - started) * 1000)
+        return JSONResponse(data)
+
+    @app.post("/v1/ensure", response_model=s.EnsureOut, responses=ERRORS, tags=["hooks"],
+              description="Load the model if needed (single-flight across sessions, time-boxed by "
+              "validation.ensure_timeout), then answer whether the request may proceed.")
+    async def ensure(body: s.ValidateIn) -> JSONResponse:
+        st.metrics.ensures += 1
+        started = time.perf_counter()
+        name = await resolve_or_adhoc(body.base_url)
+        snap = await monitor.get(name, max_age=1.0) if name else None
+        v = verdict_for(name, snap, body, {**cfg.validation.policy, **dict.fromkeys(cfg.validation.policy,
+                                                                                    Policy.ENSURE)})
+
+        def answer(ok: bool, message: str, text: str | None = None, load: dict[str, Any] | None = None) -> JSONResponse:
+            return JSONResponse({"ok": ok, "category": v.category, "message": message, "text": text or message,
+                                 "seconds": round(time.perf_counter() - started, 3), "load": load})
+
+        if v.category == "ready":
+            return answer(True, v.message)
+        if name is None or v.action is Policy.BLOCK:
+            return answer(False, v.message, v.text)
+        req = ValidateRequest(body.model, body.base_url, body.context_limit or None)
+        target = ensure_target(v, req)
+        timeout = cfg.validation.ensure_timeout
+        if target is None:
+            if v.category == "loading":
+                return await wait_loaded(name, v, timeout, answer)
+            return answer(False, v.message, v.text)
+        key, context = target
+        old_ids = list(v.facts.instance_ids) if v.category == "context_too_small" else []
+        try:
+            result = await asyncio.wait_for(core.actions.load(name, key, context_length=context), timeout=timeout)
+        except asyncio.TimeoutError:
+            msg = f"{key} is still loading after {timeout:.0f} s; it goes on in the background. Try again shortly."
+            return answer(False, msg, msg + "\n" + v.text)
+        except ActionError as exc:
+            return answer(False, str(exc), f"{exc}\n{v.text}")
+        for old in old_ids:
+            if old != result.instance_id:
+                with contextlib.suppress(ActionError):
+                    await core.actions.unload(name, old)
+        took = "already loaded" if result.already_loaded else f"loaded in {result.seconds:.1f} s"
+        ctx = f", context {result.context_length}" if result.context_length else ""
+        return answer(True, f"{key} is ready on {name} ({took}{ctx}).", load=result.to_json())
+
+    async def wait_loaded(name: str, v: Verdict, timeout: float,
+                          answer: Callable[..., JSONResponse]) -> JSONResponse:
+        key = v.facts.model_key or v.model
+        if core.actions.loading(name, key):
+            try:
+                result = await asyncio.wait_for(core.actions.load(name, key), timeout=timeout)
+                return answer(True, f"{key} is ready on {name}.", load=result.to_json())
+            except (asyncio.TimeoutError, ActionError) as exc:
+                return answer(False, str(exc) or f"{key} is still loading", v.text)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            snap = await monitor.get(name, max_age=0.5)
+            m = resolve_model(snap, key)
+            if m is not None and m.loaded:
+                return answer(True, f"{key} is ready on {name}.")
+            if not any(ld.model == key for ld in snap.loads):
+                break
+            await asyncio.sleep(0.25)
+        return answer(False, f"{key} did not finish loading.", v.text)
+
+    @app.post("/v1/events", response_model=s.EventsOut, responses=ERRORS, tags=["hooks"])
+    async def events(body: s.EventsIn) -> JSONResponse:
+        for e in body.events:
+            instance = monitor.instance_for_url(e.base_url) if e.base_url else None
+            st.sessions.record(ForwardedEvent(e.type, e.properties, instance=instance, base_url=e.base_url,
+                                              provider_id=e.provider_id, model=e.model, time=e.time or time.time()))
+        return JSONResponse({"accepted": len(body.events)})
+
+    @app.post("/v1/transform/system", response_model=s.SystemOut, responses=ERRORS, tags=["transforms"])
+    async def transform_system(body: s.SystemIn) -> JSONResponse:
+        st.metrics.transforms["system"] += 1
+        name = resolve(body.base_url)
+        text = system_context(monitor.snapshot(name), body.model) if name and body.base_url else ""
+        return JSONResponse({"system": [text] if text else []})
+
+    @app.post("/v1/transform/messages", response_model=s.MessagesOut, responses=ERRORS, tags=["transforms"])
+    async def transform_messages(body: s.MessagesIn) -> JSONResponse:
+        st.metrics.transforms["messages"] += 1
+        ids = [m.id for m in body.messages]
+        total = sum(m.tokens for m in body.messages)
+        unchanged = JSONResponse({"keep": ids, "dropped": [], "budget": None, "tokens_before": total,
+                                  "tokens_after": total})
+        name = resolve(body.base_url) if body.base_url else None
+        snap = monitor.snapshot(name) if name else None
+        m = resolve_model(snap, body.model) if snap else None
+        if m is None or not m.loaded_context_length:
+            return unchanged
+        budget = message_budget(m.loaded_context_length)
+        digests = [MessageDigest(d.id, d.role, d.tokens, tuple(d.tool_calls), tuple(d.tool_results))
+                   for d in body.messages]
+        return JSONResponse(trim_messages(digests, budget).to_json())
+
+    @app.post("/v1/compaction", response_model=s.CompactionOut, responses=ERRORS, tags=["transforms"])
+    async def compaction(body: s.CompactionIn) -> JSONResponse:
+        st.metrics.transforms["compaction"] += 1
+        name = resolve(body.base_url) if body.base_url else None
+        history = st.sessions.history(body.session_id)
+        model = body.model or (history[-1].model if history else None)
+        if name is None or model is None:
+            return JSONResponse({"context": []})
+        snap = monitor.snapshot(name)
+        info: ModelInfo | None = resolve_model(snap, model) if snap else None
+        current = ModelUse(info.key if info else model, name, info.loaded_context_length if info else None)
+        return JSONResponse({"context": compaction_notes(current, history)})
+
+    @app.post("/v1/text-complete", response_model=s.TextOut, responses=ERRORS, tags=["transforms"])
+    async def text_complete(body: s.TextIn) -> JSONResponse:
+        st.metrics.transforms["text"] += 1
+        if body.base_url and resolve(body.base_url) is None:
+            return JSONResponse({"text": body.text, "changed": False, "repairs": []})
+        r = repair_text(body.model, body.text)
+        return JSONResponse({"text": r.text, "changed": r.changed, "repairs": list(r.repairs)})
+
+    # ---- tools ----------------------------------------------------------------------------------
+
+    def target(body: s.TargetIn) -> str:
+        name = resolve(body.base_url, body.instance)
+        if name is None:
+            name = core.active_instance
+        if name is None:
+            raise ApiError(404, "unknown_instance", "no LM Studio instance is configured")
+        return name
+
+    def tool(ok: bool, name: str, text: str, data: Any = None) -> JSONResponse:
+        return JSONResponse({"ok": ok, "instance": name, "text": text, "data": data})
+
+    @app.post("/v1/tools/list", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_list(body: s.TargetIn) -> JSONResponse:
+        name = target(body)
+        snap = await monitor.get(name, max_age=2.0)
+        lines = [f"LM Studio '{name}' ({snap.url}): {snap.state.value}, JIT "
+                 + {True: "on", False: "off", None: "unknown"}[snap.jit]]
+        for m in snap.models:
+            if m.loaded:
+                ids = ", ".join(f"{i.id} (ctx {i.context_length})" for i in m.instances)
+                lines.append(f"- {m.key} [{m.type}] loaded: {ids}")
+            else:
+                lines.append(f"- {m.key} [{m.type}] not loaded, max ctx {m.max_context_length}")
+        if not snap.models:
+            lines.append("(no models listed)")
+        return tool(True, name, "\n".join(lines), [m.to_json() for m in snap.models])
+
+    @app.post("/v1/tools/load", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_load(body: s.LoadIn) -> JSONResponse:
+        name = target(body)
+        keys = [k for k in [body.model, *body.models] if k]
+        if not keys:
+            raise ApiError(422, "invalid_request", "model: give a model key (or models: [...])")
+        results, lines, ok = [], [], True
+        for key in dict.fromkeys(keys):
+            try:
+                r = await core.actions.load(name, key, context_length=body.context_length)
+            except ActionError as exc:
+                ok = False
+                lines.append(f"{key}: failed: {exc}")
+                continue
+            results.append(r.to_json())
+            how = "was already loaded" if r.already_loaded else f"loaded in {r.seconds:.1f} s"
+            lines.append(f"{r.model} {how} as {r.instance_id} (context {r.context_length or 'default'})")
+        if not ok and len(keys) == 1:
+            raise ApiError(409, "failed", lines[0].split(": failed: ", 1)[-1])
+        return tool(ok, name, "\n".join(lines), results)
+
+    @app.post("/v1/tools/unload", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_unload(body: s.UnloadIn) -> JSONResponse:
+        name = target(body)
+        if body.all:
+            done = await core.actions.unload_all(name)
+        else:
+            keys = [k for k in [body.model, *body.models] if k]
+            if not keys:
+                raise ApiError(422, "invalid_request", "model: give a model key, models: [...], or all: true")
+            done = []
+            for key in dict.fromkeys(keys):
+                done += await core.actions.unload(name, key)
+        text = f"Unloaded {', '.join(done)} on {name}." if done else f"Nothing was loaded on {name}."
+        return tool(True, name, text, done)
+
+    @app.post("/v1/tools/switch", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_switch(body: s.SwitchIn) -> JSONResponse:
+        name = target(body)
+        r = await core.actions.switch(name, body.model, context_length=body.context_length)
+        return tool(True, name, f"Switched {name} to {r.model} ({r.instance_id}, context "
+                                f"{r.context_length or 'default'}); other chat models unloaded.", r.to_json())
+
+    @app.post("/v1/tools/server/start", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_server_start(body: s.TargetIn) -> JSONResponse:
+        name = target(body)
+        msg = await core.actions.server_start(name)
+        return tool(True, name, msg or f"Started the server of {name}.")
+
+    @app.post("/v1/tools/server/stop", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_server_stop(body: s.TargetIn) -> JSONResponse:
+        name = target(body)
+        msg = await core.actions.server_stop(name)
+        return tool(True, name, msg or f"Stopped the server of {name}.")
+
+    @app.post("/v1/tools/server/status", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_server_status(body: s.TargetIn) -> JSONResponse:
+        name = target(body)
+        info = await core.actions.server_status(name)
+        snap = monitor.snapshot(name)
+        loaded = ", ".join(m.key for m in snap.loaded_models) if snap else ""
+        text = (f"LM Studio '{name}' at {info['url']} is {'running' if info['running'] else 'not running'} "
+                f"({info['state']}); loaded: {loaded or 'nothing'}.")
+        return tool(True, name, text, info)
+
+    @app.post("/v1/tools/search", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_search(body: s.SearchIn) -> JSONResponse:
+        name = target(body)
+        snap = await monitor.get(name, max_age=5.0)
+        q = body.query.lower()
+        scored: list[tuple[float, ModelInfo]] = []
+        for m in snap.models:
+            hay = " ".join([m.key, m.display_name or "", m.publisher or "", m.architecture or "", *m.variants]).lower()
+            score = 2.0 if q in hay else difflib.SequenceMatcher(None, q, m.key.lower()).ratio()
+            if score >= 0.45:
+                scored.append((score + (0.1 if m.loaded else 0.0), m))
+        scored.sort(key=lambda t: (-t[0], t[1].key))
+        hits = [m for _, m in scored[: body.limit]]
+        if not hits:
+            text = f"No downloaded model on {name} matches {body.query!r}."
+        else:
+            text = "\n".join(
+                f"- {m.key}" + (" (loaded)" if m.loaded else "")
+                + (f", {m.quantization}" if m.quantization else "")
+                + (f", max ctx {m.max_context_length}" if m.max_context_length else "")
+                for m in hits
+            )
+        return tool(True, name, text, [m.to_json() for m in hits])

@@ -1,0 +1,102 @@
+"""The discovery file `endpoint.json`: how the OpenCode plugin (and the CLI) find the running endpoint.
+
+It holds the bearer token, so it is written 0600 in a private state dir, atomically (a reader never sees
+half a file), and removed on a clean exit. A file left behind by a crash names a dead pid and is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmstudio_tray.core import paths
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    url: str
+    token: str
+    pid: int
+    started_at: float = 0.0
+    version: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "token": self.token, "pid": self.pid, "started_at": self.started_at,
+                "version": self.version}
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        import psutil
+
+        return bool(psutil.pid_exists(pid)) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:  # psutil missing or the process vanished between the two calls
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        except OSError:
+            return False
+        return True
+
+
+def write_endpoint(info: EndpointInfo, path: Path | None = None) -> Path:
+    target = path or paths.endpoint_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # Windows, or a dir we do not own: the file mode still protects
+        os.chmod(target.parent, 0o700)
+    # mkstemp creates the file 0600 from the start: the token is never readable by others, not even briefly.
+    fd, tmp = tempfile.mkstemp(prefix=".endpoint.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(info.to_json(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def read_endpoint(path: Path | None = None, *, include_stale: bool = False) -> EndpointInfo | None:
+    """The endpoint of a running lmstudio-tray, or None (no file, unreadable, or its process is gone)."""
+    target = path or paths.endpoint_file()
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+        info = EndpointInfo(
+            url=str(data["url"]),
+            token=str(data["token"]),
+            pid=int(data["pid"]),
+            started_at=float(data.get("started_at", 0.0)),
+            version=str(data.get("version", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not include_stale and not pid_alive(info.pid):
+        return None
+    return info
+
+
+def remove_endpoint(token: str, path: Path | None = None) -> bool:
+    """Remove the file only if it is still ours (same token): a newer instance may have replaced it."""
+    target = path or paths.endpoint_file()
+    current = read_endpoint(target, include_stale=True)
+    if current is None or current.token != token:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()
+    return True

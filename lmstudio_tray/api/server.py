@@ -1,0 +1,161 @@
+"""Serving the endpoint: uvicorn inside the core's event loop, bound to 127.0.0.1 only.
+
+`attach_endpoint(core)` registers it as a core service, so it starts and stops with the core (in
+`serve`, and in the tray's core thread). Start publishes the discovery file; stop removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+
+from lmstudio_tray import __version__
+from lmstudio_tray.api.app import create_app
+from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
+from lmstudio_tray.api.security import LoopbackGuard
+from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.sessions import SessionTracker
+
+log = logging.getLogger(__name__)
+HOST = "127.0.0.1"
+
+
+class EndpointError(Exception):
+    """The endpoint cannot start; the message says why and what to do."""
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The process owner (serve, the tray) handles signals and stops the core; uvicorn must not.
+        yield
+
+
+class EndpointServer:
+    def __init__(self, core: Core, *, port: int | None = None, discovery_file: Path | None = None) -> None:
+        self.core = core
+        self.requested_port = core.config.endpoint.port if port is None else port
+        self.discovery_file = discovery_file
+        self.token = ""
+        self.port = 0
+        self.sessions = SessionTracker(
+            core.bus, invalidate=core.monitor.invalidate, instance_for_url=core.monitor.instance_for_url
+        )
+        self.app: LoopbackGuard | None = None
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _bind(self) -> socket.socket:
+        other = read_endpoint(self.discovery_file)
+        if other is not None and other.pid != os.getpid():
+            raise EndpointError(
+                f"another lmstudio-tray (pid {other.pid}) already serves the endpoint at {other.url}; "
+                "stop it first, or use that one"
+            )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if os.name != "nt":
+            # lets a restart reuse the fixed port right away (TIME_WAIT); on Windows it would allow hijacking
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, self.requested_port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)) and self.requested_port:
+                log.warning("port %d is taken; the endpoint uses a free port instead (the plugin finds it "
+                            "through endpoint.json). Set endpoint.port to choose another.", self.requested_port)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind((HOST, 0))
+            else:
+                raise EndpointError(f"cannot listen on {HOST}:{self.requested_port}: {exc.strerror}") from None
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self.token = secrets.token_urlsafe(32)
+        self._sock = self._bind()
+        self.port = int(self._sock.getsockname()[1])
+        self.app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="h11" if not _has_httptools() else "httptools",
+            ws="none",
+            timeout_keep_alive=30,
+            server_header=False,
+            date_header=False,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.ensure_future(self._server.serve(sockets=[self._sock]))
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if self._task.done():
+                exc = self._task.exception()
+                raise EndpointError(f"the endpoint failed to start: {exc}")
+            if time.monotonic() > deadline:
+                raise EndpointError("the endpoint did not start within 10 s")
+            await asyncio.sleep(0.01)
+        write_endpoint(
+            EndpointInfo(url=self.url, token=self.token, pid=os.getpid(), started_at=time.time(),
+                         version=__version__),
+            self.discovery_file,
+        )
+        log.info("endpoint listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self.token:
+            with contextlib.suppress(OSError):
+                remove_endpoint(self.token, self.discovery_file)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=5)
+            except (asyncio.TimeoutError, Exception):
+                if self._server is not None:
+                    self._server.force_exit = True
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._task = self._server = self._sock = None
+
+
+def _has_httptools() -> bool:
+    # httptools parses HTTP several times faster than h11: worth it on the hook path when installed.
+    import importlib.util
+
+    return importlib.util.find_spec("httptools") is not None
+
+
+def attach_endpoint(core: Core, *, port: int | None = None, discovery_file: Path | None = None) -> EndpointServer:
+    """Serve the endpoint whenever `core` runs (registered with `core.add_service`)."""
+    server = EndpointServer(core, port=port, discovery_file=discovery_file)
+    core.add_service(server.start, server.stop)
+    return server
