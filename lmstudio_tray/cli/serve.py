@@ -1,0 +1,84 @@
+"""`lmstudio-tray serve`: the core and the endpoint without a tray (headless machines, CI, tests)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from lmstudio_tray.cli._common import EXIT_FAILURE, EXIT_OK, make_core
+from lmstudio_tray.core.events import Event
+
+log = logging.getLogger("lmstudio_tray.serve")
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="run the monitor and the OpenCode endpoint headless (no tray)",
+        description="Run the core and the loopback endpoint for the OpenCode plugin until interrupted. "
+        "Prints the endpoint URL; state changes are logged.",
+    )
+    p.add_argument("--port", type=int, default=None, help="endpoint port (default: endpoint.port; 0 = any free)")
+    p.add_argument("--no-notify", action="store_true", help="do not show desktop notifications")
+    p.set_defaults(func=run)
+
+
+def _attach_notifications(core: Any) -> None:
+    try:
+        module = importlib.import_module("lmstudio_tray.notify.service")
+    except ImportError:
+        return
+    attach = getattr(module, "attach_notifications", None)
+    if attach is None:
+        return
+    try:
+        attach(core)
+    except Exception as exc:  # no notification daemon on a headless box is normal
+        log.info("desktop notifications unavailable: %s", exc)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lmstudio_tray.api.server import EndpointError, attach_endpoint
+
+    core = make_core(args)
+    server = attach_endpoint(core, port=args.port)
+    if not args.no_notify:
+        _attach_notifications(core)
+
+    def on_event(event: Event) -> None:
+        print(f"{event.kind} {event.instance}: " + ", ".join(
+            f"{k}={v}" for k, v in event.to_json().items() if k not in ("kind", "instance") and v not in (None, "")
+        ), file=sys.stderr, flush=True)
+
+    core.bus.subscribe(on_event)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await core.start()
+        except EndpointError as exc:
+            print(f"lmstudio-tray: {exc}", file=sys.stderr)
+            await core.stop()
+            return EXIT_FAILURE
+        print(f"lmstudio-tray endpoint: {server.url}", flush=True)
+        for snap in core.status().instances:
+            print(f"{snap.name} ({snap.url}): {snap.state.value}", file=sys.stderr, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await core.stop()
+        return EXIT_OK
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 130
