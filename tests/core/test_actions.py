@@ -194,12 +194,15 @@ async def test_lms_load_gives_lmstudio_progress_and_can_be_cancelled(lms_home: L
         assert real, "lms load reports progress"
         assert any(r["identifier"] == QWEN for r in emu.loaded())
 
+        emu.update(load_seconds=4.0)
+        rec.events.clear()
         task = asyncio.ensure_future(core.actions.load("local", GEMMA))
-        for _ in range(100):
+        for _ in range(300):  # cancel once LM Studio (via lms) reports progress: the load is under way
             await asyncio.sleep(0.05)
-            if core.actions.can_cancel("local", GEMMA):
+            snap = core.monitor.snapshot("local")
+            if snap is not None and any(not load.estimated for load in snap.loads):
                 break
-        await asyncio.sleep(0.3)
+        assert core.actions.can_cancel("local", GEMMA)
         assert await core.actions.cancel_load("local", GEMMA)
         with pytest.raises(ActionError) as err:
             await task
