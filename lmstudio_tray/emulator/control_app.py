@@ -62,8 +62,11 @@ class ControlApp:
     def __call__(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
         route = self.routes.get((request.method, path))
-        if route is None and request.method == "GET" and path.startswith(LOAD_PREFIX):
-            route = self.load_status
+        if route is None and path.startswith(LOAD_PREFIX):
+            if request.method == "GET":
+                route = self.load_status
+            elif request.method == "POST" and path.endswith("/cancel"):
+                route = self.load_cancel
         if route is None:
             return _error(f"Unknown control route ({request.method} {path})", 404)
         if request.json_error:
@@ -133,6 +136,14 @@ class ControlApp:
         job = self.emulator.state.engine.job(request.path[len(LOAD_PREFIX):])
         if job is None:
             return _error("Unknown load job.", 404, "job_not_found")
+        return json_response(job_json(job))
+
+    def load_cancel(self, request: Request) -> Response:
+        job = self.emulator.state.engine.job(request.path[len(LOAD_PREFIX):].rstrip("/").removesuffix("/cancel"))
+        if job is None:
+            return _error("Unknown load job.", 404, "job_not_found")
+        job.cancel_requested.set()
+        job.done.wait(1.0)
         return json_response(job_json(job))
 
     def unload(self, request: Request) -> Response:

@@ -11,7 +11,8 @@ from typing import Literal
 
 from lmstudio_tray.emulator.catalog import Catalog, ModelSpec
 
-LoadStatus = Literal["loading", "loaded", "failed", "aborted"]
+LoadStatus = Literal["loading", "loaded", "failed", "aborted", "cancelled"]
+CANCELLED_MESSAGE = "Model loading was cancelled."
 DEFAULT_PARALLEL = 4
 
 
@@ -59,6 +60,8 @@ class LoadJob:
     error: str | None = None
     instance: Instance | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # Set by the client that owns the load (Ctrl-C in `lms load`).
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     @property
     def elapsed(self) -> float:
@@ -183,6 +186,9 @@ class Engine:
             if abort.wait(min(step, remaining)):
                 self._finish(job, "aborted", "LM Studio exited while loading the model.")
                 raise LoadAborted(job.identifier)
+            if job.cancel_requested.is_set():
+                self._finish(job, "cancelled", CANCELLED_MESSAGE)
+                raise LoadError(CANCELLED_MESSAGE)
             job.progress = min(0.99, job.elapsed / job.duration)
             yield job.progress
         if abort.is_set():
@@ -220,7 +226,7 @@ class Engine:
             if self.abort.is_set():
                 raise LoadAborted(job.identifier)
             yield job.progress
-        if job.status == "failed":
+        if job.status in ("failed", "cancelled"):
             raise LoadError(job.error or "load failed")
         if job.status == "aborted":
             raise LoadAborted(job.identifier)

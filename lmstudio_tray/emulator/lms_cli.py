@@ -266,6 +266,23 @@ def match_model(models: list[dict[str, Any]], query: str) -> list[dict[str, Any]
     return [m for m in models if all(t in m["modelKey"].lower() for t in tokens)] if tokens else []
 
 
+def _follow_load(control: Control, job: dict[str, Any], key: str) -> tuple[dict[str, Any], int]:
+    """Print `Loading <key> NN%` as progress changes; returns the final job and the last percentage shown."""
+    shown = -1
+    while True:
+        percent = int(float(job.get("progress", 0)) * 100)
+        if percent != shown and job["status"] == "loading":
+            log(f"Loading {key} {percent}%")
+            shown = percent
+        if job["status"] != "loading":
+            return job, shown
+        time.sleep(0.05)
+        status, latest = control.call("GET", f"/load/{job['job_id']}")
+        if status != 200:
+            raise LmsError("Error: lost track of the load.")
+        job.update(latest)
+
+
 def cmd_load(control: Control, args: argparse.Namespace) -> int:
     state = control.state()
     if not args.model_key:
@@ -289,18 +306,13 @@ def cmd_load(control: Control, args: argparse.Namespace) -> int:
     if status != 202 or not isinstance(job, dict):
         message = job["error"]["message"] if isinstance(job, dict) and "error" in job else f"HTTP {status}"
         raise LmsError(f"Error: {message}")
-    shown = -1
-    while True:
-        percent = int(float(job.get("progress", 0)) * 100)
-        if percent != shown and job["status"] == "loading":
-            log(f"Loading {chosen['modelKey']} {percent}%")
-            shown = percent
-        if job["status"] != "loading":
-            break
-        time.sleep(0.05)
-        status, job = control.call("GET", f"/load/{job['job_id']}")
-        if status != 200:
-            raise LmsError("Error: lost track of the load.")
+    try:
+        job, shown = _follow_load(control, job, chosen["modelKey"])
+    except KeyboardInterrupt:
+        # Ctrl-C cancels the load in LM Studio, not just the CLI.
+        control.call("POST", f"/load/{job['job_id']}/cancel")
+        log("Load cancelled.")
+        return 130
     if job["status"] != "loaded":
         raise LmsError(f"Error: {job.get('error') or 'Failed to load the model.'}")
     if shown != 100:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,18 @@ def test_runs_as_module(lms_home: LmsHome) -> None:
         capture_output=True, text=True, timeout=20,
     )
     assert r.returncode == 0 and json.loads(r.stdout)["port"] == lms_home.emulator.api_port
+
+
+def test_ctrl_c_cancels_the_load_in_lm_studio(lms_home: LmsHome) -> None:
+    lms_home.emulator.update(load_seconds=3.0)
+    proc = subprocess.Popen(
+        [str(lms_home.lms), "load", "google/gemma-3-12b", "-y"], stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith("Loading google/gemma-3-12b ")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=5) == 130
+    assert "Load cancelled." in proc.stderr.read()
+    state = lms_home.emulator.snapshot()
+    assert state["loading"] == [] and state["loaded"] == []
