@@ -71,7 +71,9 @@ class EndpointServer:
                 f"another lmstudio-tray (pid {other.pid}) already serves the endpoint at {other.url}; "
                 "stop it first, or use that one"
             )
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets that say
+        # so, and without it Nagle + delayed ACK add ~40 ms to every hook call.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         if os.name != "nt":
             # lets a restart reuse the fixed port right away (TIME_WAIT); on Windows it would allow hijacking
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -82,7 +84,7 @@ class EndpointServer:
             if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)) and self.requested_port:
                 log.warning("port %d is taken; the endpoint uses a free port instead (the plugin finds it "
                             "through endpoint.json). Set endpoint.port to choose another.", self.requested_port)
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
                 sock.bind((HOST, 0))
             else:
                 raise EndpointError(f"cannot listen on {HOST}:{self.requested_port}: {exc.strerror}") from None
