@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -419,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The real lms (Node) handles Ctrl-C itself, even when started with SIGINT ignored (a background
+    # job, a service); do the same so a cancel always reaches the load.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "port_option"):
