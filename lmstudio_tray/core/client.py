@@ -8,7 +8,6 @@ detected by the body, never the status: LM Studio answers unknown routes with HT
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -341,7 +340,7 @@ def parse_v1_models(body: Any) -> tuple[ModelInfo, ...]:
                 max_context_length=_int(raw.get("max_context_length")),
                 capabilities=frozenset(caps),
                 variants=tuple(v for v in variants if isinstance(v, str)) if isinstance(variants, list) else (),
-                instances=tuple(sorted(instances, key=lambda i: _instance_order(i.id))),
+                instances=tuple(sorted(instances, key=lambda i: split_instance_id(i.id))),
             )
         )
     return tuple(out)
@@ -353,10 +352,6 @@ def split_instance_id(instance_id: str) -> tuple[str, int]:
     if sep and num.isdigit() and key:
         return key, int(num)
     return instance_id, 1
-
-
-def _instance_order(instance_id: str) -> tuple[str, int]:
-    return split_instance_id(instance_id)
 
 
 def parse_v0_models(body: Any) -> tuple[ModelInfo, ...]:
@@ -388,7 +383,7 @@ def parse_v0_models(body: Any) -> tuple[ModelInfo, ...]:
                 format=_str(raw.get("compatibility_type")),
                 max_context_length=_int(raw.get("max_context_length")),
                 capabilities=frozenset(caps),
-                instances=tuple(sorted(entry["instances"], key=lambda i: _instance_order(i.id))),
+                instances=tuple(sorted(entry["instances"], key=lambda i: split_instance_id(i.id))),
             )
         )
     return tuple(out)
@@ -403,6 +398,3 @@ def _group_openai_ids(ids: list[str]) -> list[ModelInfo]:
         grouped.setdefault(key, []).append(LoadedInstance(model_id))
     return [ModelInfo(key=k, instances=tuple(v)) for k, v in grouped.items()]
 
-
-def elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0

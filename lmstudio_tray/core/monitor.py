@@ -117,6 +117,9 @@ class InstanceMonitor:
         self._publish_loads_changed()
         self.poke()
 
+    def expects(self, model: str) -> bool:
+        return model in self._expected
+
     def update_load(self, model: str, *, progress: float | None, eta_seconds: float | None, estimated: bool) -> None:
         current = self._expected.get(model)
         if current is None:
@@ -477,7 +480,7 @@ class Monitor:
 
     def mark_expected_load(self, name: str, model: str, eta_seconds: float | None) -> None:
         mon = self._monitors.get(name)
-        if mon is not None and model not in mon._expected:
+        if mon is not None and not mon.expects(model):
             mon.expect_load(model, eta_seconds=eta_seconds)
 
     @property
