@@ -24,6 +24,12 @@ COMMAND_MODULES = (
     "emulator_cmd",
     "tray_cmd",
     "opencode_cmd",
+    "autostart_cmd",
+    "profile_cmd",
+    "instances_cmd",
+    "team_cmd",
+    "stats_cmd",
+    "doctor_cmd",
 )
 # Which module a command lives in, so a command imports only what it needs (the tray stays small).
 COMMAND_HOME = {
@@ -39,6 +45,13 @@ COMMAND_HOME = {
     "emulator": "emulator_cmd",
     "run": "tray_cmd",
     "opencode": "opencode_cmd",
+    "autostart": "autostart_cmd",
+    "profile": "profile_cmd",
+    "instances": "instances_cmd",
+    "team": "team_cmd",
+    "stats": "stats_cmd",
+    "doctor": "doctor_cmd",
+    "dashboard": "stats_cmd",
 }
 _OPTIONS_WITH_VALUE = {"--config", "--log-level"}
 
