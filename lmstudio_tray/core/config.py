@@ -176,6 +176,18 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
 
+class PoolConfig(Strict):
+    name: str = Field(description="Name in the router's address: /v1/route/<name>/v1/... on the endpoint.")
+    instances: list[str] = Field(min_length=1, description="Names of the [[instances]] this pool balances over.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
+
+
 class Config(Strict):
     version: int = Field(CURRENT_VERSION, description="Layout version of this file; migrated automatically.")
     active_instance: str | None = Field(None, description="Instance the CLI and tools act on by default.")
@@ -188,6 +200,25 @@ class Config(Strict):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)  # type: ignore[arg-type]
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)  # type: ignore[arg-type]
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+    pools: list[PoolConfig] = Field(
+        default_factory=list, description="Router pools, as [[pools]] tables with name and instances."
+    )
+
+    @model_validator(mode="after")
+    def _pools_name_instances(self) -> Config:
+        names = {i.name for i in self.instances}
+        pools = [p.name for p in self.pools]
+        dupes = sorted({n for n in pools if pools.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        for pool in self.pools:
+            missing = [n for n in pool.instances if n not in names]
+            if missing:
+                raise ValueError(
+                    f"pool {pool.name!r} names unknown instance(s) {', '.join(missing)}; "
+                    f"add them as [[instances]] or use one of: {', '.join(sorted(names)) or 'none'}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_instances(self) -> Config:
