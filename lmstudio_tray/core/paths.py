@@ -10,6 +10,7 @@ import platformdirs
 from lmstudio_tray import APP_NAME
 
 CONFIG_ENV = "LMSTUDIO_TRAY_CONFIG"
+ENDPOINT_FILE_ENV = "LMSTUDIO_TRAY_ENDPOINT_FILE"
 
 
 def _dirs() -> platformdirs.PlatformDirs:
@@ -48,7 +49,19 @@ def config_file(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def endpoint_file() -> Path:
+    """`$LMSTUDIO_TRAY_ENDPOINT_FILE` (honoured by the OpenCode plugin too) beats the state dir."""
+    env = os.environ.get(ENDPOINT_FILE_ENV)
+    if env:
+        return Path(env).expanduser()
     return state_dir() / "endpoint.json"
+
+
+def opencode_config_dir() -> Path:
+    """OpenCode's global config dir. OpenCode follows XDG on every platform (not platformdirs):
+    `$XDG_CONFIG_HOME/opencode`, else `~/.config/opencode`."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    return base / "opencode"
 
 
 def lmstudio_home() -> Path:
