@@ -172,6 +172,12 @@ class EndpointConfig(Strict):
     max_body_bytes: int = Field(1_000_000, ge=1024, le=64_000_000, description="Largest request body accepted.")
 
 
+class AnalyticsConfig(Strict):
+    enabled: bool = Field(True, description="Record usage and performance in a local SQLite store (never sent).")
+    retention_days: float = Field(90.0, gt=0, le=3650, description="Records older than this many days are deleted.")
+    max_rows: int = Field(200_000, ge=1000, le=50_000_000, description="Most rows kept per table; the oldest go first.")
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
@@ -200,6 +206,7 @@ class Config(Strict):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)  # type: ignore[arg-type]
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)  # type: ignore[arg-type]
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)  # type: ignore[arg-type]
     pools: list[PoolConfig] = Field(
         default_factory=list, description="Router pools, as [[pools]] tables with name and instances."
     )
