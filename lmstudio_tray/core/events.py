@@ -118,6 +118,18 @@ class SessionFailing(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class VerdictGiven(Event):
+    """One /v1/validate answer (`instance` is "" when no instance matched), for the analytics store."""
+
+    model: str = ""
+    model_key: str = ""
+    category: str = ""
+    ok: bool = True
+    latency_ms: float = 0.0
+    session_id: str = ""
+
+
 _KIND_NAMES: dict[type[Event], str] = {
     InstanceOnline: "instance.online",
     InstanceOffline: "instance.offline",
@@ -133,6 +145,7 @@ _KIND_NAMES: dict[type[Event], str] = {
     ServerStarted: "server.started",
     ServerStopped: "server.stopped",
     SessionFailing: "session.failing",
+    VerdictGiven: "validate.verdict",
 }
 
 E = TypeVar("E", bound=Event)
