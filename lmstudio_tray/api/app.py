@@ -29,6 +29,7 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.config import Policy
+from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
@@ -273,6 +274,9 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         st.metrics.validate_count += 1
         st.metrics.categories[v.category] += 1
         st.metrics.validate_ms.append((time.perf_counter() - started) * 1000)
+        core.bus.publish(VerdictGiven(name or "", model=body.model, model_key=v.facts.model_key or "",
+                                      category=v.category, ok=v.ok, latency_ms=st.metrics.validate_ms[-1],
+                                      session_id=body.session_id or ""))
         return JSONResponse(data)
 
     @app.post("/v1/ensure", response_model=s.EnsureOut, responses=ERRORS, tags=["hooks"],
