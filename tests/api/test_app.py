@@ -251,8 +251,12 @@ async def test_ensure_refuses_what_loading_cannot_fix(api: Api) -> None:
 # ---- events, transforms ------------------------------------------------------------------------------
 
 
-async def test_events_feed_session_health_and_invalidate(api: Api) -> None:
+async def test_events_feed_session_health_and_invalidate(api_factory: Any) -> None:
+    # slow polling, so the only reason for a fresh LM Studio poll right after the events is the error event
+    api = api_factory(monitor={"poll_interval": 60, "fast_poll_interval": 60})
     await refreshed(api)
+    mon = api.core.monitor.instance("local")
+    polled_at = mon.snapshot_at
     from lmstudio_tray.core.events import SessionFailing
 
     seen: list[Any] = []
@@ -264,7 +268,11 @@ async def test_events_feed_session_health_and_invalidate(api: Api) -> None:
     r = await api.client.post("/v1/events", json={"events": events})
     assert r.json() == {"accepted": 3}
     assert len(seen) == 1 and seen[0].reason == "No models loaded"
-    assert api.core.monitor.instance("local").stale
+    for _ in range(100):  # the poke wakes the poller at once; allow it a moment to answer
+        if mon.snapshot_at != polled_at:
+            break
+        await asyncio.sleep(0.02)
+    assert mon.snapshot_at != polled_at, "an error reported by OpenCode should trigger a fresh poll"
     s = (await api.client.get("/v1/sessions")).json()
     assert s["sessions"][0]["failures"] == 3
 
