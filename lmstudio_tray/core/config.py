@@ -180,6 +180,11 @@ class AnalyticsConfig(Strict):
 
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    telemetry: bool = Field(
+        False,
+        description="Opt-in local telemetry: aggregated counts only, written to telemetry.json in the data dir "
+        "for you to read and share yourself. Nothing is ever sent over the network.",
+    )
 
 
 class PoolConfig(Strict):
