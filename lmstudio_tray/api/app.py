@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmstudio_tray import __version__
 from lmstudio_tray.api import schemas as s
+from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.config import Policy
@@ -122,6 +123,7 @@ def create_app(
     app.state.api = state
     _install_handlers(app)
     _routes(app, state)
+    mount_router(app, core)
     port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
     guard = LoopbackGuard(app, token=token, port=port_fn, max_body_bytes=core.config.endpoint.max_body_bytes)
     state.guard = guard

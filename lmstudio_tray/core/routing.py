@@ -1,0 +1,323 @@
+"""Load balancing over a pool of LM Studio instances: choose one, forward, fail over, stream back.
+
+The router answers from the monitor's status cache, never from a probe of its own: an instance is a
+candidate when its last poll saw it up with the requested model loaded. Among candidates it prefers the
+fewest requests in flight (counted here), then the lowest poll latency. A connection error before the
+response starts moves the request to the next candidate; once bytes flow they pass through unchanged.
+
+GUI- and web-free: the endpoint's `api/router.py` only turns ASGI into `Router.open` calls and back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from lmstudio_tray.core.config import PoolConfig
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
+from lmstudio_tray.core.monitor import Monitor
+from lmstudio_tray.core.verdict import resolve_model
+
+log = logging.getLogger(__name__)
+
+# OpenAI routes a pool serves; `models` is answered from the cache, the rest are forwarded.
+FORWARDED = frozenset({"chat/completions", "completions", "embeddings"})
+SERVED_STATES = (InstanceState.READY, InstanceState.LOADING)
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"host", b"content-length", b"authorization",
+})
+RECENT_FAILURES = 20
+INSTANCE_HEADER = "x-lmstudio-tray-instance"
+
+
+class RoutingError(Exception):
+    """A request the router cannot place; `status` and `kind` become the HTTP answer."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+    def to_json(self) -> dict[str, Any]:
+        # `kind` like the rest of the endpoint; `type`/`code` so OpenAI SDKs show the message as-is
+        return {"error": {"kind": self.kind, "message": self.message, "type": self.kind, "code": self.kind}}
+
+
+@dataclass
+class InstanceUsage:
+    """What the router knows about one instance beyond the status cache."""
+
+    outstanding: int = 0
+    served: int = 0
+    failovers: int = 0
+    failed_at: float | None = None  # wall time of the last connection failure
+    failures: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RECENT_FAILURES))
+    last_model_use: dict[str, float] = field(default_factory=dict)  # model -> wall time of its last request
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outstanding": self.outstanding,
+            "served": self.served,
+            "failovers": self.failovers,
+            "recent_failures": [{"time": t, "reason": r} for t, r in self.failures],
+            "last_model_use": dict(self.last_model_use),
+        }
+
+
+@dataclass
+class Upstream:
+    """An instance's response that has started: status and headers known, body still to stream."""
+
+    instance: str
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    response: httpx.Response
+    _usage: InstanceUsage
+    _done: bool = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body exactly as the instance sends it (no decoding, no re-chunking)."""
+        try:
+            async for chunk in self.response.aiter_raw():
+                yield chunk
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._usage.outstanding -= 1
+            await self.response.aclose()
+
+
+def request_model(body: bytes) -> str:
+    """The `model` of an OpenAI request body, or a RoutingError saying what is wrong with it."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        raise RoutingError(400, "invalid_request", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RoutingError(400, "invalid_request", "the request body must be a JSON object with a `model`")
+    model = data.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise RoutingError(
+            400, "invalid_request",
+            "model: the router needs the model name to pick an instance; set `model` in the request",
+        )
+    return model.strip()
+
+
+def serves(snap: InstanceSnapshot | None, model: str) -> bool:
+    """The last poll saw this instance up with `model` (a key, `key:2` or a variant) loaded."""
+    if snap is None or snap.state not in SERVED_STATES:
+        return False
+    if snap.find_instance(model) is not None:
+        return True
+    m = resolve_model(snap, model)
+    return m is not None and m.loaded
+
+
+class Router:
+    def __init__(
+        self,
+        pools: Iterable[PoolConfig],
+        monitor: Monitor,
+        *,
+        connect_timeout: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.pools = {p.name: p for p in pools}
+        self.monitor = monitor
+        self.connect_timeout = connect_timeout
+        self.usage: dict[str, InstanceUsage] = {}
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        # Created on first use so it belongs to the loop that serves the requests.
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                # generations may take minutes before the first byte (non-streamed); connecting may not
+                timeout=httpx.Timeout(None, connect=self.connect_timeout),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=30),
+                transport=self._transport,
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def usage_of(self, instance: str) -> InstanceUsage:
+        usage = self.usage.get(instance)
+        if usage is None:
+            usage = self.usage[instance] = InstanceUsage()
+        return usage
+
+    def last_used(self, instance: str, model: str) -> float | None:
+        """Wall time of the last request for `model` routed to `instance` (for the shared-instance guard)."""
+        usage = self.usage.get(instance)
+        return usage.last_model_use.get(model) if usage else None
+
+    # ---- choosing ---------------------------------------------------------------------------------
+
+    def pool(self, name: str) -> PoolConfig:
+        try:
+            return self.pools[name]
+        except KeyError:
+            known = ", ".join(sorted(self.pools)) or "none (add a [[pools]] table with name and instances)"
+            raise RoutingError(404, "unknown_pool", f"no pool named {name!r}; configured pools: {known}") from None
+
+    def _snapshot(self, name: str) -> InstanceSnapshot | None:
+        return self.monitor.snapshot(name)
+
+    def candidates(self, pool_name: str, model: str) -> list[str]:
+        """Pool members that serve `model`, best first; a RoutingError naming the situation if none."""
+        pool = self.pool(pool_name)
+        scored: list[tuple[bool, int, float, int, str]] = []
+        for order, name in enumerate(pool.instances):
+            snap = self._snapshot(name)
+            if not serves(snap, model):
+                continue
+            assert snap is not None
+            usage = self.usage_of(name)
+            # failed since its last poll: try it last, until the monitor has seen it answer again
+            suspect = usage.failed_at is not None and snap.updated_at <= usage.failed_at
+            latency = snap.latency_ms if snap.latency_ms is not None else float("inf")
+            scored.append((suspect, usage.outstanding, latency, order, name))
+        if not scored:
+            raise self._nowhere(pool, model)
+        scored.sort()
+        return [s[-1] for s in scored]
+
+    def _nowhere(self, pool: PoolConfig, model: str) -> RoutingError:
+        lines: list[str] = []
+        up = 0
+        downloaded_on: list[str] = []
+        loaded: set[str] = set()
+        for name in pool.instances:
+            snap = self._snapshot(name)
+            if snap is None:
+                lines.append(f"{name}: not monitored")
+                continue
+            if snap.state not in SERVED_STATES and snap.state is not InstanceState.IDLE:
+                lines.append(f"{name}: {snap.state.value}")
+                continue
+            up += 1
+            names = [m.key for m in snap.loaded_models]
+            loaded.update(names)
+            lines.append(f"{name}: {', '.join(names) or 'nothing loaded'}")
+            m = resolve_model(snap, model)
+            if m is not None:
+                downloaded_on.append(name)
+        where = "; ".join(lines)
+        if up == 0:
+            return RoutingError(
+                503, "pool_unavailable",
+                f"no instance of pool {pool.name!r} is reachable ({where}); start LM Studio on one of them",
+            )
+        hint = (
+            f"load it on {' or '.join(downloaded_on)} (e.g. `lmstudio-tray load {model} --instance "
+            f"{downloaded_on[0]}`)" if downloaded_on else "download it in LM Studio first"
+        )
+        other = f", or use a loaded model: {', '.join(sorted(loaded))}" if loaded else ""
+        return RoutingError(
+            404, "model_not_loaded",
+            f"model {model!r} is not loaded on any instance of pool {pool.name!r} ({where}); {hint}{other}",
+        )
+
+    # ---- forwarding -------------------------------------------------------------------------------
+
+    async def open(
+        self,
+        pool_name: str,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        query: bytes = b"",
+    ) -> Upstream:
+        """Send the request to the best candidate; the next one on a connection error before a response."""
+        if path not in FORWARDED:
+            self.pool(pool_name)
+            raise RoutingError(
+                404, "not_found",
+                f"the router forwards v1/{', v1/'.join(sorted(FORWARDED))} and answers v1/models; not v1/{path}",
+            )
+        model = request_model(body)
+        order = self.candidates(pool_name, model)
+        forwarded = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+        errors: list[str] = []
+        for name in order:
+            mon = self.monitor.instance(name)
+            url = f"{mon.config.url}/v1/{path}" + (f"?{query.decode('latin-1')}" if query else "")
+            token = mon.client.token  # the instance's own LM Studio token (from the secret store)
+            req_headers = forwarded + ([(b"authorization", f"Bearer {token}".encode())] if token else [])
+            usage = self.usage_of(name)
+            usage.outstanding += 1
+            client = self._client()
+            try:
+                request = client.build_request(method, url, headers=req_headers, content=body)
+                response = await client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.WriteError) as exc:
+                usage.outstanding -= 1
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self._failed(name, reason)
+                errors.append(f"{name} ({reason})")
+                continue
+            except BaseException:
+                usage.outstanding -= 1
+                raise
+            usage.served += 1
+            usage.last_model_use[self._key(name, model)] = time.time()
+            out = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP - {b"content-length"}]
+            out.append((INSTANCE_HEADER.encode(), name.encode()))
+            return Upstream(name, response.status_code, out, response, usage)
+        raise RoutingError(
+            502, "upstream_unreachable",
+            f"every instance of pool {pool_name!r} with {model!r} loaded failed to connect: {'; '.join(errors)}",
+        )
+
+    def _key(self, name: str, model: str) -> str:
+        snap = self._snapshot(name)
+        m = resolve_model(snap, model) if snap is not None else None
+        return m.key if m is not None else model
+
+    def _failed(self, name: str, reason: str) -> None:
+        usage = self.usage_of(name)
+        now = time.time()
+        usage.failed_at = now
+        usage.failovers += 1
+        usage.failures.append((now, reason))
+        log.info("router: %s failed before answering (%s); trying the next instance", name, reason)
+        self.monitor.invalidate(name)  # the poll loop re-checks it now instead of at its next interval
+
+    # ---- the pool's model list --------------------------------------------------------------------
+
+    def models(self, pool_name: str) -> dict[str, Any]:
+        """`/v1/models` of the pool: every model loaded on a reachable member, once."""
+        pool = self.pool(pool_name)
+        ids: dict[str, None] = {}
+        for name in pool.instances:
+            snap = self._snapshot(name)
+            if snap is None or snap.state not in SERVED_STATES:
+                continue
+            for m in snap.loaded_models:
+                ids[m.key] = None
+        return {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "organization_owner"}
+                                           for i in ids]}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pools": {name: list(p.instances) for name, p in self.pools.items()},
+            "instances": {name: u.to_json() for name, u in self.usage.items()},
+        }
