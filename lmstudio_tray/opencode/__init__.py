@@ -1,0 +1,1 @@
+"""The OpenCode plugin (lmstudio-tray.ts) and its installer."""
