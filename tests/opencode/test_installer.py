@@ -181,7 +181,9 @@ def test_config_with_comments_is_not_rewritten(cfg: Path, project: Path, capsys:
     assert not (project / ".opencode").exists()
 
 
-def test_corrupt_config_is_reported_and_left_alone(cfg: Path, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_config_is_reported_and_left_alone(
+    cfg: Path, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = project / "opencode.json"
     config.write_text('{\n  "theme": "x"\n  "model": 1\n}')
     assert run(cfg, "install", "--project", str(project), "--provider") == 1
