@@ -1,0 +1,179 @@
+"""The analytics surface: records what the core sees into the store while the core runs.
+
+`attach_analytics(core)` registers it as a core service, like the endpoint. On start it opens (and
+migrates) the store, applies retention, seeds the load ETA from past loads, subscribes to the bus and
+starts the writer thread. Bus handlers only queue; the writer thread does all SQLite work.
+
+Other surfaces reach it through `analytics_for(core)`: the endpoint hands it forwarded OpenCode events,
+the system transform and the tray read `tips()` (cached, never blocking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lmstudio_tray.analytics.reports import build_report
+from lmstudio_tray.analytics.resources import ProcessFilter, ResourceSampler, is_lmstudio
+from lmstudio_tray.analytics.store import Store, StoreError, default_path, reading
+from lmstudio_tray.analytics.suggestions import WINDOW_S, Suggestion, for_model, suggest
+from lmstudio_tray.analytics.writer import BatchWriter
+from lmstudio_tray.core import events as ev
+from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.verdict import resolve_model
+
+log = logging.getLogger(__name__)
+
+RECORDED = (ev.VerdictGiven, ev.ModelLoaded, ev.ModelUnloaded, ev.LoadFinished, ev.LoadFailed, ev.StateChanged,
+            ev.InstanceOnline, ev.InstanceOffline, ev.AuthFailed, ev.InstanceError)
+ETA_HISTORY = 20  # past loads per instance replayed into the load estimator
+PRUNE_INTERVAL_S = 3600.0
+TIPS_INTERVAL_S = 300.0
+
+_REGISTRY: weakref.WeakKeyDictionary[Core, Analytics] = weakref.WeakKeyDictionary()
+
+
+class Analytics:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        path: Path | None = None,
+        flush_interval: float = 0.5,
+        sample_interval: float = 30.0,
+        process_filter: ProcessFilter = is_lmstudio,
+    ) -> None:
+        self.core = core
+        self.path = path or default_path()
+        self.flush_interval = flush_interval
+        self.sample_interval = sample_interval
+        self.sampler = ResourceSampler(process_filter)
+        self.store: Store | None = None
+        self.writer: BatchWriter | None = None
+        self.error: str | None = None  # why recording is off, for `doctor` and the dashboard
+        self._unsubscribe: Callable[[], None] | None = None
+        self._tips: list[Suggestion] = []
+        self._tips_lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self.writer is not None
+
+    # ---- lifecycle (core loop) --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.core.config.analytics
+        try:
+            self.store = await asyncio.to_thread(Store, self.path, retention_days=cfg.retention_days,
+                                                 max_rows=cfg.max_rows)
+            await asyncio.to_thread(self.store.prune)
+            for instance, size, seconds in await asyncio.to_thread(self._load_history):
+                self.core.estimator.record(instance, size, seconds)
+        except (StoreError, OSError) as exc:
+            # analytics is optional: the tray and the endpoint run on without it
+            self.error = str(exc)
+            log.warning("analytics off: %s", exc)
+            return
+        writer = BatchWriter(self.store, flush_interval=self.flush_interval, context_of=self.context_of)
+        writer.add_chore("resources", self.sample_interval, self.sample)
+        writer.add_chore("retention", PRUNE_INTERVAL_S, self._prune)
+        writer.add_chore("tips", TIPS_INTERVAL_S, self.refresh_tips)
+        self.writer = writer
+        self._unsubscribe = self.core.bus.subscribe(self._on_event, *RECORDED)
+        writer.start()
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    # ---- producers (hook path: queue only) ----------------------------------------------------------
+
+    def _on_event(self, event: ev.Event) -> None:
+        writer = self.writer
+        if writer is not None:
+            writer.put(event)
+
+    def record_forwarded(self, record: Mapping[str, Any]) -> None:
+        """A sink for `SessionTracker.add_sink`: one forwarded OpenCode event."""
+        writer = self.writer
+        if writer is not None:
+            writer.put(record)
+
+    # ---- writer-thread chores -----------------------------------------------------------------------
+
+    def context_of(self, instance: str, model: str) -> int | None:
+        snap = self.core.monitor.snapshot(instance)  # an immutable snapshot: safe to read from this thread
+        info = resolve_model(snap, model) if snap is not None else None
+        return info.loaded_context_length if info is not None else None
+
+    def sample(self) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        for s in self.sampler.sample(self.core.monitor.snapshots()):
+            writer.put(s)
+
+    def _prune(self) -> None:
+        if self.store is not None:
+            self.store.prune()
+
+    def _load_history(self) -> list[tuple[str, int, float]]:
+        assert self.store is not None
+        rows = self.store.conn.execute(
+            "SELECT instance, size_bytes, seconds FROM (SELECT instance, size_bytes, seconds, ts, row_number() "
+            "OVER (PARTITION BY instance ORDER BY ts DESC) AS n FROM loads WHERE ok = 1 AND size_bytes > 0 "
+            "AND seconds > 0) WHERE n <= ? ORDER BY ts", (ETA_HISTORY,)).fetchall()
+        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def refresh_tips(self) -> list[Suggestion]:
+        """Recompute the suggestions from the store (blocking: call it off the core loop)."""
+        now = time.time()
+        try:
+            with reading(self.path) as conn:
+                tips = suggest(conn, now, build_report(conn, now - WINDOW_S, now))
+        except StoreError:
+            tips = []
+        with self._tips_lock:
+            self._tips = tips
+        return tips
+
+    # ---- readers (any thread, non-blocking) --------------------------------------------------------
+
+    def tips(self, model: str | None = None) -> list[Suggestion]:
+        """The cached suggestions (refreshed every few minutes), all or those about `model`."""
+        with self._tips_lock:
+            tips = list(self._tips)
+        return for_model(tips, model) if model else tips
+
+
+def analytics_for(core: Core) -> Analytics | None:
+    return _REGISTRY.get(core)
+
+
+def tips_for(core: Core, model: str | None = None) -> list[str]:
+    """Suggestion texts for the system transform (about `model`) or the tray's Tips item (all)."""
+    analytics = analytics_for(core)
+    return [t.message for t in analytics.tips(model)] if analytics is not None else []
+
+
+def attach_analytics(core: Core, *, path: Path | None = None, **options: Any) -> Analytics | None:
+    """Record analytics whenever `core` runs (registered with `core.add_service`); None when disabled."""
+    if not core.config.analytics.enabled:
+        return None
+    analytics = Analytics(core, path=path, **options)
+    _REGISTRY[core] = analytics
+    core.add_service(analytics.start, analytics.stop)
+    return analytics
