@@ -13,20 +13,47 @@ from typing import Any, NoReturn, TypeVar
 
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import Config, ConfigError, load_config
+from lmstudio_tray.core.logging_setup import configure_logging, register_secret, set_file_level
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.secrets import SecretStore, open_store
 
 T = TypeVar("T")
+log = logging.getLogger("lmstudio_tray.cli")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def configure_cli_logging(level: str | None) -> None:
-    logging.basicConfig(
-        level=getattr(logging, (level or "warning").upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    """JSON lines to the rotating log file, plain text on stderr (warnings only unless --log-level)."""
+    configure_logging(level)
+
+
+class RegisteringStore:
+    """Wraps the token store so every token read or written is known to the log redaction."""
+
+    def __init__(self, inner: SecretStore | None = None) -> None:
+        self._inner = inner
+        self.backend = "not opened yet"
+
+    @property
+    def inner(self) -> SecretStore:
+        if self._inner is None:
+            self._inner = open_store()
+            self.backend = self._inner.backend
+        return self._inner
+
+    def get(self, name: str) -> str | None:
+        inner = self.inner
+        value = inner.get(name)
+        register_secret(value)
+        log.debug("API token of %s: %s", name, f"found in {inner.backend}" if value else "none")
+        return value
+
+    def set(self, name: str, token: str) -> None:
+        register_secret(token)
+        self.inner.set(name, token)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -37,31 +64,45 @@ def read_config(args: argparse.Namespace) -> Config:
     """The config, or exit 2 with the problems spelled out (the file is never touched)."""
     path = config_path(args)
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"lmstudio-tray: the config file {path} has problems:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         print("Fix them (or run with --config to use another file); nothing was changed.", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    if getattr(args, "log_level", None) is None:
+        set_file_level(config.logging.level)
+    log.debug("config %s: %d instance(s)", path if path.exists() else f"{path} (absent, defaults)",
+              len(config.instances))
+    return config
 
 
 def make_core(args: argparse.Namespace, config: Config | None = None) -> Core:
     cfg = config or read_config(args)
-    return Core(cfg, config_path=config_path(args))
+    return Core(cfg, config_path=config_path(args), secrets=RegisteringStore())
 
 
 def run_with_core(args: argparse.Namespace, body: Callable[[Core], Awaitable[T]], *, warm: bool = True) -> T:
     """Start a core just long enough for one command: a single poll of each instance, then `body`."""
     core = make_core(args)
+    telemetry = None
+    if core.config.logging.telemetry:  # opt-in; off means not even the module is imported
+        from lmstudio_tray.diagnostics.telemetry import Telemetry
+
+        telemetry = Telemetry.for_core(core, command=getattr(args, "command", None))
 
     async def main() -> T:
         try:
             if warm:
                 await core.monitor.warm_up()
-            return await body(core)
+            result = await body(core)
+            log.info("command %s done", getattr(args, "command", None))
+            return result
         finally:
             await core.monitor.stop()
+            if telemetry is not None:
+                telemetry.close()
 
     return asyncio.run(main())
 
