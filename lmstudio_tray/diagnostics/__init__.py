@@ -1,0 +1,1 @@
+"""Self-diagnosis: `doctor` checks with a fix for each failure, the debug export, and opt-in local telemetry."""
