@@ -7,6 +7,7 @@ key, the value and the fix, and the file stays as it was.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import sys
@@ -199,6 +200,32 @@ class PoolConfig(Strict):
         return v
 
 
+class ActionsConfig(Strict):
+    server_control: bool = Field(
+        True,
+        description="Offer server start/stop (tray, CLI, plugin tools) where `lms` can reach the server; "
+        "false hides them everywhere.",
+    )
+
+
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+PROFILE_SECTIONS = ("monitor", "validation", "notifications", "actions")  # tables a profile may override
+
+
+class ProfileConfig(Strict):
+    description: str = Field("", description="What the profile is for; shown by `profile list` and in the tray.")
+    active_instance: str | None = Field(None, description="Replaces active_instance while the profile is active.")
+    instances: list[InstanceConfig] | None = Field(
+        None,
+        description="Replaces the [[instances]] list while the profile is active, as "
+        "[[profiles.NAME.instances]] tables; unset keeps the list above.",
+    )
+    monitor: dict[str, Any] = Field(default_factory=dict, description="Overrides of [monitor] keys.")
+    validation: dict[str, Any] = Field(default_factory=dict, description="Overrides of [validation] keys.")
+    notifications: dict[str, Any] = Field(default_factory=dict, description="Overrides of [notifications] keys.")
+    actions: dict[str, Any] = Field(default_factory=dict, description="Overrides of [actions] keys.")
+
+
 class Config(Strict):
     version: int = Field(CURRENT_VERSION, description="Layout version of this file; migrated automatically.")
     active_instance: str | None = Field(None, description="Instance the CLI and tools act on by default.")
@@ -211,6 +238,30 @@ class Config(Strict):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)  # type: ignore[arg-type]
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)  # type: ignore[arg-type]
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)  # type: ignore[arg-type]
+    active_profile: str | None = Field(
+        None, description="Profile whose overrides apply; unset: the settings as written, without a profile."
+    )
+    profiles: dict[str, ProfileConfig] = Field(
+        default_factory=dict,
+        description="Named sets of overrides, as [profiles.NAME] tables; switch with `lmstudio-tray profile use NAME`.",
+    )
+
+    @model_validator(mode="after")
+    def _profiles_known(self) -> Config:
+        bad = sorted(n for n in self.profiles if not PROFILE_NAME_RE.match(n))
+        if bad:
+            raise ValueError(
+                f"profile name(s) {', '.join(map(repr, bad))}: use 1-32 letters, digits, '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if self.active_profile is not None and self.active_profile not in self.profiles:
+            known = ", ".join(self.profiles) or "none defined"
+            raise ValueError(
+                f"active_profile {self.active_profile!r} is not one of the profiles ({known}); "
+                "add a [profiles.NAME] table or remove active_profile"
+            )
+        return self
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)  # type: ignore[arg-type]
     pools: list[PoolConfig] = Field(
         default_factory=list, description="Router pools, as [[pools]] tables with name and instances."
@@ -305,14 +356,65 @@ def migrate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Validate `data` (any layout) and every profile in it; the result has the active profile applied."""
     try:
         migrated, _ = migrate(dict(data))
     except ConfigError as exc:
         raise ConfigError(path, exc.problems) from None
     try:
-        return Config.model_validate(migrated)
+        base = Config.model_validate(migrated)
     except ValidationError as exc:
         raise ConfigError(path, [_explain(err, migrated) for err in exc.errors()]) from None
+    # A profile is checked as the config it produces, so switching to it can never fail later.
+    problems: list[str] = []
+    effective = base
+    for name, profile in base.profiles.items():
+        applied = apply_profile(migrated, name)
+        try:
+            cfg = Config.model_validate(applied)
+        except ValidationError as exc:
+            problems += [_explain_profile(name, profile, err, applied) for err in exc.errors()]
+            continue
+        if name == base.active_profile:
+            effective = cfg
+    if problems:
+        raise ConfigError(path, problems)
+    return effective
+
+
+def apply_profile(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The raw config with profile `name`'s overrides applied (tables merge key by key)."""
+    out = copy.deepcopy(dict(data))
+    overrides = (data.get("profiles") or {}).get(name) or {}
+    if "instances" in overrides:
+        out["instances"] = copy.deepcopy(overrides["instances"])
+        names = {i.get("name") for i in out["instances"] if isinstance(i, Mapping)}
+        if out.get("active_instance") not in names and "active_instance" not in overrides:
+            out.pop("active_instance", None)  # the base's choice is not in the profile's list
+    if "active_instance" in overrides:
+        out["active_instance"] = overrides["active_instance"]
+    for section in PROFILE_SECTIONS:
+        if isinstance(overrides.get(section), Mapping):
+            out[section] = _deep_merge(out.get(section) or {}, overrides[section])
+    return out
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, Mapping) and isinstance(
+            out.get(key), Mapping) else copy.deepcopy(value)
+    return out
+
+
+def _explain_profile(name: str, profile: ProfileConfig, err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    text = _explain(err, data)
+    loc = err.get("loc", ())
+    overridden = {k for k in ("instances", "active_instance") if getattr(profile, k) is not None}
+    overridden |= {k for k in PROFILE_SECTIONS if getattr(profile, k)}
+    if loc and loc[0] in overridden:
+        return f"profiles.{name}.{text}"
+    return f"profile {name!r} (its overrides applied to the settings above): {text}"
 
 
 def load_config(path: Path) -> Config:
