@@ -28,6 +28,16 @@ class ResourceSample:
     loaded_models: int
 
 
+@dataclass(frozen=True)
+class ModelPresent:
+    """A model seen loaded when recording starts (it was loaded before, so no `model.loaded` came)."""
+
+    instance: str
+    model: str
+    instance_id: str
+    context_length: int | None
+
+
 _INSERT_VERDICT = ("INSERT INTO verdicts(ts, instance, model, model_key, category, ok, latency_ms, session_id) "
                    "VALUES (?,?,?,?,?,?,?,?)")
 _INSERT_MODEL_EVENT = ("INSERT INTO model_events(ts, instance, model, instance_id, kind, context_length) "
@@ -86,6 +96,10 @@ def event_rows(ts: float, event: ev.Event) -> list[Row]:
 def resource_rows(ts: float, sample: ResourceSample) -> list[Row]:
     return [(_INSERT_RESOURCE, (ts, sample.instance, sample.rss_bytes, sample.cpu_percent, sample.processes,
                                 sample.loaded_bytes, sample.loaded_models))]
+
+
+def present_rows(ts: float, p: ModelPresent) -> list[Row]:
+    return [(_INSERT_MODEL_EVENT, (ts, p.instance, p.model, p.instance_id, "present", p.context_length))]
 
 
 def forwarded_rows(received: float, record: Mapping[str, Any], context_of: ContextLookup | None = None) -> list[Row]:

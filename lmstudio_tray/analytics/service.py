@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lmstudio_tray.analytics.records import ModelPresent
 from lmstudio_tray.analytics.reports import build_report
 from lmstudio_tray.analytics.resources import ProcessFilter, ResourceSampler, is_lmstudio
 from lmstudio_tray.analytics.store import Store, StoreError, default_path, reading
@@ -60,6 +61,7 @@ class Analytics:
         self._unsubscribe: Callable[[], None] | None = None
         self._tips: list[Suggestion] = []
         self._tips_lock = threading.Lock()
+        self._present: set[tuple[str, str]] = set()  # loaded instances already noted this run
 
     @property
     def running(self) -> bool:
@@ -123,8 +125,15 @@ class Analytics:
         writer = self.writer
         if writer is None:
             return
-        for s in self.sampler.sample(self.core.monitor.snapshots()):
+        snapshots = self.core.monitor.snapshots()
+        for s in self.sampler.sample(snapshots):
             writer.put(s)
+        for snap in snapshots:
+            for m in snap.loaded_models:
+                for inst in m.instances:
+                    if (snap.name, inst.id) not in self._present:
+                        self._present.add((snap.name, inst.id))
+                        writer.put(ModelPresent(snap.name, m.key, inst.id, inst.context_length))
 
     def _prune(self) -> None:
         if self.store is not None:

@@ -89,7 +89,10 @@ def _loaded_now(conn: sqlite3.Connection) -> dict[tuple[str, str], float]:
     """(instance, model) -> when it was loaded, for models whose last recorded event is a load."""
     state: dict[tuple[str, str], float | None] = {}
     for ts, inst, model, kind in conn.execute("SELECT ts, instance, model, kind FROM model_events ORDER BY ts, id"):
-        state[(inst, model)] = ts if kind == "loaded" else None
+        if kind == "present":  # seen at a start: loaded since before then, unless known already
+            state[(inst, model)] = state.get((inst, model)) or ts
+        else:
+            state[(inst, model)] = ts if kind == "loaded" else None
     return {k: v for k, v in state.items() if v is not None}
 
 
@@ -125,7 +128,7 @@ def _set_ttl(conn: sqlite3.Connection, since: float, until: float) -> list[Sugge
         key = (inst, model)
         if kind == "unloaded":
             unloaded_at[key] = ts
-        elif key in unloaded_at:
+        elif kind == "loaded" and key in unloaded_at:
             gaps[key].append(ts - unloaded_at.pop(key))
     out = []
     for (inst, model), g in sorted(gaps.items()):

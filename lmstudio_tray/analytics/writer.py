@@ -14,7 +14,15 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lmstudio_tray.analytics.records import ContextLookup, ResourceSample, event_rows, forwarded_rows, resource_rows
+from lmstudio_tray.analytics.records import (
+    ContextLookup,
+    ModelPresent,
+    ResourceSample,
+    event_rows,
+    forwarded_rows,
+    present_rows,
+    resource_rows,
+)
 from lmstudio_tray.analytics.store import Row, Store
 from lmstudio_tray.core.events import Event
 
@@ -56,7 +64,7 @@ class BatchWriter:
 
     # ---- producer side (any thread; must stay cheap) ------------------------------------------------
 
-    def put(self, item: Event | Mapping[str, Any] | ResourceSample, ts: float | None = None) -> None:
+    def put(self, item: Event | Mapping[str, Any] | ResourceSample | ModelPresent, ts: float | None = None) -> None:
         q = self._queue
         if len(q) == q.maxlen:
             self.dropped += 1
@@ -137,6 +145,8 @@ class BatchWriter:
             return event_rows(ts, item)
         if isinstance(item, ResourceSample):
             return resource_rows(ts, item)
+        if isinstance(item, ModelPresent):
+            return present_rows(ts, item)
         if isinstance(item, Mapping):
             return forwarded_rows(ts, item, self.context_of)
         return []
