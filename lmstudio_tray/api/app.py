@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmstudio_tray import __version__
 from lmstudio_tray.api import schemas as s
+from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core.actions import ActionError
@@ -127,7 +128,7 @@ def create_app(
     port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
     guard = LoopbackGuard(app, token=token, port=port_fn, max_body_bytes=core.config.endpoint.max_body_bytes)
     state.guard = guard
-    return guard
+    return mount_dashboard(app, core, tracker, guard)
 
 
 def _install_handlers(app: FastAPI) -> None:
