@@ -94,6 +94,9 @@ def choose_backend(env: dict[str, str] | None = None, platform: str | None = Non
 
 def _gtk_usable() -> str | None:
     """None when Gtk 3 imports and initialises; otherwise why not."""
+    # A tray icon and its menu never draw with OpenGL, but GTK probes GL when it initialises and that maps
+    # the GL driver into the process (Mesa's llvmpipe alone is ~50 MB of resident memory).
+    os.environ.setdefault("GDK_GL", "disable")
     try:
         import gi
 
