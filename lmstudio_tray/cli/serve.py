@@ -43,10 +43,12 @@ def _attach_notifications(core: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmstudio_tray.analytics import attach_analytics
     from lmstudio_tray.api.server import EndpointError, attach_endpoint
 
     core = make_core(args)
     server = attach_endpoint(core, port=args.port)
+    attach_analytics(core)
     if not args.no_notify:
         _attach_notifications(core)
 
