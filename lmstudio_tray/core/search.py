@@ -1,0 +1,396 @@
+"""Model search, recommendation and alternatives over the downloaded models of every instance. Pure.
+
+Inputs are `(instance, ModelInfo)` pairs (from the snapshots) and, optionally, usage counts per model key
+(how often the user ran each model: from the analytics store). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmstudio_tray.core.models import ModelInfo
+
+MIN_MATCH = 0.45  # below this a fuzzy match is noise ("qwen" vs "gemma")
+FUZZY_CAP = 0.75
+USAGE_WEIGHT = 0.3  # the most used model gains at most this much over an equal match
+TYPES = ("llm", "embedding")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+               "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_CTX = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([km]?)\s*$", re.IGNORECASE)
+
+
+class SearchError(ValueError):
+    """A filter value that cannot be understood; the message says which and how to write it."""
+
+
+Located = tuple[str, ModelInfo]  # (instance name, model)
+
+
+@dataclass(frozen=True)
+class Filters:
+    type: str | None = None  # "llm" (vision models included) or "embedding"
+    architecture: str | None = None  # substring, case-insensitive: "qwen" matches qwen3 and qwen2vl
+    quantization: str | None = None  # prefix, ignoring case and punctuation: "q4" matches Q4_K_M
+    min_size: int | None = None  # bytes
+    max_size: int | None = None
+    min_context: int | None = None  # the model's max context length, in tokens
+    vision: bool | None = None
+    tool_use: bool | None = None
+    loaded: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is not None and self.type not in TYPES:
+            raise SearchError(f"type {self.type!r} is not one of {', '.join(TYPES)}")
+
+    def accepts(self, m: ModelInfo) -> bool:
+        return not self.rejects(m)
+
+    def rejects(self, m: ModelInfo) -> str | None:
+        """Why `m` fails these filters (for "no match" messages), or None when it passes."""
+        if self.type == "embedding" and m.type != "embedding":
+            return "not an embedding model"
+        if self.type == "llm" and m.type == "embedding":
+            return "an embedding model"
+        if self.architecture and self.architecture.lower() not in (m.architecture or "").lower():
+            return f"architecture {m.architecture or 'unknown'}"
+        if self.quantization and not _norm(m.quantization or "").startswith(_norm(self.quantization)):
+            return f"quantization {m.quantization or 'unknown'}"
+        if self.min_size is not None and (m.size_bytes is None or m.size_bytes < self.min_size):
+            return "smaller than asked"
+        if self.max_size is not None and (m.size_bytes is None or m.size_bytes > self.max_size):
+            return "larger than asked"
+        if self.min_context is not None and (m.max_context_length or 0) < self.min_context:
+            return f"max context {m.max_context_length or 'unknown'}"
+        if self.vision is not None and has_vision(m) != self.vision:
+            return "no vision" if self.vision else "has vision"
+        if self.tool_use is not None and has_tools(m) != self.tool_use:
+            return "no tool use" if self.tool_use else "has tool use"
+        if self.loaded is not None and m.loaded != self.loaded:
+            return "not loaded" if self.loaded else "loaded"
+        return None
+
+
+@dataclass(frozen=True)
+class Hit:
+    instance: str
+    model: ModelInfo
+    score: float  # what the ranking sorts by: match + usage bonus (+ a nudge for loaded models)
+    match: float  # 0..1, how well the name matched the query (1 with no query)
+    uses: int = 0
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "score": round(self.score, 4),
+            "match": round(self.match, 4),
+            "uses": self.uses,
+            "reasons": list(self.reasons),
+            **self.model.to_json(),
+        }
+
+
+def has_vision(m: ModelInfo) -> bool:
+    return "vision" in m.capabilities or m.type == "vlm"
+
+
+def has_tools(m: ModelInfo) -> bool:
+    return "tool_use" in m.capabilities
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9.]+", text.lower()) if w]
+
+
+def parse_size(text: str) -> int:
+    """"8GB", "500 MB", "1.5g", "2GiB" -> bytes."""
+    match = _SIZE.match(text)
+    unit = (match.group(2) or "").lower() if match else ""
+    if not match or unit not in _SIZE_UNITS:
+        raise SearchError(f"size {text!r} is not a size; write it like 8GB, 500MB or 1.5GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_context(text: str) -> int:
+    """"32768", "32k", "1m" -> tokens."""
+    match = _CTX.match(text)
+    if not match:
+        raise SearchError(f"context length {text!r} is not a number of tokens; write it like 32768 or 32k")
+    scale = {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+def match_score(query: str, m: ModelInfo) -> float:
+    """How well `query` names `m`, 0..1: exact key 1, substring ~0.9, every word present 0.8, else fuzzy."""
+    q = query.strip().lower()
+    if not q:
+        return 1.0
+    key = m.key.lower()
+    short = key.rsplit("/", 1)[-1]
+    names = [key, short, (m.display_name or "").lower(), *(v.lower() for v in m.variants)]
+    if q in (key, short):
+        return 1.0
+    best = 0.0
+    for name in names:
+        if name and q in name:
+            # A query covering more of the name is a better match: "qwen3-4b" beats "qwen" for qwen3-4b-2507.
+            best = max(best, 0.85 + 0.1 * len(q) / len(name))
+    if best:
+        return min(best, 0.99)
+    hay = " ".join([*names, m.publisher or "", m.architecture or "", m.params_string or "", m.quantization or ""])
+    hay_words = set(_words(hay))
+    q_words = _words(q)
+    if q_words and all(any(w in hw for hw in hay_words) for w in q_words):
+        return 0.8
+    # Typos: best fuzzy ratio against the whole name and against each word of it.
+    ratios = [difflib.SequenceMatcher(None, q, name).ratio() for name in names if name]
+    for word in q_words:
+        ratios += [difflib.SequenceMatcher(None, word, hw).ratio() * 0.9 for hw in hay_words if len(hw) > 2]
+    # Capped below a word match: a typo is a hint, never as sure as a name that contains the query.
+    return round(min(FUZZY_CAP, max(ratios, default=0.0)), 4)
+
+
+def usage_bonus(uses: int, most: int) -> float:
+    if uses <= 0 or most <= 0:
+        return 0.0
+    return USAGE_WEIGHT * math.log1p(uses) / math.log1p(most)
+
+
+def search(
+    models: Iterable[Located],
+    query: str = "",
+    filters: Filters | None = None,
+    *,
+    usage: Mapping[str, int] | None = None,
+    limit: int | None = None,
+) -> list[Hit]:
+    """Models matching `query` and `filters`, best first: name match, then the user's usage, then loaded."""
+    filters = filters or Filters()
+    usage = usage or {}
+    candidates = [(inst, m) for inst, m in models if filters.accepts(m)]
+    most = max((usage.get(m.key, 0) for _, m in candidates), default=0)
+    hits: list[Hit] = []
+    for inst, m in candidates:
+        match = match_score(query, m)
+        if match < MIN_MATCH:
+            continue
+        uses = usage.get(m.key, 0)
+        score = match + usage_bonus(uses, most) + (0.02 if m.loaded else 0.0)
+        reasons = []
+        if query.strip():
+            reasons.append(f"name match {match:.2f}")
+        if uses:
+            reasons.append(f"used {uses} time{'s' if uses != 1 else ''}")
+        if m.loaded:
+            reasons.append("loaded")
+        hits.append(Hit(inst, m, score, match, uses, tuple(reasons)))
+    hits.sort(key=lambda h: (-h.score, h.model.key, h.instance))
+    return hits[:limit] if limit else hits
+
+
+# ---- recommendation --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a task asks of a model, read from its words."""
+
+    type: str = "llm"
+    vision: bool = False
+    tool_use: bool = False
+    reasoning: bool = False
+    long_context: bool = False
+    fast: bool = False
+    words: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        parts = [self.type]
+        parts += [name for name, on in (("vision", self.vision), ("tool use", self.tool_use),
+                                        ("reasoning", self.reasoning), ("long context", self.long_context),
+                                        ("fast", self.fast)) if on]
+        return ", ".join(parts)
+
+
+_TASK_WORDS: dict[str, tuple[str, ...]] = {
+    "embedding": ("embed", "embedding", "embeddings", "rag", "retrieval", "vector", "semantic", "similarity"),
+    "vision": ("vision", "image", "images", "photo", "screenshot", "screenshots", "ocr", "picture", "diagram",
+               "visual"),
+    "tool_use": ("code", "coding", "agent", "agents", "agentic", "tool", "tools", "function", "opencode",
+                 "refactor", "debug", "programming"),
+    "reasoning": ("reason", "reasoning", "math", "think", "thinking", "logic", "proof", "plan", "planning"),
+    "long_context": ("long", "document", "documents", "book", "repo", "repository", "codebase", "summarize",
+                     "summarise", "pdf"),
+    "fast": ("fast", "quick", "small", "light", "lightweight", "autocomplete", "laptop", "cheap"),
+}
+
+
+def needs_for(task: str) -> Needs:
+    words = tuple(_words(task))
+    hit = {need: any(w.startswith(k) or w == k for w in words for k in keys) for need, keys in _TASK_WORDS.items()}
+    return Needs(
+        type="embedding" if hit["embedding"] else "llm",
+        vision=hit["vision"],
+        tool_use=hit["tool_use"],
+        reasoning=hit["reasoning"],
+        long_context=hit["long_context"],
+        fast=hit["fast"],
+        words=words,
+    )
+
+
+@dataclass(frozen=True)
+class Performance:
+    """Measured figures of one model from the analytics store (all optional)."""
+
+    uses: int = 0
+    success_rate: float | None = None  # 0..1
+    tokens_per_second: float | None = None
+    p50_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    instance: str
+    model: ModelInfo
+    score: float
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instance": self.instance, "score": round(self.score, 4), "reasons": list(self.reasons),
+                **self.model.to_json()}
+
+
+def recommend(
+    task: str,
+    models: Iterable[Located],
+    *,
+    performance: Mapping[str, Performance] | None = None,
+    limit: int = 3,
+) -> tuple[Needs, list[Recommendation]]:
+    """Models fit for `task`, best first, each with the reasons (specs and measured figures) behind it.
+
+    Hard requirements (type, vision, tool use) filter; softer wishes (reasoning, long context, speed)
+    and the user's own history (success rate, tokens/s, usage) rank.
+    """
+    needs = needs_for(task)
+    perf = performance or {}
+    filters = Filters(type=needs.type, vision=True if needs.vision else None,
+                      tool_use=True if needs.tool_use else None)
+    pool = _dedupe([(i, m) for i, m in models if filters.accepts(m)])
+    if not pool:
+        return needs, []
+    sizes = [m.size_bytes for _, m in pool if m.size_bytes]
+    biggest = max(sizes, default=1)
+    most_uses = max((perf.get(m.key, Performance()).uses for _, m in pool), default=0)
+    fastest = max((p.tokens_per_second or 0.0 for p in perf.values()), default=0.0)
+    out: list[Recommendation] = []
+    for inst, m in pool:
+        score, reasons = 1.0, [f"{m.type}" + (f", {m.params_string}" if m.params_string else "")]
+        if needs.vision:
+            reasons.append("vision")
+        if needs.tool_use:
+            reasons.append("tool use")
+        if needs.reasoning and "reasoning" in m.capabilities:
+            score += 0.4
+            reasons.append("reasoning")
+        ctx = m.max_context_length or 0
+        if needs.long_context:
+            score += 0.4 * min(1.0, ctx / 131072)
+            reasons.append(f"max context {ctx}")
+        if needs.fast and m.size_bytes:
+            score += 0.4 * (1 - m.size_bytes / biggest)
+            reasons.append(f"size {m.size_bytes / 1e9:.1f} GB")
+        elif m.size_bytes and not needs.fast:
+            # With no speed wish, a bigger model of the right kind is usually the more capable one.
+            score += 0.15 * m.size_bytes / biggest
+        p = perf.get(m.key)
+        if p is not None:
+            if p.success_rate is not None and p.uses:
+                score += 0.5 * (p.success_rate - 0.5)
+                reasons.append(f"{p.success_rate:.0%} success over {p.uses} uses")
+            if p.tokens_per_second and fastest:
+                score += (0.3 if needs.fast else 0.1) * p.tokens_per_second / fastest
+                reasons.append(f"{p.tokens_per_second:.0f} tok/s measured")
+            score += usage_bonus(p.uses, most_uses) * 0.5
+        if m.loaded:
+            score += 0.05
+            reasons.append("loaded now")
+        out.append(Recommendation(inst, m, score, tuple(reasons)))
+    out.sort(key=lambda r: (-r.score, r.model.key))
+    return needs, out[:limit]
+
+
+def alternatives(wanted: str, models: Iterable[Located], *, limit: int = 3) -> list[Hit]:
+    """Downloaded models to use instead of `wanted` (missing or failing): same kind, similar size, similar name.
+
+    When `wanted` is downloaded its own specs guide the choice; otherwise its name does.
+    """
+    located = list(models)
+    ref = next((m for _, m in located if m.key == wanted), None)
+    out: list[Hit] = []
+    for inst, m in located:
+        if m.key == wanted:
+            continue
+        name = match_score(wanted, m)
+        score, reasons = 0.5 * name, []
+        if name >= MIN_MATCH:
+            reasons.append(f"similar name ({name:.2f})")
+        if ref is not None:
+            if (ref.type == "embedding") != (m.type == "embedding"):
+                continue
+            shared = ref.capabilities & m.capabilities
+            score += 0.2 * len(shared)
+            if shared:
+                reasons.append("also " + ", ".join(sorted(c.replace("_", " ") for c in shared)))
+            if ref.size_bytes and m.size_bytes:
+                ratio = min(ref.size_bytes, m.size_bytes) / max(ref.size_bytes, m.size_bytes)
+                score += 0.3 * ratio
+                if ratio > 0.5:
+                    reasons.append("similar size")
+            if ref.architecture and ref.architecture == m.architecture:
+                score += 0.2
+                reasons.append(f"same architecture ({m.architecture})")
+        elif m.type == "embedding" and "embed" not in wanted.lower():
+            continue
+        if m.loaded:
+            score += 0.1
+            reasons.append("loaded now")
+        if score > 0.2:
+            out.append(Hit(inst, m, score, name, 0, tuple(reasons)))
+    out.sort(key=lambda h: (-h.score, h.model.key))
+    return out[:limit]
+
+
+def _dedupe(models: list[Located]) -> list[Located]:
+    """One entry per model key (the first instance that has it), so a model on two servers is one choice."""
+    seen: set[str] = set()
+    out: list[Located] = []
+    for inst, m in models:
+        if m.key not in seen:
+            seen.add(m.key)
+            out.append((inst, m))
+    return out
+
+
+def find(models: Iterable[Located], reference: str) -> list[Located]:
+    """Every `(instance, model)` whose key (or variant, or unique fuzzy match) is `reference`."""
+    located = list(models)
+    exact = [(i, m) for i, m in located if m.key == reference or reference in m.variants]
+    if exact:
+        return exact
+    scored = [(match_score(reference, m), i, m) for i, m in located]
+    best = max((s for s, _, _ in scored), default=0.0)
+    if best < 0.8:
+        return []
+    top = {m.key for s, _, m in scored if s == best}
+    return [(i, m) for s, i, m in scored if s == best] if len(top) == 1 else []
