@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import logging
 import os
 import time
@@ -34,6 +33,7 @@ from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.search import search as search_models
 from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
 from lmstudio_tray.core.transforms import (
     MessageDigest,
@@ -496,15 +496,8 @@ def _routes(app: FastAPI, st: ApiState) -> None:
     async def tool_search(body: s.SearchIn) -> JSONResponse:
         name = target(body)
         snap = await monitor.get(name, max_age=5.0)
-        q = body.query.lower()
-        scored: list[tuple[float, ModelInfo]] = []
-        for m in snap.models:
-            hay = " ".join([m.key, m.display_name or "", m.publisher or "", m.architecture or "", *m.variants]).lower()
-            score = 2.0 if q in hay else difflib.SequenceMatcher(None, q, m.key.lower()).ratio()
-            if score >= 0.45:
-                scored.append((score + (0.1 if m.loaded else 0.0), m))
-        scored.sort(key=lambda t: (-t[0], t[1].key))
-        hits = [m for _, m in scored[: body.limit]]
+        # Fuzzy name match ranked with a nudge for loaded models: the same ranking as `models search`.
+        hits = [h.model for h in search_models([(name, m) for m in snap.models], body.query, limit=body.limit)]
         if not hits:
             text = f"No downloaded model on {name} matches {body.query!r}."
         else:
