@@ -8,6 +8,7 @@ detected by the body, never the status: LM Studio answers unknown routes with HT
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,7 @@ class LMStudioClient:
     def _decode(self, resp: httpx.Response, method: str, path: str) -> Any:
         try:
             body = resp.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
             body = None
         if resp.status_code in (401, 403):
             raise LMStudioError(
@@ -249,7 +250,8 @@ class LMStudioClient:
                         data = _loads(line[5:])
                         kind = data.get("type", event) if isinstance(data, dict) else event
                         if kind == "model_load.progress" and isinstance(data, dict):
-                            yield float(data.get("progress", 0.0))
+                            progress = data.get("progress")
+                            yield float(progress) if isinstance(progress, (int, float)) else 0.0
                         elif kind == "model_load.end":
                             yield 1.0
                             return
@@ -289,7 +291,13 @@ def _error_message(body: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
+    if isinstance(value, float) and not math.isfinite(value):  # json reads NaN/Infinity
+        return None
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _str(value: Any) -> str | None:
@@ -319,7 +327,7 @@ def parse_v1_models(body: Any) -> tuple[ModelInfo, ...]:
                 caps.add("reasoning")
         quant = raw.get("quantization")
         instances = []
-        for inst in raw.get("loaded_instances") or []:
+        for inst in _list(raw.get("loaded_instances")):
             if isinstance(inst, dict) and isinstance(inst.get("id"), str):
                 cfg = inst.get("config")
                 instances.append(
@@ -369,7 +377,7 @@ def parse_v0_models(body: Any) -> tuple[ModelInfo, ...]:
     out = []
     for key, entry in grouped.items():
         raw = entry["raw"]
-        caps = {c for c in raw.get("capabilities") or [] if isinstance(c, str)}
+        caps = {c for c in _list(raw.get("capabilities")) if isinstance(c, str)}
         mtype = _str(raw.get("type")) or "llm"
         if mtype == "vlm":
             caps.add("vision")
