@@ -179,7 +179,8 @@ class Store:
                 self.conn.execute("ROLLBACK")
             raise
         if removed:
-            self.conn.execute("PRAGMA incremental_vacuum")
+            # executescript steps the pragma to the end; execute() would free a single page
+            self.conn.executescript("PRAGMA incremental_vacuum;")
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return removed
 
