@@ -275,6 +275,12 @@ class Actions:
             mon = self.monitor.instance(instance)
         except KeyError as exc:
             raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
+        if not getattr(self.monitor, "server_control", True):
+            raise ActionError(
+                "server start/stop is turned off in the config (actions.server_control = false, e.g. by the "
+                "remote preset); set it to true to use it here.",
+                kind="not_supported",
+            )
         if not is_local_url(mon.config.url) and not mon.config.lms_host:
             raise ActionError(
                 f"{instance} is a remote server ({mon.config.url}); set `lms_host` for it in the config to "

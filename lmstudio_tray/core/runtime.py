@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
+
 from lmstudio_tray.core.actions import Actions
 from lmstudio_tray.core.client import LMStudioClient
 from lmstudio_tray.core.clock import Clock, SystemClock
-from lmstudio_tray.core.config import Config, InstanceConfig
+from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
 from lmstudio_tray.core.eta import LoadEstimator
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lms import Lms, find_lms
@@ -26,6 +28,7 @@ from lmstudio_tray.core.secrets import SecretStore, open_store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Service = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+CONFIG_WATCH_SECONDS = 1.0  # how soon a running core notices `profile use` or an edited config file
 
 
 class Core:
@@ -55,8 +58,12 @@ class Core:
             server_control=self._can_control,
         )
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms)
+        self.monitor.server_control = config.actions.server_control
         self._services: list[Service] = []
         self._started: list[Service] = []
+        self._config_listeners: list[Callable[[Config], None]] = []
+        self._apply_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def secrets(self) -> SecretStore:
@@ -73,6 +80,8 @@ class Core:
         return LMStudioClient(cfg.url, token=token, timeout=cfg.timeout or self.config.monitor.request_timeout)
 
     def _can_control(self, cfg: InstanceConfig) -> bool:
+        if not self.config.actions.server_control:
+            return False
         return self.lms_path is not None and (is_local_url(cfg.url) or bool(cfg.lms_host))
 
     def _make_lms(self, mon: InstanceMonitor) -> Lms | None:
@@ -105,7 +114,7 @@ class Core:
         return StatusReport(
             instances=tuple(self.monitor.snapshots()),
             active=self.active_instance,
-            profile=None,
+            profile=self.config.active_profile,
         )
 
     @property
@@ -115,13 +124,105 @@ class Core:
             return active
         return self.monitor.names[0] if self.monitor.names else None
 
+    # ---- settings changes without a restart ----------------------------------------------------
+
+    def on_config_change(self, listener: Callable[[Config], None]) -> Callable[[], None]:
+        """Call `listener(config)` (on the core's loop) after new settings were applied."""
+        self._config_listeners.append(listener)
+        return lambda: self._config_listeners.remove(listener) if listener in self._config_listeners else None
+
+    def _client_settings(self, cfg: InstanceConfig) -> tuple[InstanceConfig, float]:
+        return cfg, cfg.timeout or self.config.monitor.request_timeout
+
+    async def apply_config(self, new: Config) -> list[str]:
+        """Switch to `new` (an effective config, e.g. after `profile use`) while running.
+
+        Instance monitors are added, removed or rebuilt as the instance list changed; every other
+        section is updated in place, so whoever holds a part of the config (the endpoint's validation
+        policy, the monitors' poll settings, the notification policy) sees the new values at once.
+        Returns what changed, in words, for the log.
+        """
+        async with self._apply_lock:
+            if new == self.config:
+                return []
+            old_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
+            old_profile = self.config.active_profile
+            _assign(self.config, new)
+            # status shows the new profile only once its instances are watched
+            self.config.__dict__["active_profile"] = old_profile
+            new_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
+            changes: list[str] = []
+            if old_profile != new.active_profile:
+                changes.append(f"profile {old_profile or '(none)'} -> {new.active_profile or '(none)'}")
+            for name, settings in old_clients.items():
+                if new_clients.get(name) != settings:
+                    await self.monitor.remove_instance(name)
+                    changes.append(f"stopped watching {name}")
+            added: list[str] = []
+            for name, settings in new_clients.items():
+                if old_clients.get(name) != settings:
+                    if name in self.monitor.names:  # an ad-hoc instance now configured under its name
+                        await self.monitor.remove_instance(name)
+                    self.monitor.add_instance(settings[0])
+                    added.append(name)
+                    changes.append(f"watching {name} ({settings[0].url})")
+            self.monitor.server_control = self.config.actions.server_control
+            for name in self.monitor.names:
+                mon = self.monitor.instance(name)
+                mon.can_control_server = self._can_control(mon.config)
+                mon.poke()  # new intervals and timeouts apply from the next poll, not after the old sleep
+            # Fresh snapshots of new instances before anyone is told, so the first answer is real.
+            await asyncio.gather(*(self.monitor.instance(n).refresh() for n in added), return_exceptions=True)
+            self.config.__dict__["active_profile"] = new.active_profile
+            changes.append("settings applied")
+        log.info("config: %s", "; ".join(changes))
+        for listener in list(self._config_listeners):
+            try:
+                listener(self.config)
+            except Exception:
+                log.exception("a config listener failed")
+        return changes
+
+    async def reload_config(self) -> list[str]:
+        """Re-read the config file and apply it; a bad file is reported and the running settings stay."""
+        if self.config_path is None:
+            return []
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.warning("the config file changed but has problems, so the running settings stay: %s", exc)
+            return []
+        return await self.apply_config(new)
+
+    async def _watch_config(self, path: Path, last: tuple[int, int, int] | None) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_WATCH_SECONDS)
+            current = _file_signature(path)
+            if current == last:
+                continue
+            last = current
+            try:
+                await self.reload_config()
+            except Exception:
+                log.exception("applying the changed config failed")
+
     async def start(self) -> None:
         await self.monitor.start()
+        if self.config_path is not None and self._watcher is None:
+            # the file as it is now (the task itself starts later, after changes it must not miss)
+            self._watcher = asyncio.ensure_future(
+                self._watch_config(self.config_path, _file_signature(self.config_path))
+            )
         for service in self._services:
             await service[0]()
             self._started.append(service)
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         for _, stop in reversed(self._started):
             try:
                 await stop()
@@ -129,6 +230,30 @@ class Core:
                 log.exception("a service failed to stop cleanly")
         self._started.clear()
         await self.monitor.stop()
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    # The save API replaces the file (new inode); editors may rewrite it in place (new mtime/size).
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _assign(target: BaseModel, source: BaseModel) -> None:
+    """Copy `source`'s values into `target` in place, recursing into sub-models.
+
+    `source` is already validated as a whole; assigning field by field with validation could fail
+    halfway (a new active_instance before the new instance list), so values are set directly.
+    """
+    for name in type(target).model_fields:
+        new = getattr(source, name)
+        old = getattr(target, name)
+        if isinstance(old, BaseModel) and type(old) is type(new):
+            _assign(old, new)
+        elif old != new:
+            target.__dict__[name] = new
 
 
 class CoreThread:
