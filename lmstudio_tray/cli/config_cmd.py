@@ -1,13 +1,20 @@
-"""`lmstudio-tray config path|show|validate` and `token set|delete|status`."""
+"""`lmstudio-tray config path|show|validate|set|unset|explain|preset|export|import` and `token ...`.
+
+Every command that changes the file goes through `core.config_store`: comments kept, validated first
+(a bad change leaves the file byte-identical), previous file kept as `.bak`, atomic write.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
+import json
 import sys
+from pathlib import Path
 
-from lmstudio_tray.cli._common import EXIT_OK, config_path, print_json, read_config
-from lmstudio_tray.core.config import dump_config
+from lmstudio_tray.cli._common import EXIT_OK, EXIT_USAGE, config_path, print_json, read_config
+from lmstudio_tray.core.config import ConfigError, dump_config
 from lmstudio_tray.core.secrets import open_store
 
 
@@ -21,6 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub.add_parser("validate", help="check the config file; exit 2 with the problems").set_defaults(
         func=run_validate
     )
+    _register_edits(csub)
 
     p = sub.add_parser("token", help="API tokens of instances (kept in the keyring, never in the config)")
     tsub = p.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
@@ -81,4 +89,148 @@ def run_token_status(args: argparse.Namespace) -> int:
     print(f"tokens are kept in {store.backend}")
     for inst in cfg.instances:
         print(f"  {inst.name}: {'set' if store.get(inst.name) else 'not set'}")
+    return EXIT_OK
+
+
+# ---- editing: set, unset, explain, preset, export, import -------------------------------------------
+
+
+def _register_edits(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = csub.add_parser("set", help="change one setting, keeping the file's comments (validated first)")
+    sp.add_argument("key", help="dotted name, e.g. notifications.enabled or instances.local.url")
+    sp.add_argument("value", help="a TOML value (true, 2.5, \"text\"); bare words are taken as text")
+    sp.set_defaults(func=run_set)
+    sp = csub.add_parser("unset", help="remove a setting from the file (its default applies again)")
+    sp.add_argument("key")
+    sp.set_defaults(func=run_unset)
+    sp = csub.add_parser("explain", help="what a setting does: type, default, allowed values")
+    sp.add_argument("key", nargs="?", help="a key or a section (no key: list every key)")
+    sp.set_defaults(func=run_explain)
+    sp = csub.add_parser("preset", help="apply a shipped preset, or start a profile from one (no NAME: list)")
+    sp.add_argument("name", nargs="?", help="strict, jit-friendly, quiet or remote")
+    sp.add_argument("--profile", metavar="NAME", help="write it into this profile (created if new) instead")
+    sp.add_argument("--use", action="store_true", help="with --profile: also make that profile active")
+    sp.set_defaults(func=run_preset)
+    sp = csub.add_parser("export", help="write the settings as TOML or JSON (never any API token)")
+    sp.add_argument("file", nargs="?", type=Path, help="target file; .json means JSON (default: stdout)")
+    sp.add_argument("--format", choices=["toml", "json"], help="override the format chosen by extension")
+    sp.set_defaults(func=run_export)
+    sp = csub.add_parser("import", help="replace (or --merge into) the settings from a TOML or JSON file")
+    sp.add_argument("file", type=Path)
+    sp.add_argument("--merge", action="store_true", help="merge its keys into the current settings")
+    sp.add_argument("--format", choices=["toml", "json"], help="override the format chosen by extension")
+    sp.set_defaults(func=run_import)
+
+
+def _refuse(exc: ConfigError, what: str = "Nothing was changed.") -> int:
+    where = f" ({exc.path})" if exc.path else ""
+    print(f"lmstudio-tray: not applied{where}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    print(what, file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_set(args: argparse.Namespace) -> int:
+    from lmstudio_tray.core.config_store import backup_path, parse_value, set_value
+
+    path = config_path(args)
+    try:
+        set_value(path, args.key, parse_value(args.value))
+    except ConfigError as exc:
+        return _refuse(exc)
+    print(f"{args.key} = {args.value} written to {path} (previous file: {backup_path(path)})")
+    return EXIT_OK
+
+
+def run_unset(args: argparse.Namespace) -> int:
+    from lmstudio_tray.core.config_store import unset_value
+
+    path = config_path(args)
+    try:
+        unset_value(path, args.key)
+    except ConfigError as exc:
+        return _refuse(exc)
+    print(f"{args.key} removed from {path}; its default applies")
+    return EXIT_OK
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from lmstudio_tray.core.config_reference import explain, iter_keys
+
+    if not args.key:
+        for doc in iter_keys():
+            print(f"{doc.key}  ({doc.type}, default {doc.default})")
+        return EXIT_OK
+    try:
+        print(explain(args.key))
+    except KeyError as exc:
+        print(f"lmstudio-tray: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run_preset(args: argparse.Namespace) -> int:
+    from lmstudio_tray.core.presets import PRESETS
+    from lmstudio_tray.core.profiles import apply_preset, use_profile
+
+    if not args.name:
+        for p in PRESETS.values():
+            print(f"{p.name:13} {p.summary}")
+        print("apply one: lmstudio-tray config preset NAME [--profile NEW]")
+        return EXIT_OK
+    if args.name not in PRESETS:
+        print(f"lmstudio-tray: no preset named {args.name!r}; presets: {', '.join(PRESETS)}", file=sys.stderr)
+        return EXIT_USAGE
+    path = config_path(args)
+    try:
+        apply_preset(path, args.name, args.profile)
+        if args.use and args.profile:
+            use_profile(path, args.profile)
+    except ConfigError as exc:
+        return _refuse(exc)
+    target = f"profile {args.profile}" if args.profile else "your settings"
+    print(f"preset {args.name} written into {target} in {path}")
+    for key, value in PRESETS[args.name].changes(args.profile).items():
+        print(f"  {key} = {json.dumps(value)}")
+    if args.profile and not args.use:
+        print(f"switch to it with: lmstudio-tray profile use {args.profile}")
+    return EXIT_OK
+
+
+def _format_of(file: Path | None, forced: str | None) -> str:
+    if forced:
+        return forced
+    return "json" if file is not None and file.suffix.lower() == ".json" else "toml"
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lmstudio_tray.core.config_store import export_data, render_toml
+
+    read_config(args)  # a broken file is reported, not exported
+    data = export_data(config_path(args))
+    fmt = _format_of(args.file, args.format)
+    text = json.dumps(data, indent=2) + "\n" if fmt == "json" else render_toml(
+        data, header=f"lmstudio-tray settings exported {datetime.date.today().isoformat()} (API tokens are "
+        "never exported)")
+    if args.file is None:
+        print(text, end="")
+        return EXIT_OK
+    from lmstudio_tray.core.config import atomic_write
+
+    atomic_write(args.file, text)
+    print(f"exported {config_path(args)} to {args.file} ({fmt})", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from lmstudio_tray.core.config_store import backup_path, import_file
+
+    path = config_path(args)
+    try:
+        import_file(path, args.file, merge=args.merge, fmt=_format_of(args.file, args.format))
+    except ConfigError as exc:
+        return _refuse(exc, f"Nothing was changed; {path} is as it was.")
+    how = "merged into" if args.merge else "replaced"
+    print(f"{args.file} {how} {path}; the previous file is {backup_path(path)}")
     return EXIT_OK

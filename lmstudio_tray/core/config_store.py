@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -267,15 +269,9 @@ def unset_value(path: Path, key: str) -> Config:
 
 def replace_config(path: Path, data: Mapping[str, Any], *, header: str | None = None) -> Config:
     """Replace the whole file with `data` (validated first; the old file becomes the backup)."""
-    doc = tomlkit.document()
-    if header:
-        for line in header.splitlines():
-            doc.add(tomlkit.comment(line))
-    for key, value in data.items():
-        if value is not None:
-            doc[key] = _to_toml(value)
+    text = render_toml(data, header)
     with locked(path):
-        return write_validated(path, tomlkit.dumps(doc), read_text(path))
+        return write_validated(path, text, read_text(path))
 
 
 def merge_into_document(doc: tomlkit.TOMLDocument, data: Mapping[str, Any], prefix: str = "") -> None:
@@ -300,3 +296,75 @@ def merge_config(path: Path, data: Mapping[str, Any]) -> Config:
         doc = parse_document(old_text, path)
         merge_into_document(doc, data)
         return write_validated(path, tomlkit.dumps(doc), old_text)
+
+
+# ---- export / import -------------------------------------------------------------------------------
+
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key)", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"^(https?://)[^/@\s]*@", re.IGNORECASE)
+
+
+def _scrub(value: Any) -> Any:
+    """Drop anything that could be a secret: keys named like one, and user:password in URLs."""
+    if isinstance(value, Mapping):
+        return {k: _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        return _URL_USERINFO.sub(r"\1", value)
+    return value
+
+
+def export_data(path: Path) -> dict[str, Any]:
+    """The user's settings as plain data in the current layout (defaults not spelled out), no secrets."""
+    text = read_text(path)
+    data = tomllib.loads(text) if text else {}
+    migrated, _ = migrate(data)
+    scrubbed: dict[str, Any] = _scrub(migrated)
+    return scrubbed
+
+
+def render_toml(data: Mapping[str, Any], header: str | None = None) -> str:
+    doc = tomlkit.document()
+    if header:
+        for line in header.splitlines():
+            doc.add(tomlkit.comment(line))
+    for key, value in data.items():
+        if value is not None:
+            doc[key] = _to_toml(value)
+    return tomlkit.dumps(doc)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML (`true`, `2.5`, `"x"`, `[1, 2]`); anything else is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def read_import(source: Path, fmt: str | None = None) -> dict[str, Any]:
+    """A settings file to import, parsed and validated on its own (ConfigError names file, key, why)."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read it ({exc.strerror})"]) from None
+    fmt = fmt or ("json" if source.suffix.lower() == ".json" else "toml")
+    try:
+        data = json.loads(text) if fmt == "json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(source, [f"not valid {fmt.upper()}: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"the top level must be a table of settings, not {type(data).__name__}"])
+    parse_config(data, source)  # every problem is reported against the imported file
+    migrated, _ = migrate(data)
+    return migrated
+
+
+def import_file(path: Path, source: Path, *, merge: bool = False, fmt: str | None = None) -> Config:
+    """Replace the user's settings with `source` (or merge it in). Validated first; a bad file changes
+    nothing; the previous file is kept as the backup."""
+    data = read_import(source, fmt)
+    if merge:
+        return merge_config(path, data)
+    return replace_config(path, data, header=f"Imported from {source.name} by lmstudio-tray config import.")
