@@ -1,4 +1,4 @@
-"""`load`, `unload`, `switch` and `models list`: the model actions from a terminal."""
+"""`load`, `unload`, `switch` and `models list/search/recommend/compare`: the model actions from a terminal."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from lmstudio_tray.cli._common import (
     EXIT_FAILURE,
     EXIT_OK,
+    EXIT_USAGE,
     fail,
     human_size,
     instance_arg,
@@ -19,8 +20,22 @@ from lmstudio_tray.cli._common import (
 )
 from lmstudio_tray.core.actions import ActionError, LoadResult
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
-from lmstudio_tray.core.models import InstanceSnapshot
+from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.search import (
+    TYPES,
+    Filters,
+    Located,
+    SearchError,
+    alternatives,
+    find,
+    has_tools,
+    has_vision,
+    parse_context,
+    parse_size,
+    recommend,
+    search,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,6 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lp.add_argument("--loaded", action="store_true", help="only loaded models")
     instance_arg(lp)
     lp.set_defaults(func=run_list)
+    _register_search(msub)
     p.set_defaults(func=run_list, json=False, loaded=False, instance=None)
 
 
@@ -160,3 +176,202 @@ class _Progress:
         self._unsubscribe()
         if self.enabled:
             self._progress.stop()
+
+
+# ---- search, recommend, compare -------------------------------------------------------------------------
+
+
+def _register_search(msub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = msub.add_parser("search", help="find downloaded models on every instance by name, kind and specs")
+    sp.add_argument("query", nargs="?", default="", help="part of a model name (typos are fine); empty: all")
+    sp.add_argument("--type", choices=TYPES, help="llm (vision models included) or embedding")
+    sp.add_argument("--arch", metavar="NAME", help="architecture, e.g. qwen3, llama, gemma3")
+    sp.add_argument("--quant", metavar="Q", help="quantization prefix, e.g. Q4, Q8_0, 4bit, MXFP4")
+    sp.add_argument("--min-ctx", metavar="N", help="smallest max context length, e.g. 32768 or 32k")
+    sp.add_argument("--min-size", metavar="SIZE", help="smallest file size, e.g. 2GB")
+    sp.add_argument("--max-size", metavar="SIZE", help="largest file size, e.g. 8GB")
+    sp.add_argument("--vision", action="store_true", default=None, help="only models that take images")
+    sp.add_argument("--tools", action="store_true", default=None, help="only models trained for tool use")
+    sp.add_argument("--loaded", action="store_true", default=None, help="only loaded models")
+    sp.add_argument("--limit", type=int, default=20, metavar="N")
+    sp.add_argument("--json", action="store_true")
+    instance_arg(sp)
+    sp.set_defaults(func=run_search)
+
+    rp = msub.add_parser("recommend", help="suggest downloaded models for a task, from specs and your usage")
+    rp.add_argument("task", nargs="+", help='what you want to do, e.g. "coding agent" or "read screenshots"')
+    rp.add_argument("--limit", type=int, default=3, metavar="N")
+    rp.add_argument("--json", action="store_true")
+    instance_arg(rp)
+    rp.set_defaults(func=run_recommend)
+
+    cp = msub.add_parser("compare", help="two or more models side by side: specs and measured performance")
+    cp.add_argument("models", nargs="+", metavar="MODEL", help="model keys (or unambiguous parts of them)")
+    cp.add_argument("--since", default="30d", help="window of the measured figures, e.g. 7d, 24h (default 30d)")
+    cp.add_argument("--json", action="store_true")
+    instance_arg(cp)
+    cp.set_defaults(func=run_compare)
+
+
+def _all_models(args: argparse.Namespace) -> list[Located]:
+    """(instance, model) for every downloaded model the reachable instances list (or the one asked for)."""
+
+    async def body(core: Core) -> list[InstanceSnapshot]:
+        if args.instance:
+            return [await core.monitor.get(pick_instance(core, args.instance))]
+        return list(core.monitor.snapshots())
+
+    snaps = run_with_core(args, body)
+    for snap in snaps:
+        if snap.failure is not None:
+            print(f"lmstudio-tray: {snap.name} is {snap.state.value}: {snap.error}; its models are not searched",
+                  file=sys.stderr)
+    return [(snap.name, m) for snap in snaps if snap.failure is None for m in snap.models]
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    try:
+        return Filters(
+            type=args.type,
+            architecture=args.arch,
+            quantization=args.quant,
+            min_context=parse_context(args.min_ctx) if args.min_ctx else None,
+            min_size=parse_size(args.min_size) if args.min_size else None,
+            max_size=parse_size(args.max_size) if args.max_size else None,
+            vision=args.vision,
+            tool_use=args.tools,
+            loaded=args.loaded,
+        )
+    except SearchError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _spec_line(m: ModelInfo) -> str:
+    caps = [c for c, on in (("vision", has_vision(m)), ("tools", has_tools(m))) if on]
+    parts = [m.type, m.architecture or "?", m.quantization or "?", human_size(m.size_bytes),
+             f"ctx {m.max_context_length}" if m.max_context_length else "ctx ?", *caps]
+    return "  ".join(parts)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    filters = _filters(args)
+    located = _all_models(args)
+    from lmstudio_tray.diagnostics.usage import measured
+
+    hits = search(located, args.query, filters, usage=measured().usage(), limit=args.limit)
+    if args.json:
+        print_json({"query": args.query, "results": [h.to_json() for h in hits]})
+        return EXIT_OK if hits else EXIT_FAILURE
+    if not hits:
+        what = f"matches {args.query!r}" if args.query else "passes those filters"
+        print(f"No downloaded model {what} ({len(located)} searched).", file=sys.stderr)
+        return EXIT_FAILURE
+    width = max(len(h.model.key) for h in hits)
+    for h in hits:
+        mark = "●" if h.model.loaded else " "
+        uses = f"  used {h.uses}×" if h.uses else ""
+        print(f"{mark} {h.model.key:<{width}}  {_spec_line(h.model)}  [{h.instance}]{uses}")
+    return EXIT_OK
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    task = " ".join(args.task)
+    located = _all_models(args)
+    from lmstudio_tray.diagnostics.usage import measured
+
+    figures = measured()
+    needs, recs = recommend(task, located, performance=figures.performance(), limit=args.limit)
+    if args.json:
+        print_json({"task": task, "needs": needs.describe(), "measured": figures.unavailable is None,
+                    "recommendations": [r.to_json() for r in recs]})
+        return EXIT_OK if recs else EXIT_FAILURE
+    if not recs:
+        print(f"No downloaded model fits {task!r} (needs: {needs.describe()}). Download one in LM Studio "
+              "(Discover tab) or with `lms get`, then try again.", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"For {task!r} (needs: {needs.describe()}):")
+    for n, r in enumerate(recs, 1):
+        print(f"{n}. {r.model.key} [{r.instance}] — {'; '.join(r.reasons)}")
+    if figures.unavailable:
+        print(f"(ranked by specs only: {figures.unavailable})")
+    return EXIT_OK
+
+
+_SPEC_ROWS: tuple[tuple[str, Callable[[ModelInfo], str]], ...] = (
+    ("type", lambda m: m.type),
+    ("publisher", lambda m: m.publisher or "?"),
+    ("architecture", lambda m: m.architecture or "?"),
+    ("parameters", lambda m: m.params_string or "?"),
+    ("quantization", lambda m: m.quantization or "?"),
+    ("format", lambda m: m.format or "?"),
+    ("size", lambda m: human_size(m.size_bytes)),
+    ("max context", lambda m: str(m.max_context_length or "?")),
+    ("vision", lambda m: "yes" if has_vision(m) else "no"),
+    ("tool use", lambda m: "yes" if has_tools(m) else "no"),
+    ("loaded", lambda m: ", ".join(f"{i.id} (ctx {i.context_length})" for i in m.instances) or "no"),
+)
+_MEASURED_ROWS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("turns", "turns", str),
+    ("success rate", "session_success_rate", lambda v: f"{v:.0%}"),
+    ("turn success", "turn_success_rate", lambda v: f"{v:.0%}"),
+    ("tokens/s (p50)", "tokens_per_s", lambda v: f"{v:.1f}"),
+    ("latency p50", "latency_p50_s", lambda v: f"{v:.2f} s"),
+    ("latency p95", "latency_p95_s", lambda v: f"{v:.2f} s"),
+    ("loads", "loads", str),
+    ("load time p50", "load_p50_s", lambda v: f"{v:.1f} s"),
+)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    if len(args.models) < 2:
+        fail("compare needs at least two models, e.g. `models compare qwen/qwen3-4b-2507 openai/gpt-oss-20b`",
+             EXIT_USAGE)
+    from lmstudio_tray.diagnostics.usage import measured, parse_window
+
+    try:
+        window = parse_window(args.since)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    located = _all_models(args)
+    chosen: list[tuple[list[str], ModelInfo]] = []
+    for ref in args.models:
+        found = find(located, ref)
+        if not found:
+            alts = alternatives(ref, located)
+            hint = f"; did you mean {', '.join(h.model.key for h in alts)}?" if alts else ""
+            fail(f"no downloaded model is {ref!r} on {', '.join(sorted({i for i, _ in located})) or 'any instance'}"
+                 f"{hint}", EXIT_USAGE)
+        if any(m.key == found[0][1].key for _, m in chosen):
+            fail(f"{ref!r} names {found[0][1].key} a second time; compare different models", EXIT_USAGE)
+        chosen.append(([i for i, _ in found], found[0][1]))
+    figures = measured(window)
+    if args.json:
+        print_json({
+            "window_s": window,
+            "measured_available": figures.unavailable is None,
+            "why_not_measured": figures.unavailable,
+            "models": [{"instances": inst, "spec": m.to_json(), "measured": figures.models.get(m.key)}
+                       for inst, m in chosen],
+        })
+        return EXIT_OK
+    header = ["", *(m.key for _, m in chosen)]
+    rows: list[list[str]] = [["instances", *(", ".join(inst) for inst, _ in chosen)]]
+    rows += [[label, *(fmt(m) for _, m in chosen)] for label, fmt in _SPEC_ROWS]
+    if figures.unavailable is None:
+        rows.append([f"— measured, last {args.since}", *("" for _ in chosen)])
+        for label, key, show in _MEASURED_ROWS:
+            cells = []
+            for _, m in chosen:
+                value = (figures.models.get(m.key) or {}).get(key)
+                cells.append("—" if value is None else show(value))
+            rows.append([label, *cells])
+    _print_table(header, rows)
+    if figures.unavailable is not None:
+        print(f"\nNo measured figures: {figures.unavailable}.")
+    return EXIT_OK
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(r)).rstrip())

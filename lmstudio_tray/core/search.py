@@ -17,6 +17,7 @@ from lmstudio_tray.core.models import ModelInfo
 
 MIN_MATCH = 0.45  # below this a fuzzy match is noise ("qwen" vs "gemma")
 FUZZY_CAP = 0.75
+WORD_MATCH = 0.8
 USAGE_WEIGHT = 0.3  # the most used model gains at most this much over an equal match
 TYPES = ("llm", "embedding")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -151,13 +152,21 @@ def match_score(query: str, m: ModelInfo) -> float:
     hay_words = set(_words(hay))
     q_words = _words(q)
     if q_words and all(any(w in hw for hw in hay_words) for w in q_words):
-        return 0.8
-    # Typos: best fuzzy ratio against the whole name and against each word of it.
+        return WORD_MATCH
+    # Typos: the fuzzy ratio against the whole name, or every query word's best ratio against a word of the
+    # name, averaged (one lucky word of three must not make "nothing like this" match "nomic-embed-text").
     ratios = [difflib.SequenceMatcher(None, q, name).ratio() for name in names if name]
-    for word in q_words:
-        ratios += [difflib.SequenceMatcher(None, word, hw).ratio() * 0.9 for hw in hay_words if len(hw) > 2]
+    if q_words:
+        per_word = [max((difflib.SequenceMatcher(None, w, hw).ratio() for hw in hay_words), default=0.0)
+                    for w in q_words]
+        ratios.append(0.9 * sum(per_word) / len(per_word))
     # Capped below a word match: a typo is a hint, never as sure as a name that contains the query.
     return round(min(FUZZY_CAP, max(ratios, default=0.0)), 4)
+
+
+def match_tier(match: float) -> int:
+    """3 exact, 2 the name contains the query (or all its words), 1 fuzzy."""
+    return 3 if match >= 1.0 else 2 if match >= WORD_MATCH else 1
 
 
 def usage_bonus(uses: int, most: int) -> float:
@@ -194,7 +203,9 @@ def search(
         if m.loaded:
             reasons.append("loaded")
         hits.append(Hit(inst, m, score, match, uses, tuple(reasons)))
-    hits.sort(key=lambda h: (-h.score, h.model.key, h.instance))
+    # Usage reorders models that match about as well; it never lifts a typo-match over a name that contains
+    # the query, nor anything over the exact key.
+    hits.sort(key=lambda h: (-match_tier(h.match), -h.score, h.model.key, h.instance))
     return hits[:limit] if limit else hits
 
 
@@ -291,6 +302,7 @@ def recommend(
         return needs, []
     sizes = [m.size_bytes for _, m in pool if m.size_bytes]
     biggest = max(sizes, default=1)
+    longest = max((m.max_context_length or 0 for _, m in pool), default=0) or 1
     most_uses = max((perf.get(m.key, Performance()).uses for _, m in pool), default=0)
     fastest = max((p.tokens_per_second or 0.0 for p in perf.values()), default=0.0)
     out: list[Recommendation] = []
@@ -305,7 +317,7 @@ def recommend(
             reasons.append("reasoning")
         ctx = m.max_context_length or 0
         if needs.long_context:
-            score += 0.4 * min(1.0, ctx / 131072)
+            score += 0.4 * ctx / longest
             reasons.append(f"max context {ctx}")
         if needs.fast and m.size_bytes:
             score += 0.4 * (1 - m.size_bytes / biggest)
