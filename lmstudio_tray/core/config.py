@@ -338,12 +338,17 @@ def migrate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if version < 2:
         # 0.0.x layout: one server under [server], poll period in whole seconds.
         server = data.pop("server", None)
+        if server is not None and not isinstance(server, dict):
+            raise ConfigError(None, [f"server = {server!r} must be a [server] table with url (old layout)"])
         if isinstance(server, dict):
             url = server.get("url", DEFAULT_URL)
             data.setdefault("instances", [{"name": server.get("name", "local"), "url": url}])
             notes.append("[server] became [[instances]]")
             if "poll_seconds" in server:
-                data.setdefault("monitor", {})["poll_interval"] = float(server["poll_seconds"])
+                seconds = server["poll_seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                    raise ConfigError(None, [f"server.poll_seconds = {seconds!r} must be a number of seconds"])
+                data.setdefault("monitor", {})["poll_interval"] = float(seconds)
                 notes.append("server.poll_seconds became monitor.poll_interval")
         if "notify" in data:
             data.setdefault("notifications", {})["enabled"] = bool(data.pop("notify"))
@@ -425,11 +430,19 @@ def load_config(path: Path) -> Config:
         return Config()
     except OSError as exc:
         raise ConfigError(path, [f"cannot read the file ({exc.strerror}); check its permissions"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            path, [f"not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8 (the file was left untouched)"]
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             path, [f"not valid TOML: {exc}; fix the line it names (the file was left untouched)"]
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            path, ["not valid TOML: arrays or tables nested too deeply (the file was left untouched)"]
         ) from None
     return parse_config(data, path)
 
