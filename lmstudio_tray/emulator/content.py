@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import re
 import string
+from dataclasses import dataclass
 from typing import Any
 
 from lmstudio_tray.emulator.httpserver import dumps
@@ -31,6 +34,68 @@ def last_user_text(messages: Any) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return message_text(message.get("content"))
     return ""
+
+
+def reply_prompt(messages: Any) -> str:
+    """What the fake model answers to: the last user text, or the tool result when the conversation ends
+    with one (the turn after a tool call), so a client can see its tool output came back."""
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return "tool result: " + message_text(last.get("content"))
+    return last_user_text(messages)
+
+
+# `CALLTOOL:<name> {json args}` in the last user message scripts a tool call (see docs/emulator.md).
+_CALLTOOL_RE = re.compile(r"CALLTOOL:([A-Za-z0-9_.\-]+)")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # a JSON object, as OpenAI sends it: a string
+
+
+def offered_tools(body: dict[str, Any]) -> list[str]:
+    tools = body.get("tools")
+    if not isinstance(tools, list) or body.get("tool_choice") == "none":
+        return []
+    names = []
+    for t in tools:
+        fn = t.get("function") if isinstance(t, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            names.append(fn["name"])
+    return names
+
+
+def scripted_tool_call(body: dict[str, Any]) -> ToolCall | None:
+    """The tool call the fake model makes, if the request offers tools and its last message is a user
+    message saying `CALLTOOL:<name>` (optionally followed by a JSON object of arguments) for one of them."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    if messages[-1].get("role") != "user":
+        return None
+    text = message_text(messages[-1].get("content"))
+    match = _CALLTOOL_RE.search(text)
+    if match is None or match.group(1) not in offered_tools(body):
+        return None
+    return ToolCall(random_id("call_", 9), match.group(1), json.dumps(_script_args(text[match.end():])))
+
+
+def _script_args(rest: str) -> dict[str, Any]:
+    rest = rest.lstrip()
+    if not rest.startswith("{"):
+        return {}
+    # the prompt may arrive JSON-quoted once more (`opencode run` does that to some prompts): \" -> "
+    for candidate in (rest, rest.replace('\\"', '"')):
+        try:
+            args, _ = json.JSONDecoder().raw_decode(candidate)
+        except ValueError:
+            continue
+        if isinstance(args, dict):
+            return args
+    return {}
 
 
 def count_tokens(text: str) -> int:

@@ -70,7 +70,10 @@ def chat_completions(state: EmulatorState, request: Request, *, rest_v0: bool = 
     if not isinstance(messages, list) or not messages:
         raise errors.ApiError(400, errors.openai_error("'messages' field is required", param="messages"))
     instance = _serving_instance(state, body, "llm")
-    pieces, finish = content.reply_tokens(instance.identifier, content.last_user_text(messages), body.get("max_tokens"))
+    call = content.scripted_tool_call(body)
+    if call is not None:
+        return _tool_call_reply(state, instance, body, call, rest_v0=rest_v0)
+    pieces, finish = content.reply_tokens(instance.identifier, content.reply_prompt(messages), body.get("max_tokens"))
     usage = {
         "prompt_tokens": content.prompt_tokens(messages),
         "completion_tokens": len(pieces),
@@ -101,6 +104,70 @@ def chat_completions(state: EmulatorState, request: Request, *, rest_v0: bool = 
         else:
             result.update(stats={}, system_fingerprint=instance.identifier)
         return json_response(result)
+    finally:
+        state.engine.end_use(instance)
+
+
+def _tool_call_reply(
+    state: EmulatorState, instance: Instance, body: dict[str, Any], call: content.ToolCall, *, rest_v0: bool
+) -> Response:
+    """The model answers with one tool call: `finish_reason: "tool_calls"`, `content: null`, arguments as a
+    JSON string; streamed as a name chunk, argument fragments, then the finish chunk."""
+    messages = body["messages"]
+    completion = content.count_tokens(call.arguments) + 3
+    usage = {"prompt_tokens": content.prompt_tokens(messages), "completion_tokens": completion,
+             "total_tokens": content.prompt_tokens(messages) + completion}
+    base = {"id": content.random_id("chatcmpl-"), "created": int(time.time()), "model": instance.identifier}
+    function = {"name": call.name, "arguments": call.arguments}
+    if not body.get("stream"):
+        state.engine.begin_use(instance)
+        try:
+            result: dict[str, Any] = {
+                **base, "object": "chat.completion",
+                "choices": [{
+                    "index": 0, "logprobs": None, "finish_reason": "tool_calls",
+                    "message": {"role": "assistant", "content": None,
+                                "tool_calls": [{"id": call.id, "type": "function", "function": function}]},
+                }],
+                "usage": usage,
+            }
+            if rest_v0:
+                result.update(v0_extras(instance, completion, "tool_calls"))
+            else:
+                result.update(stats={}, system_fingerprint=instance.identifier)
+            return json_response(result)
+        finally:
+            state.engine.end_use(instance)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return Response(content_type=SSE_TYPE,
+                    stream=_tool_call_stream(state, instance, base, call, usage if include_usage else None))
+
+
+def _tool_call_stream(
+    state: EmulatorState, instance: Instance, base: dict[str, Any], call: content.ToolCall,
+    usage: dict[str, int] | None,
+) -> Iterator[bytes]:
+    state.engine.begin_use(instance)
+    try:
+        head = {**base, "object": "chat.completion.chunk", "system_fingerprint": instance.identifier}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return content.sse_data(
+                {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            )
+
+        yield chunk({"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]})
+        args = call.arguments
+        step = max(1, len(args) // 3)
+        for start in range(0, len(args), step):
+            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[start:start + step]}}]})
+            if state.settings.token_delay:
+                time.sleep(state.settings.token_delay)
+        yield chunk({}, "tool_calls")
+        if usage is not None:
+            yield content.sse_data({**head, "choices": [], "usage": usage})
+        yield content.sse_data(b"[DONE]")
     finally:
         state.engine.end_use(instance)
 
