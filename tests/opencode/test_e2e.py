@@ -96,7 +96,7 @@ def e2e(opencode_bin: Path, tmp_path: Path, emulator_factory: object) -> Iterato
     deadline = time.monotonic() + 20
     while not endpoint.exists() and time.monotonic() < deadline and serve.poll() is None:
         time.sleep(0.05)
-    assert endpoint.exists(), serve.stderr.read() if serve.poll() is not None else "serve did not start"
+    assert endpoint.exists(), serve.communicate()[1] if serve.poll() is not None else "serve did not start"
     try:
         yield Env(tmp_path, project, env, emu, opencode_bin)
     finally:

@@ -1,0 +1,147 @@
+"""End to end: `lmstudio-tray opencode install --provider` sets OpenCode up, then the real opencode uses it.
+
+The emulator plays LM Studio, `lmstudio-tray serve` runs the endpoint, and nothing is written by hand:
+the plugin file and the provider come from the installer. Covers the answer path, the
+`lmstudio_load_model` tool driven by a (scripted) model tool call, and compaction context with
+`opencode serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lmstudio_tray.emulator import Emulator
+from tests.opencode.test_e2e import GEMMA, QWEN, Env, _chat_requests, _seed_plugin_package
+
+pytestmark = pytest.mark.opencode
+
+
+def _tray(env: dict[str, str], cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lmstudio_tray", "--config", str(cfg), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any) -> Iterator[Env]:
+    emu: Emulator = emulator_factory(jit=False)
+    emu.load(QWEN, context_length=8192)
+    home = tmp_path / "home"
+    xdg = {k: str(home / sub) for k, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
+                                              ("XDG_CACHE_HOME", ".cache"), ("XDG_STATE_HOME", ".local/state"))}
+    for p in xdg.values():
+        Path(p).mkdir(parents=True, exist_ok=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[[instances]]\nname = "local"\nurl = "{emu.api_url}"\n\n[endpoint]\nport = 0\n')
+    env = {**os.environ, "HOME": str(home), "USERPROFILE": str(home), **xdg, "PWD": str(project),
+           "OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1",
+           "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "npm_config_registry": "http://127.0.0.1:9/",
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+
+    proc = _tray(env, cfg, "opencode", "install", "--project", str(project), "--provider")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / ".opencode" / "plugins" / "lmstudio-tray.ts").is_file()
+    assert json.loads((project / "opencode.json").read_text())["provider"]["lmstudio"]["models"][QWEN]["limit"][
+        "context"] == 8192
+
+    (home / ".config" / "opencode").mkdir(parents=True, exist_ok=True)
+    for d in (project / ".opencode", home / ".config" / "opencode"):
+        _seed_plugin_package(d)
+    serve = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "--config", str(cfg), "serve", "--no-notify"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    endpoint = Path(xdg["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json"
+    deadline = time.monotonic() + 20
+    while not endpoint.exists() and time.monotonic() < deadline and serve.poll() is None:
+        time.sleep(0.05)
+    assert endpoint.exists(), serve.communicate()[1] if serve.poll() is not None else "serve did not start"
+    try:
+        yield Env(tmp_path, project, env, emu, opencode_bin)
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(10)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+
+
+def _endpoint_get(env: Env, path: str) -> Any:
+    info = json.loads((Path(env.env["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json").read_text())
+    r = httpx.get(info["url"] + path, headers={"Authorization": f"Bearer {info['token']}"}, timeout=5)
+    r.raise_for_status()
+    return r.json()
+
+
+def test_installed_setup_answers_and_forwards_events(installed: Env) -> None:
+    proc = installed.run("say hi")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Hello from the LM Studio emulator" in proc.stdout
+    assert _chat_requests(installed.emu, QWEN) >= 1
+    # the plugin asked the endpoint before the request and forwarded the session's events
+    metrics = _endpoint_get(installed, "/v1/metrics")
+    assert metrics["validate"]["categories"].get("ready", 0) >= 1
+    assert metrics["events"] >= 1
+
+
+def test_load_model_tool_loads_a_model_in_lm_studio(installed: Env) -> None:
+    assert all(m["modelKey"] != GEMMA for m in installed.emu.loaded())
+    proc = installed.run(f'CALLTOOL:lmstudio_load_model {{"model": "{GEMMA}"}}', timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert any(m["modelKey"] == GEMMA for m in installed.emu.loaded()), installed.emu.loaded()
+    # the tool's answer went back to the model as the tool result of the next request
+    tool_msgs = [m for r in installed.emu.requests if r.path.endswith("/chat/completions") and isinstance(r.json, dict)
+                 for m in r.json.get("messages", []) if m.get("role") == "tool"]
+    assert any(GEMMA in json.dumps(m.get("content")) and "loaded" in json.dumps(m.get("content")) for m in tool_msgs)
+    assert "tool result:" in proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_compaction_request_carries_our_context(installed: Env) -> None:
+    port = _free_port()
+    server = subprocess.Popen([str(installed.opencode), "serve", "--hostname", "127.0.0.1", "--port", str(port)],
+                              cwd=installed.project, env=installed.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/global/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        q = {"directory": str(installed.project)}
+        with httpx.Client(base_url=base, timeout=120, params=q) as oc:
+            sid = oc.post("/session", json={}).json()["id"]
+            model = {"providerID": "lmstudio", "modelID": QWEN}
+            r = oc.post(f"/session/{sid}/message", json={"model": model, "parts": [{"type": "text", "text": "hi"}]})
+            assert r.status_code == 200, r.text
+            installed.emu.clear_requests()
+            r = oc.post(f"/session/{sid}/summarize", json=model)
+            assert r.status_code == 200, r.text
+        bodies = [json.dumps(r.json) for r in installed.emu.requests if r.path.endswith("/chat/completions")]
+        assert bodies, "no compaction request reached LM Studio"
+        assert any(f"The summary will be read by {QWEN} with a loaded context window of 8192 tokens" in b
+                   for b in bodies), bodies
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
