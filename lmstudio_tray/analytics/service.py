@@ -147,12 +147,15 @@ class Analytics:
             "AND seconds > 0) WHERE n <= ? ORDER BY ts", (ETA_HISTORY,)).fetchall()
         return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
 
+    def known_models(self) -> set[str]:
+        return {m.key for snap in self.core.monitor.snapshots() for m in snap.models}
+
     def refresh_tips(self) -> list[Suggestion]:
         """Recompute the suggestions from the store (blocking: call it off the core loop)."""
         now = time.time()
         try:
             with reading(self.path) as conn:
-                tips = suggest(conn, now, build_report(conn, now - WINDOW_S, now))
+                tips = suggest(conn, now, build_report(conn, now - WINDOW_S, now), self.known_models())
         except StoreError:
             tips = []
         with self._tips_lock:

@@ -10,6 +10,7 @@ import difflib
 import sqlite3
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,14 +41,17 @@ class Suggestion:
                 "numbers": self.numbers}
 
 
-def suggest(conn: sqlite3.Connection, now: float, report: Report | None = None) -> list[Suggestion]:
+def suggest(conn: sqlite3.Connection, now: float, report: Report | None = None,
+            known_models: Iterable[str] = ()) -> list[Suggestion]:
+    """All suggestions for the last week; `known_models` (downloaded keys, when a core runs) help
+    name the id a failing one probably meant."""
     rep = report or build_report(conn, now - WINDOW_S, now)
     out: list[Suggestion] = []
     out += _larger_context(rep)
     out += _unload_unused(conn, now)
     out += _set_ttl(conn, now - WINDOW_S, now)
     out += _faster_model(rep)
-    out += _fix_model_id(conn, now - WINDOW_S, now)
+    out += _fix_model_id(conn, now - WINDOW_S, now, known_models)
     return out
 
 
@@ -176,7 +180,8 @@ def _faster_model(rep: Report) -> list[Suggestion]:
     return out
 
 
-def _fix_model_id(conn: sqlite3.Connection, since: float, until: float) -> list[Suggestion]:
+def _fix_model_id(conn: sqlite3.Connection, since: float, until: float,
+                  known_models: Iterable[str]) -> list[Suggestion]:
     marks = ",".join("?" * len(BAD_ID_CATEGORIES))
     bad = conn.execute(
         f"SELECT model, instance, count(*), group_concat(DISTINCT category) FROM verdicts WHERE category IN ({marks}) "
@@ -185,7 +190,7 @@ def _fix_model_id(conn: sqlite3.Connection, since: float, until: float) -> list[
         return []
     known = sorted({r[0] for r in conn.execute(
         "SELECT model FROM model_events UNION SELECT model FROM loads UNION SELECT model_key FROM verdicts "
-        "WHERE model_key IS NOT NULL UNION SELECT model FROM turns WHERE error IS NULL") if r[0]})
+        "WHERE model_key IS NOT NULL UNION SELECT model FROM turns WHERE error IS NULL") if r[0]} | set(known_models))
     out = []
     for model, inst, count, cats in bad:
         if count < MIN_BAD_ID:

@@ -179,6 +179,7 @@ def mount_dashboard(app: FastAPI, core: Core, sessions: SessionTracker, guard: L
     from lmstudio_tray.analytics import reports as rep
     from lmstudio_tray.analytics.service import analytics_for
     from lmstudio_tray.analytics.store import StoreError, default_path, reading
+    from lmstudio_tray.analytics.suggestions import WINDOW_S as WEEK
     from lmstudio_tray.analytics.suggestions import suggest
     from lmstudio_tray.analytics.web import APP_CSS, APP_JS, INDEX_HTML
 
@@ -241,14 +242,17 @@ def mount_dashboard(app: FastAPI, core: Core, sessions: SessionTracker, guard: L
         analytics = analytics_for(core)
         path = analytics.path if analytics else default_path()
 
+        known = {m.key for snap in core.monitor.snapshots() for m in snap.models}
+
         def compute() -> dict[str, Any]:
             now = time.time()
             start = now - window if window != float("inf") else 0.0
             try:
                 with reading(path) as conn:
                     report = rep.build_report(conn, start, now)
-                    return {"empty": False, "series": rep.series(conn, start, now),
-                            "report": report.to_json(), "suggestions": [s.to_json() for s in suggest(conn, now)]}
+                    tips = suggest(conn, now, report if window == WEEK else None, known)
+                    return {"empty": False, "series": rep.series(conn, start, now), "report": report.to_json(),
+                            "suggestions": [t.to_json() for t in tips]}
             except StoreError as exc:
                 return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": []}
 

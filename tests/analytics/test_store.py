@@ -119,24 +119,22 @@ def test_a_file_from_a_newer_version_is_refused_and_left_alone(tmp_path: Path) -
     before = db.read_bytes()
     with pytest.raises(StoreError, match=r"newer lmstudio-tray \(schema 99.*upgrade"):
         Store(db)
-    with pytest.raises(StoreError, match="newer"):
-        with reading(db):
-            pass
+    with pytest.raises(StoreError, match="newer"), reading(db):
+        pass
     assert db.read_bytes() == before
 
 
 def test_a_corrupt_file_is_reported_and_kept(tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite3"
     db.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="not a usable analytics database.*move it aside"):
+    with pytest.raises(StoreError, match=r"not a usable analytics database.*move it aside"):
         connect(db)
     assert db.read_bytes() == b"this is not a database" * 100
 
 
 def test_reports_before_anything_was_recorded_say_so(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="no analytics recorded yet"):
-        with reading(tmp_path / "missing.sqlite3"):
-            pass
+    with pytest.raises(StoreError, match="no analytics recorded yet"), reading(tmp_path / "missing.sqlite3"):
+        pass
 
 
 def test_retention_by_age_and_by_rows(tmp_path: Path) -> None:
