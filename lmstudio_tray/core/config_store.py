@@ -320,7 +320,8 @@ def export_data(path: Path) -> dict[str, Any]:
     text = read_text(path)
     data = tomllib.loads(text) if text else {}
     migrated, _ = migrate(data)
-    scrubbed: dict[str, Any] = _scrub(migrated)
+    ordered = {"version": migrated.pop("version", CURRENT_VERSION), **migrated}
+    scrubbed: dict[str, Any] = _scrub(ordered)
     return scrubbed
 
 
