@@ -39,6 +39,9 @@ class ActionKind(str, Enum):
     COPY_ID = "copy_id"
     TOGGLE_NOTIFICATIONS = "toggle_notifications"
     TOGGLE_AUTOSTART = "toggle_autostart"
+    TOGGLE_NOTIFY_CATEGORY = "toggle_notify_category"
+    SET_VALIDATION = "set_validation"
+    USE_PROFILE = "use_profile"
     OPEN_CONFIG = "open_config"
     OPEN_LOGS = "open_logs"
     ABOUT = "about"
@@ -60,6 +63,7 @@ class MenuItem:
     checked: bool | None = None  # None: not a check item
     children: tuple[MenuItem, ...] = ()
     separator: bool = False
+    radio: bool = False  # a checked item drawn as one choice of several
 
     @property
     def is_submenu(self) -> bool:
@@ -79,6 +83,12 @@ class MenuPrefs:
     autostart: bool | None = None  # None: autostart is not available here, so the item is hidden
     config_path: str | None = None
     logs_path: str | None = None
+    # from the config (tray/preferences.py); empty tuples hide their submenus
+    notify_categories: tuple[tuple[str, bool], ...] = ()
+    validation: str | None = None  # the validation choice the policy matches; None: a custom policy
+    validation_choices: tuple[str, ...] = ()
+    profile: str | None = None
+    profiles: tuple[tuple[str, str], ...] = ()  # (name, description)
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,7 @@ def model_label(model: ModelInfo) -> str:
 
 
 def tooltip(report: StatusReport) -> str:
-    lines = [APP_TITLE]
+    lines = [APP_TITLE + (f" · profile {report.profile}" if report.profile else "")]
     for snap in report.instances:
         loaded = ", ".join(
             f"{inst.id}" + (f" ({inst.context_length // 1024}k)" if inst.context_length else "")
@@ -312,6 +322,7 @@ def global_section(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
     items = [
         MenuItem("Notifications", MenuAction(ActionKind.TOGGLE_NOTIFICATIONS), checked=prefs.notifications),
     ]
+    items.extend(preference_items(prefs))
     if prefs.autostart is not None:
         items.append(MenuItem("Start at login", MenuAction(ActionKind.TOGGLE_AUTOSTART), checked=prefs.autostart))
     items += [
@@ -321,4 +332,51 @@ def global_section(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
         SEPARATOR,
         MenuItem("Quit", MenuAction(ActionKind.QUIT)),
     ]
+    return tuple(items)
+
+
+NOTIFY_CATEGORY_WORDS = {
+    "loading": "Model loading",
+    "loaded": "Model loaded",
+    "load_failed": "Load failed",
+    "offline": "Instance offline",
+    "online": "Back online",
+    "auth": "API token problems",
+    "server": "Server started or stopped",
+    "session": "OpenCode session failing",
+}
+VALIDATION_WORDS = {
+    "default": "Default (block what cannot answer)",
+    "strict": "Strict (only loaded models)",
+    "jit-friendly": "JIT-friendly (load on demand)",
+}
+
+
+def preference_items(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
+    """Notification types, validation policy and profile: each click is saved to the config file."""
+    items: list[MenuItem] = []
+    if prefs.notify_categories:
+        items.append(MenuItem("Notification types", enabled=prefs.notifications, children=tuple(
+            MenuItem(NOTIFY_CATEGORY_WORDS.get(name, name), MenuAction(ActionKind.TOGGLE_NOTIFY_CATEGORY, target=name),
+                     checked=on, enabled=prefs.notifications)
+            for name, on in prefs.notify_categories
+        )))
+    if prefs.validation_choices:
+        choices = [
+            MenuItem(VALIDATION_WORDS.get(name, name), MenuAction(ActionKind.SET_VALIDATION, target=name),
+                     checked=prefs.validation == name, radio=True)
+            for name in prefs.validation_choices
+        ]
+        if prefs.validation is None:
+            choices.append(MenuItem("Custom (set in the config file)", checked=True, radio=True, enabled=False))
+        items.append(MenuItem("OpenCode validation", children=tuple(choices)))
+    if prefs.profiles:
+        choices = [MenuItem("No profile", MenuAction(ActionKind.USE_PROFILE, target=""),
+                            checked=prefs.profile is None, radio=True)]
+        choices += [
+            MenuItem(name + (f" — {_short(desc, 40)}" if desc else ""), MenuAction(ActionKind.USE_PROFILE, target=name),
+                     checked=prefs.profile == name, radio=True)
+            for name, desc in prefs.profiles
+        ]
+        items.append(MenuItem(f"Profile: {prefs.profile or 'none'}", children=tuple(choices)))
     return tuple(items)
