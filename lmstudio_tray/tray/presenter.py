@@ -65,6 +65,16 @@ class ActionsLike(Protocol):
     def can_cancel(self, instance: str, model: str) -> bool: ...
 
 
+class PreferencesLike(Protocol):
+    """Saves a preference to the config file and applies it; returns the MenuPrefs fields that changed."""
+
+    def use_profile(self, name: str | None) -> dict[str, Any]: ...
+
+    def set_notification_category(self, category: str, enabled: bool) -> dict[str, Any]: ...
+
+    def set_validation(self, choice: str) -> dict[str, Any]: ...
+
+
 class Reporter(Protocol):
     def report(self, title: str, body: str, *, replace_key: str | None = None, failure: bool = True) -> None: ...
 
@@ -83,6 +93,7 @@ class TrayPresenter:
         set_autostart: Callable[[bool], None] | None = None,
         ensure_config: Callable[[], str | None] | None = None,
         about_text: Callable[[], str] | None = None,
+        preferences: PreferencesLike | None = None,
     ) -> None:
         self.view = view
         self._status = status
@@ -94,6 +105,7 @@ class TrayPresenter:
         self._set_autostart = set_autostart
         self._ensure_config = ensure_config
         self._about_text = about_text
+        self._preferences = preferences
         self._lock = threading.RLock()
         self._busy: set[tuple[str, str]] = set()
         self._shown_icon: tuple[InstanceState, float | None] | None = None
@@ -171,6 +183,15 @@ class TrayPresenter:
             self._toggle("notifications", self._set_notifications)
         elif kind is ActionKind.TOGGLE_AUTOSTART:
             self._toggle("autostart", self._set_autostart)
+        elif kind is ActionKind.USE_PROFILE:
+            self._prefer(lambda p: p.use_profile(target or None), "Could not switch the profile")
+        elif kind is ActionKind.TOGGLE_NOTIFY_CATEGORY:
+            current = dict(self.prefs.notify_categories).get(target)
+            if current is not None:
+                self._prefer(lambda p: p.set_notification_category(target, not current),
+                             "Could not change the notification types")
+        elif kind is ActionKind.SET_VALIDATION:
+            self._prefer(lambda p: p.set_validation(target), "Could not change the validation policy")
         elif kind is ActionKind.OPEN_CONFIG:
             path = self._ensure_config() if self._ensure_config else self.prefs.config_path
             if not path or not self.view.open_path(path):
@@ -198,6 +219,22 @@ class TrayPresenter:
             return
         with self._lock:
             self.prefs = _replace(self.prefs, **{name: new})
+        self.refresh()
+
+    def _prefer(self, change: Callable[[PreferencesLike], dict[str, Any]], failure_title: str) -> None:
+        if self._preferences is None:
+            return
+        try:
+            changed = change(self._preferences)
+        except Exception as exc:  # a config problem: the file is unchanged, say why
+            self._reporter.report(failure_title, str(exc))
+            return
+        self.update_prefs(**changed)
+
+    def update_prefs(self, **changes: Any) -> None:
+        """New preference values (after a click, or when the config file changed under us)."""
+        with self._lock:
+            self.prefs = _replace(self.prefs, **changes)
         self.refresh()
 
     def _run(
