@@ -29,6 +29,7 @@ from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.tray.icons import render_icon
 from lmstudio_tray.tray.lock import SingleInstance
 from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
+from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,8 @@ class PystrayView:
         action = item.action
         callback: Callable[[], None] = (lambda: self.on_click(action)) if action is not None else (lambda: None)
         checked = None if item.checked is None else (lambda _item, value=item.checked: value)
-        return p.MenuItem(item.label, callback, checked=checked, enabled=item.enabled and action is not None)
+        return p.MenuItem(item.label, callback, checked=checked, radio=item.radio,
+                          enabled=item.enabled and action is not None)
 
     def copy_text(self, text: str) -> bool:
         return copy_to_clipboard(text)
@@ -299,6 +301,12 @@ class TrayApp:
                 log.warning("could not create %s: %s", path, exc)
         return str(path)
 
+    def _on_config_change(self, config: Config) -> None:
+        """New settings (a tray click, `profile use`, an edited file): notifications and menu follow."""
+        self.notifications.policy.config = config.notifications
+        if self.presenter is not None:
+            self.presenter.update_prefs(**menu_prefs(config))
+
     def _about_text(self) -> str:
         names = ", ".join(s.name for s in self.core.status().instances) or "none"
         return self.about or f"Watching: {names}. Config: {self.config_path or paths.config_file()}"
@@ -308,6 +316,7 @@ class TrayApp:
         nominal = self.backend.backend is not None and self.backend.has_menu
         log.log(logging.INFO if nominal else logging.WARNING, "%s", self.backend.message)
         self._unsubscribe.append(self.notifications.subscribe(self.core.bus))
+        self._unsubscribe.append(self.core.on_config_change(self._on_config_change))
         self.core_thread.start()
         try:
             if self.backend.backend is None:
@@ -353,6 +362,8 @@ class TrayApp:
                     "extension); the icon appears once one starts. Notifications keep working."
                 )
         view = PystrayView(pystray.Icon, pystray, backend)
+        # toggles are saved to the config file at once and applied by the running core
+        preferences = ConfigPreferences(self.core, self.config_path or paths.config_file(), self.core_thread.submit)
         presenter = TrayPresenter(
             view,
             status=self.core.status,
@@ -360,14 +371,15 @@ class TrayApp:
             submit=self.core_thread.submit,
             reporter=self.notifications,
             prefs=MenuPrefs(
-                notifications=self.notifications.enabled,
                 autostart=None,
                 config_path=str(self.config_path or paths.config_file()),
                 logs_path=str(paths.log_dir()),
+                **menu_prefs(self.core.config),
             ),
-            set_notifications=self.notifications.set_enabled,
+            set_notifications=preferences.set_notifications,
             ensure_config=self._ensure_config,
             about_text=self._about_text,
+            preferences=preferences,
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter
