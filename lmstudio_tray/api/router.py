@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -58,9 +59,13 @@ class RouterApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        received_at = time.perf_counter()
         pool, sub = self._split(scope)
         try:
             if not pool:
+                if scope["method"] == "GET":  # the router's own figures: pools, load, failures, overhead
+                    await _json(send, 200, self.router.to_json())
+                    return
                 self.router.pool("")  # raises with the list of configured pools
             if not sub.startswith("v1/"):
                 self.router.pool(pool)
@@ -79,7 +84,8 @@ class RouterApp:
             body = await _read_body(receive)
             if body is None:
                 return
-            upstream = await self.router.open(pool, method, sub, scope["headers"], body, scope.get("query_string", b""))
+            upstream = await self.router.open(pool, method, sub, scope["headers"], body,
+                                              scope.get("query_string", b""), received_at)
         except RoutingError as exc:
             await _json(send, exc.status, exc.to_json())
             return
