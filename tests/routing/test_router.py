@@ -302,3 +302,38 @@ async def test_malformed_requests_get_readable_errors(pool_factory: Any) -> None
         r = await c.post("/v1/route/team/chat/completions", json=chat(QWEN))  # forgot the /v1
         assert r.status_code == 404 and "/v1/route/team/v1/chat/completions" in r.json()["error"]["message"]
     assert pool.served("a") == 0
+
+
+# ---- connections -------------------------------------------------------------------------------------
+
+
+async def test_an_idle_connection_the_instance_closed_is_not_a_failure(pool_factory: Any) -> None:
+    pool: Pool = pool_factory({"a": [QWEN]})
+    async with pool.client() as c:
+        assert (await c.post(pool.base() + "/chat/completions", json=chat(QWEN))).status_code == 200
+        await asyncio.sleep(6)  # LM Studio (like Node) drops idle keep-alive connections after 5 s
+        r = await c.post(pool.base() + "/chat/completions", json=chat(QWEN, "again"))
+        assert r.status_code == 200 and "again" in r.text
+        stats = (await c.get("/v1/route/")).json()
+    assert stats["instances"]["a"]["failovers"] == 0 and stats["instances"]["a"]["served"] == 2
+    assert stats["pools"] == {"team": ["a"]}
+    assert stats["overhead_ms"]["count"] == 2 and stats["overhead_ms"]["p50"] >= 0
+
+
+async def test_an_instance_dying_mid_stream_is_not_passed_off_as_a_complete_answer(pool_factory: Any) -> None:
+    pool: Pool = pool_factory({"a": [QWEN]}, emu_settings={"a": {"token_delay": 0.1}})
+    async with pool.client() as c:
+        received = b""
+        try:
+            async with c.stream("POST", pool.base() + "/chat/completions", json=chat(QWEN, stream=True)) as r:
+                async for chunk in r.aiter_raw():
+                    received += chunk
+                    if received.count(b"data: ") == 3:
+                        pool.emus["a"].kill()
+            broke = False
+        except httpx.HTTPError:
+            broke = True
+    # either the transfer errors out or it ends without OpenAI's end marker: never a fake clean finish
+    assert broke or b"[DONE]" not in received
+    assert received.count(b"data: ") >= 3
+    assert pool.router.usage["a"].outstanding == 0
