@@ -137,7 +137,7 @@ def start_serve(tmp: Path, env: dict[str, str], config: Path, *extra: str, name:
     return ServeProcess(proc, out, err, env)
 
 
-def isolated_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The test's isolated HOME/XDG dirs (set by tests/conftest.py) for a child process."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"

@@ -63,6 +63,10 @@ def _content_type(response: Any) -> str:
 
 def _assert_readable(response: Any, what: str) -> None:
     assert response.status_code < 500, f"{what}: HTTP {response.status_code}: {response.text[:500]}"
+    if response.status_code >= 400 and _content_type(response).startswith("text/html"):
+        # the dashboard's pages are for a person in a browser: readable HTML saying what to do
+        assert what.split()[1].startswith("/dashboard") and "lmstudio-tray dashboard" in response.text, what
+        return
     if response.status_code >= 400:
         assert _content_type(response).startswith("application/json"), what
         body = response.json()
