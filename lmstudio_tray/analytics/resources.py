@@ -10,18 +10,23 @@ import psutil
 from lmstudio_tray.analytics.records import ResourceSample
 from lmstudio_tray.core.models import InstanceSnapshot
 
-# LM Studio's app and its helper/worker processes on the three platforms
-LMSTUDIO_PROCESS = re.compile(r"lm[ _-]?studio|llmworker", re.IGNORECASE)
+# LM Studio's app, its helpers and workers on the three platforms, and the headless daemon (llmster);
+# not this program, whose name contains "lmstudio" too
+LMSTUDIO_PROCESS = re.compile(r"lm[ _-]?studio|llmworker|llmster", re.IGNORECASE)
+_NOT_LMSTUDIO = re.compile(r"tray", re.IGNORECASE)
 
 ProcessFilter = Callable[[psutil.Process], bool]
 
 
+def is_lmstudio_name(name: str) -> bool:
+    return bool(LMSTUDIO_PROCESS.search(name)) and not _NOT_LMSTUDIO.search(name)
+
+
 def is_lmstudio(proc: psutil.Process) -> bool:
     try:
-        name = proc.name()
+        return is_lmstudio_name(proc.name())
     except (psutil.Error, OSError):
         return False
-    return bool(LMSTUDIO_PROCESS.search(name))
 
 
 class ResourceSampler:

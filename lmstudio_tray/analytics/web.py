@@ -55,7 +55,7 @@ INDEX_HTML = """<!doctype html>
     <h2>Instances over the window</h2>
     <table id="uptime"><thead><tr>
       <th>instance</th><th>state</th><th>uptime</th><th>failures</th><th>load failures</th><th>session errors</th>
-      <th>validate p50</th><th>LM Studio RSS</th><th>CPU avg</th><th>loaded models</th>
+      <th>validate p50</th><th>LM Studio RSS</th><th>CPU avg</th><th>loaded size</th>
     </tr></thead><tbody></tbody></table>
   </section>
 </main>

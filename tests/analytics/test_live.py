@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from lmstudio_tray.analytics import analytics_for, attach_analytics, tips_for
+from lmstudio_tray.analytics.resources import is_lmstudio_name
 from lmstudio_tray.analytics.store import reading
 from lmstudio_tray.core.config import parse_config
 from lmstudio_tray.core.eta import DEFAULT_BYTES_PER_SECOND
@@ -155,3 +156,10 @@ def test_disabled_analytics_attach_nothing(tmp_path: Path) -> None:
     assert attach_analytics(core, path=tmp_path / "a.sqlite3") is None
     assert analytics_for(core) is None
     assert not (tmp_path / "a.sqlite3").exists()
+
+
+def test_lmstudio_processes_are_recognised_by_name() -> None:
+    for name in ("LM Studio", "LM Studio Helper (Renderer)", "lm-studio", "LM Studio.exe", "llmworker", "llmster"):
+        assert is_lmstudio_name(name), name
+    for name in ("lmstudio-tray", "python3", "lms", "bash"):
+        assert not is_lmstudio_name(name), name
