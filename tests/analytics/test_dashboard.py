@@ -188,3 +188,23 @@ def test_the_page_in_headless_chromium(stack_factory: Callable[..., Stack], tmp_
     keep = os.environ.get(SCREENSHOT_ENV)
     if keep:
         shutil.copyfile(png, keep)
+
+
+def test_the_dashboard_command_prints_a_working_single_use_link(stack: Stack,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from lmstudio_tray.cli import main
+
+    assert main(["dashboard", "--no-open"]) == 0
+    out = capsys.readouterr().out
+    url = out.strip().rsplit(" ", 1)[-1]
+    assert url.startswith(stack.server.url + "/dashboard?code=") and stack.server.token not in out
+    with httpx.Client(timeout=30, follow_redirects=True) as browser:
+        assert browser.get(url).status_code == 200
+        assert browser.get(stack.server.url + "/dashboard/api/live").status_code == 200
+
+
+def test_the_dashboard_command_without_a_running_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    from lmstudio_tray.cli import main
+
+    assert main(["dashboard", "--no-open"]) == 1
+    assert "no running endpoint found; start the tray or `lmstudio-tray serve`" in capsys.readouterr().err
