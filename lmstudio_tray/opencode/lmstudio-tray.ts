@@ -158,6 +158,11 @@ class TrayClient {
     throw new Error("lmstudio-tray is not reachable")
   }
 
+  /** The endpoint's address and token as endpoint.json says now (re-read: the token changes per start). */
+  async endpointInfo(): Promise<Endpoint | undefined> {
+    return this.load(true)
+  }
+
   async pluginSettings(): Promise<PluginSettings> {
     const now = Date.now()
     if (now - this.settingsAt < SETTINGS_TTL_MS) return this.settings
@@ -362,8 +367,23 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
         await tray.pluginSettings()
         if (!isLmStudio(providerID, baseURL)) return
       }
+      // A provider pointed at the tray's router (/v1/route/<pool>/v1): the router picks and checks the
+      // instance itself, and answers a model loaded nowhere with a clear error.
+      if (baseURL?.includes("/v1/route/")) return
       sessions.set(input.sessionID, { providerID, baseURL, model, contextLimit })
       await validate(input.sessionID, input.agent, model, providerID, baseURL, contextLimit)
+    },
+
+    "chat.headers": async (input, output) => {
+      // The router is behind the endpoint's bearer token. It is read from endpoint.json on every request,
+      // so no secret goes into opencode.json and a restarted tray (new token, maybe new port) just works.
+      const p = input.provider as unknown as Json
+      const baseURL = str(asRecord(p.options)?.baseURL) ?? str(asRecord(asRecord(p.info)?.options)?.baseURL) ?? providerFor(input.model.providerID)?.baseURL
+      const url = normalizeUrl(baseURL)
+      if (!url?.includes("/v1/route/")) return
+      const ep = await tray.endpointInfo()
+      // only ever to the tray's own address: never hand the token to another server
+      if (ep && url.startsWith(`${normalizeUrl(ep.url)}/v1/route/`)) output.headers.Authorization = `Bearer ${ep.token}`
     },
 
     "experimental.chat.system.transform": async (input, output) => {
