@@ -2,7 +2,8 @@
 
 Redaction happens on the formatted line, after the message, its arguments, any `extra` fields and the
 traceback were joined, so a token cannot slip through a `%r` or an exception message. What is removed:
-every value handed to `register_secret` (API tokens, the endpoint token), anything after `Bearer `, the
+every value handed to `register_secret` (API tokens, the endpoint token), anything after `Bearer `, URL
+passwords (`http://user:PASSWORD@host`), the
 values of token-like keys (`token=...`, `"api_key": "..."`), and prompt contents (`"content"`,
 `"messages"`, `"prompt"`, `"system"` values of JSON-ish text, and `extra` fields with those names).
 """
@@ -39,14 +40,16 @@ _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _secret_re: re.Pattern[str] | None = None
 
+_URL_USERINFO = re.compile(r"\b(https?://)([^/@\s:]+):([^/@\s]+)@")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _KEYED = re.compile(
     r"""(?ix)
     (["']?\b(?:[a-z_]*token|api[_-]?key|apikey|password|passwd|secret|authorization)["']?\s*[:=]\s*)
-    (?!\[redacted\]|"\[redacted\]"|'\[redacted\]')
+    (?!\[redacted\]|"\[redacted\]"|'\[redacted\]'|bearer\s)
     (?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;}&)\]"'\\]+)
     """
 )
+_SECRET_KEY = re.compile(r"(?i)^(?:[a-z_]*token|api[_-]?key|apikey|password|passwd|secret|authorization)$")
 _PROMPT_KEYS = ("content", "messages", "prompt", "system", "input", "instructions")
 _PROMPT_KEY = re.compile(r"""(["'])(""" + "|".join(_PROMPT_KEYS) + r""")\1\s*:\s*""", re.IGNORECASE)
 _STD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -92,13 +95,40 @@ def register_env_tokens(environ: dict[str, str] | None = None) -> None:
 
 
 def redact(text: str) -> str:
-    """`text` with every known secret, bearer token, token-like value and prompt content removed."""
+    """`text` with every known secret, bearer token, token-like value and prompt content removed.
+
+    A whole JSON document (a log line of ours or anyone's) is redacted value by value, so prompts and
+    tokens inside JSON-escaped strings are found too, and the result is still valid JSON.
+    """
     pattern = _secret_re
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
+    stripped = text.strip()
+    if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            pass
+        else:
+            return json.dumps(_redact_value(parsed), ensure_ascii=False)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _KEYED.sub(lambda m: m.group(1) + _quoted_like(m.group(0)[len(m.group(1)):]), text)
     return _redact_prompts(text)
+
+
+def _redact_value(value: Any, key: str = "") -> Any:
+    if key and key.lower() in _PROMPT_KEYS:
+        return PROMPT_REDACTED
+    if key and _SECRET_KEY.match(key) and value not in (None, "", REDACTED):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
 
 
 def _quoted_like(value: str) -> str:

@@ -120,6 +120,7 @@ def test_planted_token_and_prompt_never_reach_the_log_file() -> None:
     log.info("event", extra={"content": PROMPT, "detail": f"used {TOKEN}"})
     log.warning("an unregistered bearer: Bearer abcDEF123456ghiJKL")
     log.info("config token = %s", "other-secret-value-42")
+    log.info("polling %s", "http://admin:UrlSecret123@10.0.0.1:1234/api/v1/models")
     try:
         raise ValueError(f"server refused {TOKEN}")
     except ValueError:
@@ -129,9 +130,10 @@ def test_planted_token_and_prompt_never_reach_the_log_file() -> None:
     assert TOKEN not in text
     assert PROMPT not in text and "Zanzibar" not in text
     assert "abcDEF123456ghiJKL" not in text and "other-secret-value-42" not in text
-    assert text.count("[redacted]") >= 6
+    assert "UrlSecret123" not in text and "http://admin:[redacted]@10.0.0.1:1234" in text
+    assert text.count("[redacted]") >= 7
     records = _lines(target)  # redaction keeps every line valid JSON
-    assert len(records) == 8
+    assert len(records) == 9
     assert str(records[2]["msg"]).startswith('request body {"model": "m", "messages": "[prompt redacted]"')
 
 
