@@ -69,7 +69,7 @@ class BatchWriter:
         if len(q) == q.maxlen:
             self.dropped += 1
         q.append((time.time() if ts is None else ts, item))
-        if len(q) >= self.batch_size:
+        if len(q) >= self.batch_size and not self._wake.is_set():  # set() takes a lock: only when it matters
             self._wake.set()
 
     def add_chore(self, name: str, interval: float, fn: Callable[[], object]) -> None:
