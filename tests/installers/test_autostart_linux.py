@@ -106,6 +106,10 @@ def test_disable_removes_exactly_the_entry(system_dir: Path) -> None:
     status = auto.disable()
     assert not status.enabled and not status.user_disabled
     assert not auto.desktop_file.exists() and other.exists()
+    other.unlink()
+    auto.enable()
+    auto.disable()
+    assert not (xdg_config_home() / "autostart").exists()
 
 
 def test_a_hand_written_entry_is_switched_off_not_deleted(system_dir: Path) -> None:
@@ -157,7 +161,7 @@ def test_systemd_unit_is_bound_to_the_graphical_session(system_dir: Path, tmp_pa
 
     status = auto.disable()
     assert not status.enabled and not unit.exists() and not wants.exists()
-    assert not wants.parent.exists()
+    assert not (xdg_config_home() / "systemd").exists()  # nothing left behind, not even empty folders
 
 
 def test_systemd_quoting_survives_odd_paths(system_dir: Path, tmp_path: Path) -> None:

@@ -317,6 +317,7 @@ class LinuxAutostart(Autostart):
             ours = f"{MANAGED_KEY}=true"
             text = desktop_entry_text(self.command).replace(ours, f"{MANAGED_KEY}={OVERRIDE}\nHidden=true")
             atomic_write_text(path, text)
+        _remove_empty(path.parent)
 
     # ---- systemd --------------------------------------------------------------------------------
 
@@ -343,8 +344,7 @@ class LinuxAutostart(Autostart):
         if self.unit_file.is_file() and self.unit_file.read_text(encoding="utf-8").startswith(UNIT_MARKER):
             self.unit_file.unlink()
             changed = True
-        with contextlib.suppress(OSError):
-            self.wants_link.parent.rmdir()  # only when empty
+        _remove_empty(self.wants_link.parent, self.unit_file.parent, self.unit_file.parent.parent)
         if changed:
             self._daemon_reload()
 
@@ -354,6 +354,13 @@ class LinuxAutostart(Autostart):
         # No user manager (a container, a non-systemd distro) is fine: it reads the files at next login.
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             self._run(["systemctl", "--user", "daemon-reload"])
+
+
+def _remove_empty(*dirs: Path) -> None:
+    """rmdir each directory that is empty (innermost first): disable leaves no empty folders behind."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _with_key(text: str, key: str, value: str) -> str:
