@@ -85,10 +85,9 @@ def classify_backend(backend: object) -> tuple[str, bool | None]:
     name = f"{cls.__module__}.{cls.__qualname__}"
     inner = getattr(backend, "backends", None)  # keyring's ChainerBackend
     if isinstance(inner, (list, tuple)) and inner:
-        results = [classify_backend(b) for b in inner]
-        names = ", ".join(n for n, _ in results)
-        secure = all(s is True for _, s in results) if results else None
-        return f"chainer of {names}", secure if secure else (False if any(s is False for _, s in results) else None)
+        # The chainer writes to the first backend (highest priority) that accepts: that one holds the tokens.
+        first, secure = classify_backend(inner[0])
+        return first, secure
     if any(name.startswith(m) for m in _SECURE_MODULES):
         return name, True
     if any(part in name for part in _INSECURE_NAMES):

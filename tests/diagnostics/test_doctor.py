@@ -269,3 +269,21 @@ def test_doctor_command_json_and_text(tmp_path: Path, emulator: Emulator, privat
     checks = {c["name"]: c for c in json.loads(broken.stdout)["checks"]}
     assert broken.returncode == 1 and checks["config"]["status"] == "fail"
     assert not any(name.startswith("instance:") for name in checks)  # nothing to probe without a config
+
+
+def test_a_chain_is_judged_by_the_backend_that_stores() -> None:
+    from keyring.backends.chainer import ChainerBackend
+    from keyring.backends.SecretService import Keyring as SecretServiceKeyring
+
+    class Chain(ChainerBackend):  # type: ignore[misc]
+        def __init__(self, order: list[object]) -> None:
+            self.order = order
+
+        @property
+        def backends(self) -> list[object]:  # type: ignore[override]
+            return self.order
+
+    for order, expected in (([SecretServiceKeyring(), PlaintextKeyring()], True),
+                            ([PlaintextKeyring(), SecretServiceKeyring()], False)):
+        name, secure = classify_backend(Chain(order))
+        assert secure is expected and name == classify_backend(order[0])[0]
