@@ -19,6 +19,8 @@ from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.core.config import parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
+from lmstudio_tray.notify.base import Notifier
+from lmstudio_tray.notify.service import attach_notifications
 
 
 @dataclass
@@ -43,11 +45,13 @@ class Endpoint:
         return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=30)
 
 
-def start_endpoint(emu: Emulator, **config: Any) -> Endpoint:
+def start_endpoint(emu: Emulator, *, notifier: Notifier | None = None, **config: Any) -> Endpoint:
     data: dict[str, Any] = {"instances": [{"name": "local", "url": emu.api_url}], "endpoint": {"port": 0}}
     data.update(config)
     core = Core(parse_config(data), lms_path=None)
     server = attach_endpoint(core)
+    if notifier is not None:  # before the start, as `serve` and the tray do: the first poll is news too
+        attach_notifications(core, notifier)
     thread = CoreThread(core)
     thread.start()
     return Endpoint(core, emu, server, thread)
