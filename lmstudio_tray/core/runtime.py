@@ -64,6 +64,7 @@ class Core:
         self._config_listeners: list[Callable[[Config], None]] = []
         self._apply_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def secrets(self) -> SecretStore:
@@ -143,7 +144,7 @@ class Core:
         Returns what changed, in words, for the log.
         """
         async with self._apply_lock:
-            if new == self.config:
+            if new == self.config or self._stopping:
                 return []
             old_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
             old_profile = self.config.active_profile
@@ -207,6 +208,7 @@ class Core:
                 log.exception("applying the changed config failed")
 
     async def start(self) -> None:
+        self._stopping = False
         await self.monitor.start()
         if self.config_path is not None and self._watcher is None:
             # the file as it is now (the task itself starts later, after changes it must not miss)
@@ -229,7 +231,10 @@ class Core:
             except Exception:
                 log.exception("a service failed to stop cleanly")
         self._started.clear()
-        await self.monitor.stop()
+        # no settings switch may add a monitor behind the stop's back
+        async with self._apply_lock:
+            self._stopping = True
+            await self.monitor.stop()
 
 
 def _file_signature(path: Path) -> tuple[int, int, int] | None:
