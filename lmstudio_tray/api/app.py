@@ -29,7 +29,7 @@ from lmstudio_tray import __version__
 from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
-from lmstudio_tray.api.security import ASGIApp, LoopbackGuard, Message, Receive, Scope, Send
+from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
 from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
@@ -109,9 +109,13 @@ class ValidateFastPath:
     middleware, which cost more than the validation itself on the hook path. The answer is the same as the
     route's; a body that does not validate takes the normal route, for its standard 422."""
 
-    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+    def __init__(self, app: FastAPI, state: ApiState) -> None:
         self.app = app
         self.state = state
+
+    def __getattr__(self, name: str) -> Any:
+        # stands where the FastAPI app stood (`guard.app`): openapi(), state, routes... are the app's
+        return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handle = self.state.validate
@@ -154,7 +158,8 @@ def create_app(
     port: Callable[[], int] | int,
     sessions: SessionTracker | None = None,
 ) -> LoopbackGuard:
-    """The ASGI app: FastAPI routes behind the loopback guard. `.app` is the FastAPI instance."""
+    """The ASGI app: FastAPI routes behind the loopback guard. `.app` is the FastAPI instance (behind the
+    validate fast path, which passes attribute access through)."""
     tracker = sessions or SessionTracker(
         core.bus, invalidate=core.monitor.invalidate, instance_for_url=core.monitor.instance_for_url
     )
@@ -171,9 +176,11 @@ def create_app(
     _install_handlers(app)
     _routes(app, state)
     mount_router(app, core)
-    app.add_middleware(ValidateFastPath, state=state)
     port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
-    guard = LoopbackGuard(app, token=token, port=port_fn, max_body_bytes=core.config.endpoint.max_body_bytes)
+    # the fast path sits in front of FastAPI itself: its per-request telemetry and body-limit layers
+    # cost more than the validation does
+    guard = LoopbackGuard(ValidateFastPath(app, state), token=token, port=port_fn,
+                          max_body_bytes=core.config.endpoint.max_body_bytes)
     state.guard = guard
     return mount_dashboard(app, core, tracker, guard)
 
@@ -327,9 +334,12 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         st.metrics.validate_count += 1
         st.metrics.categories[v.category] += 1
         st.metrics.validate_ms.append((time.perf_counter() - started) * 1000)
-        core.bus.publish(VerdictGiven(name or "", model=body.model, model_key=v.facts.model_key or "",
-                                      category=v.category, ok=v.ok, latency_ms=st.metrics.validate_ms[-1],
-                                      session_id=body.session_id or ""))
+        # published on the next loop turn, once the answer is on the wire: logging and analytics
+        # subscribers must not add to the hook's round trip
+        event = VerdictGiven(name or "", model=body.model, model_key=v.facts.model_key or "",
+                             category=v.category, ok=v.ok, latency_ms=st.metrics.validate_ms[-1],
+                             session_id=body.session_id or "")
+        asyncio.get_running_loop().call_soon(core.bus.publish, event)
         return data
 
     st.validate = validate_verdict
