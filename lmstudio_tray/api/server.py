@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -28,6 +29,7 @@ from lmstudio_tray.core.sessions import SessionTracker
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
+SWITCH_INTERVAL = 0.0005
 
 
 class EndpointError(Exception):
@@ -95,6 +97,10 @@ class EndpointServer:
     async def start(self) -> None:
         if self.running:
             return
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            # Background threads (the analytics writer, the tray's GUI) hold the GIL for up to the switch
+            # interval (5 ms by default) before the loop gets it back: that is the hook path's p99.
+            sys.setswitchinterval(SWITCH_INTERVAL)
         self.token = secrets.token_urlsafe(32)
         self._sock = self._bind()
         self.port = int(self._sock.getsockname()[1])
