@@ -266,6 +266,10 @@ class Config(Strict):
     pools: list[PoolConfig] = Field(
         default_factory=list, description="Router pools, as [[pools]] tables with name and instances."
     )
+    team_profile: str | None = Field(
+        None, description="Path or https:// URL of a team profile (TOML) layered under this file; "
+        "$LMSTUDIO_TRAY_TEAM_PROFILE beats it. See docs/multi-instance.md."
+    )
 
     @model_validator(mode="after")
     def _pools_name_instances(self) -> Config:
@@ -427,7 +431,7 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Config()
+        text = ""
     except OSError as exc:
         raise ConfigError(path, [f"cannot read the file ({exc.strerror}); check its permissions"]) from None
     except UnicodeDecodeError as exc:
@@ -444,7 +448,9 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             path, ["not valid TOML: arrays or tables nested too deeply (the file was left untouched)"]
         ) from None
-    return parse_config(data, path)
+    from lmstudio_tray.core.team import apply_team  # the team profile's layer goes under the user's file
+
+    return parse_config(apply_team(data), path)
 
 
 def _explain(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
