@@ -163,3 +163,16 @@ def test_lmstudio_processes_are_recognised_by_name() -> None:
         assert is_lmstudio_name(name), name
     for name in ("lmstudio-tray", "python3", "lms", "bash"):
         assert not is_lmstudio_name(name), name
+
+
+def test_a_corrupt_store_turns_analytics_off_and_nothing_else(stack_factory: Any, tmp_path: Path) -> None:
+    db = tmp_path / "analytics.sqlite3"  # the file the stack opens
+    db.write_bytes(b"garbage" * 1000)
+    stack: Stack = stack_factory()
+    assert stack.analytics.writer is None
+    assert stack.analytics.error is not None and "move it aside" in stack.analytics.error
+    with stack.client() as c:
+        r = c.post("/v1/validate", json={"model": MODEL, "base_url": stack.emu.api_url + "/v1"})
+        assert r.status_code == 200  # the endpoint runs on without the store
+        c.post("/v1/events", json={"events": s.opencode_run(stack.emu.api_url + "/v1", MODEL, time.time())})
+    assert db.read_bytes() == b"garbage" * 1000  # kept for the user to inspect
