@@ -107,7 +107,8 @@ class ApiState:
 class ValidateFastPath:
     """`POST /v1/validate` straight to its handler: no route matching, dependency solving or exception
     middleware, which cost more than the validation itself on the hook path. The answer is the same as the
-    route's; a body that does not validate takes the normal route, for its standard 422."""
+    route's; a body that is not JSON-typed or does not validate takes the normal route, for its standard
+    answer (422)."""
 
     def __init__(self, app: FastAPI, state: ApiState) -> None:
         self.app = app
@@ -132,7 +133,9 @@ class ValidateFastPath:
                 return message
             return await receive()
 
-        if message.get("type") != "http.request" or message.get("more_body"):
+        json_body = any(k == b"content-type" and v.split(b";", 1)[0].strip().lower() == b"application/json"
+                        for k, v in scope["headers"])
+        if not json_body or message.get("type") != "http.request" or message.get("more_body"):
             await self.app(scope, replay, send)
             return
         try:

@@ -53,3 +53,13 @@ async def test_fast_path_stays_behind_the_guard(api_factory: Callable[..., Api])
     metrics = (await ep.client.get("/v1/metrics")).json()
     assert metrics["validate"]["count"] == 0
     assert json.dumps(metrics)  # still served by the normal routes
+
+
+async def test_a_body_not_typed_as_json_is_answered_like_the_route_does(api: Api) -> None:  # noqa: F811
+    # curl -d without a Content-Type sends form-encoding; FastAPI refuses it, so must the fast path
+    r = await api.client.post("/v1/validate", content=json.dumps({"model": QWEN}).encode(),
+                              headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 422
+    r = await api.client.post("/v1/validate", content=json.dumps({"model": QWEN}).encode(),
+                              headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
