@@ -103,13 +103,13 @@ class ServeProcess:
     def endpoint_file(self) -> Path:
         return state_dir_of(self.env) / "endpoint.json"
 
-    def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_ready(self, timeout: float = 30.0, marker: str | None = "lmstudio-tray endpoint:") -> dict[str, Any]:
         """The discovery file this process wrote (it exists only once the endpoint listens)."""
 
         def ready() -> dict[str, Any] | None:
             if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}: {self.stderr}")
-            if "lmstudio-tray endpoint:" not in self.stdout:
+                raise AssertionError(f"process exited with {self.proc.returncode}: {self.stderr}")
+            if marker is not None and marker not in self.stdout:
                 return None
             try:
                 data: dict[str, Any] = json.loads(self.endpoint_file.read_text(encoding="utf-8"))
