@@ -25,6 +25,11 @@ def launch_command(
     is_frozen = bool(getattr(sys, "frozen", False)) if frozen is None else frozen
     plat = platform or sys.platform
     if is_frozen:
+        if plat.startswith("win") and exe.name.lower() == f"{SCRIPT_NAME}.exe":
+            # The Windows bundle has a console program for the CLI and a windowless twin for the tray.
+            gui_exe = exe.with_name(f"{SCRIPT_NAME}w.exe")
+            if gui_exe.is_file():
+                return [str(gui_exe), *RUN_ARGS]
         return [str(exe), *RUN_ARGS]
     if plat.startswith("win"):
         # The pip launcher `lmstudio-tray.exe` is a console program and would leave a console window

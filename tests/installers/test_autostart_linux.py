@@ -223,3 +223,13 @@ def test_launch_command_on_windows_avoids_a_console_window(tmp_path: Path) -> No
     assert launch_command(executable=str(python), frozen=False, platform="win32") == [
         str(scripts / "pythonw.exe"), "-m", "lmstudio_tray", "run"
     ]
+
+
+def test_launch_command_of_the_windows_bundle_uses_its_windowless_program(tmp_path: Path) -> None:
+    cli = tmp_path / "lmstudio-tray.exe"
+    cli.write_text("")
+    assert launch_command(executable=str(cli), frozen=True, platform="win32") == [str(cli), "run"]
+    (tmp_path / "lmstudio-trayw.exe").write_text("")
+    assert launch_command(executable=str(cli), frozen=True, platform="win32") == [
+        str(tmp_path / "lmstudio-trayw.exe"), "run"
+    ]
