@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmstudio_tray import __version__
+from lmstudio_tray.analytics import tips_for
 from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
@@ -422,8 +423,12 @@ def _routes(app: FastAPI, st: ApiState) -> None:
     async def transform_system(body: s.SystemIn) -> JSONResponse:
         st.metrics.transforms["system"] += 1
         name = resolve(body.base_url)
-        text = system_context(monitor.snapshot(name), body.model) if name and body.base_url else ""
-        return JSONResponse({"system": [text] if text else []})
+        if not (name and body.base_url):
+            return JSONResponse({"system": []})
+        text = system_context(monitor.snapshot(name), body.model)
+        # analytics tips about this model (from a cache: no I/O on the hook path), e.g. "context too small"
+        tips = tips_for(core, body.model)
+        return JSONResponse({"system": ([text] if text else []) + [f"LM Studio tip: {t}" for t in tips]})
 
     @app.post("/v1/transform/messages", response_model=s.MessagesOut, responses=ERRORS, tags=["transforms"])
     async def transform_messages(body: s.MessagesIn) -> JSONResponse:
