@@ -8,9 +8,11 @@ the plugin file and the provider come from the installer. Covers the answer path
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lmstudio_tray.analytics.store import DB_NAME
 from lmstudio_tray.emulator import Emulator
 from tests.opencode.test_e2e import GEMMA, QWEN, Env, _chat_requests, _seed_plugin_package
 
@@ -83,7 +86,7 @@ def _endpoint_get(env: Env, path: str) -> Any:
     return r.json()
 
 
-def test_installed_setup_answers_and_forwards_events(installed: Env) -> None:
+def test_installed_setup_answers_and_events_land_in_the_store(installed: Env) -> None:
     proc = installed.run("say hi")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Hello from the LM Studio emulator" in proc.stdout
@@ -92,6 +95,19 @@ def test_installed_setup_answers_and_forwards_events(installed: Env) -> None:
     metrics = _endpoint_get(installed, "/v1/metrics")
     assert metrics["validate"]["categories"].get("ready", 0) >= 1
     assert metrics["events"] >= 1
+    # ... and they landed in the analytics store: the verdicts and the finished turn with its tokens
+    db = Path(installed.env["XDG_DATA_HOME"]) / "lmstudio-tray" / DB_NAME
+    deadline = time.monotonic() + 20
+    turns: list[tuple[Any, ...]] = []
+    verdicts: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline and not (turns and verdicts):
+        time.sleep(0.25)
+        if db.exists():
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                turns = conn.execute("SELECT model, output_tokens FROM turns WHERE model = ?", (QWEN,)).fetchall()
+                verdicts = conn.execute("SELECT category FROM verdicts WHERE model = ?", (QWEN,)).fetchall()
+    assert turns and all(t[1] and t[1] > 0 for t in turns), turns
+    assert ("ready",) in verdicts
 
 
 def test_load_model_tool_loads_a_model_in_lm_studio(installed: Env) -> None:
