@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from typing import Any
 
 from fastapi import FastAPI
@@ -110,6 +111,14 @@ class RouterApp:
             await upstream.close()
 
 
+_ROUTERS: weakref.WeakKeyDictionary[Core, Router] = weakref.WeakKeyDictionary()
+
+
+def router_for(core: Core) -> Router | None:
+    """The router serving this core's endpoint (for status pages and tests), if one is mounted."""
+    return _ROUTERS.get(core)
+
+
 def mount_router(app: FastAPI, core: Core) -> Router:
     """Mount the router under /v1/route; its connections close when the core stops."""
     router = Router(core.config.pools, core.monitor, connect_timeout=core.config.monitor.request_timeout)
@@ -119,8 +128,9 @@ def mount_router(app: FastAPI, core: Core) -> Router:
 
     core.add_service(nothing, router.aclose)
     app.state.router = router
+    _ROUTERS[core] = router
     app.mount(PREFIX, RouterApp(router))
     return router
 
 
-__all__ = ["INSTANCE_HEADER", "RouterApp", "mount_router"]
+__all__ = ["INSTANCE_HEADER", "RouterApp", "mount_router", "router_for"]

@@ -28,6 +28,7 @@ import httptools
 from lmstudio_tray.core.config import PoolConfig
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
 from lmstudio_tray.core.monitor import Monitor
+from lmstudio_tray.core.team import ModelUseLog
 from lmstudio_tray.core.verdict import resolve_model
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,14 @@ def serves(snap: InstanceSnapshot | None, model: str) -> bool:
 
 
 class Router:
-    def __init__(self, pools: Iterable[PoolConfig], monitor: Monitor, *, connect_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        pools: Iterable[PoolConfig],
+        monitor: Monitor,
+        *,
+        connect_timeout: float = 2.0,
+        uses: ModelUseLog | None = None,
+    ) -> None:
         self.pools = {p.name: p for p in pools}
         self.monitor = monitor
         self.connect_timeout = connect_timeout
@@ -272,6 +280,7 @@ class Router:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
         self.overhead_ms: deque[float] = deque(maxlen=OVERHEAD_SAMPLES)
+        self.uses = uses if uses is not None else ModelUseLog()
 
     async def aclose(self) -> None:
         for conns in self._idle.values():
@@ -405,7 +414,7 @@ class Router:
                 usage.outstanding -= 1
                 raise
             usage.served += 1
-            usage.last_model_use[self._key(name, model)] = time.time()
+            self._note_use(usage, name, self._key(name, model))
             out = [(k, v) for k, v in conn.headers if k not in HOP_BY_HOP or k == b"content-length"]
             out.append((INSTANCE_HEADER.encode(), name.encode()))
             key = (parts.scheme, parts.hostname or "127.0.0.1", parts.port or 0)
@@ -458,6 +467,19 @@ class Router:
             idle.append(conn)
         else:
             conn.close()
+
+    def _note_use(self, usage: InstanceUsage, name: str, key: str) -> None:
+        usage.last_model_use[key] = time.time()
+        # for the shared-instance guard in other processes (`models unload` asks before cutting people off)
+        if self.uses.record(name, key):
+            data = self.uses.pending()
+            asyncio.get_running_loop().run_in_executor(None, self._write_uses, data)
+
+    def _write_uses(self, data: dict[str, dict[str, float]]) -> None:
+        try:
+            self.uses.write(data)
+        except OSError as exc:
+            log.warning("could not record model use in %s: %s", self.uses.path, exc)
 
     def _key(self, name: str, model: str) -> str:
         snap = self._snapshot(name)

@@ -369,16 +369,21 @@ class ModelUseLog:
         self._data[instance][model] = max(previous, now)
         return now - self._written >= self.every or previous == 0.0
 
-    def flush(self) -> None:
-        if self._data is None:
-            return
+    def pending(self) -> dict[str, dict[str, float]]:
+        """A copy of what is to be written (taken on the caller's thread; `write` may run on another)."""
+        self._written = time.time()
+        return {i: dict(m) for i, m in (self._data or {}).items()}
+
+    def write(self, data: dict[str, dict[str, float]]) -> None:
         merged = self.read()  # another process may have recorded meanwhile
-        for instance, models in self._data.items():
+        for instance, models in data.items():
             for model, t in models.items():
                 merged.setdefault(instance, {})[model] = max(t, merged.get(instance, {}).get(model, 0.0))
-        self._data = merged
-        self._written = time.time()
         atomic_write(self.path, json.dumps(merged), 0o600)
+
+    def flush(self) -> None:
+        if self._data is not None:
+            self.write(self.pending())
 
     def last_use(self, instance: str, model: str) -> float | None:
         data = self.read()

@@ -14,6 +14,7 @@ import httpx
 import keyring
 import pytest
 
+from lmstudio_tray.api.router import router_for
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.core.config import parse_config
 from lmstudio_tray.core.routing import Router
@@ -42,8 +43,8 @@ class Pool:
 
     @property
     def router(self) -> Router:
-        assert self.server.app is not None
-        router: Router = self.server.app.app.state.router  # type: ignore[attr-defined]
+        router = router_for(self.core)
+        assert router is not None
         return router
 
     async def on_core(self, coro: Coroutine[Any, Any, T]) -> T:
