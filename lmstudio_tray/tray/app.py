@@ -317,6 +317,7 @@ class TrayApp:
         log.log(logging.INFO if nominal else logging.WARNING, "%s", self.backend.message)
         self._unsubscribe.append(self.notifications.subscribe(self.core.bus))
         self._unsubscribe.append(self.core.on_config_change(self._on_config_change))
+        attach_endpoint_and_analytics(self.core)
         self.core_thread.start()
         try:
             if self.backend.backend is None:
@@ -416,6 +417,32 @@ class TrayApp:
             signal.signal(sig, stop)
 
 
+def attach_endpoint_and_analytics(core: Core) -> None:
+    """The tray serves the OpenCode endpoint and records analytics, like `serve` does.
+
+    An endpoint that cannot start (its port taken, usually by a running `lmstudio-tray serve`) must not
+    take the tray down: the icon and notifications still work, and the plugin finds the other endpoint.
+    """
+    from lmstudio_tray.analytics import attach_analytics
+    from lmstudio_tray.api.server import EndpointError, EndpointServer
+
+    server = EndpointServer(core)
+
+    async def start() -> None:
+        try:
+            await server.start()
+        except EndpointError as exc:
+            log.warning("tray: the OpenCode endpoint is not running here: %s", exc)
+        else:
+            log.info("tray: OpenCode endpoint at %s", server.url)
+
+    core.add_service(start, server.stop)
+    try:
+        attach_analytics(core)
+    except Exception as exc:  # analytics are an extra; never a reason for the tray not to start
+        log.warning("tray: analytics are off: %s", exc)
+
+
 def run_tray(
     config: Config,
     *,
@@ -441,4 +468,12 @@ def run_tray(
         lock.release()
 
 
-__all__ = ["BackendChoice", "PystrayView", "TrayApp", "__version__", "choose_backend", "run_tray"]
+__all__ = [
+    "BackendChoice",
+    "PystrayView",
+    "TrayApp",
+    "__version__",
+    "attach_endpoint_and_analytics",
+    "choose_backend",
+    "run_tray",
+]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from lmstudio_tray.core.models import InstanceState
@@ -46,7 +47,8 @@ def start_tray(tmp_path: Path, emulator: Any, name: str = "emu") -> RunningTray:
     config = tmp_path / "config.toml"
     config.write_text(
         f'[[instances]]\nname = "{name}"\nurl = "{emulator.api_url}"\n\n'
-        "[monitor]\npoll_interval = 0.3\nfast_poll_interval = 0.1\noffline_backoff_max = 0.5\n"
+        "[monitor]\npoll_interval = 0.3\nfast_poll_interval = 0.1\noffline_backoff_max = 0.5\n\n"
+        "[endpoint]\nport = 0\n"
     )
     state_home = tmp_path / "state"
     env = dict(os.environ)
@@ -212,6 +214,22 @@ def test_second_start_finds_the_running_tray(tray: RunningTray, tmp_path: Path) 
     assert second.returncode == 0
     assert f"already running (pid {tray.proc.pid})" in second.stderr
     assert tray.proc.poll() is None
+
+
+def test_the_tray_serves_the_opencode_endpoint(tray: RunningTray) -> None:
+    discovery = tray.state_home / "lmstudio-tray" / "endpoint.json"
+    wait_for(discovery.exists, 10, what="the endpoint's discovery file")
+    info = json.loads(discovery.read_text())
+    assert info["pid"] == tray.proc.pid
+    headers = {"authorization": f"Bearer {info['token']}"}
+    model = tray.emulator.downloaded()[0]["modelKey"]
+    with httpx.Client(base_url=info["url"], headers=headers, timeout=10) as client:
+        assert client.get("/v1/health").json()["ok"] is True
+        verdict = client.post("/v1/validate", json={"model": model, "base_url": tray.emulator.api_url + "/v1"})
+        assert verdict.json()["category"] in ("not_loaded", "jit")  # downloaded, not loaded: the plugin is told
+        assert client.get("/v1/status").json()["instances"][0]["name"] == "emu"
+    stop_tray(tray)
+    assert not discovery.exists(), "a clean exit removes the discovery file"
 
 
 def test_sigterm_exits_cleanly(tray: RunningTray) -> None:
