@@ -328,9 +328,9 @@ class InstanceMonitor:
         finally:
             for task in (sleeper, waker):
                 task.cancel()
-            for task in (sleeper, waker):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Not `suppress(CancelledError): await task`: that also swallows a cancel of *this* task
+            # arriving meanwhile (stop() right after a poke), and the poll loop would never end.
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     def start(self) -> None:
         if self._task is None or self._task.done():
