@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_report(report: StatusReport) -> str:
-    lines: list[str] = []
+    lines: list[str] = [f"profile: {report.profile}"] if report.profile else []
     for snap in report.instances:
         marker = " (active)" if snap.name == report.active and len(report.instances) > 1 else ""
         lines.append(f"{snap.name}{marker}: {snap.state.value} — {snap.url}")
