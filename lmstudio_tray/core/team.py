@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import ConfigError, Strict, atomic_write, parse_config
+from lmstudio_tray.core.config import DEFAULT_URL, ConfigError, Strict, atomic_write, parse_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -314,7 +314,9 @@ def apply_team(user: Mapping[str, Any]) -> dict[str, Any]:
     _last[source] = profile
     for key in overridden_locks(profile, user):
         log.warning("%s is locked by team profile %r; the value in your config is ignored", key, profile.name)
-    return merge_layers({}, profile.layer, user, profile.locked)
+    # without [[instances]] of their own, members keep the default local server next to the shared ones
+    defaults = {} if "instances" in user else {"instances": [{"name": "local", "url": DEFAULT_URL}]}
+    return merge_layers(defaults, profile.layer, user, profile.locked)
 
 
 def current_team(user: Mapping[str, Any]) -> TeamProfile | None:

@@ -1,0 +1,73 @@
+"""The shared-instance guard: a model other people used in the last minutes is not switched away
+without --force; the router's traffic is what counts, across processes (through model-use.json)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmstudio_tray.core import team
+from tests.routing.conftest import GEMMA, QWEN, Pool, chat
+
+PROFILE = '[team]\nname = "ml"\nbusy_minutes = 5\n[[instances]]\nname = "a"\nurl = "http://127.0.0.1:9"\n'
+
+
+def profile(tmp_path: Path, text: str = PROFILE) -> team.TeamProfile:
+    path = tmp_path / "team.toml"
+    path.write_text(text)
+    return team.load_team(str(path))
+
+
+def test_recent_use_on_a_shared_instance_is_refused_unless_forced(tmp_path: Path) -> None:
+    p = profile(tmp_path)
+    uses = team.ModelUseLog(tmp_path / "use.json")
+    now = 1_000_000.0
+    uses.record("a", QWEN, now - 60)
+    uses.record("a", GEMMA, now - 600)
+    uses.flush()
+    with pytest.raises(team.SharedInstanceBusy) as err:
+        team.guard_change(p, "a", [QWEN, GEMMA], uses=uses, now=now)
+    message = str(err.value)
+    assert "shared by team 'ml'" in message and QWEN in message and "60 s ago" in message
+    assert GEMMA not in message and "--force" in message
+    team.guard_change(p, "a", [QWEN], uses=uses, now=now, force=True)
+    team.guard_change(p, "a", [GEMMA], uses=uses, now=now)  # idle for 10 minutes
+    team.guard_change(p, "private-box", [QWEN], uses=uses, now=now)  # not shared: not guarded
+    team.guard_change(None, "a", [QWEN], uses=uses, now=now)  # no team at all
+
+
+def test_use_log_is_shared_between_processes_and_never_goes_back_in_time(tmp_path: Path) -> None:
+    first = team.ModelUseLog(tmp_path / "use.json")
+    second = team.ModelUseLog(tmp_path / "use.json")
+    first.record("a", QWEN, 200.0)
+    first.flush()
+    second.record("a", QWEN, 100.0)  # an older observation from another process
+    second.record("b", GEMMA, 150.0)
+    second.flush()
+    reader = team.ModelUseLog(tmp_path / "use.json")
+    assert reader.last_use("a", QWEN) == 200.0 and reader.last_use("b", GEMMA) == 150.0
+    (tmp_path / "use.json").write_text("{not json")
+    assert team.ModelUseLog(tmp_path / "use.json").last_use("a", QWEN) is None
+
+
+async def test_router_traffic_makes_the_guard_refuse(pool_factory: Any, tmp_path: Path) -> None:
+    pool: Pool = pool_factory({"a": [QWEN], "b": [GEMMA]})
+    p = profile(tmp_path, PROFILE.replace("http://127.0.0.1:9", pool.emus["a"].api_url))
+    async with pool.client() as c:
+        r = await c.post(pool.base() + "/chat/completions", json=chat(QWEN))
+        assert r.status_code == 200
+    # written off the event loop: wait for the file (another process would read exactly this)
+    for _ in range(100):
+        if team.ModelUseLog().last_use("a", QWEN):
+            break
+        await asyncio.sleep(0.05)
+    last = team.ModelUseLog().last_use("a", QWEN)
+    assert last is not None and time.time() - last < 30
+    with pytest.raises(team.SharedInstanceBusy):
+        team.guard_change(p, "a", [QWEN])
+    team.guard_change(p, "a", [GEMMA])  # nobody used gemma on a
+    team.guard_change(p, "a", [QWEN], force=True)
