@@ -342,3 +342,19 @@ async def test_watcher_notices_changes_quickly(tmp_path: Path, emulator: Emulato
         assert core.config.notifications.quiet is True
     finally:
         await core.stop()
+
+
+def test_status_names_the_active_profile(
+    tmp_path: Path, emulator_factory: EmulatorFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, gpu = emulator_factory(), emulator_factory()
+    path = tmp_path / "config.toml"
+    write_two_profile_config(path, home, gpu)
+    main(["--config", str(path), "status"])
+    assert "profile:" not in capsys.readouterr().out
+    use_profile(path, "work")
+    assert main(["--config", str(path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "profile: work" and "gpu: " in out
+    assert main(["--config", str(path), "status", "--json"]) == 0
+    assert '"profile": "work"' in capsys.readouterr().out
