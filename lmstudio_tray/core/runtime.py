@@ -148,6 +148,7 @@ class Core:
                 return []
             old_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
             old_profile = self.config.active_profile
+            restart_needed = self.config.endpoint != new.endpoint
             _assign(self.config, new)
             # status shows the new profile only once its instances are watched
             self.config.__dict__["active_profile"] = old_profile
@@ -176,6 +177,8 @@ class Core:
             await asyncio.gather(*(self.monitor.instance(n).refresh() for n in added), return_exceptions=True)
             self.config.__dict__["active_profile"] = new.active_profile
             changes.append("settings applied")
+            if restart_needed:
+                changes.append("the [endpoint] change takes effect after a restart")
         log.info("config: %s", "; ".join(changes))
         for listener in list(self._config_listeners):
             try:
