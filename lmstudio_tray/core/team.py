@@ -42,6 +42,7 @@ from pydantic import Field, ValidationError
 
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import DEFAULT_URL, ConfigError, Strict, atomic_write, parse_config
+from lmstudio_tray.core.models import InstanceSnapshot
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -424,3 +425,31 @@ def guard_change(
             f"would break other people's sessions. Wait until it has been idle for {team.busy_minutes:g} "
             "minutes, or repeat with --force if you have checked with the team."
         )
+
+
+def models_affected(snapshot: InstanceSnapshot | None, *, unload: str | None = None,
+                    switch_to: str | None = None) -> list[str]:
+    """Model keys an unload (a key, an instance id, or "all") or a switch would take away."""
+    if snapshot is None:
+        return []
+    loaded = snapshot.loaded_models
+    if switch_to is not None:
+        # a switch keeps embedding models and the target (see actions.switch)
+        return [m.key for m in loaded if m.key != switch_to and m.type not in ("embedding", "embeddings")]
+    if unload == "all":
+        return [m.key for m in loaded]
+    if unload:
+        found = snapshot.find_instance(unload)
+        if found is not None:
+            return [found[0].key]
+        return [m.key for m in loaded if m.key == unload]
+    return []
+
+
+def guard_action(config_team: TeamProfile | None, snapshot: InstanceSnapshot | None, *, unload: str | None = None,
+                 switch_to: str | None = None, force: bool = False, uses: ModelUseLog | None = None) -> None:
+    """The guard for one `models unload/switch` (or the tools' and tray's): SharedInstanceBusy when refused."""
+    if snapshot is None:
+        return
+    guard_change(config_team, snapshot.name, models_affected(snapshot, unload=unload, switch_to=switch_to),
+                 force=force, uses=uses)

@@ -71,3 +71,22 @@ async def test_router_traffic_makes_the_guard_refuse(pool_factory: Any, tmp_path
         team.guard_change(p, "a", [QWEN])
     team.guard_change(p, "a", [GEMMA])  # nobody used gemma on a
     team.guard_change(p, "a", [QWEN], force=True)
+
+
+async def test_guard_for_unload_and_switch_from_the_status_cache(pool_factory: Any, tmp_path: Path) -> None:
+    pool: Pool = pool_factory({"a": [QWEN, GEMMA, "text-embedding-nomic-embed-text-v1.5"]})
+    p = profile(tmp_path, PROFILE.replace("http://127.0.0.1:9", pool.emus["a"].api_url))
+    snap = pool.core.monitor.snapshot("a")
+    uses = team.ModelUseLog(tmp_path / "use.json")
+    uses.record("a", GEMMA)
+    uses.flush()
+    assert team.models_affected(snap, switch_to=QWEN) == [GEMMA]  # embeddings stay, the target stays
+    assert sorted(team.models_affected(snap, unload="all")) == sorted(
+        [QWEN, GEMMA, "text-embedding-nomic-embed-text-v1.5"])
+    team.guard_action(p, snap, unload=QWEN, uses=uses)  # qwen is idle
+    with pytest.raises(team.SharedInstanceBusy):
+        team.guard_action(p, snap, switch_to=QWEN, uses=uses)  # would unload gemma, in use
+    with pytest.raises(team.SharedInstanceBusy):
+        team.guard_action(p, snap, unload="all", uses=uses)
+    team.guard_action(p, snap, unload="all", uses=uses, force=True)
+    team.guard_action(p, snap, switch_to=GEMMA, uses=uses)  # keeps gemma: nothing in use goes away
