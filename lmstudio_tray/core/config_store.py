@@ -98,12 +98,14 @@ def parse_document(text: str | None, path: Path | None = None) -> tomlkit.TOMLDo
 
 
 def validate_text(text: str, path: Path | None = None) -> Config:
-    """What loading `text` would give; ConfigError naming the key otherwise."""
+    """What `load_config` would give for `text` (team layer included); ConfigError naming the key otherwise."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
-    return parse_config(data, path)
+    from lmstudio_tray.core.team import apply_team
+
+    return parse_config(apply_team(data), path)
 
 
 # ---- editing ---------------------------------------------------------------------------------------
