@@ -28,7 +28,7 @@ def systemd_verify_user_unit(unit: Path, tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     assert tool, "systemd-analyze is missing: apt-get install systemd"
     runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
     r = subprocess.run([tool, "--user", "verify", str(unit)], capture_output=True, text=True, env=env, check=False)
     assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), (
