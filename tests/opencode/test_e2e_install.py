@@ -36,7 +36,9 @@ def _tray(env: dict[str, str], cfg: Path, *args: str) -> subprocess.CompletedPro
 
 
 @pytest.fixture
-def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any) -> Iterator[Env]:
+def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any,
+              request: pytest.FixtureRequest) -> Iterator[Env]:
+    options: dict[str, Any] = getattr(request, "param", {})
     emu: Emulator = emulator_factory(jit=False)
     emu.load(QWEN, context_length=8192)
     home = tmp_path / "home"
@@ -52,6 +54,8 @@ def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any) -> Iter
            "OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1",
            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "npm_config_registry": "http://127.0.0.1:9/",
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    if options.get("endpoint_file"):
+        env["LMSTUDIO_TRAY_ENDPOINT_FILE"] = str(tmp_path / "elsewhere" / "ep.json")
 
     proc = _tray(env, cfg, "opencode", "install", "--project", str(project), "--provider")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -64,7 +68,8 @@ def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any) -> Iter
         _seed_plugin_package(d)
     serve = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "--config", str(cfg), "serve", "--no-notify"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    endpoint = Path(xdg["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json"
+    endpoint = Path(env.get("LMSTUDIO_TRAY_ENDPOINT_FILE") or
+                    Path(xdg["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json")
     deadline = time.monotonic() + 20
     while not endpoint.exists() and time.monotonic() < deadline and serve.poll() is None:
         time.sleep(0.05)
@@ -161,3 +166,13 @@ def test_compaction_request_carries_our_context(installed: Env) -> None:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.mark.parametrize("installed", [{"endpoint_file": True}], indirect=True)
+def test_plugin_and_serve_share_an_overridden_discovery_file(installed: Env) -> None:
+    assert not (Path(installed.env["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json").exists()
+    installed.emu.clear_requests()
+    proc = installed.run("say hi", model=GEMMA)  # not loaded, JIT off: only a plugin that found the tray blocks it
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Next steps:" in proc.stderr
+    assert _chat_requests(installed.emu, GEMMA) == 0
