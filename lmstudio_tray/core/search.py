@@ -7,6 +7,7 @@ Inputs are `(instance, ModelInfo)` pairs (from the snapshots) and, optionally, u
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -131,37 +132,74 @@ def parse_context(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
-def match_score(query: str, m: ModelInfo) -> float:
-    """How well `query` names `m`, 0..1: exact key 1, substring ~0.9, every word present 0.8, else fuzzy."""
-    q = query.strip().lower()
-    if not q:
-        return 1.0
+@functools.lru_cache(maxsize=8192)
+def _texts(m: ModelInfo) -> tuple[str, str, tuple[str, ...], frozenset[str]]:
+    """(key, short key, every name, the words of names and specs), lowercased: computed once per model."""
     key = m.key.lower()
     short = key.rsplit("/", 1)[-1]
-    names = [key, short, (m.display_name or "").lower(), *(v.lower() for v in m.variants)]
-    if q in (key, short):
-        return 1.0
-    best = 0.0
-    for name in names:
-        if name and q in name:
-            # A query covering more of the name is a better match: "qwen3-4b" beats "qwen" for qwen3-4b-2507.
-            best = max(best, 0.85 + 0.1 * len(q) / len(name))
-    if best:
-        return min(best, 0.99)
+    names = tuple(n for n in (key, short, (m.display_name or "").lower(), *(v.lower() for v in m.variants)) if n)
     hay = " ".join([*names, m.publisher or "", m.architecture or "", m.params_string or "", m.quantization or ""])
-    hay_words = set(_words(hay))
-    q_words = _words(q)
-    if q_words and all(any(w in hw for hw in hay_words) for w in q_words):
-        return WORD_MATCH
-    # Typos: the fuzzy ratio against the whole name, or every query word's best ratio against a word of the
-    # name, averaged (one lucky word of three must not make "nothing like this" match "nomic-embed-text").
-    ratios = [difflib.SequenceMatcher(None, q, name).ratio() for name in names if name]
-    if q_words:
-        per_word = [max((difflib.SequenceMatcher(None, w, hw).ratio() for hw in hay_words), default=0.0)
-                    for w in q_words]
-        ratios.append(0.9 * sum(per_word) / len(per_word))
-    # Capped below a word match: a typo is a hint, never as sure as a name that contains the query.
-    return round(min(FUZZY_CAP, max(ratios, default=0.0)), 4)
+    return key, short, names, frozenset(_words(hay))
+
+
+class Matcher:
+    """One query prepared for scoring many models (difflib caches its side of each comparison)."""
+
+    def __init__(self, query: str) -> None:
+        self.q = query.strip().lower()
+        self.words = _words(self.q)
+        self._whole = difflib.SequenceMatcher(None, "", self.q)
+        self._per_word = [difflib.SequenceMatcher(None, "", w) for w in self.words]
+        # Spec words (publishers, architectures, quantizations) repeat across a library: score each once.
+        self._word_ratio: dict[tuple[int, str], float] = {}
+
+    def score(self, m: ModelInfo) -> float:
+        """How well the query names `m`, 0..1: exact key 1, substring ~0.9, every word present 0.8, else fuzzy."""
+        q = self.q
+        if not q:
+            return 1.0
+        key, short, names, hay_words = _texts(m)
+        if q in (key, short):
+            return 1.0
+        best = 0.0
+        for name in names:
+            if q in name:
+                # A query covering more of the name is a better match: "qwen3-4b" beats "qwen" for qwen3-4b-2507.
+                best = max(best, 0.85 + 0.1 * len(q) / len(name))
+        if best:
+            return min(best, 0.99)
+        if self.words and all(any(w in hw for hw in hay_words) for w in self.words):
+            return WORD_MATCH
+        # Typos: the fuzzy ratio against the whole name, or every query word's best ratio against a word of the
+        # name, averaged (one lucky word of three must not make "nothing like this" match "nomic-embed-text").
+        fuzzy = 0.0
+        if self.words:
+            total = 0.0
+            for i, matcher in enumerate(self._per_word):
+                word_best = 0.0
+                for hw in hay_words:
+                    ratio = self._word_ratio.get((i, hw))
+                    if ratio is None:
+                        matcher.set_seq1(hw)
+                        ratio = matcher.ratio()
+                        self._word_ratio[(i, hw)] = ratio
+                    word_best = max(word_best, ratio)
+                total += word_best
+            fuzzy = 0.9 * total / len(self._per_word)
+        # The whole query against each name: the costly part, so only where its upper bounds can beat the words.
+        for name in names[1:]:  # the short key and display name; the publisher is among the words already
+            floor = max(fuzzy, MIN_MATCH)  # below MIN_MATCH is no match at all: no need to know how bad
+            whole = self._whole
+            whole.set_seq1(name)
+            if whole.real_quick_ratio() > floor and whole.quick_ratio() > floor:
+                fuzzy = max(fuzzy, whole.ratio())
+        # Capped below a word match: a typo is a hint, never as sure as a name that contains the query.
+        return round(min(FUZZY_CAP, fuzzy), 4)
+
+
+def match_score(query: str, m: ModelInfo) -> float:
+    """How well `query` names `m` (see `Matcher.score`); prepare a `Matcher` to score many models."""
+    return Matcher(query).score(m)
 
 
 def match_tier(match: float) -> int:
@@ -188,9 +226,10 @@ def search(
     usage = usage or {}
     candidates = [(inst, m) for inst, m in models if filters.accepts(m)]
     most = max((usage.get(m.key, 0) for _, m in candidates), default=0)
+    matcher = Matcher(query)
     hits: list[Hit] = []
     for inst, m in candidates:
-        match = match_score(query, m)
+        match = matcher.score(m)
         if match < MIN_MATCH:
             continue
         uses = usage.get(m.key, 0)
@@ -349,11 +388,12 @@ def alternatives(wanted: str, models: Iterable[Located], *, limit: int = 3) -> l
     """
     located = list(models)
     ref = next((m for _, m in located if m.key == wanted), None)
+    matcher = Matcher(wanted)
     out: list[Hit] = []
     for inst, m in located:
         if m.key == wanted:
             continue
-        name = match_score(wanted, m)
+        name = matcher.score(m)
         score, reasons = 0.5 * name, []
         if name >= MIN_MATCH:
             reasons.append(f"similar name ({name:.2f})")
@@ -400,7 +440,8 @@ def find(models: Iterable[Located], reference: str) -> list[Located]:
     exact = [(i, m) for i, m in located if m.key == reference or reference in m.variants]
     if exact:
         return exact
-    scored = [(match_score(reference, m), i, m) for i, m in located]
+    matcher = Matcher(reference)
+    scored = [(matcher.score(m), i, m) for i, m in located]
     best = max((s for s, _, _ in scored), default=0.0)
     if best < 0.8:
         return []
