@@ -9,7 +9,8 @@ load from the other engineers on the machine hits both sides alike.
 
 Prints:
   - time to first byte of a streamed chat completion (p50/p90/p99), direct vs routed, and the added p50
-    (target: <= 2 ms);
+    (target: <= 2 ms), next to a bare TCP relay process: on a loaded machine any extra process hop waits
+    for a CPU, and the relay shows how much of the added time that alone is;
   - streamed tokens per second, one stream at a time and --concurrency at once, direct vs routed
     (target: unchanged, i.e. a ratio close to 1.0).
 """
@@ -42,6 +43,27 @@ for e in emus:
 print(json.dumps([e.api_url for e in emus]), flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 threading.Event().wait()
+"""
+RELAY = """
+import asyncio, socket, sys
+host, port = sys.argv[1].split("//")[1].rsplit(":", 1)
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+async def handle(r1, w1):
+    r2, w2 = await asyncio.open_connection(host, int(port))
+    await asyncio.gather(pipe(r1, w2), pipe(r2, w1))
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
 """
 ENDPOINT = """
 import asyncio, json, signal, sys
@@ -105,6 +127,7 @@ def pct(data: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> None:
     emus = subprocess.Popen([sys.executable, "-c", EMULATORS, MODEL], stdout=subprocess.PIPE, text=True)
     endpoint: subprocess.Popen[str] | None = None
+    relay: subprocess.Popen[str] | None = None
     try:
         assert emus.stdout is not None
         urls: list[str] = json.loads(emus.stdout.readline())
@@ -115,6 +138,10 @@ async def run(args: argparse.Namespace) -> None:
             )
             assert endpoint.stdout is not None
             info = json.loads(endpoint.stdout.readline())
+            # the floor: a bare TCP relay process (no HTTP at all) costs the same extra hop
+            relay = subprocess.Popen([sys.executable, "-c", RELAY, urls[0]], stdout=subprocess.PIPE, text=True)
+            assert relay.stdout is not None
+            relay_url = f"http://127.0.0.1:{relay.stdout.readline().strip()}/v1/chat/completions"
             routed_url = info["url"] + "/v1/route/bench/v1/chat/completions"
             auth = {"authorization": f"Bearer {info['token']}"}
             direct_url = urls[0] + "/v1/chat/completions"
@@ -123,26 +150,32 @@ async def run(args: argparse.Namespace) -> None:
                 for _ in range(20):  # warm connections and caches on both paths
                     await ttfb(client, direct_url, {}, "warm up")
                     await ttfb(client, routed_url, auth, "warm up")
+                    await ttfb(client, relay_url, {}, "warm up")
                 proc = psutil.Process(endpoint.pid)
                 idle_rate = await cpu_rate(proc, 3.0)  # the monitor's polling, to subtract
                 cpu_before = cpu_seconds(proc)
                 loop_started = time.perf_counter()
                 direct: list[float] = []
                 routed: list[float] = []
+                relayed: list[float] = []
                 for i in range(args.requests):
                     text = f"request number {i}"
-                    pair = [(direct, direct_url, {}), (routed, routed_url, auth)]
-                    for samples, url, headers in pair if i % 2 else reversed(pair):
+                    trio = [(direct, direct_url, {}), (routed, routed_url, auth), (relayed, relay_url, {})]
+                    for samples, url, headers in trio[i % 3:] + trio[:i % 3]:
                         samples.append((await ttfb(client, url, headers, text))[0] * 1000)
                 print(f"time to first byte over {args.requests} streamed chat completions (ms):")
-                for name, data in (("direct", direct), ("routed", routed)):
+                for name, data in (("direct", direct), ("relayed", relayed), ("routed", routed)):
                     print(f"  {name:7} p50 {pct(data, .5):6.2f}  p90 {pct(data, .9):6.2f}  p99 {pct(data, .99):6.2f}")
+                # the relayed calls do not touch the endpoint; only the monitor's polling runs meanwhile
                 busy = cpu_seconds(proc) - cpu_before - idle_rate * (time.perf_counter() - loop_started)
                 print(f"  endpoint CPU per routed request: {busy / args.requests * 1000:.2f} ms "
                       f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
                 added = pct(routed, .5) - pct(direct, .5)
+                hop = pct(relayed, .5) - pct(direct, .5)
                 print(f"  added by the router, end to end: p50 {added:+.2f} ms (target <= 2 ms)"
                       f"  {'OK' if added <= 2 else 'OVER TARGET'}")
+                print(f"  added by a bare TCP relay process (the cost of any extra hop right now): p50 {hop:+.2f} ms;"
+                      f" router minus relay: {added - hop:+.2f} ms")
                 inside = (await client.get(info["url"] + "/v1/route/", headers=auth)).json()["overhead_ms"]
                 print(f"  of which the router's own code (timed inside the endpoint, instance time excluded): "
                       f"p50 {inside['p50']:.3f} ms  p99 {inside['p99']:.3f} ms;"
@@ -165,7 +198,7 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"(the emulator streams a token per chunk; a real model makes 20-150 tokens/s per stream, "
                       f"far below either figure) stdev of direct ttfb {statistics.pstdev(direct):.2f} ms")
     finally:
-        for proc in (endpoint, emus):
+        for proc in (relay, endpoint, emus):
             if proc is not None:
                 proc.terminate()
                 proc.wait(10)

@@ -175,13 +175,17 @@ class _Connection(asyncio.Protocol):
     async def body(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         while True:
-            while self.chunks:
-                chunk = self.chunks.popleft()
-                self.buffered -= len(chunk)
+            if self.chunks:
+                # everything that arrived meanwhile goes out as one write: fewer syscalls when the client
+                # or this process fell behind, and the bytes are the same
+                chunk = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
+                self.chunks.clear()
+                self.buffered = 0
                 if self.paused and self.buffered < MAX_BUFFERED // 2 and self.transport is not None:
                     self.paused = False
                     self.transport.resume_reading()
                 yield chunk
+                continue  # more may have arrived (and the message ended) while the chunk was sent
             if self.complete:
                 return
             if self.error is not None:

@@ -337,3 +337,17 @@ async def test_an_instance_dying_mid_stream_is_not_passed_off_as_a_complete_answ
     assert broke or b"[DONE]" not in received
     assert received.count(b"data: ") >= 3
     assert pool.router.usage["a"].outstanding == 0
+
+
+async def test_a_large_body_comes_back_byte_for_byte(pool_factory: Any) -> None:
+    # ~2.7 MB of embeddings: more than the router buffers before it stops reading the instance
+    pool: Pool = pool_factory({"a": [NOMIC]})
+    body = {"model": NOMIC, "input": [f"sentence number {i}" for i in range(300)]}
+    async with httpx.AsyncClient(timeout=60) as d:
+        direct = await d.post(pool.emus["a"].api_url + "/v1/embeddings", json=body)
+    async with pool.client() as c:
+        routed = await c.post(pool.base() + "/embeddings", json=body)
+    assert routed.status_code == direct.status_code == 200
+    assert len(routed.content) > 2_000_000
+    assert routed.content == direct.content
+    assert routed.headers["content-type"] == direct.headers["content-type"]
