@@ -151,9 +151,9 @@ async def run(args: argparse.Namespace) -> None:
                     await ttfb(client, direct_url, {}, "warm up")
                     await ttfb(client, routed_url, auth, "warm up")
                     await ttfb(client, relay_url, {}, "warm up")
-                proc = psutil.Process(endpoint.pid)
-                idle_rate = await cpu_rate(proc, 3.0)  # the monitor's polling, to subtract
-                cpu_before = cpu_seconds(proc)
+                ep_proc = psutil.Process(endpoint.pid)
+                idle_rate = await cpu_rate(ep_proc, 3.0)  # the monitor's polling, to subtract
+                cpu_before = cpu_seconds(ep_proc)
                 loop_started = time.perf_counter()
                 direct: list[float] = []
                 routed: list[float] = []
@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> None:
                 for name, data in (("direct", direct), ("relayed", relayed), ("routed", routed)):
                     print(f"  {name:7} p50 {pct(data, .5):6.2f}  p90 {pct(data, .9):6.2f}  p99 {pct(data, .99):6.2f}")
                 # the relayed calls do not touch the endpoint; only the monitor's polling runs meanwhile
-                busy = cpu_seconds(proc) - cpu_before - idle_rate * (time.perf_counter() - loop_started)
+                busy = cpu_seconds(ep_proc) - cpu_before - idle_rate * (time.perf_counter() - loop_started)
                 print(f"  endpoint CPU per routed request: {busy / args.requests * 1000:.2f} ms "
                       f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
                 added = pct(routed, .5) - pct(direct, .5)
