@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -312,8 +313,11 @@ def _scrub(value: Any) -> Any:
         return {k: _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
-    if isinstance(value, str):
-        return _URL_USERINFO.sub(r"\1", value)
+    if isinstance(value, str) and re.match(r"^https?://", value, re.IGNORECASE):
+        parts = urllib.parse.urlsplit(_URL_USERINFO.sub(r"\1", value))
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                 if not _SECRET_KEY.search(k) and not re.search(r"(^|_)(key|sig)$", k, re.IGNORECASE)]
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
     return value
 
 

@@ -296,6 +296,12 @@ def test_export_never_contains_secrets(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "hunter2" not in out and "supersecret" not in out
     assert 'url = "http://10.0.0.5:1234"' in out
+    from lmstudio_tray.core.config_store import _scrub
+
+    assert _scrub({"team_profile": "https://x.example/team.toml?v=2&access_token=abc&sig=zz"}) == {
+        "team_profile": "https://x.example/team.toml?v=2"
+    }
+    assert _scrub({"a": {"api_key": "k", "b": "keep"}}) == {"a": {"b": "keep"}}
     assert _cli("--config", str(path), "config", "export", "--format", "json") == 0
     assert "hunter2" not in capsys.readouterr().out
 
