@@ -24,8 +24,10 @@ from lmstudio_tray import __version__
 from lmstudio_tray.api.app import create_app
 from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.api.security import LoopbackGuard
+from lmstudio_tray.core import paths
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.sessions import SessionTracker
+from lmstudio_tray.tray.lock import SingleInstance
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -57,6 +59,7 @@ class EndpointServer:
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
+        self._lock: SingleInstance | None = None
 
     @property
     def url(self) -> str:
@@ -67,6 +70,18 @@ class EndpointServer:
         return self._task is not None and not self._task.done()
 
     def _bind(self) -> socket.socket:
+        # Two starts at once would both find no discovery file yet (it is written once uvicorn runs): an
+        # OS lock decides. The OS drops it when the process dies, so a crash leaves nothing stale behind.
+        target = self.discovery_file or paths.endpoint_file()
+        lock = SingleInstance(target.with_name(target.name + ".lock"))
+        holder = lock.acquire()
+        if holder is None:
+            self._lock = lock
+        elif holder != os.getpid():
+            raise EndpointError(
+                f"another lmstudio-tray{f' (pid {holder})' if holder else ''} already serves the endpoint; "
+                "stop it first, or use that one"
+            )
         other = read_endpoint(self.discovery_file)
         if other is not None and other.pid != os.getpid():
             raise EndpointError(
@@ -153,6 +168,9 @@ class EndpointServer:
             with contextlib.suppress(OSError):
                 self._sock.close()
         self._task = self._server = self._sock = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _has_httptools() -> bool:
