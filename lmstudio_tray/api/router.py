@@ -121,7 +121,8 @@ def router_for(core: Core) -> Router | None:
 
 def mount_router(app: FastAPI, core: Core) -> Router:
     """Mount the router under /v1/route; its connections close when the core stops."""
-    router = Router(core.config.pools, core.monitor, connect_timeout=core.config.monitor.request_timeout)
+    router = Router(lambda: core.config.pools, core.monitor,
+                    connect_timeout=core.config.monitor.request_timeout)
 
     async def nothing() -> None:
         return None

@@ -18,7 +18,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -271,13 +271,14 @@ def serves(snap: InstanceSnapshot | None, model: str) -> bool:
 class Router:
     def __init__(
         self,
-        pools: Iterable[PoolConfig],
+        pools: Iterable[PoolConfig] | Callable[[], Iterable[PoolConfig]],
         monitor: Monitor,
         *,
         connect_timeout: float = 2.0,
         uses: ModelUseLog | None = None,
     ) -> None:
-        self.pools = {p.name: p for p in pools}
+        """`pools` may be a callable: the config's current pools, so edits apply without a restart."""
+        self._pools = pools
         self.monitor = monitor
         self.connect_timeout = connect_timeout
         self.usage: dict[str, InstanceUsage] = {}
@@ -285,6 +286,11 @@ class Router:
         self._ssl: ssl.SSLContext | None = None
         self.overhead_ms: deque[float] = deque(maxlen=OVERHEAD_SAMPLES)
         self.uses = uses if uses is not None else ModelUseLog()
+
+    @property
+    def pools(self) -> dict[str, PoolConfig]:
+        source = self._pools() if callable(self._pools) else self._pools
+        return {p.name: p for p in source}
 
     async def aclose(self) -> None:
         for conns in self._idle.values():

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from lmstudio_tray.core.config import parse_config
 from tests.routing.conftest import GEMMA, NOMIC, QWEN, Pool, chat
 
 INSTANCE = "x-lmstudio-tray-instance"
@@ -351,3 +352,15 @@ async def test_a_large_body_comes_back_byte_for_byte(pool_factory: Any) -> None:
     assert len(routed.content) > 2_000_000
     assert routed.content == direct.content
     assert routed.headers["content-type"] == direct.headers["content-type"]
+
+
+async def test_pools_changed_in_the_config_apply_without_a_restart(pool_factory: Any) -> None:
+    pool: Pool = pool_factory({"a": [QWEN], "b": [QWEN]})
+    async with pool.client() as c:
+        r = await c.post("/v1/route/solo/v1/chat/completions", json=chat(QWEN))
+        assert r.status_code == 404 and r.json()["error"]["kind"] == "unknown_pool"
+        data = pool.core.config.model_dump(mode="json", exclude_none=True)
+        data["pools"].append({"name": "solo", "instances": ["b"]})
+        await pool.on_core(pool.core.apply_config(parse_config(data)))
+        r = await c.post("/v1/route/solo/v1/chat/completions", json=chat(QWEN))
+    assert r.status_code == 200 and r.headers[INSTANCE] == "b"
