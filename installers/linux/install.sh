@@ -95,15 +95,17 @@ fi
 case "$method" in
   uv)
     command -v uv >/dev/null || die "uv is not installed"
+    exe="$(realpath -ms "$(uv tool dir --bin)/$APP")"
+    mkdir_tracked "$(dirname "$exe")"  # so uninstall removes the bin dir again if uv created it for us
     uv tool install --force "$source"
     record tool uv
-    exe="$(uv tool dir --bin)/$APP"
     ;;
   pipx)
     command -v pipx >/dev/null || die "pipx is not installed"
+    exe="$(pipx environment --value PIPX_BIN_DIR 2>/dev/null || echo "$HOME/.local/bin")/$APP"
+    mkdir_tracked "$(dirname "$exe")"
     pipx install --force "$source"
     record tool pipx
-    exe="$(pipx environment --value PIPX_BIN_DIR 2>/dev/null || echo "$HOME/.local/bin")/$APP"
     ;;
   venv)
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \

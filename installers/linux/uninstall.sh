@@ -33,7 +33,7 @@ for line in "${lines[@]}"; do
     tool) tool="$path" ;;
   esac
 done
-if [[ "$tool" == uv ]] && command -v uv >/dev/null; then exe="$(uv tool dir --bin)/$APP"; fi
+if [[ "$tool" == uv ]] && command -v uv >/dev/null; then exe="$(realpath -ms "$(uv tool dir --bin)/$APP")"; fi
 if [[ "$tool" == pipx ]] && command -v pipx >/dev/null; then
   exe="$(pipx environment --value PIPX_BIN_DIR 2>/dev/null || echo "$HOME/.local/bin")/$APP"
 fi

@@ -143,3 +143,41 @@ def test_bad_options_are_explained() -> None:
 
 def test_shipped_desktop_entry_is_valid() -> None:
     desktop_file_validate(ROOT / "installers" / "linux" / "lmstudio-tray.desktop")
+
+
+def test_uses_uv_tool_when_uv_is_installed(everything: Path, tmp_path: Path) -> None:
+    uv = Path(sys.executable).with_name("uv")
+    assert uv.is_file(), "uv comes with the test extras: pip install -e '.[test]'"
+    bindir = tmp_path / "uv-on-path"
+    bindir.mkdir()
+    (bindir / "uv").symlink_to(uv)
+    before = tree(everything)
+    data = xdg("XDG_DATA_HOME")
+    extra = {"PATH": f"{bindir}{os.pathsep}{env()['PATH']}", "UV_CACHE_DIR": str(ROOT / ".cache" / "uv"),
+             "UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never"}
+
+    def run_uv(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600,
+                              env={**env(), **extra}, stdin=subprocess.DEVNULL, check=False)
+
+    r = run_uv("bash", INSTALL, "--no-autostart")
+    assert r.returncode == 0, r.stdout + r.stderr
+    tool_bin = Path(os.path.normpath(run_uv(uv, "tool", "dir", "--bin").stdout.strip()))
+    exe = tool_bin / "lmstudio-tray"
+    assert f"Installed lmstudio-tray (uv): {exe}" in r.stdout
+    assert __version__ in run_uv(exe, "--version").stdout
+    entry = data / "applications" / "lmstudio-tray.desktop"
+    desktop_file_validate(entry)
+    assert exec_unquote(read_desktop_entry(entry)["Exec"]) == [str(exe), "run"]
+    assert "tool uv\n" in (data / "lmstudio-tray" / "install-manifest.txt").read_text()
+    assert not (data / "lmstudio-tray" / "venv").exists()
+
+    u = run_uv("bash", data / "lmstudio-tray" / "uninstall.sh")
+    assert u.returncode == 0, u.stdout + u.stderr
+    assert not exe.exists() and not entry.exists()
+    assert "lmstudio-tray" not in run_uv(uv, "tool", "list").stdout
+    leftovers = {p for p in tree(everything) - before if not p.is_relative_to(bindir)}
+    # uv keeps its own bookkeeping (tools/.lock); anything else must be the app's settings/state.
+    foreign = {p for p in leftovers if not p.is_relative_to(data / "uv")
+               and not any(part in APP_DIRS for part in p.relative_to(everything).parts)}
+    assert foreign == set(), sorted(map(str, foreign))
