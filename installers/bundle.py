@@ -9,8 +9,11 @@ minutes, so it is skipped when the executable is newer than every file that goes
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,11 +48,23 @@ def build(dist: Path = DEFAULT_DIST, work: Path = DEFAULT_WORK, *, force: bool =
         return exe
     dist.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
+    # Two builds into one work dir corrupt each other (the tests and the bench may start together).
+    with (work / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and up_to_date(exe):
+            return exe  # the other build finished meanwhile
+        return _run_pyinstaller(exe, dist, work, python)
+
+
+def _run_pyinstaller(exe: Path, dist: Path, work: Path, python: str) -> Path:
     cmd = [python, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
            "--distpath", str(dist), "--workpath", str(work), str(SPEC)]
+    started = time.time()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if r.returncode != 0 or not exe.is_file():
         raise RuntimeError(f"PyInstaller failed (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
+    # Date the bundle by when its inputs were read: a file edited during the build makes the next call rebuild.
+    os.utime(exe, (started, started))
     return exe
 
 
