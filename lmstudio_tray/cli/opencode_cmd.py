@@ -107,6 +107,8 @@ def run_install(args: argparse.Namespace) -> int:
             print(f"  {key}: context {ctx if ctx else 'unknown'}")
     for kept in report.kept:
         print(f"  kept your value of {kept}")
+    for note in report.notes:
+        print(f"Note: {note}")
     if not args.dry_run:
         print("Start the endpoint with `lmstudio-tray serve` (or the tray), then use OpenCode as usual.")
         if snap is not None and report.models:

@@ -319,6 +319,12 @@ def install(target: Target, snap: InstanceSnapshot | None = None, *, dry_run: bo
         # the provider first: a bad config file must stop us before the plugin lands
         new_entry["config"] = _install_provider(target, snap, entry.get("config") or {}, report)
     new_entry["plugin"] = _install_plugin(target, entry.get("plugin") or {}, report)
+    other = global_target() if target.scope == "project" else None
+    if other is not None and other.plugin_file.is_file():
+        report.notes.append(
+            f"the plugin is also installed globally ({other.plugin_file}); OpenCode loads both copies in this "
+            "project (every check and tool twice): remove one, e.g. `lmstudio-tray opencode uninstall --global`"
+        )
     new_entry["installed_at"] = time.time()
     if not dry_run:
         manifest[target.key] = new_entry

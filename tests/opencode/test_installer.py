@@ -234,3 +234,12 @@ def test_endpoint_file_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     info = read_endpoint()
     assert info is not None and info.url == "http://127.0.0.1:7"
     assert "LMSTUDIO_TRAY_ENDPOINT_FILE" in PLUGIN_FILE.read_text()  # the plugin reads the same override
+
+
+def test_project_install_warns_when_the_plugin_is_also_global(cfg: Path, project: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(cfg, "install", "--global") == 0
+    capsys.readouterr()
+    assert run(cfg, "install", "--project", str(project)) == 0
+    out = capsys.readouterr().out
+    assert "also installed globally" in out and "uninstall --global" in out
