@@ -49,9 +49,12 @@ _KEYED = re.compile(
     (?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;}&)\]"'\\]+)
     """
 )
+_KEYED_HINTS = ("token", "key", "passw", "secret", "authorization")
 _SECRET_KEY = re.compile(r"(?i)^(?:[a-z_]*token|api[_-]?key|apikey|password|passwd|secret|authorization)$")
 _PROMPT_KEYS = ("content", "messages", "prompt", "system", "input", "instructions")
 _PROMPT_KEY = re.compile(r"""(["'])(""" + "|".join(_PROMPT_KEYS) + r""")\1\s*:\s*""", re.IGNORECASE)
+_REDACTED_MARK = "_lmstudio_tray_redacted"
+_JSON_CACHE = "_lmstudio_tray_json"
 _STD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -111,10 +114,17 @@ def redact(text: str) -> str:
             pass
         else:
             return json.dumps(_redact_value(parsed), ensure_ascii=False)
-    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _KEYED.sub(lambda m: m.group(1) + _quoted_like(m.group(0)[len(m.group(1)):]), text)
-    return _redact_prompts(text)
+    # Cheap substring tests first: most log lines contain none of these, and the regexes cost more.
+    lower = text.lower()
+    if "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
+    if "bearer" in lower:
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if any(hint in lower for hint in _KEYED_HINTS):
+        text = _KEYED.sub(lambda m: m.group(1) + _quoted_like(m.group(0)[len(m.group(1)):]), text)
+    if any(key in lower for key in _PROMPT_KEYS):
+        text = _redact_prompts(text)
+    return text
 
 
 def _redact_value(value: Any, key: str = "") -> Any:
@@ -195,14 +205,17 @@ class RedactingFilter(logging.Filter):
     """Redacts the message and arguments of every record before any handler sees them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get(_REDACTED_MARK) is True:
+            return True  # the file handler's filter ran first; the terminal's has nothing left to do
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: keep what we have, as text
             message = f"{record.msg!r} % {record.args!r}"
         record.msg = redact(message)
         record.args = None
+        record.__dict__[_REDACTED_MARK] = True
         for key in list(vars(record)):
-            if key in _STD_ATTRS:
+            if key in _STD_ATTRS or key.startswith("_"):
                 continue
             if key.lower() in _PROMPT_KEYS:
                 setattr(record, key, PROMPT_REDACTED)
@@ -220,24 +233,41 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts (UTC, ISO 8601), level, logger, msg, pid, thread, extra fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # The rotating handler formats each record twice (once to decide on rollover): format once.
+        cached = record.__dict__.get(_JSON_CACHE)
+        if isinstance(cached, str):
+            return cached
+        # Behind our filter, msg and string extras are clean already; without it, clean them here.
+        clean = record.__dict__.get(_REDACTED_MARK) is True
+        message = record.getMessage()
         data: dict[str, Any] = {
             "ts": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": message if clean else redact(message),
             "pid": record.process,
             "thread": record.threadName,
         }
         for key, value in vars(record).items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
-                data[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+            if key in _STD_ATTRS or key.startswith("_"):
+                continue
+            if key.lower() in _PROMPT_KEYS:
+                data[key] = PROMPT_REDACTED
+            elif isinstance(value, str):
+                data[key] = value if clean else redact(value)
+            elif isinstance(value, (int, float, bool, type(None))):
+                data[key] = value
+            else:
+                data[key] = redact(repr(value))
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data["exc"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
-            data["exc"] = record.exc_text
+            data["exc"] = redact(record.exc_text)
         if record.stack_info:
-            data["stack"] = record.stack_info
-        return redact(json.dumps(data, ensure_ascii=False))
+            data["stack"] = redact(record.stack_info)
+        line = json.dumps(data, ensure_ascii=False)
+        record.__dict__[_JSON_CACHE] = line
+        return line
 
 
 class ConsoleFormatter(logging.Formatter):
