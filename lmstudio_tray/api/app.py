@@ -117,6 +117,8 @@ class ValidateFastPath:
 
     def __getattr__(self, name: str) -> Any:
         # stands where the FastAPI app stood (`guard.app`): openapi(), state, routes... are the app's
+        if name == "app":  # not set yet (copy/pickle): no endless recursion
+            raise AttributeError(name)
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
