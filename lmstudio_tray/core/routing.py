@@ -451,6 +451,9 @@ class Router:
                 if conn.started:
                     raise
                 # the instance had closed this idle connection meanwhile: not a failure, use a new one
+            except BaseException:  # cancelled (the client went away): the connection is mid-exchange
+                conn.close()
+                raise
         conn = await self._connect(scheme, host, port)
         try:
             await conn.exchange(request)
