@@ -307,6 +307,11 @@ class TrayApp:
         if self.presenter is not None:
             self.presenter.update_prefs(**menu_prefs(config))
 
+    def _tips(self) -> list[str]:
+        from lmstudio_tray.analytics import tips_for
+
+        return tips_for(self.core)
+
     def _about_text(self) -> str:
         names = ", ".join(s.name for s in self.core.status().instances) or "none"
         return self.about or f"Watching: {names}. Config: {self.config_path or paths.config_file()}"
@@ -381,6 +386,7 @@ class TrayApp:
             ensure_config=self._ensure_config,
             about_text=self._about_text,
             preferences=preferences,
+            tips=self._tips,
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter

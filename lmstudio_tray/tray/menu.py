@@ -42,6 +42,7 @@ class ActionKind(str, Enum):
     TOGGLE_NOTIFY_CATEGORY = "toggle_notify_category"
     SET_VALIDATION = "set_validation"
     USE_PROFILE = "use_profile"
+    SHOW_TIP = "show_tip"
     OPEN_CONFIG = "open_config"
     OPEN_LOGS = "open_logs"
     ABOUT = "about"
@@ -98,6 +99,7 @@ class MenuContext:
     prefs: MenuPrefs = field(default_factory=MenuPrefs)
     can_cancel: Callable[[str, str], bool] = lambda instance, model: False
     busy: frozenset[tuple[str, str]] = frozenset()  # (instance, model) with a click still being handled
+    tips: tuple[str, ...] = ()  # suggestions from the usage analytics, each with the numbers behind it
 
 
 def find(items: tuple[MenuItem, ...], label: str) -> MenuItem:
@@ -196,7 +198,7 @@ def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[Me
                 label += "  (active)"
             items.append(MenuItem(label, children=instance_section(snap, ctx, header=False)))
     items.append(SEPARATOR)
-    items.extend(global_section(ctx.prefs))
+    items.extend(global_section(ctx.prefs, ctx.tips))
     return tuple(items)
 
 
@@ -318,10 +320,14 @@ def _group_of(model: ModelInfo) -> str:
     return "vlm" if model.type == "llm" and "vision" in model.capabilities else model.type
 
 
-def global_section(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
+def global_section(prefs: MenuPrefs, tips: tuple[str, ...] = ()) -> tuple[MenuItem, ...]:
     items = [
         MenuItem("Notifications", MenuAction(ActionKind.TOGGLE_NOTIFICATIONS), checked=prefs.notifications),
     ]
+    if tips:  # a click shows the whole tip: menu labels are cut short
+        items.insert(0, MenuItem(f"Tips ({len(tips)})", children=tuple(
+            MenuItem(_short(tip, 70), MenuAction(ActionKind.SHOW_TIP, target=tip)) for tip in tips
+        )))
     items.extend(preference_items(prefs))
     if prefs.autostart is not None:
         items.append(MenuItem("Start at login", MenuAction(ActionKind.TOGGLE_AUTOSTART), checked=prefs.autostart))

@@ -11,7 +11,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from lmstudio_tray import __version__
@@ -94,6 +94,7 @@ class TrayPresenter:
         ensure_config: Callable[[], str | None] | None = None,
         about_text: Callable[[], str] | None = None,
         preferences: PreferencesLike | None = None,
+        tips: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.view = view
         self._status = status
@@ -106,6 +107,7 @@ class TrayPresenter:
         self._ensure_config = ensure_config
         self._about_text = about_text
         self._preferences = preferences
+        self._tips = tips
         self._lock = threading.RLock()
         self._busy: set[tuple[str, str]] = set()
         self._shown_icon: tuple[InstanceState, float | None] | None = None
@@ -125,7 +127,8 @@ class TrayPresenter:
         with self._lock:
             state, progress = aggregate(report)
             icon = (state, quantize(progress))
-            ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy))
+            ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy),
+                              tips=self._current_tips())
             menu = build_menu(report, ctx)
             tip = tooltip(report)
             if icon != self._shown_icon:
@@ -137,6 +140,13 @@ class TrayPresenter:
             if menu != self._shown_menu:
                 self._shown_menu = menu
                 self.view.set_menu(menu)
+
+    def _current_tips(self) -> tuple[str, ...]:
+        try:
+            return tuple(self._tips()) if self._tips else ()
+        except Exception:  # tips are an extra: a broken store must not break the menu
+            log.debug("no tips", exc_info=True)
+            return ()
 
     def on_event(self, event: object) -> None:
         """Bus subscriber (runs in the core thread): every event may change what the tray shows."""
@@ -192,6 +202,8 @@ class TrayPresenter:
                              "Could not change the notification types")
         elif kind is ActionKind.SET_VALIDATION:
             self._prefer(lambda p: p.set_validation(target), "Could not change the validation policy")
+        elif kind is ActionKind.SHOW_TIP:
+            self._reporter.report("Tip", target, failure=False)
         elif kind is ActionKind.OPEN_CONFIG:
             path = self._ensure_config() if self._ensure_config else self.prefs.config_path
             if not path or not self.view.open_path(path):
