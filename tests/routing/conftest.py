@@ -72,6 +72,7 @@ def pool_factory(emulator_factory: Any) -> Iterator[Callable[..., Pool]]:
         emu_settings: dict[str, dict[str, Any]] | None = None,
         tokens: dict[str, str] | None = None,
         poll_interval: float = 1.0,
+        fast_window: float = 10.0,
         extra_pools: list[dict[str, Any]] | None = None,
     ) -> Pool:
         emus: dict[str, Emulator] = {}
@@ -84,7 +85,7 @@ def pool_factory(emulator_factory: Any) -> Iterator[Callable[..., Pool]]:
             "instances": [{"name": n, "url": e.api_url} for n, e in emus.items()],
             "pools": [{"name": "team", "instances": list(emus)}, *(extra_pools or [])],
             "endpoint": {"port": 0},
-            "monitor": {"poll_interval": poll_interval},
+            "monitor": {"poll_interval": poll_interval, "fast_window": fast_window},
         })
         for name, token in (tokens or {}).items():
             keyring.set_password("lmstudio-tray", name, token)  # the test's in-memory keyring
