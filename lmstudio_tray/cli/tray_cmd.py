@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import sys
 import tempfile
 from pathlib import Path
 
-from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import Config, InstanceConfig
 
 log = logging.getLogger(__name__)
@@ -41,34 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _log_to_file() -> None:
-    """The tray has no console: keep its log where "Open logs folder" points."""
-    try:
-        directory = paths.log_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            directory / "tray.log", maxBytes=1_000_000, backupCount=3, encoding="utf-8"
-        )
-    except OSError as exc:
-        log.warning("cannot write a log file: %s", exc)
-        return
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        # stderr keeps the level the user chose; the file always gets INFO.
-        for h in root.handlers:
-            if h is not handler and h.level == logging.NOTSET:
-                h.setLevel(root.level or logging.WARNING)
-        root.setLevel(logging.INFO)
-
-
 def run(args: argparse.Namespace) -> int:
     from lmstudio_tray.cli._common import config_path, read_config
     from lmstudio_tray.tray.app import BackendChoice, choose_backend, run_tray
 
-    _log_to_file()
     backend = (
         BackendChoice(None, "tray: --headless given; no icon, notifications only") if args.headless else None
     )
