@@ -25,6 +25,7 @@ from lmstudio_tray.api.app import create_app
 from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core import paths
+from lmstudio_tray.core.logging_setup import register_secret
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.sessions import SessionTracker
 from lmstudio_tray.tray.lock import SingleInstance
@@ -117,6 +118,7 @@ class EndpointServer:
             # interval (5 ms by default) before the loop gets it back: that is the hook path's p99.
             sys.setswitchinterval(SWITCH_INTERVAL)
         self.token = secrets.token_urlsafe(32)
+        register_secret(self.token)
         self._sock = self._bind()
         self.port = int(self._sock.getsockname()[1])
         self.app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions)

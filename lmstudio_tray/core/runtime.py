@@ -21,6 +21,7 @@ from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_
 from lmstudio_tray.core.eta import LoadEstimator
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lms import Lms, find_lms
+from lmstudio_tray.core.logging_setup import register_secret
 from lmstudio_tray.core.models import StatusReport
 from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.secrets import SecretStore, open_store
@@ -78,6 +79,7 @@ class Core:
         except Exception as exc:  # a locked or broken keyring must not stop monitoring
             log.warning("could not read the API token of %s from %s: %s", cfg.name, self.secrets.backend, exc)
             token = None
+        register_secret(token)  # whatever store it came from, it never reaches a log line
         return LMStudioClient(cfg.url, token=token, timeout=cfg.timeout or self.config.monitor.request_timeout)
 
     def _can_control(self, cfg: InstanceConfig) -> bool:
