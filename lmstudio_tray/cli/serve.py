@@ -45,10 +45,12 @@ def _attach_notifications(core: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from lmstudio_tray.analytics import attach_analytics
     from lmstudio_tray.api.server import EndpointError, attach_endpoint
+    from lmstudio_tray.diagnostics.telemetry import attach_telemetry
 
     core = make_core(args)
     server = attach_endpoint(core, port=args.port)
     attach_analytics(core)
+    attach_telemetry(core, command="serve")
     if not args.no_notify:
         _attach_notifications(core)
 

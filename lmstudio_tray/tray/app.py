@@ -431,6 +431,7 @@ def attach_endpoint_and_analytics(core: Core) -> None:
     """
     from lmstudio_tray.analytics import attach_analytics
     from lmstudio_tray.api.server import EndpointError, EndpointServer
+    from lmstudio_tray.diagnostics.telemetry import attach_telemetry
 
     server = EndpointServer(core)
 
@@ -445,6 +446,7 @@ def attach_endpoint_and_analytics(core: Core) -> None:
     core.add_service(start, server.stop)
     try:
         attach_analytics(core)
+        attach_telemetry(core, command="run")
     except Exception as exc:  # analytics are an extra; never a reason for the tray not to start
         log.warning("tray: analytics are off: %s", exc)
 
