@@ -230,6 +230,9 @@ def test_the_tray_serves_the_opencode_endpoint(tray: RunningTray) -> None:
         assert client.get("/v1/status").json()["instances"][0]["name"] == "emu"
     stop_tray(tray)
     assert not discovery.exists(), "a clean exit removes the discovery file"
+    written = [p for p in tray.state_home.parent.rglob("*") if p.is_file()]
+    assert any(p.name == "lmstudio-tray.log" for p in written), "the tray keeps a log"
+    assert not [p for p in written if info["token"].encode() in p.read_bytes()], "the token leaked into a file"
 
 
 def test_sigterm_exits_cleanly(tray: RunningTray) -> None:
