@@ -220,6 +220,8 @@ def parse_profile(text: str, source: str, *, fetched_at: float) -> TeamProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TeamProfileError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise TeamProfileError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     try:
         meta = TeamMeta.model_validate(data.get("team") or {})
         models = ModelPolicy.model_validate(data.get("models") or {})
