@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,9 +242,17 @@ def test_planted_tokens_appear_nowhere_the_app_writes(tmp_path: Path, emulator_f
             r = httpx.get(base + "/v1/status", headers=headers, timeout=30)
             assert r.status_code >= 400
             bodies.append(r.text + json.dumps(dict(r.headers)))
-        status = subprocess.run([sys.executable, "-m", "lmstudio_tray", "--config", str(config), "--log-level",
-                                 "debug", "status", "--json"], capture_output=True, text=True, env=env, timeout=60)
-        bodies += [status.stdout, status.stderr]
+        # the commands that print or export what the app knows: status, config export, stats, doctor's zip
+        debug_zip = tmp_path / "debug.zip"
+        for command in (["status", "--json"], ["config", "export"], ["stats", "--json", "--since", "all"],
+                        ["doctor", "--json", "--export", str(debug_zip)]):
+            out = subprocess.run([sys.executable, "-m", "lmstudio_tray", "--config", str(config), "--log-level",
+                                  "debug", *command], capture_output=True, text=True, env=env, timeout=120)
+            assert "Traceback" not in out.stderr, (command, out.stderr[-2000:])
+            bodies += [out.stdout, out.stderr]
+        assert debug_zip.exists(), "doctor --export wrote no zip"
+        with zipfile.ZipFile(debug_zip) as z:
+            bodies += [z.read(name).decode("utf-8", "replace") for name in z.namelist()]
     finally:
         serve.stop()
     for text in bodies:
