@@ -146,6 +146,8 @@ def test_one_tray_per_user(tmp_path: Path, emulator: Emulator, kill_first: bool)
         winner = running[0]
         lock = state_dir_of(env) / "tray.lock"
         assert lock.read_text().strip() == str(winner.proc.pid)
+        info = winner.wait_ready(marker=None)  # the tray serves the OpenCode endpoint too
+        assert healthy(info)
         if kill_first:
             winner.proc.send_signal(signal.SIGKILL)
             winner.proc.wait(20)
@@ -154,10 +156,30 @@ def test_one_tray_per_user(tmp_path: Path, emulator: Emulator, kill_first: bool)
             trays.append(again)
             # the OS dropped the dead tray's lock: the new one starts and takes it over
             wait_for(lambda: lock.read_text().strip() == str(again.proc.pid), 60)
-            time.sleep(1.0)
+            new = again.wait_ready(marker=None)
+            assert new["token"] != info["token"] and healthy(new)
             assert again.proc.poll() is None, again.stderr
             assert "already running" not in again.stderr
     finally:
         for t in trays:
             t.stop()
 
+
+
+def test_tray_next_to_a_running_serve_keeps_running_without_the_endpoint(tmp_path: Path, emulator: Emulator) -> None:
+    env = child_env()
+    env["LMSTUDIO_TRAY_NOTIFIER"] = "log"
+    config = write_config(tmp_path / "config.toml", emulator.api_url, port=free_port())
+    serve = start_serve(tmp_path, env, config)
+    tray: ServeProcess | None = None
+    try:
+        info = serve.wait_ready()
+        tray = _tray(tmp_path, env, config, "tray")
+        wait_for(lambda: "OpenCode endpoint is not running here" in tray.stderr, 60)
+        assert f"(pid {serve.proc.pid}) already serves the endpoint" in tray.stderr
+        assert tray.proc.poll() is None and "Traceback" not in tray.stderr
+        assert json.loads(serve.endpoint_file.read_text())["token"] == info["token"] and healthy(info)
+    finally:
+        if tray is not None:
+            tray.stop()
+        serve.stop()
