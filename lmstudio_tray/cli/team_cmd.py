@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def profile_of(config: Config) -> team.TeamProfile | None:
-    return team.current_team({team.KEY: config.team_profile} if config.team_profile else {})
+    return team.for_config(config)
 
 
 # ---- status -----------------------------------------------------------------------------------------

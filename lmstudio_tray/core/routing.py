@@ -481,6 +481,10 @@ class Router:
         else:
             conn.close()
 
+    def note_use(self, instance: str, model_key: str) -> None:
+        """Record that `model_key` serves requests on `instance` (validate calls for direct providers)."""
+        self._note_use(self.usage_of(instance), instance, model_key)
+
     def _note_use(self, usage: InstanceUsage, name: str, key: str) -> None:
         usage.last_model_use[key] = time.time()
         # for the shared-instance guard in other processes (`models unload` asks before cutting people off)

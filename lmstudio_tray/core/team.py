@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import DEFAULT_URL, ConfigError, Strict, atomic_write, parse_config
+from lmstudio_tray.core.config import DEFAULT_URL, Config, ConfigError, Strict, atomic_write, parse_config
 from lmstudio_tray.core.models import InstanceSnapshot
 
 if sys.version_info >= (3, 11):
@@ -320,6 +320,11 @@ def apply_team(user: Mapping[str, Any]) -> dict[str, Any]:
     # without [[instances]] of their own, members keep the default local server next to the shared ones
     defaults = {} if "instances" in user else {"instances": [{"name": "local", "url": DEFAULT_URL}]}
     return merge_layers(defaults, profile.layer, user, profile.locked)
+
+
+def for_config(config: Config) -> TeamProfile | None:
+    """The team profile a loaded config was built with (None without one, or when it is unusable)."""
+    return current_team({KEY: config.team_profile} if config.team_profile else {})
 
 
 def current_team(user: Mapping[str, Any]) -> TeamProfile | None:

@@ -90,3 +90,15 @@ async def test_guard_for_unload_and_switch_from_the_status_cache(pool_factory: A
         team.guard_action(p, snap, unload="all", uses=uses)
     team.guard_action(p, snap, unload="all", uses=uses, force=True)
     team.guard_action(p, snap, switch_to=GEMMA, uses=uses)  # keeps gemma: nothing in use goes away
+
+
+async def test_validated_use_counts_like_routed_use(pool_factory: Any, tmp_path: Path) -> None:
+    pool: Pool = pool_factory({"a": [QWEN]})
+    pool.router.note_use("a", QWEN)  # what /v1/validate would do for a provider pointing at a directly
+    for _ in range(100):
+        if team.ModelUseLog().last_use("a", QWEN):
+            break
+        await asyncio.sleep(0.05)
+    p = profile(tmp_path, PROFILE.replace("http://127.0.0.1:9", pool.emus["a"].api_url))
+    with pytest.raises(team.SharedInstanceBusy):
+        team.guard_action(p, pool.core.monitor.snapshot("a"), unload="all")
