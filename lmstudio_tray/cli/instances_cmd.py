@@ -70,19 +70,38 @@ def _problem(exc: ConfigError) -> int:
 # ---- list ------------------------------------------------------------------------------------------
 
 
-def _router_failures() -> dict[str, list[dict[str, Any]]]:
-    """Recent connection failures the running tray's router saw (best effort: {} when not running)."""
+def _live() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The running tray's /v1/status and router figures (best effort: empty when it is not running)."""
     from lmstudio_tray.api.discovery import read_endpoint
 
     ep = read_endpoint()
     if ep is None:
-        return {}
-    try:
-        r = httpx.get(ep.url + "/v1/route/", headers={"authorization": f"Bearer {ep.token}"}, timeout=1.0)
-        data = r.json() if r.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError):
-        return {}
-    return {name: list(u.get("recent_failures", [])) for name, u in data.get("instances", {}).items()}
+        return {}, {}
+    headers = {"authorization": f"Bearer {ep.token}"}
+    out: list[dict[str, Any]] = []
+    for path in ("/v1/status", "/v1/route/"):
+        try:
+            r = httpx.get(ep.url + path, headers=headers, timeout=1.0)
+            out.append(r.json() if r.status_code == 200 else {})
+        except (httpx.HTTPError, ValueError):
+            out.append({})
+    return out[0], out[1]
+
+
+def _seen_only(status: dict[str, Any], configured: set[str]) -> list[inst.InstanceHealth]:
+    """Instances the running tray monitors only because an OpenCode provider pointed at them."""
+    rows = []
+    for s in status.get("instances", []):
+        if not isinstance(s, dict) or s.get("name") in configured:
+            continue
+        state = str(s.get("state"))
+        loaded = tuple(i["id"] for m in s.get("models", []) for i in m.get("instances", []) if "id" in i)
+        rows.append(inst.InstanceHealth(
+            name=str(s.get("name")), url=str(s.get("url")), active=False, configured=False, state=state,
+            reachable=state in ("idle", "ready", "loading"), latency_ms=s.get("latency_ms"), api=s.get("api"),
+            loaded=loaded, error=s.get("error"), has_token=False, pools=(),
+        ))
+    return rows
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -96,14 +115,17 @@ def run_list(args: argparse.Namespace) -> int:
             except Exception:  # a locked keyring: say "unknown" as no token rather than fail the listing
                 tokens[name] = False
         return inst.health(config, core.monitor.snapshots(), active=core.active_instance, has_token=tokens,
-                           failures=_router_failures())
+                           failures=failures)
 
+    status, router = _live()
+    failures = {name: list(u.get("recent_failures", [])) for name, u in router.get("instances", {}).items()}
     rows = run_with_core(args, body)
+    rows += _seen_only(status, {r.name for r in rows})
     if args.json:
         print_json([r.to_json() for r in rows])
     else:
         print(format_health(rows))
-    return EXIT_OK if all(r.reachable for r in rows) else EXIT_FAILURE
+    return EXIT_OK if all(r.reachable for r in rows if r.configured) else EXIT_FAILURE
 
 
 def format_health(rows: list[inst.InstanceHealth]) -> str:
@@ -121,6 +143,9 @@ def format_health(rows: list[inst.InstanceHealth]) -> str:
             lines.append(f"    loaded: {', '.join(r.loaded)}")
         if r.error and not r.reachable:
             lines.append(f"    {r.error}")
+        if not r.configured:
+            lines.append(f"    seen through an OpenCode provider; keep it with "
+                         f"`lmstudio-tray instances add NAME {r.url}`")
         if r.recent_failures:
             last = r.recent_failures[-1]
             lines.append(f"    {len(r.recent_failures)} recent router failure(s), last: {last.get('reason')}")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import keyring
 import pytest
 
@@ -14,7 +16,7 @@ from lmstudio_tray.cli import main
 from lmstudio_tray.core.config import load_config
 from lmstudio_tray.emulator import Emulator
 from tests.emulator_fixtures import EmulatorFactory, LmsHome
-from tests.routing.conftest import GEMMA, QWEN
+from tests.routing.conftest import GEMMA, QWEN, chat
 
 COMMENTED = """# my LM Studio servers
 [[instances]]
@@ -165,3 +167,33 @@ def test_discover_finds_the_local_server_from_lm_studios_settings(
 def test_discover_without_lm_studio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--config", str(tmp_path / "c.toml"), "instances", "discover")
     assert code == 1 and "No local LM Studio found" in err
+
+
+def test_list_includes_what_the_running_tray_saw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool_factory: Any, emulator_factory: EmulatorFactory
+) -> None:
+    pool = pool_factory({"a": [QWEN]}, poll_interval=60, fast_window=0)
+    stray: Emulator = emulator_factory()
+    stray.load(GEMMA)
+    # an OpenCode provider pointing at a server that is not configured: the tray monitors it ad hoc
+    r = httpx.post(pool.server.url + "/v1/validate", json={"model": GEMMA, "base_url": stray.api_url + "/v1"},
+                   headers={"authorization": f"Bearer {pool.server.token}"}, timeout=10)
+    assert r.status_code == 200
+    # and the router saw a dead member once
+    pool.emus["a"].stop_server()
+    r = httpx.post(pool.server.url + "/v1/route/team/v1/chat/completions", json=chat(QWEN),
+                   headers={"authorization": f"Bearer {pool.server.token}"}, timeout=10)
+    assert r.status_code == 502
+    pool.emus["a"].start_server()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[[instances]]\nname = "a"\nurl = "{pool.emus["a"].api_url}"\n')
+    code, out, _ = run(capsys, "--config", str(cfg), "instances", "list", "--json")
+    assert code == 0
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["a"]["configured"] is True and rows["a"]["recent_failures"]
+    assert "connection refused" in rows["a"]["recent_failures"][-1]["reason"]
+    seen = [row for row in rows.values() if not row["configured"]]
+    assert len(seen) == 1 and seen[0]["url"] == stray.api_url and seen[0]["loaded"] == [GEMMA]
+    code, out, _ = run(capsys, "--config", str(cfg), "instances", "list")
+    assert "seen through an OpenCode provider" in out and f"instances add NAME {stray.api_url}" in out
+    assert "recent router failure(s), last: connection refused" in out
