@@ -1,0 +1,95 @@
+"""The one-file bundle's tray on a real (test) desktop: PyInstaller builds can silently lose the GTK or
+AppIndicator backend and fall back to an icon without a menu, which no `--version` check notices.
+
+Run under the test desktop:  scripts/with-desktop.sh .venv/bin/pytest tests/installers/test_bundle_desktop.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmstudio_tray.core.models import InstanceState
+from lmstudio_tray.tray.icons import state_colour
+
+from .bundle_support import build
+
+pytestmark = [pytest.mark.desktop, pytest.mark.timeout(1500)]
+
+
+@pytest.fixture(autouse=True)
+def _needs_desktop() -> None:
+    # Same rule as tests/desktop/conftest.py: skip outside the test desktop, fail when CI demands one.
+    missing = [v for v in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS") if not os.environ.get(v)]
+    if missing:
+        message = f"no test desktop ({', '.join(missing)} unset): run under scripts/with-desktop.sh"
+        if os.environ.get("LMSTUDIO_TRAY_REQUIRE_DESKTOP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def bundle_exe() -> Path:
+    return build()
+
+
+@pytest.fixture
+def bundle_tray(bundle_exe: Path, tmp_path: Path, emulator: Any) -> Iterator[dict[str, Any]]:
+    from tests.desktop.xtools import tray_icons, wait_for
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[instances]]\nname = "emu"\nurl = "{emulator.api_url}"\n\n[endpoint]\nport = 0\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSTRAY_BACKEND", "LMSTUDIO_TRAY_NOTIFIER")}
+    env.update(LMSTUDIO_TRAY_MENU_DUMP=str(tmp_path / "menu.json"), XDG_STATE_HOME=str(tmp_path / "state"))
+    log = tmp_path / "tray.stderr"
+    before = set(tray_icons())
+    proc = subprocess.Popen([str(bundle_exe), "--config", str(config), "--log-level", "info", "run"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+
+    def new_icon() -> tuple[int, int, int, int] | None:
+        assert proc.poll() is None, f"the bundle's tray exited early:\n{log.read_text(errors='replace')}"
+        fresh = [g for wid, g in tray_icons().items() if wid not in before and g[2] >= 16 and g[3] >= 16]
+        return fresh[0] if fresh else None
+
+    try:
+        icon = wait_for(new_icon, 120, what="the bundle's tray icon")  # one-file: unpacks first
+        wait_for((tmp_path / "menu.json").exists, 30, what="the first menu")
+        yield {"icon": icon, "menu": tmp_path / "menu.json", "log": log, "proc": proc}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def labels(items: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        out.append(item.get("label", ""))
+        out.extend(labels(item.get("children", [])))
+    return out
+
+
+def test_bundle_shows_a_tray_icon_with_a_menu(bundle_tray: dict[str, Any]) -> None:
+    from tests.desktop.xtools import colour_share, wait_for
+
+    log_text = bundle_tray["log"].read_text(errors="replace")
+    assert "with menu" in log_text, log_text  # GTK or AppIndicator made it into the bundle
+    assert "no menu" not in log_text and "running headless" not in log_text
+    menu = json.loads(bundle_tray["menu"].read_text())
+    all_labels = labels(menu)
+    assert "Quit" in all_labels and any(label.startswith("Load model") for label in all_labels)
+    # The icon is drawn from the bundled assets (a missing palette would draw the fallback grey disc).
+    assert wait_for(lambda: colour_share(bundle_tray["icon"], state_colour(InstanceState.IDLE)) > 0.15, 30,
+                    what="the idle colour")
+    assert "icon assets not found" not in log_text
