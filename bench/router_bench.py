@@ -11,7 +11,8 @@ Prints:
   - time to first byte of a streamed chat completion (p50/p90/p99), direct vs routed, and the added p50
     (target: <= 2 ms), next to a bare TCP relay process: on a loaded machine any extra process hop waits
     for a CPU, and the relay shows how much of the added time that alone is;
-  - streamed tokens per second, one stream at a time and --concurrency at once, direct vs routed
+  - streamed tokens per second, one stream at a time and --concurrency at once, direct vs routed, as fast
+    as the emulator can stream (the pipe's limit) and at a real model's pace of 100 tokens/s per stream
     (target: unchanged, i.e. a ratio close to 1.0).
 """
 
@@ -40,7 +41,7 @@ from lmstudio_tray.emulator import Emulator, EmulatorSettings
 emus = [Emulator(EmulatorSettings(load_seconds=0.0)).start() for _ in range(2)]
 for e in emus:
     e.load(sys.argv[1])
-print(json.dumps([e.api_url for e in emus]), flush=True)
+print(json.dumps([[e.api_url, e.control_url] for e in emus]), flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 threading.Event().wait()
 """
@@ -130,7 +131,8 @@ async def run(args: argparse.Namespace) -> None:
     relay: subprocess.Popen[str] | None = None
     try:
         assert emus.stdout is not None
-        urls: list[str] = json.loads(emus.stdout.readline())
+        pairs: list[list[str]] = json.loads(emus.stdout.readline())
+        urls = [api for api, _ in pairs]
         with tempfile.TemporaryDirectory() as tmp:
             endpoint = subprocess.Popen(
                 [sys.executable, "-c", ENDPOINT, json.dumps(urls), str(Path(tmp) / "endpoint.json")],
@@ -145,6 +147,8 @@ async def run(args: argparse.Namespace) -> None:
             routed_url = info["url"] + "/v1/route/bench/v1/chat/completions"
             auth = {"authorization": f"Bearer {info['token']}"}
             direct_url = urls[0] + "/v1/chat/completions"
+            # concurrent direct streams go to both emulators in turn, as the router spreads them
+            direct_urls = [u + "/v1/chat/completions" for u in urls]
             limits = httpx.Limits(max_keepalive_connections=args.concurrency * 2)
             async with httpx.AsyncClient(timeout=30, limits=limits) as client:
                 for _ in range(20):  # warm connections and caches on both paths
@@ -189,14 +193,32 @@ async def run(args: argparse.Namespace) -> None:
                         total = 0
                         for batch in range(args.streams // conc):
                             got = await asyncio.gather(*(
-                                ttfb(client, url, headers, f"a longer prompt so the reply has more words {batch} {k}")
+                                ttfb(client, direct_urls[k % len(direct_urls)] if name == "direct" else url, headers,
+                                 f"a longer prompt so the reply has more words {batch} {k}")
                                 for k in range(conc)))
                             total += sum(c for _, c in got)
                         rates[name] = total / (time.perf_counter() - started)
                     print(f"  {conc} at a time: direct {rates['direct']:8.0f}/s  routed {rates['routed']:8.0f}/s"
                           f"  ratio {rates['routed'] / rates['direct']:.2f}")
-                print(f"(the emulator streams a token per chunk; a real model makes 20-150 tokens/s per stream, "
-                      f"far below either figure) stdev of direct ttfb {statistics.pstdev(direct):.2f} ms")
+                # at a real model's pace (100 tokens/s per stream) the router must not slow anything down
+                for _, control in pairs:
+                    httpx.post(control + "/_emulator/settings", json={"token_delay": 0.01}, timeout=10)
+                rates = {}
+                for name, url, headers in (("direct", direct_url, {}), ("routed", routed_url, auth)):
+                    started = time.perf_counter()
+                    total = 0
+                    for batch in range(3):
+                        got = await asyncio.gather(*(
+                            ttfb(client, direct_urls[k % len(direct_urls)] if name == "direct" else url, headers,
+                                 f"a longer prompt so the reply has more words {batch} {k}")
+                            for k in range(args.concurrency)))
+                        total += sum(c for _, c in got)
+                    rates[name] = total / (time.perf_counter() - started)
+                print(f"  at 100 tokens/s per stream, {args.concurrency} streams: direct {rates['direct']:6.0f}/s"
+                      f"  routed {rates['routed']:6.0f}/s  ratio {rates['routed'] / rates['direct']:.2f}")
+                print(f"(token_delay 0 measures the pipe: the emulator streams a token per chunk as fast as it can; "
+                      f"real models make 20-150 tokens/s per stream) stdev of direct ttfb "
+                      f"{statistics.pstdev(direct):.2f} ms")
     finally:
         for proc in (relay, endpoint, emus):
             if proc is not None:
