@@ -177,6 +177,11 @@ def test_hung_lm_studio_never_holds_a_validate_past_its_budget(rig_factory: Any)
     listing = rig.http.post("/v1/tools/list", json={})
     assert time.monotonic() - started < 6.0 * 2 + 5 and listing.status_code == 200
     assert rig.validate()["category"] == "offline"
+    # ensure (load-if-needed) is bounded too: by the status request's timeout, not the load's 10 minutes
+    started = time.monotonic()
+    ensure = rig.http.post("/v1/ensure", json={"model": MODEL, "base_url": rig.emu.api_url + "/v1"})
+    assert time.monotonic() - started < 6.0 * 2 + 5
+    assert ensure.status_code == 200 and ensure.json()["ok"] is False, ensure.text
     rig.emu.clear_faults()
     rig.wait_state("ready", timeout=30)
 
