@@ -2,6 +2,10 @@
 
 Tokens never go into the config file or the logs. The keyring entry is service `lmstudio-tray`,
 user = instance name, so `secret-tool lookup service lmstudio-tray username local` finds it.
+
+The backend is picked without `keyring.get_keyring()` where that is safe: its discovery imports every
+installed backend (macOS, Windows, KWallet, keyrings.alt, ...) to rank them, which costs the long-running
+tray ~6 MB of memory and ~100 ms of start-up for modules it never uses. See `choose_keyring`.
 """
 
 from __future__ import annotations
@@ -10,12 +14,17 @@ import contextlib
 import json
 import logging
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lmstudio_tray import APP_NAME
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import atomic_write
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 log = logging.getLogger(__name__)
 SERVICE = APP_NAME
@@ -32,11 +41,9 @@ class SecretStore(Protocol):
 
 
 class KeyringStore:
-    def __init__(self) -> None:
-        import keyring
-
-        self._keyring = keyring
-        self.backend = f"keyring ({type(keyring.get_keyring()).__name__})"
+    def __init__(self, keyring_backend: KeyringBackend | None = None) -> None:
+        self._keyring = keyring_backend if keyring_backend is not None else choose_keyring()
+        self.backend = f"keyring ({backend_name(self._keyring)})"
 
     def get(self, name: str) -> str | None:
         value = self._keyring.get_password(SERVICE, name)
@@ -50,6 +57,61 @@ class KeyringStore:
 
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
             self._keyring.delete_password(SERVICE, name)
+
+
+def backend_name(backend: KeyringBackend) -> str:
+    """`SecretService`, `ChainerBackend`, ...: most backend classes are called just `Keyring`."""
+    cls = type(backend)
+    return cls.__module__.rsplit(".", 1)[-1] if cls.__name__ == "Keyring" else cls.__name__
+
+
+def choose_keyring(env: Mapping[str, str] | None = None, platform: str | None = None) -> KeyringBackend:
+    """The keyring backend `keyring.get_keyring()` would choose, found more cheaply where that is safe.
+
+    Full discovery whenever the user or the program chose: a backend already set in this process
+    (`keyring.set_keyring`, tests), `PYTHON_KEYRING_BACKEND`, or keyring's own config file. On a KDE
+    session KWallet outranks the Secret Service in keyring's ranking, so that keeps full discovery too.
+    Elsewhere on Linux/BSD the Secret Service is what discovery would rank first; it is tried alone,
+    and anything wrong with it (no D-Bus, no daemon, secretstorage missing) falls back to full discovery.
+    """
+    import keyring
+    import keyring.core
+
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    # keyring keeps the chosen backend in this module global; there is no public "was one chosen?"
+    if getattr(keyring.core, "_keyring_backend", None) is not None or env.get("PYTHON_KEYRING_BACKEND"):
+        return keyring.get_keyring()
+    if platform in ("darwin", "win32") or platform.startswith(("cygwin", "emscripten")):
+        return keyring.get_keyring()
+    if "KDE" in env.get("XDG_CURRENT_DESKTOP", "").upper().split(":") or _keyring_config_exists():
+        return keyring.get_keyring()
+    secret_service = _secret_service()
+    if secret_service is None:
+        return keyring.get_keyring()
+    keyring.set_keyring(secret_service)  # so every keyring call in this process agrees with the tray's
+    return secret_service
+
+
+def _keyring_config_exists() -> bool:
+    try:
+        from keyring.util import platform_
+
+        return (Path(platform_.config_root()) / "keyringrc.cfg").exists()
+    except Exception:  # an odd keyring version: let its own discovery read whatever config it has
+        return True
+
+
+def _secret_service() -> KeyringBackend | None:
+    try:
+        from keyring.backends import SecretService
+
+        backend = SecretService.Keyring()  # type: ignore[no-untyped-call]
+        backend.priority  # noqa: B018 - raises unless secretstorage imports and the daemon answers on D-Bus
+        return backend
+    except Exception as exc:
+        log.debug("Secret Service keyring not usable directly (%s); asking keyring to discover one", exc)
+        return None
 
 
 class FileStore:
@@ -104,25 +166,25 @@ class EnvStore:
         self.inner.delete(name)
 
 
-def _keyring_works() -> bool:
+def _working_keyring() -> KeyringBackend | None:
     try:
-        import keyring
         from keyring.backends import fail
 
-        backend = keyring.get_keyring()
+        backend = choose_keyring()
         if isinstance(backend, fail.Keyring):
-            return False
+            return None
         # Only a round trip proves a Secret Service is really there and unlocked.
-        keyring.get_password(SERVICE, "__probe__")
-        return True
+        backend.get_password(SERVICE, "__probe__")
+        return backend
     except Exception as exc:  # any backend error means "no usable keyring"
         log.debug("keyring unusable: %s", exc)
-        return False
+        return None
 
 
 def open_store() -> SecretStore:
-    if _keyring_works():
-        return EnvStore(KeyringStore())
+    backend = _working_keyring()
+    if backend is not None:
+        return EnvStore(KeyringStore(backend))
     store = FileStore()
     log.warning(
         "no working keyring backend; API tokens are kept in %s (readable only by you). "

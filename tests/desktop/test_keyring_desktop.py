@@ -1,0 +1,72 @@
+"""The token store on the test desktop (gnome-keyring as the Secret Service): picked directly, found by
+`secret-tool`, and the same backend keyring's own discovery ranks first; PYTHON_KEYRING_BACKEND still wins.
+
+    scripts/with-desktop.sh .venv/bin/pytest -m desktop tests/desktop/test_keyring_desktop.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from tests.core.test_secrets import PROBE, run_python
+
+pytestmark = [pytest.mark.desktop, pytest.mark.real_keyring]
+
+
+def secret_tool_lookup(name: str) -> str:
+    done = subprocess.run(["secret-tool", "lookup", "service", "lmstudio-tray", "username", name],
+                          capture_output=True, text=True, timeout=30)
+    return done.stdout
+
+
+def clear(name: str) -> None:
+    subprocess.run(["secret-tool", "clear", "service", "lmstudio-tray", "username", name], timeout=30, check=False)
+
+
+def test_the_secret_service_is_chosen_without_full_discovery() -> None:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    code = PROBE.replace('"probe-inst"', repr(name))
+    try:
+        out = json.loads(run_python(code))
+        assert out["backend"] == "keyring (SecretService)"
+        assert out["token"] == "sk-probe-token"
+        assert secret_tool_lookup(name) == "sk-probe-token"  # really in gnome-keyring, where users look
+        # the point of choosing directly: no other backend was imported to be ranked
+        assert set(out["modules"]) <= {"keyring.backends.SecretService", "keyring.backends.fail"}, out["modules"]
+    finally:
+        clear(name)
+    # ... and it is the backend keyring's own discovery would use first here
+    first = run_python("import keyring; b = keyring.get_keyring(); "
+                       "print(type(getattr(b, 'backends', [b])[0]).__module__)")
+    assert first == "keyring.backends.SecretService"
+
+
+def test_python_keyring_backend_beats_the_secret_service() -> None:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    code = PROBE.replace('"probe-inst"', repr(name))
+    try:
+        out = json.loads(run_python(code, PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring"))
+        assert out["backend"] == "keyring (PlaintextKeyring)"
+        assert out["token"] == "sk-probe-token"
+        assert secret_tool_lookup(name) == ""
+    finally:
+        clear(name)
+
+
+def test_the_tray_reads_its_token_from_the_secret_service(tmp_path: os.PathLike[str]) -> None:
+    """What the running tray sees: the Core's store finds a token stored with secret-tool."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name,
+                    "application", "Python keyring library"],
+                   input="sk-from-secret-tool", text=True, timeout=30, check=True)
+    try:
+        code = ("from lmstudio_tray.core.secrets import open_store; s = open_store(); "
+                f"print(s.backend + '|' + str(s.get({name!r})))")
+        assert run_python(code) == "keyring (SecretService)|sk-from-secret-tool"
+    finally:
+        clear(name)
