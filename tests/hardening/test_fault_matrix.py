@@ -68,7 +68,7 @@ def rig_factory(emulator_factory: Any) -> Iterator[Any]:
 
 
 def test_lm_studio_killed_during_a_load(rig_factory: Any) -> None:
-    rig = rig_factory({"load_seconds": 5.0})
+    rig = rig_factory({"load_seconds": 20.0})
     rig.wait_state("idle")
     answer: dict[str, Any] = {}
 
@@ -85,7 +85,7 @@ def test_lm_studio_killed_during_a_load(rig_factory: Any) -> None:
     rig.emu.kill()
     worker.join(30)
     assert not worker.is_alive(), "the load call must end when LM Studio dies"
-    assert answer["status"] == 409 and answer["seconds"] < 5.0, answer
+    assert answer["status"] == 409 and answer["seconds"] < 20.0, answer  # before the load could end
     assert answer["body"]["error"]["message"], answer
     rig.wait_state("offline")
     snap = rig.ep.core.monitor.snapshot("local")
@@ -166,7 +166,7 @@ def test_hung_lm_studio_never_holds_a_validate_past_its_budget(rig_factory: Any)
         assert v["category"] in ("ready", "offline"), v
     # The plugin gives up after hook_timeout_ms; the endpoint answers within half of it (plus slack for a
     # loaded machine), far below the 6 s a hung LM Studio request would take.
-    assert max(timings) < hook_ms / 1000 + 1.5, timings
+    assert max(timings) < hook_ms / 1000 + 2.5, timings
     metrics = rig.http.get("/v1/metrics").json()
     assert metrics["validate"]["answered_from_stale_cache"] >= 1
     # the hung poll times out and the instance shows as offline (does not answer in time)
