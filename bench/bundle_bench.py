@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from lmstudio_tray.emulator import Emulator, EmulatorSettings  # noqa: E402
 
 
-def load_builder():  # type: ignore[no-untyped-def]
+def load_builder() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bundle_builder", ROOT / "installers" / "bundle.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -48,10 +49,10 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def unpacked_mb(exe: Path) -> float:
-    from PyInstaller.archive.readers import CArchiveReader
+    from PyInstaller.archive.readers import CArchiveReader  # type: ignore[import-untyped,unused-ignore]
 
     toc = CArchiveReader(str(exe)).toc
-    return sum(entry[2] for entry in toc.values()) / 1e6  # (offset, compressed, uncompressed, ...)
+    return float(sum(entry[2] for entry in toc.values())) / 1e6  # (offset, compressed, uncompressed, ...)
 
 
 def main() -> int:

@@ -28,7 +28,11 @@ def _load_builder() -> ModuleType:
 
 
 builder = _load_builder()
-build = builder.build
+
+
+def build(*, force: bool = False) -> Path:
+    """The one-file bundle, built once and reused while no input changed (installers/bundle.py)."""
+    return Path(builder.build(force=force))
 
 
 @contextmanager

@@ -57,7 +57,7 @@ def test_bundle_reports_offline_with_a_failing_exit_code(bundle_exe: Path, tmp_p
 
 
 def test_bundle_carries_the_data_files_the_app_reads(bundle_exe: Path) -> None:
-    from PyInstaller.archive.readers import CArchiveReader  # type: ignore[import-not-found]
+    from PyInstaller.archive.readers import CArchiveReader  # type: ignore[import-untyped,unused-ignore]
 
     names = set(CArchiveReader(str(bundle_exe)).toc)
     # Without these the tray draws plain discs and `opencode install` has no plugin to copy.
