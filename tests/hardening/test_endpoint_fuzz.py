@@ -100,6 +100,10 @@ def _fuzz(ep: Endpoint, mode: Any, examples: int, token: str | None) -> dict[str
                 assert response.status_code == 401, what
 
         run()
+    # still up and still right after all of it
+    with ep.client() as c:
+        assert c.get("/v1/health").status_code == 200
+        assert c.get("/v1/status").json()["instances"][0]["state"] in ("ready", "idle", "loading")
     return seen
 
 
