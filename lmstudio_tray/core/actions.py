@@ -27,9 +27,11 @@ from lmstudio_tray.core.events import (
 from lmstudio_tray.core.lms import LMS_MISSING, Lms, LmsError
 from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
 from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
+from lmstudio_tray.core.team import ModelUseLog, SharedInstanceBusy, TeamProfile, guard_action
 
 log = logging.getLogger(__name__)
 LmsFactory = Callable[[InstanceMonitor], "Lms | None"]
+TeamSource = Callable[[], "TeamProfile | None"]
 _TICK = 0.5
 
 
@@ -38,7 +40,8 @@ class ActionError(Exception):
 
     def __init__(self, message: str, *, kind: str = "failed") -> None:
         super().__init__(message)
-        self.kind = kind  # offline | auth_failed | unknown_model | not_supported | failed | cancelled
+        # offline | auth_failed | unknown_model | not_supported | failed | cancelled | shared_busy
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,17 @@ class Actions:
         *,
         estimator: LoadEstimator | None = None,
         lms_factory: LmsFactory | None = None,
+        team: TeamSource | None = None,
+        uses: ModelUseLog | None = None,
     ) -> None:
         self.monitor = monitor
         self.bus = bus
         self.estimator = estimator or LoadEstimator()
         self._lms_factory = lms_factory or (lambda _mon: None)
+        # The team profile in effect (shared instances, busy window, recommended contexts) and the record
+        # of recent model use: set by whoever knows the config (`wire_team`), read at each action.
+        self.team: TeamSource = team or (lambda: None)
+        self.uses: ModelUseLog | None = uses
         self._inflight: dict[tuple[str, str], asyncio.Task[LoadResult]] = {}
         self._lms_in_use: dict[tuple[str, str], Lms] = {}
 
@@ -107,6 +116,35 @@ class Actions:
             hit = snap.find_instance(target)
             found = hit[0] if hit else None
         return found
+
+    def recommended_context(self, key: str, info: ModelInfo | None = None) -> int | None:
+        """The team profile's default context length for `key` (capped at what the model supports)."""
+        team = self.current_team()
+        wanted = team.context_for(key) if team is not None else None
+        if wanted is not None and info is not None and info.max_context_length:
+            wanted = min(wanted, info.max_context_length)
+        return wanted
+
+    def current_team(self) -> TeamProfile | None:
+        try:
+            return self.team()
+        except Exception:  # a broken team source must not stop a load; the guard then has nothing to say
+            log.warning("could not read the team profile", exc_info=True)
+            return None
+
+    def _guard(self, snap: InstanceSnapshot, *, unload: str | None = None, switch_to: str | None = None,
+               force: bool = False) -> None:
+        """Refuse cutting off people who use a model on a shared instance (see core.team)."""
+        if force:
+            return
+        try:
+            guard_action(self.current_team(), snap, unload=unload, switch_to=switch_to, uses=self.uses)
+        except SharedInstanceBusy as exc:
+            raise ActionError(str(exc), kind="shared_busy") from None
+
+    def is_shared(self, instance: str) -> bool:
+        team = self.current_team()
+        return team is not None and instance in team.shared_instances
 
     def estimate_load_seconds(self, instance: str, model: str) -> float:
         snap = self.monitor.snapshot(instance)
@@ -143,6 +181,8 @@ class Actions:
         ):
             inst = info.instances[0]
             return LoadResult(instance, key, inst.id, 0.0, inst.context_length, already_loaded=True)
+        if context_length is None:
+            context_length = self.recommended_context(key, info)
         size = info.size_bytes if info else None
         eta = self.estimator.estimate(instance, size)
         mon.expect_load(key, eta_seconds=eta, owned=True)
@@ -218,8 +258,9 @@ class Actions:
 
     # ---- unload / switch --------------------------------------------------------------------------
 
-    async def unload(self, instance: str, target: str) -> list[str]:
-        """Unload an instance id, or every loaded instance of a model key."""
+    async def unload(self, instance: str, target: str, *, force: bool = False) -> list[str]:
+        """Unload an instance id, or every loaded instance of a model key. On a shared instance a model
+        that served requests within the team's busy window is refused (kind `shared_busy`) unless `force`."""
         mon, snap = await self._usable(instance)
         hit = snap.find_instance(target)
         if hit is not None:
@@ -230,10 +271,12 @@ class Actions:
                 loaded = ", ".join(i.id for m in snap.loaded_models for i in m.instances) or "nothing"
                 raise ActionError(f"{target!r} is not loaded on {instance} (loaded: {loaded}).", kind="not_loaded")
             ids = [i.id for i in info.instances]
+        self._guard(snap, unload=target, force=force)
         return await self._unload_ids(mon, ids)
 
-    async def unload_all(self, instance: str) -> list[str]:
+    async def unload_all(self, instance: str, *, force: bool = False) -> list[str]:
         mon, snap = await self._usable(instance)
+        self._guard(snap, unload="all", force=force)
         ids = [i.id for m in snap.loaded_models for i in m.instances]
         return await self._unload_ids(mon, ids)
 
@@ -250,11 +293,17 @@ class Actions:
                 await mon.refresh()
         return done
 
-    async def switch(self, instance: str, model: str, *, context_length: int | None = None) -> LoadResult:
+    async def switch(self, instance: str, model: str, *, context_length: int | None = None,
+                     force: bool = False) -> LoadResult:
         """Load `model`, then unload the other LLMs. A failed load leaves the old model in place.
 
         Embedding models stay: they usually serve a different purpose (retrieval) than the chat model.
+        On a shared instance the switch is refused before anything loads while a model it would unload
+        served requests within the team's busy window, unless `force`.
         """
+        _mon, before = await self._usable(instance)
+        target = self._resolve(before, model)
+        self._guard(before, switch_to=target.key if target else model, force=force)
         result = await self.load(instance, model, context_length=context_length)
         mon = self.monitor.instance(instance)
         snap = await self.monitor.get(instance, max_age=0)

@@ -286,6 +286,8 @@ class Router:
         self._ssl: ssl.SSLContext | None = None
         self.overhead_ms: deque[float] = deque(maxlen=OVERHEAD_SAMPLES)
         self.uses = uses if uses is not None else ModelUseLog()
+        self.uses_writes = 0  # how often model-use.json was written (throttled; tests and status show it)
+        self._trailing: asyncio.TimerHandle | None = None
 
     @property
     def pools(self) -> dict[str, PoolConfig]:
@@ -293,6 +295,13 @@ class Router:
         return {p.name: p for p in source}
 
     async def aclose(self) -> None:
+        if self._trailing is not None:  # the last uses must reach the file before the tray goes
+            self._trailing.cancel()
+            self._trailing = None
+            try:
+                self.uses.flush()
+            except OSError as exc:
+                log.warning("could not record model use in %s: %s", self.uses.path, exc)
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
@@ -487,10 +496,22 @@ class Router:
 
     def _note_use(self, usage: InstanceUsage, name: str, key: str) -> None:
         usage.last_model_use[key] = time.time()
-        # for the shared-instance guard in other processes (`models unload` asks before cutting people off)
+        # for the shared-instance guard in other processes (`models unload` asks before cutting people off):
+        # written at most every `uses.every` seconds, off the loop; a use between writes goes out with
+        # the next write, or with a trailing one so the file is never more than that behind
+        loop = asyncio.get_running_loop()
         if self.uses.record(name, key):
-            data = self.uses.pending()
-            asyncio.get_running_loop().run_in_executor(None, self._write_uses, data)
+            self._flush_uses(loop)
+        elif self._trailing is None:
+            self._trailing = loop.call_later(self.uses.every, self._flush_uses, loop)
+
+    def _flush_uses(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
+        data = self.uses.pending()
+        self.uses_writes += 1
+        loop.run_in_executor(None, self._write_uses, data)
 
     def _write_uses(self, data: dict[str, dict[str, float]]) -> None:
         try:

@@ -33,7 +33,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,3 +460,8 @@ def guard_action(config_team: TeamProfile | None, snapshot: InstanceSnapshot | N
         return
     guard_change(config_team, snapshot.name, models_affected(snapshot, unload=unload, switch_to=switch_to),
                  force=force, uses=uses)
+
+
+def source_for(config: Callable[[], Config]) -> Callable[[], TeamProfile | None]:
+    """What `Actions.team` needs: the profile of the config in effect now (it may change while running)."""
+    return lambda: for_config(config())

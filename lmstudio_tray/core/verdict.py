@@ -14,6 +14,7 @@ from typing import Any
 
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.team import TeamProfile
 
 CATEGORIES = (
     "ready",
@@ -26,6 +27,7 @@ CATEGORIES = (
     "auth_failed",
     "context_too_small",
     "error",
+    "not_allowed",
 )
 
 # What `ensure` can fix by loading: the rest (auth, unknown model, broken server) needs a person.
@@ -240,12 +242,48 @@ def _load_step(key: str, context: int | None = None) -> str:
     return f"Load it: `lmstudio-tray models load {key}{ctx}` (or ask the agent to call lmstudio_load_model)"
 
 
+def team_allows(team: TeamProfile | None, requested: str, model: ModelInfo | None) -> bool:
+    """Whether the team profile allows the model a request names (its key, a variant or a loaded copy)."""
+    if team is None or not team.allowed:
+        return True
+    if model is not None:
+        return any(team.allows(name) for name in (model.key, *model.variants))
+    plain = _QUANT_RE.sub("", _INSTANCE_SUFFIX_RE.sub("", requested.strip()))
+    return team.allows(requested) or team.allows(plain)
+
+
+def _not_allowed(snapshot: InstanceSnapshot, req: ValidateRequest, team: TeamProfile, where: str) -> _Draft:
+    contexts = {r.key: r.context_length for r in team.recommended}
+    allowed = list(dict.fromkeys([*team.allowed, *contexts]))
+    here = [m for key in allowed if (m := snapshot.model(key)) is not None and team.allows(m.key)]
+    here.sort(key=lambda m: (not m.loaded, m.key not in contexts))  # loaded first, then recommended
+    suggestions = [
+        Suggestion(m.key, m.loaded, 1.0, "loaded" if m.loaded else "allowed by the team",
+                   m.loaded_context_length if m.loaded else contexts.get(m.key))
+        for m in here[:MAX_SUGGESTIONS]
+    ]
+    recommended = ", ".join(k + (f" (context {c})" if c else "") for k, c in contexts.items() if team.allows(k))
+    steps = [f"Use a model the team allows: {', '.join(team.allowed)}"]
+    if recommended:
+        steps.append(f"The team recommends: {recommended}")
+    steps.append(f"The list comes from the team profile ({team.source}); `lmstudio-tray team status` shows it. "
+                 "Ask the team to add the model if you need it.")
+    return _Draft(
+        "not_allowed",
+        f"{where}: {req.model} is not one of the models team profile {team.name!r} allows.",
+        model_info=resolve_model(snapshot, req.model),
+        suggestions=suggestions,
+        steps=steps,
+    )
+
+
 def _classify(
     snapshot: InstanceSnapshot | None,
     req: ValidateRequest,
     *,
     instance_name: str | None,
     eta_seconds: float | None,
+    team: TeamProfile | None = None,
 ) -> _Draft:
     where = _where(snapshot, instance_name, req.base_url)
     if snapshot is None:
@@ -294,6 +332,9 @@ def _classify(
         )
 
     model = resolve_model(snapshot, req.model)
+    if team is not None and not team_allows(team, req.model, model):
+        return _not_allowed(snapshot, req, team, where)
+    recommended = team.context_for(model.key) if team is not None and model is not None else None
     load = next(
         (ld for ld in snapshot.loads if ld.model == req.model or (model is not None and ld.model == model.key)),
         None,
@@ -373,7 +414,8 @@ def _classify(
             "jit",
             f"{where}: {model.key} is not loaded; LM Studio will load it on demand{eta_text}.",
             model_info=model,
-            steps=[_load_step(model.key)],
+            # on demand, LM Studio picks its own context length; the team's default needs an explicit load
+            steps=[_load_step(model.key, recommended)],
             retry_after_ms=None if eta_seconds is None else int(eta_seconds * 1000),
             eta_seconds=eta_seconds,
         )
@@ -384,7 +426,7 @@ def _classify(
         model_info=model,
         suggestions=list(rank_suggestions(snapshot, req.model, exclude=model.key)),
         steps=[
-            _load_step(model.key, req.context_limit if model.max_context_length else None),
+            _load_step(model.key, (req.context_limit if model.max_context_length else None) or recommended),
             "Or switch OpenCode to a loaded model (/models)",
             "Or turn on JIT loading in LM Studio: Developer → Server Settings → Just in Time Model Loading",
         ],
@@ -407,10 +449,14 @@ def evaluate(
     *,
     instance_name: str | None = None,
     eta_seconds: float | None = None,
+    team: TeamProfile | None = None,
 ) -> Verdict:
-    """The verdict for one request. `eta_seconds` is the caller's load-time estimate for this model."""
-    draft = _classify(snapshot, request, instance_name=instance_name, eta_seconds=eta_seconds)
-    action = policy.get(draft.category, Policy.ALLOW)
+    """The verdict for one request. `eta_seconds` is the caller's load-time estimate for this model;
+    `team` (the team profile in effect) limits the models to the ones it allows."""
+    draft = _classify(snapshot, request, instance_name=instance_name, eta_seconds=eta_seconds, team=team)
+    # a team's model list is not a member's preference: no policy key lets a model it does not allow pass
+    default = Policy.BLOCK if draft.category == "not_allowed" else Policy.ALLOW
+    action = policy.get(draft.category, default)
     if action is Policy.ENSURE and draft.category not in ENSURABLE:
         # Loading cannot fix a dead server or a wrong name: asking for `ensure` there means "do not pass".
         action = Policy.BLOCK
