@@ -31,10 +31,12 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
+from lmstudio_tray.core import team as team_profiles
 from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.routing import Router
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.search import search as search_models
 from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
@@ -102,6 +104,7 @@ class ApiState:
     sessions: SessionTracker
     metrics: Metrics = field(default_factory=Metrics)
     guard: LoopbackGuard | None = None
+    router: Router | None = None
     validate: Callable[[s.ValidateIn], Awaitable[dict[str, Any]]] | None = None
 
 
@@ -181,7 +184,11 @@ def create_app(
     app.state.api = state
     _install_handlers(app)
     _routes(app, state)
-    mount_router(app, core)
+    state.router = mount_router(app, core)
+    # every surface acts through core.actions: the team profile and the use the router and validate
+    # record are what its shared-instance guard checks
+    core.actions.team = team_profiles.source_for(lambda: core.config)
+    core.actions.uses = state.router.uses
     port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
     # the fast path sits in front of FastAPI itself: its per-request telemetry and body-limit layers
     # cost more than the validation does
@@ -271,7 +278,8 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             m = resolve_model(snap, body.model)
             if m is not None and not m.loaded:
                 eta = core.actions.estimate_load_seconds(name, m.key)
-        return evaluate(snap, req, policy or cfg.validation.policy, instance_name=name, eta_seconds=eta)
+        return evaluate(snap, req, policy or cfg.validation.policy, instance_name=name, eta_seconds=eta,
+                        team=core.actions.current_team())
 
     @app.get("/v1/health", response_model=s.HealthOut, tags=["meta"])
     async def health() -> JSONResponse:
@@ -281,7 +289,10 @@ def _routes(app: FastAPI, st: ApiState) -> None:
              description="All instances from the status cache; the same shape as `lmstudio-tray status --json`.")
     async def status() -> JSONResponse:
         st.metrics.requests["status"] += 1
-        return JSONResponse(core.status().to_json())
+        data = core.status().to_json()
+        if st.router is not None:
+            data["router"] = st.router.to_json()
+        return JSONResponse(data)
 
     @app.get("/v1/plugin", response_model=s.PluginSettingsOut, responses=ERRORS, tags=["meta"])
     async def plugin_settings() -> JSONResponse:
@@ -336,6 +347,9 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         if name is not None and v.category == "jit" and v.ok and v.facts.model_key:
             # LM Studio is about to load it for this request: show it as loading meanwhile.
             monitor.mark_expected_load(name, v.facts.model_key, v.facts.eta_seconds)
+        if name is not None and v.ok and v.facts.model_key and st.router is not None:
+            # the shared-instance guard's "served requests lately" (memory now, the file at most every few s)
+            st.router.note_use(name, v.facts.model_key)
         data = v.to_json()
         st.metrics.validate_count += 1
         st.metrics.categories[v.category] += 1
@@ -524,21 +538,21 @@ def _routes(app: FastAPI, st: ApiState) -> None:
     async def tool_unload(body: s.UnloadIn) -> JSONResponse:
         name = target(body)
         if body.all:
-            done = await core.actions.unload_all(name)
+            done = await core.actions.unload_all(name, force=body.force)
         else:
             keys = [k for k in [body.model, *body.models] if k]
             if not keys:
                 raise ApiError(422, "invalid_request", "model: give a model key, models: [...], or all: true")
             done = []
             for key in dict.fromkeys(keys):
-                done += await core.actions.unload(name, key)
+                done += await core.actions.unload(name, key, force=body.force)
         text = f"Unloaded {', '.join(done)} on {name}." if done else f"Nothing was loaded on {name}."
         return tool(True, name, text, done)
 
     @app.post("/v1/tools/switch", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
     async def tool_switch(body: s.SwitchIn) -> JSONResponse:
         name = target(body)
-        r = await core.actions.switch(name, body.model, context_length=body.context_length)
+        r = await core.actions.switch(name, body.model, context_length=body.context_length, force=body.force)
         return tool(True, name, f"Switched {name} to {r.model} ({r.instance_id}, context "
                                 f"{r.context_length or 'default'}); other chat models unloaded.", r.to_json())
 

@@ -78,7 +78,7 @@ class VerdictOut(BaseModel):
     ok: bool = Field(description="the request may go ahead now (allow or warn)")
     category: Literal[
         "ready", "jit", "loading", "not_loaded", "unknown_model", "ambiguous", "offline", "auth_failed",
-        "context_too_small", "error",
+        "context_too_small", "error", "not_allowed",
     ]
     action: Literal["allow", "warn", "block", "ensure"]
     model: str
@@ -197,11 +197,15 @@ class UnloadIn(TargetIn):
     model: str | None = Field(None, min_length=1, max_length=512)
     models: list[str] = Field(default_factory=list, max_length=50, description="batch form")
     all: bool = False
+    force: bool = Field(False, description="on an instance shared by the team, go ahead even when a model it "
+                        "takes away served requests in the last few minutes (refused with kind shared_busy otherwise)")
 
 
 class SwitchIn(TargetIn):
     model: str = ModelKey
     context_length: int | None = Field(None, ge=1, le=10_000_000)
+    force: bool = Field(False, description="on an instance shared by the team, go ahead even when a model it "
+                        "takes away served requests in the last few minutes (refused with kind shared_busy otherwise)")
 
 
 class SearchIn(TargetIn):

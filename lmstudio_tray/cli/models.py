@@ -18,6 +18,7 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
+from lmstudio_tray.core import team
 from lmstudio_tray.core.actions import ActionError, LoadResult
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
@@ -37,6 +38,29 @@ from lmstudio_tray.core.search import (
     search,
 )
 
+FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests in the last "
+              "few minutes (by default that is refused)")
+
+
+def _wire_team(core: Core) -> None:
+    core.actions.team = team.source_for(lambda: core.config)
+
+
+def _confirm_anyway(exc: ActionError, *, interactive: bool) -> bool:
+    """A refused change on a shared instance: ask at a terminal whether to do it anyway."""
+    if exc.kind != "shared_busy" or not interactive:
+        return False
+    print(f"lmstudio-tray: {exc}", file=sys.stderr)
+    try:
+        answer = input("Do it anyway? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    return not getattr(args, "json", False) and sys.stdin.isatty() and sys.stderr.isatty()
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("load", help="load a model (shows progress and ETA)")
@@ -44,18 +68,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--context-length", "-c", type=int, metavar="N", help="context length to load with")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     instance_arg(p)
-    p.set_defaults(func=run_load, switch=False)
+    p.set_defaults(func=run_load, switch=False, force=False)
 
     p = sub.add_parser("switch", help="load a model, then unload the other chat models")
     p.add_argument("model")
     p.add_argument("--context-length", "-c", type=int, metavar="N")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     instance_arg(p)
     p.set_defaults(func=run_load, switch=True)
 
     p = sub.add_parser("unload", help="unload a model (by key or instance id), or --all")
     p.add_argument("target", nargs="?", help="model key or instance id (e.g. qwen/qwen3-4b-2507:2)")
     p.add_argument("--all", "-a", action="store_true", help="unload every loaded model")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     instance_arg(p)
     p.set_defaults(func=run_unload)
 
@@ -73,9 +99,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_load(args: argparse.Namespace) -> int:
     async def body(core: Core) -> LoadResult:
         name = pick_instance(core, args.instance)
+        _wire_team(core)
         with _Progress(core, enabled=not args.json and sys.stderr.isatty()) as _:
             if args.switch:
-                return await core.actions.switch(name, args.model, context_length=args.context_length)
+                try:
+                    return await core.actions.switch(name, args.model, context_length=args.context_length,
+                                                     force=args.force)
+                except ActionError as exc:
+                    if not _confirm_anyway(exc, interactive=_interactive(args)):
+                        raise
+                return await core.actions.switch(name, args.model, context_length=args.context_length, force=True)
             return await core.actions.load(name, args.model, context_length=args.context_length)
 
     try:
@@ -99,9 +132,19 @@ def run_unload(args: argparse.Namespace) -> int:
 
     async def body(core: Core) -> list[str]:
         name = pick_instance(core, args.instance)
-        if args.all:
-            return await core.actions.unload_all(name)
-        return await core.actions.unload(name, args.target)
+        _wire_team(core)
+
+        async def unload(force: bool) -> list[str]:
+            if args.all:
+                return await core.actions.unload_all(name, force=force)
+            return await core.actions.unload(name, args.target, force=force)
+
+        try:
+            return await unload(args.force)
+        except ActionError as exc:
+            if not _confirm_anyway(exc, interactive=_interactive(args)):
+                raise
+        return await unload(True)
 
     try:
         ids = run_with_core(args, body)
