@@ -23,11 +23,11 @@ from typing import Any
 from lmstudio_tray import __version__
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import Config, atomic_write, dump_config
+from lmstudio_tray.core.lock import SingleInstance
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.tray.icons import render_icon
-from lmstudio_tray.tray.lock import SingleInstance
 from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter

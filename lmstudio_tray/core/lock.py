@@ -1,4 +1,4 @@
-"""One tray per user: an OS lock on a file in the state directory.
+"""One running copy per user (the tray, the endpoint): an OS lock on a file in the state directory.
 
 The OS drops the lock when the process dies, so a crash never leaves a stale lock behind (a pid file
 alone would). The pid written into the file is only there to tell the second start who holds it.
