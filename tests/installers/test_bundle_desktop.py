@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,25 @@ def test_bundle_shows_a_tray_icon_with_a_menu(bundle_tray: dict[str, Any]) -> No
     assert wait_for(lambda: colour_share(bundle_tray["icon"], state_colour(InstanceState.IDLE)) > 0.15, 30,
                     what="the idle colour")
     assert "icon assets not found" not in log_text
+
+
+def test_bundle_keeps_tokens_in_the_secret_service(bundle_exe: Path, tmp_path: Path) -> None:
+    # Frozen builds often lose keyring's backends and fall back silently (jaraco/keyring#324, #468):
+    # the token must land in the session's Secret Service, where the pip-installed app finds it too.
+    from keyring.backends import SecretService
+
+    name = f"bundle-{uuid.uuid4().hex[:8]}"
+    token = "sk-lm-bundle00:" + uuid.uuid4().hex
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[instances]]\nname = "{name}"\nurl = "http://127.0.0.1:9"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
+    r = subprocess.run([str(bundle_exe), "--config", str(config), "token", "set", name], input=token + "\n",
+                       capture_output=True, text=True, timeout=180, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    assert token not in r.stdout + r.stderr  # never echoed
+    secret_service = SecretService.Keyring()  # type: ignore[no-untyped-call]
+    try:
+        assert secret_service.get_password("lmstudio-tray", name) == token  # type: ignore[no-untyped-call]
+        assert not (Path(os.environ["XDG_DATA_HOME"]) / "lmstudio-tray" / "secrets.json").exists()
+    finally:
+        secret_service.delete_password("lmstudio-tray", name)  # type: ignore[no-untyped-call]
