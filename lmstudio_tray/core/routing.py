@@ -495,12 +495,12 @@ class Router:
         self._note_use(self.usage_of(instance), instance, model_key)
 
     def _note_use(self, usage: InstanceUsage, name: str, key: str) -> None:
-        usage.last_model_use[key] = time.time()
+        now = usage.last_model_use[key] = time.time()
         # for the shared-instance guard in other processes (`models unload` asks before cutting people off):
         # written at most every `uses.every` seconds, off the loop; a use between writes goes out with
         # the next write, or with a trailing one so the file is never more than that behind
         loop = asyncio.get_running_loop()
-        if self.uses.record(name, key):
+        if self.uses.record(name, key, now):
             self._flush_uses(loop)
         elif self._trailing is None:
             self._trailing = loop.call_later(self.uses.every, self._flush_uses, loop)

@@ -407,7 +407,7 @@ def _classify(
                 "its default variant" + eta_text + ".",
                 model_info=model,
                 suggestions=[Suggestion(v, False, 1.0, "quant variant") for v in variants[:MAX_SUGGESTIONS]],
-                steps=[_load_step(variants[0])],
+                steps=[_load_step(variants[0], recommended)],
                 eta_seconds=eta_seconds,
             )
         return _Draft(
