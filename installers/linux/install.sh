@@ -82,7 +82,14 @@ install_file() {  # install_file SRC DEST [MODE]
 }
 
 finish_manifest() { mv "$manifest.tmp" "$manifest"; }
-trap 'rc=$?; if [[ $rc -ne 0 && -f "$manifest.tmp" ]]; then mv "$manifest.tmp" "$manifest"; echo "install.sh: failed; run uninstall.sh to remove what was installed so far" >&2; fi' EXIT
+on_exit() {  # a failed install keeps its manifest, so uninstall.sh can remove the half-done parts
+  local rc=$?
+  if [[ $rc -ne 0 && -f "$manifest.tmp" ]]; then
+    mv "$manifest.tmp" "$manifest"
+    echo "install.sh: failed; $here/uninstall.sh removes what was installed so far" >&2
+  fi
+}
+trap on_exit EXIT
 
 # ---- the app ---------------------------------------------------------------------------------------
 if [[ "$method" == auto ]]; then

@@ -72,7 +72,7 @@ for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
 done
 
 if [[ $purge -eq 1 ]]; then
-  rm -rf -- "$config_home/$APP" "$state_home/$APP" "$cache_home/$APP" "$app_data"
+  rm -rf -- "${config_home:?}/$APP" "${state_home:?}/$APP" "${cache_home:?}/$APP" "${app_data:?}"
   echo "Removed lmstudio-tray and its settings, state and logs."
   echo "API tokens stay in your keyring (service '$APP'); remove them with your keyring tool."
 else

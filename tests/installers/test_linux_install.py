@@ -181,3 +181,16 @@ def test_uses_uv_tool_when_uv_is_installed(everything: Path, tmp_path: Path) -> 
     foreign = {p for p in leftovers if not p.is_relative_to(data / "uv")
                and not any(part in APP_DIRS for part in p.relative_to(everything).parts)}
     assert foreign == set(), sorted(map(str, foreign))
+
+
+def test_failed_install_can_be_undone(everything: Path, tmp_path: Path) -> None:
+    before = tree(everything)
+    missing = tmp_path / "no-such-checkout"
+    r = run("bash", INSTALL, "--method", "venv", "--python", sys.executable, "--source", str(missing))
+    assert r.returncode != 0
+    uninstall = ROOT / "installers" / "linux" / "uninstall.sh"
+    assert f"{uninstall} removes what was installed so far" in r.stderr
+    assert (xdg("XDG_DATA_HOME") / "lmstudio-tray" / "venv").is_dir()  # the half-made venv is listed...
+    u = run("bash", uninstall)
+    assert u.returncode == 0, u.stdout + u.stderr
+    assert tree(everything) == before  # ...and removed with everything else
