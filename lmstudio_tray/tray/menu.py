@@ -42,6 +42,7 @@ class ActionKind(str, Enum):
     TOGGLE_NOTIFY_CATEGORY = "toggle_notify_category"
     SET_VALIDATION = "set_validation"
     USE_PROFILE = "use_profile"
+    USE_INSTANCE = "use_instance"
     SHOW_TIP = "show_tip"
     OPEN_CONFIG = "open_config"
     OPEN_LOGS = "open_logs"
@@ -90,6 +91,10 @@ class MenuPrefs:
     validation_choices: tuple[str, ...] = ()
     profile: str | None = None
     profiles: tuple[tuple[str, str], ...] = ()  # (name, description)
+    instances: tuple[str, ...] = ()  # configured instances: more than one shows the "Active instance" choice
+    active_instance: str | None = None
+    shared_instances: tuple[str, ...] = ()  # shared through the team profile: unload/switch may be refused
+    team: str | None = None  # the team profile's name
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,8 @@ def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[Me
     else:
         for snap in report.instances:
             label = state_line(snap)
+            if snap.name in ctx.prefs.shared_instances:
+                label += "  (shared)"
             if snap.name == report.active:
                 label += "  (active)"
             items.append(MenuItem(label, children=instance_section(snap, ctx, header=False)))
@@ -206,12 +213,16 @@ def instance_section(snap: InstanceSnapshot, ctx: MenuContext, *, header: bool =
     name = snap.name
     online = snap.state in (InstanceState.IDLE, InstanceState.READY, InstanceState.LOADING)
     items: list[MenuItem] = []
+    shared = name in ctx.prefs.shared_instances
     if header:
-        items.append(MenuItem(state_line(snap), enabled=False))
+        items.append(MenuItem(state_line(snap) + ("  (shared)" if shared else ""), enabled=False))
     elif snap.error and not online:
         items.append(MenuItem(_short(snap.error, 80), enabled=False))
     if snap.url:
         items.append(MenuItem(snap.url, enabled=False))
+    if shared:
+        team = f"team {ctx.prefs.team!r}" if ctx.prefs.team else "your team"
+        items.append(MenuItem(f"Shared with {team}: models in use are not unloaded without asking", enabled=False))
 
     loaded = [(m, inst) for m in snap.loaded_models for inst in m.instances]
     for _, inst in loaded:
@@ -385,4 +396,11 @@ def preference_items(prefs: MenuPrefs) -> tuple[MenuItem, ...]:
             for name, desc in prefs.profiles
         ]
         items.append(MenuItem(f"Profile: {prefs.profile or 'none'}", children=tuple(choices)))
+    if len(prefs.instances) > 1:
+        active = prefs.active_instance or prefs.instances[0]
+        items.append(MenuItem(f"Active instance: {active}", children=tuple(
+            MenuItem(name + ("  (shared)" if name in prefs.shared_instances else ""),
+                     MenuAction(ActionKind.USE_INSTANCE, target=name), checked=name == active, radio=True)
+            for name in prefs.instances
+        )))
     return tuple(items)
