@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core.models import InstanceState, StatusReport
+from lmstudio_tray.notify.base import Message, Notifier, NotifyButton, Urgency
 from lmstudio_tray.tray.icons import aggregate, quantize
 from lmstudio_tray.tray.menu import (
     APP_TITLE,
@@ -65,8 +66,30 @@ class ActionsLike(Protocol):
     def can_cancel(self, instance: str, model: str) -> bool: ...
 
 
+class ForcibleActions(Protocol):
+    """The forced variants (core.actions.Actions): for "Unload anyway" after a shared-instance refusal."""
+
+    async def switch(self, instance: str, model: str, *, context_length: int | None = None,
+                     force: bool = False) -> Any: ...
+
+    async def unload(self, instance: str, target: str, *, force: bool = False) -> Any: ...
+
+    async def unload_all(self, instance: str, *, force: bool = False) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Anyway:
+    """How to repeat a refused change on a shared instance: a notification button, or a command."""
+
+    label: str  # "Unload anyway"
+    retry: Callable[[], Coroutine[Any, Any, Any]]
+    command: str  # the same from a terminal, for notification backends without buttons
+
+
 class PreferencesLike(Protocol):
     """Saves a preference to the config file and applies it; returns the MenuPrefs fields that changed."""
+
+    def use_instance(self, name: str) -> dict[str, Any]: ...
 
     def use_profile(self, name: str | None) -> dict[str, Any]: ...
 
@@ -170,14 +193,24 @@ class TrayPresenter:
     def _dispatch(self, action: MenuAction) -> None:
         kind, inst, target = action.kind, action.instance or "", action.target or ""
         acts = self._actions
+        forced: ForcibleActions = acts  # type: ignore[assignment]
+        where = f" --instance {inst}"
         if kind is ActionKind.LOAD:
             self._run(acts.load(inst, target), f"Could not load {target}", inst, target)
         elif kind is ActionKind.SWITCH:
-            self._run(acts.switch(inst, target), f"Could not switch to {target}", inst, target)
+            self._run(acts.switch(inst, target), f"Could not switch to {target}", inst, target,
+                      anyway=Anyway("Switch anyway", lambda: forced.switch(inst, target, force=True),
+                                    f"lmstudio-tray switch {target}{where} --force"))
         elif kind is ActionKind.UNLOAD:
-            self._run(acts.unload(inst, target), f"Could not unload {target}", inst, target)
+            self._run(acts.unload(inst, target), f"Could not unload {target}", inst, target,
+                      anyway=Anyway("Unload anyway", lambda: forced.unload(inst, target, force=True),
+                                    f"lmstudio-tray unload {target}{where} --force"))
         elif kind is ActionKind.UNLOAD_ALL:
-            self._run(acts.unload_all(inst), f"Could not unload the models of {inst}", inst)
+            self._run(acts.unload_all(inst), f"Could not unload the models of {inst}", inst,
+                      anyway=Anyway("Unload anyway", lambda: forced.unload_all(inst, force=True),
+                                    f"lmstudio-tray unload --all{where} --force"))
+        elif kind is ActionKind.USE_INSTANCE:
+            self._prefer(lambda p: p.use_instance(target), "Could not change the active instance")
         elif kind is ActionKind.SERVER_START:
             self._run(acts.server_start(inst), f"Could not start the server of {inst}", inst)
         elif kind is ActionKind.SERVER_STOP:
@@ -257,6 +290,7 @@ class TrayPresenter:
         model: str | None = None,
         *,
         falsy_means: str | None = None,
+        anyway: Anyway | None = None,
     ) -> None:
         key = (instance, model) if model else None
         if key is not None:
@@ -284,7 +318,9 @@ class TrayPresenter:
             if f.cancelled():
                 return
             exc = f.exception()
-            if exc is not None:
+            if exc is not None and anyway is not None and getattr(exc, "kind", None) == "shared_busy":
+                self._offer_anyway(failure_title, str(exc), anyway, instance, model)
+            elif exc is not None:
                 # ActionError carries a message written for people; anything else is our bug.
                 if type(exc).__name__ != "ActionError":
                     log.error("%s", failure_title, exc_info=exc)
@@ -295,6 +331,21 @@ class TrayPresenter:
             self.refresh()
 
         future.add_done_callback(done)
+
+    def _offer_anyway(self, title: str, reason: str, anyway: Anyway, instance: str, model: str | None) -> None:
+        """A change refused on a shared instance: say why, and let the person confirm it with a button (or,
+        where notifications have none, tell them the command that forces it)."""
+        replace_key = f"load:{instance}:{model}" if model else f"action:{instance}"
+        notifier = getattr(self._reporter, "notifier", None)
+        if isinstance(notifier, Notifier) and notifier.supports_buttons and getattr(self._reporter, "enabled", True):
+
+            def press() -> None:
+                self._run(anyway.retry(), title, instance, model)
+
+            notifier.send(Message(title, reason, replace_key=replace_key, urgency=Urgency.CRITICAL,
+                                  buttons=(NotifyButton(anyway.label, press),), kind="action"))
+            return
+        self._reporter.report(title, f"{reason}\nTo do it anyway: {anyway.command}", replace_key=replace_key)
 
     def _finish(self, key: tuple[str, str] | None) -> None:
         if key is not None:
