@@ -1,4 +1,5 @@
-"""Tray preferences that live in the config file: notifications, their types, validation, profile.
+"""Tray preferences that live in the config file: notifications, their types, validation, profile,
+active instance.
 
 A click saves at once through the config save API (comments kept, validated, atomic, backup), into the
 active profile when that profile sets the key (so the change takes effect), and the running core
@@ -13,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from lmstudio_tray.core import team
 from lmstudio_tray.core.config import (
     VALIDATION_CATEGORIES,
     Config,
@@ -57,6 +59,19 @@ def menu_prefs(config: Config) -> dict[str, Any]:
         "validation_choices": VALIDATION_CHOICES,
         "profile": config.active_profile,
         "profiles": tuple((name, p.description) for name, p in config.profiles.items()),
+        **instance_prefs(config),
+    }
+
+
+def instance_prefs(config: Config) -> dict[str, Any]:
+    """Configured instances, the active one, and which the team profile shares."""
+    profile = team.for_config(config)
+    names = tuple(i.name for i in config.instances)
+    return {
+        "instances": names,
+        "active_instance": config.active_instance if config.active_instance in names else (names[0] if names else None),
+        "shared_instances": profile.shared_instances if profile else (),
+        "team": profile.name if profile else None,
     }
 
 
@@ -98,6 +113,18 @@ class ConfigPreferences:
             raise ValueError(f"unknown validation choice {choice!r}; choose one of {', '.join(VALIDATION_CHOICES)}")
         policy = validation_policy(choice)
         return self.save({f"validation.policy.{c}": Policy(policy[c]) for c in VALIDATION_CATEGORIES})
+
+    def use_instance(self, name: str) -> dict[str, Any]:
+        """The instance the CLI and the OpenCode tools act on; into the active profile when it sets one."""
+        config = self.core.config
+        names = [i.name for i in config.instances]
+        if name not in names:
+            raise ValueError(f"no instance named {name!r} in the config (configured: {', '.join(names)})")
+        key = "active_instance"
+        profile = config.profiles.get(config.active_profile or "")
+        if profile is not None and profile.active_instance is not None:
+            key = f"profiles.{config.active_profile}.active_instance"
+        return self.save({key: name})
 
     def use_profile(self, name: str | None) -> dict[str, Any]:
         self._ensure_file()
