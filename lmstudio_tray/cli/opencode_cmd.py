@@ -1,4 +1,5 @@
-"""`opencode install | uninstall | status`: put the OpenCode plugin (and the `lmstudio` provider) in place."""
+"""`opencode install | uninstall | status`: put the OpenCode plugin (and the `lmstudio` provider, or a
+provider pointed at a router pool) in place."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lmstudio_tray.core.models import InstanceSnapshot
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.opencode.installer import (
     InstallError,
+    PoolInfo,
     Report,
     Target,
     global_target,
@@ -38,6 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="also write the `lmstudio` provider into opencode.json with the models LM Studio has "
                          "and their loaded context limits")
     instance_arg(ip)
+    ip.add_argument("--pool", metavar="NAME",
+                    help="also write a provider `lmstudio-pool-NAME` pointed at the endpoint's router for the "
+                         "[[pools]] table NAME, with the models its instances have loaded (no token is written: "
+                         "the plugin adds it)")
     ip.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     ip.add_argument("--json", action="store_true", help="print the report as JSON")
     ip.set_defaults(func=run_install)
@@ -88,11 +94,39 @@ def _snapshot(args: argparse.Namespace) -> InstanceSnapshot:
     return snap
 
 
+def _pool(args: argparse.Namespace) -> PoolInfo:
+    async def body(core: Core) -> PoolInfo | str:
+        pools = {p.name: p for p in core.config.pools}
+        if args.pool not in pools:
+            known = ", ".join(sorted(pools)) or "none"
+            return (f"no pool named {args.pool!r} in the config (pools: {known}); add a [[pools]] table with "
+                    "name and instances first. Nothing was changed.")
+        port = core.config.endpoint.port
+        if not port:
+            return ("endpoint.port is 0 (a new port at every start), so a provider URL would not stay valid; "
+                    "set endpoint.port to a fixed port (e.g. 47823) first. Nothing was changed.")
+        members = tuple([await core.monitor.get(name) for name in pools[args.pool].instances
+                         if name in core.monitor.names])
+        return PoolInfo(args.pool, port, members)
+
+    found = run_with_core(args, body)
+    if isinstance(found, str):
+        fail(found, 2)
+    pool = found
+    if not pool.loaded_models():
+        states = ", ".join(f"{s.name}: {s.state.value}" for s in pool.members) or "no members"
+        fail(f"no instance of pool {pool.name!r} has a chat model loaded ({states}); the router only sends "
+             "requests to loaded models. Load one (`lmstudio-tray load KEY --instance NAME`) and run this again. "
+             "Nothing was changed.")
+    return pool
+
+
 def run_install(args: argparse.Namespace) -> int:
     target = _target(args)
     snap = _snapshot(args) if args.provider else None
+    pool = _pool(args) if args.pool else None
     try:
-        report = install(target, snap, dry_run=args.dry_run)
+        report = install(target, snap, dry_run=args.dry_run, pool=pool)
     except InstallError as exc:
         fail(str(exc))
     if args.json:
@@ -101,9 +135,13 @@ def run_install(args: argparse.Namespace) -> int:
     head = "Would install" if args.dry_run else "Installed"
     print(f"{head} the lmstudio-tray plugin for OpenCode ({target.scope}: {target.root}).")
     _print_changes(report)
-    if report.models:
-        print(f"Provider `lmstudio` -> {snap.url if snap else ''}/v1 with {len(report.models)} model(s):")
+    if report.models and snap is not None:
+        print(f"Provider `lmstudio` -> {snap.url}/v1 with {len(report.models)} model(s):")
         for key, ctx in report.models.items():
+            print(f"  {key}: context {ctx if ctx else 'unknown'}")
+    if pool is not None:
+        print(f"Provider `{pool.provider_id}` -> {pool.base_url} (the router; the plugin adds the endpoint token):")
+        for key, (_m, ctx) in sorted(pool.loaded_models().items()):
             print(f"  {key}: context {ctx if ctx else 'unknown'}")
     for kept in report.kept:
         print(f"  kept your value of {kept}")
@@ -115,6 +153,9 @@ def run_install(args: argparse.Namespace) -> int:
             loaded = [m.key for m in snap.models if m.loaded and m.key in report.models]
             first = (loaded or list(report.models))[0]
             print(f"Try: opencode run -m lmstudio/{first} \"hello\"")
+        if pool is not None:
+            first = sorted(pool.loaded_models())[0]
+            print(f"Try: opencode run -m {pool.provider_id}/{first} \"hello\"")
     return EXIT_OK
 
 

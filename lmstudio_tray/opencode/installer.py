@@ -10,6 +10,11 @@ the value it set, the containers it created and the plugin file's hash. That is 
 idempotent, lets a re-install update only values the user has not changed since, and lets uninstall
 remove exactly what install added. The endpoint token never goes into OpenCode's config: the plugin
 reads it from the discovery file at run time.
+
+`install --pool NAME` adds a provider `lmstudio-pool-NAME` pointed at the endpoint's router
+(`http://127.0.0.1:<endpoint.port>/v1/route/NAME/v1`) with the models the pool has loaded. It holds no
+token either: the plugin adds the endpoint's bearer token to requests under `/v1/route/` itself
+(`chat.headers`), so a restarted tray with a new token breaks nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from lmstudio_tray.opencode.jsonc import JsoncError, parse
 
 PLUGIN_NAME = "lmstudio-tray.ts"
 PROVIDER_ID = "lmstudio"
+POOL_PROVIDER_PREFIX = "lmstudio-pool-"
 SCHEMA_URL = "https://opencode.ai/config.json"
 # Not loaded: LM Studio loads it on demand with the context the plugin asks for; cap what we announce
 # so OpenCode does not plan for a window a cold load would not get (and memory would not hold).
@@ -182,6 +188,66 @@ def provider_fields(snap: InstanceSnapshot) -> dict[JsonPath, Any]:
     return fields
 
 
+@dataclass(frozen=True)
+class PoolInfo:
+    """A router pool as the provider needs it: its name, the endpoint's port and what its members have loaded."""
+
+    name: str
+    port: int
+    members: tuple[InstanceSnapshot, ...]
+
+    @property
+    def provider_id(self) -> str:
+        return pool_provider_id(self.name)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/route/{self.name}/v1"
+
+    def loaded_models(self) -> dict[str, tuple[ModelInfo, int | None]]:
+        """Chat models loaded on any member, each with the smallest loaded context (any member may answer)."""
+        out: dict[str, tuple[ModelInfo, int | None]] = {}
+        for snap in self.members:
+            for m in snap.loaded_models:
+                if m.type == "embedding":
+                    continue
+                context, _ = model_limits(m)
+                if m.key in out:
+                    first, known = out[m.key]
+                    context = min(c for c in (known, context) if c) if (known or context) else None
+                    out[m.key] = (first, context)
+                else:
+                    out[m.key] = (m, context)
+        return out
+
+
+def pool_provider_id(pool: str) -> str:
+    return POOL_PROVIDER_PREFIX + pool
+
+
+def pool_fields(pool: PoolInfo) -> dict[JsonPath, Any]:
+    """The JSON leaves install owns for a pool's provider: the router's address, no token."""
+    base: JsonPath = ("provider", pool.provider_id)
+    fields: dict[JsonPath, Any] = {
+        (*base, "npm"): "@ai-sdk/openai-compatible",
+        (*base, "name"): f"LM Studio pool {pool.name} (router)",
+        (*base, "options", "baseURL"): pool.base_url,
+    }
+    for key, (m, context) in sorted(pool.loaded_models().items()):
+        mp = (*base, "models", key)
+        fields[_path(mp, "name")] = m.display_name or key
+        if context:
+            fields[_path(mp, "limit", "context")] = context
+            fields[_path(mp, "limit", "output")] = min(context // 4, OUTPUT_CAP)
+        if "tool_use" in m.capabilities:
+            fields[_path(mp, "tool_call")] = True
+        if m.type == "vlm" or "vision" in m.capabilities:
+            fields[_path(mp, "attachment")] = True
+        if "reasoning" in m.capabilities:
+            fields[_path(mp, "reasoning")] = True
+    return fields
+
+
 # ---- JSON tree edits --------------------------------------------------------------------------------
 
 _MISSING = object()
@@ -290,9 +356,9 @@ def _dump(doc: dict[str, Any]) -> str:
 
 
 def _write_config(target: Target, doc: dict[str, Any], existed: bool, comments: bool, report: Report,
-                  verb: str) -> None:
+                  verb: str, provider_id: str = PROVIDER_ID) -> None:
     if comments:
-        snippet = json.dumps({"provider": {PROVIDER_ID: doc.get("provider", {}).get(PROVIDER_ID)}}, indent=2)
+        snippet = json.dumps({"provider": {provider_id: doc.get("provider", {}).get(provider_id)}}, indent=2)
         raise InstallError(
             f"{target.config_file} has comments, which rewriting it would lose; nothing was changed. "
             f"Edit it by hand ({'remove' if verb == 'removed' else 'merge'} this), or remove the comments and "
@@ -309,8 +375,10 @@ def _write_config(target: Target, doc: dict[str, Any], existed: bool, comments: 
 # ---- install / uninstall / status -------------------------------------------------------------------
 
 
-def install(target: Target, snap: InstanceSnapshot | None = None, *, dry_run: bool = False) -> Report:
-    """Put the plugin in place and, given `snap`, write/refresh the provider from what LM Studio has."""
+def install(target: Target, snap: InstanceSnapshot | None = None, *, dry_run: bool = False,
+            pool: PoolInfo | None = None) -> Report:
+    """Put the plugin in place and, given `snap`, write/refresh the provider from what LM Studio has;
+    given `pool`, a provider pointed at the endpoint's router for that pool."""
     report = Report(target, dry_run)
     manifest = _load_manifest()
     entry = _entry(manifest, target)
@@ -318,6 +386,9 @@ def install(target: Target, snap: InstanceSnapshot | None = None, *, dry_run: bo
     if snap is not None:
         # the provider first: a bad config file must stop us before the plugin lands
         new_entry["config"] = _install_provider(target, snap, entry.get("config") or {}, report)
+    if pool is not None:
+        key = POOL_ENTRY + pool.name
+        new_entry[key] = _install_fields(target, pool.provider_id, pool_fields(pool), entry.get(key) or {}, report)
     new_entry["plugin"] = _install_plugin(target, entry.get("plugin") or {}, report)
     other = global_target() if target.scope == "project" else None
     if other is not None and other.plugin_file.is_file():
@@ -355,17 +426,29 @@ def _install_plugin(target: Target, recorded: dict[str, Any], report: Report) ->
     return {"path": str(path), "hashes": sorted(ours | {_sha(source)})}
 
 
+POOL_ENTRY = "pool:"  # manifest keys of pool providers: "pool:<name>"
+
+
 def _install_provider(target: Target, snap: InstanceSnapshot, recorded: dict[str, Any],
                       report: Report) -> dict[str, Any]:
+    record = _install_fields(target, PROVIDER_ID, provider_fields(snap), recorded, report)
+    for m in snap.models:
+        if m.type != "embedding" and m.key not in report.models:
+            report.models[m.key] = None
+    return record
+
+
+def _install_fields(target: Target, provider_id: str, fields: dict[JsonPath, Any], recorded: dict[str, Any],
+                    report: Report) -> dict[str, Any]:
     doc, existed, comments = _read_config(target.config_file)
     before = json.loads(json.dumps(doc))
     owned: dict[JsonPath, Any] = {tuple(p): v for p, v in recorded.get("fields", [])}
     created: set[JsonPath] = {tuple(p) for p in recorded.get("created", [])}
     desired: dict[JsonPath, Any] = {("$schema",): SCHEMA_URL} if not existed else {}
-    desired.update(provider_fields(snap))
-    provider = _get(doc, ("provider", PROVIDER_ID))
+    desired.update(fields)
+    provider = _get(doc, ("provider", provider_id))
     if provider is not _MISSING and not isinstance(provider, dict):
-        raise InstallError(f"provider.{PROVIDER_ID} in {target.config_file} is not an object; fix or remove it")
+        raise InstallError(f"provider.{provider_id} in {target.config_file} is not an object; fix or remove it")
     new_owned: dict[JsonPath, Any] = {}
 
     def apply(path: JsonPath, value: Any) -> None:
@@ -378,7 +461,7 @@ def _install_provider(target: Target, snap: InstanceSnapshot, recorded: dict[str
 
     for path, value in desired.items():
         apply(path, value)
-    models_path = ("provider", PROVIDER_ID, "models")
+    models_path = ("provider", provider_id, "models")
     for path, value in owned.items():
         if path in desired or path[-1] == "whitelist" or _get(doc, path) != value:
             continue
@@ -389,20 +472,20 @@ def _install_provider(target: Target, snap: InstanceSnapshot, recorded: dict[str
     created = _prune(doc, created)
     # The lmstudio id pulls in models.dev's LM Studio catalogue (3 models this machine may not have):
     # list exactly the configured models, the user's own entries included.
-    models = _get(doc, ("provider", PROVIDER_ID, "models"))
-    if isinstance(models, dict) and models:
+    models = _get(doc, models_path)
+    if provider_id == PROVIDER_ID and isinstance(models, dict) and models:
         apply(("provider", PROVIDER_ID, "whitelist"), sorted(models))
 
     for path in desired:
         if path[2:3] == ("models",) and path[-1] == "context":
             report.models[path[3]] = _get(doc, path)
-    for m in snap.models:
-        if m.type != "embedding" and m.key not in report.models:
-            report.models[m.key] = None
+    for path in desired:  # models without a known context
+        if path[2:3] == ("models",) and len(path) == 5 and path[-1] == "name" and path[3] not in report.models:
+            report.models[path[3]] = None
     if doc == before:
         report.changes.append(Change(target.config_file, "unchanged"))
     else:
-        _write_config(target, doc, existed, comments, report, "created" if not existed else "updated")
+        _write_config(target, doc, existed, comments, report, "created" if not existed else "updated", provider_id)
     return {
         "path": str(target.config_file),
         "fields": [[list(p), v] for p, v in new_owned.items()],
@@ -416,9 +499,16 @@ def uninstall(target: Target, *, dry_run: bool = False) -> Report:
     report = Report(target, dry_run)
     manifest = _load_manifest()
     entry = _entry(manifest, target)
-    config = entry.get("config")
-    if isinstance(config, dict):
-        _uninstall_provider(target, config, report)
+    records = [c for k, c in entry.items() if (k == "config" or k.startswith(POOL_ENTRY)) and isinstance(c, dict)]
+    if records:
+        # one pass over the file for every provider install wrote, so a file install created goes away
+        # whole, whichever provider happened to create it
+        _uninstall_provider(target, {
+            "path": records[0].get("path"),
+            "fields": [f for r in records for f in r.get("fields", [])],
+            "created": [c for r in records for c in r.get("created", [])],
+            "file_created": any(r.get("file_created") for r in records),
+        }, report)
     _uninstall_plugin(target, entry.get("plugin") or {}, report)
     if not entry:
         report.notes.append(f"no install by lmstudio-tray is recorded for {target.root}")
