@@ -454,9 +454,8 @@ def evaluate(
     """The verdict for one request. `eta_seconds` is the caller's load-time estimate for this model;
     `team` (the team profile in effect) limits the models to the ones it allows."""
     draft = _classify(snapshot, request, instance_name=instance_name, eta_seconds=eta_seconds, team=team)
-    # a team's model list is not a member's preference: no policy key lets a model it does not allow pass
-    default = Policy.BLOCK if draft.category == "not_allowed" else Policy.ALLOW
-    action = policy.get(draft.category, default)
+    # a team's model list is not a member's preference: no policy lets a model it does not allow pass
+    action = Policy.BLOCK if draft.category == "not_allowed" else policy.get(draft.category, Policy.ALLOW)
     if action is Policy.ENSURE and draft.category not in ENSURABLE:
         # Loading cannot fix a dead server or a wrong name: asking for `ensure` there means "do not pass".
         action = Policy.BLOCK
