@@ -1,0 +1,92 @@
+"""Actions with a team profile, against the emulator: the shared-instance guard sits in Actions itself (so the
+tray, the CLI and the tools refuse the same way), and loads without a context use the team's default."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lmstudio_tray.core import team
+from lmstudio_tray.core.actions import ActionError
+from tests.core.helpers import make_core
+from tests.emulator_fixtures import EmulatorFactory
+
+QWEN = "qwen/qwen3-4b-2507"
+GEMMA = "google/gemma-3-12b"
+
+
+def profile(tmp_path: Path) -> team.TeamProfile:
+    path = tmp_path / "team.toml"
+    path.write_text('[team]\nname = "ml"\nbusy_minutes = 2\n'
+                    '[models]\nrecommended = [{ key = "google/gemma-3-12b", context_length = 12288 }]\n'
+                    '[[instances]]\nname = "local"\nurl = "http://127.0.0.1:9"\n')
+    return team.load_team(str(path))
+
+
+async def test_a_loaded_copy_in_use_is_guarded_by_its_instance_id(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    second = emu.load(QWEN)  # qwen/qwen3-4b-2507:2
+    core = make_core(emu.api_url)
+    p = profile(tmp_path)
+    uses = team.ModelUseLog(tmp_path / "use.json")
+    core.actions.team = lambda: p
+    core.actions.uses = uses
+    try:
+        await core.monitor.warm_up()
+        uses.record("local", QWEN, time.time() - 30)
+        with pytest.raises(ActionError) as err:
+            await core.actions.unload("local", second)
+        assert err.value.kind == "shared_busy" and "30 s ago" in str(err.value)
+        assert len(emu.loaded()) == 2
+        assert await core.actions.unload("local", second, force=True) == [second]
+
+        # outside the busy window nobody is cut off: no force needed
+        fresh = team.ModelUseLog(tmp_path / "other.json")
+        fresh.record("local", QWEN, time.time() - 2 * 60 - 5)
+        core.actions.uses = fresh
+        assert await core.actions.unload_all("local") == [QWEN]
+    finally:
+        await core.monitor.stop()
+
+
+async def test_loads_without_a_context_use_the_teams_default(emulator_factory: EmulatorFactory, tmp_path: Path) -> None:
+    emu = emulator_factory()
+    emu.load(GEMMA, context_length=4096)
+    core = make_core(emu.api_url)
+    p = profile(tmp_path)
+    core.actions.team = lambda: p
+    try:
+        await core.monitor.warm_up()
+        # already loaded: no second copy just because the team recommends another context
+        r = await core.actions.load("local", GEMMA)
+        assert r.already_loaded and r.context_length == 4096
+        emu.unload_all()
+        await core.monitor.get("local", max_age=0)
+        r = await core.actions.load("local", GEMMA)
+        assert r.context_length == 12288
+        assert emu.loaded()[0]["contextLength"] == 12288
+        r = await core.actions.load("local", QWEN)  # no recommendation: LM Studio's default
+        assert {i["modelKey"]: i["contextLength"] for i in emu.loaded()}[QWEN] != 12288
+    finally:
+        await core.monitor.stop()
+
+
+async def test_a_broken_team_source_does_not_stop_actions(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    core = make_core(emu.api_url)
+
+    def broken() -> team.TeamProfile | None:
+        raise OSError("network drive gone")
+
+    core.actions.team = broken
+    try:
+        await core.monitor.warm_up()
+        assert await core.actions.unload("local", QWEN) == [QWEN]
+    finally:
+        await core.monitor.stop()
