@@ -65,7 +65,9 @@ class Core:
         self._config_listeners: list[Callable[[Config], None]] = []
         self._apply_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._services_task: asyncio.Task[Any] | None = None
         self._stopping = False
+        self._stopped = False
 
     @property
     def secrets(self) -> SecretStore:
@@ -212,19 +214,45 @@ class Core:
             except Exception:
                 log.exception("applying the changed config failed")
 
-    async def start(self) -> None:
-        self._stopping = False
+    async def start(self, *, defer_services: bool = False) -> None:
+        """Watch the instances (the first poll done), then start the services.
+
+        `defer_services`: leave the services (the endpoint, analytics) to a later `start_services()`. The
+        tray shows its icon first: loading the web stack meanwhile would hold the GIL it needs.
+        """
+        self._stopping = self._stopped = False
         await self.monitor.start()
         if self.config_path is not None and self._watcher is None:
             # the file as it is now (the task itself starts later, after changes it must not miss)
             self._watcher = asyncio.ensure_future(
                 self._watch_config(self.config_path, _file_signature(self.config_path))
             )
+        if not defer_services:
+            await self._start_services()
+
+    async def _start_services(self) -> None:
         for service in self._services:
+            if service in self._started or self._stopped:
+                continue
             await service[0]()
             self._started.append(service)
 
+    async def start_services(self) -> None:
+        """Start the services a `start(defer_services=True)` left out; failures are logged, not raised."""
+        self._services_task = asyncio.current_task()
+        try:
+            await self._start_services()
+        except Exception:
+            log.exception("a service failed to start")
+        finally:
+            self._services_task = None
+
     async def stop(self) -> None:
+        self._stopped = True
+        starting = self._services_task
+        if starting is not None and starting is not asyncio.current_task():
+            # let the starts in flight finish, so that each started service is also stopped
+            await asyncio.gather(asyncio.shield(starting), return_exceptions=True)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -269,8 +297,10 @@ def _assign(target: BaseModel, source: BaseModel) -> None:
 class CoreThread:
     """Runs a Core's asyncio loop in a daemon thread, for GUIs whose toolkit owns the main thread."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, defer_services: bool = False) -> None:
+        """`defer_services`: start them later with `submit(core.start_services())` (see `Core.start`)."""
         self.core = core
+        self.defer_services = defer_services
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="lmstudio-tray-core", daemon=True)
         self._ready = threading.Event()
@@ -279,7 +309,7 @@ class CoreThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self.core.start())
+            self.loop.run_until_complete(self.core.start(defer_services=self.defer_services))
         except BaseException as exc:
             self._start_error = exc
             self._ready.set()

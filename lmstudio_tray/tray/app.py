@@ -282,7 +282,9 @@ class TrayApp:
         self.config = config
         self.config_path = config_path
         self.core = core or Core(config, config_path=config_path)
-        self.core_thread = CoreThread(self.core)
+        # the icon shows once the first status is known; the endpoint and analytics start right after it
+        self.core_thread = CoreThread(self.core, defer_services=True)
+        self._services_started = False
         self.notifications = notifications or make_service(self.core)
         self.backend = backend or choose_backend()
         self.about = about
@@ -326,14 +328,22 @@ class TrayApp:
         self.core_thread.start()
         try:
             if self.backend.backend is None:
+                self._start_services()
                 return self._run_headless()
             try:
                 return self._run_tray(self.backend.backend)
             except Exception as exc:
                 log.warning("tray: the %s backend failed (%s); running headless", self.backend.backend, exc)
+                self._start_services()
                 return self._run_headless()
         finally:
             self.shutdown()
+
+    def _start_services(self) -> None:
+        """The endpoint and analytics: after the icon, so that loading them does not delay it."""
+        if not self._services_started:
+            self._services_started = True
+            self.core_thread.submit(self.core.start_services())
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -397,6 +407,7 @@ class TrayApp:
         def setup(icon: Any) -> None:
             icon.visible = True
             log.info("tray: icon shown")
+            self._start_services()
             while not self._stop.wait(REFRESH_SECONDS):
                 presenter.refresh()
 
@@ -430,12 +441,16 @@ def attach_endpoint_and_analytics(core: Core) -> None:
     take the tray down: the icon and notifications still work, and the plugin finds the other endpoint.
     """
     from lmstudio_tray.analytics import attach_analytics
-    from lmstudio_tray.api.server import EndpointError, EndpointServer
     from lmstudio_tray.diagnostics.telemetry import attach_telemetry
 
-    server = EndpointServer(core)
+    servers: list[Any] = []
 
     async def start() -> None:
+        # FastAPI and uvicorn take ~0.3 s to import: on the core's thread, while the icon appears
+        from lmstudio_tray.api.server import EndpointError, EndpointServer
+
+        server = EndpointServer(core)
+        servers.append(server)
         try:
             await server.start()
         except EndpointError as exc:
@@ -443,7 +458,11 @@ def attach_endpoint_and_analytics(core: Core) -> None:
         else:
             log.info("tray: OpenCode endpoint at %s", server.url)
 
-    core.add_service(start, server.stop)
+    async def stop() -> None:
+        for server in servers:
+            await server.stop()
+
+    core.add_service(start, stop)
     try:
         attach_analytics(core)
         attach_telemetry(core, command="run")
