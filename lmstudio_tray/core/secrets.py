@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lmstudio_tray import APP_NAME
 from lmstudio_tray.core import paths
@@ -75,22 +75,28 @@ def choose_keyring(env: Mapping[str, str] | None = None, platform: str | None = 
     and anything wrong with it (no D-Bus, no daemon, secretstorage missing) falls back to full discovery.
     """
     import keyring
-    import keyring.core
 
-    env = os.environ if env is None else env
-    platform = platform or sys.platform
-    # keyring keeps the chosen backend in this module global; there is no public "was one chosen?"
-    if getattr(keyring.core, "_keyring_backend", None) is not None or env.get("PYTHON_KEYRING_BACKEND"):
-        return keyring.get_keyring()
-    if platform in ("darwin", "win32") or platform.startswith(("cygwin", "emscripten")):
-        return keyring.get_keyring()
-    if "KDE" in env.get("XDG_CURRENT_DESKTOP", "").upper().split(":") or _keyring_config_exists():
+    if not secret_service_first(env, platform):
         return keyring.get_keyring()
     secret_service = _secret_service()
     if secret_service is None:
         return keyring.get_keyring()
     keyring.set_keyring(secret_service)  # so every keyring call in this process agrees with the tray's
     return secret_service
+
+
+def secret_service_first(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
+    """Would keyring's discovery pick the Secret Service here, unless it is missing? (See `choose_keyring`.)"""
+    import keyring.core
+
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    # keyring keeps the chosen backend in this module global; there is no public "was one chosen?"
+    if getattr(keyring.core, "_keyring_backend", None) is not None or env.get("PYTHON_KEYRING_BACKEND"):
+        return False
+    if platform in ("darwin", "win32") or platform.startswith(("cygwin", "emscripten")):
+        return False
+    return "KDE" not in env.get("XDG_CURRENT_DESKTOP", "").upper().split(":") and not _keyring_config_exists()
 
 
 def _keyring_config_exists() -> bool:
@@ -112,6 +118,109 @@ def _secret_service() -> KeyringBackend | None:
     except Exception as exc:
         log.debug("Secret Service keyring not usable directly (%s); asking keyring to discover one", exc)
         return None
+
+
+class NeedsKeyring(Exception):
+    """The plain lookup cannot answer (locked item, no default collection, D-Bus error): ask keyring."""
+
+
+class SecretServiceStore:
+    """The Secret Service as keyring uses it, read without keyring's SecretService backend.
+
+    That backend (secretstorage) encrypts each transfer with `cryptography`, ~7 MiB of native code kept
+    for the whole life of the tray to read a token or two at start-up. This reads over a `plain` session
+    with jeepney (which secretstorage is built on) instead: the session bus is a socket only this user's
+    processes can connect to, and any of them may ask the Secret Service for the same item anyway.
+    The items are keyring's: default collection, attributes service + username, the first match.
+    Writes, deletes and whatever the plain lookup cannot answer (a locked item needs keyring's unlock
+    prompt) go through keyring's SecretService backend, loaded then.
+    """
+
+    backend = "keyring (SecretService)"
+
+    def __init__(self) -> None:
+        self._keyring: KeyringStore | None = None
+
+    def _full(self) -> KeyringStore:
+        if self._keyring is None:
+            from keyring.backends import SecretService
+
+            self._keyring = KeyringStore(SecretService.Keyring())  # type: ignore[no-untyped-call]
+        return self._keyring
+
+    def get(self, name: str) -> str | None:
+        try:
+            return plain_lookup({"service": SERVICE, "username": name})
+        except NeedsKeyring as exc:
+            log.debug("plain Secret Service lookup of %s: %s; asking keyring", name, exc)
+            return self._full().get(name)
+
+    def set(self, name: str, token: str) -> None:
+        self._full().set(name, token)
+
+    def delete(self, name: str) -> None:
+        self._full().delete(name)
+
+
+_BUS_NAME = "org.freedesktop.secrets"
+_DBUS_TIMEOUT_S = 10.0
+
+
+def plain_lookup(attributes: dict[str, str]) -> str | None:
+    """The secret of the first unlocked item in the default collection matching `attributes`, or None.
+
+    Raises NeedsKeyring when this cannot tell (no Secret Service, no default collection, a locked item).
+    """
+    try:
+        # keyring itself depends on jeepney on Linux (no type hints there)
+        from jeepney import DBusAddress, MessageType, Properties, new_method_call  # type: ignore[import-untyped]
+        from jeepney.io.blocking import open_dbus_connection  # type: ignore[import-untyped]
+        from jeepney.wrappers import unwrap_msg  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise NeedsKeyring(f"jeepney is not installed ({exc})") from None
+    service = DBusAddress("/org/freedesktop/secrets", bus_name=_BUS_NAME,
+                          interface="org.freedesktop.Secret.Service")
+    collection = DBusAddress("/org/freedesktop/secrets/aliases/default", bus_name=_BUS_NAME,
+                             interface="org.freedesktop.Secret.Collection")
+    try:
+        with open_dbus_connection(bus="SESSION") as conn:
+
+            def call(message: Any) -> Any:
+                reply = conn.send_and_get_reply(message, timeout=_DBUS_TIMEOUT_S)
+                if reply.header.message_type is MessageType.error:
+                    unwrap_msg(reply)  # raises DBusErrorResponse with the service's message
+                return reply.body
+
+            _, session = call(new_method_call(service, "OpenSession", "sv", ("plain", ("s", ""))))
+            try:
+                (items,) = call(new_method_call(collection, "SearchItems", "a{ss}", (attributes,)))
+                if not items:
+                    return None
+                item = DBusAddress(items[0], bus_name=_BUS_NAME, interface="org.freedesktop.Secret.Item")
+                ((_, locked),) = call(Properties(item).get("Locked"))
+                if locked:
+                    raise NeedsKeyring("the item is locked")
+                (secrets_by_item,) = call(new_method_call(service, "GetSecrets", "aoo", ([items[0]], session)))
+                _, _, value, _ = secrets_by_item[items[0]]
+                return bytes(value).decode("utf-8")
+            finally:
+                with contextlib.suppress(Exception):
+                    session_addr = DBusAddress(session, bus_name=_BUS_NAME,
+                                               interface="org.freedesktop.Secret.Session")
+                    conn.send(new_method_call(session_addr, "Close"))
+    except NeedsKeyring:
+        raise
+    except Exception as exc:  # no bus, no daemon, an odd reply: keyring knows what to do, or says why not
+        raise NeedsKeyring(f"{type(exc).__name__}: {exc}") from None
+
+
+def _plain_secret_service_works() -> bool:
+    try:
+        plain_lookup({"service": SERVICE, "username": "__probe__"})
+        return True
+    except NeedsKeyring as exc:
+        log.debug("no plain Secret Service lookup here: %s", exc)
+        return False
 
 
 class FileStore:
@@ -182,6 +291,8 @@ def _working_keyring() -> KeyringBackend | None:
 
 
 def open_store() -> SecretStore:
+    if secret_service_first() and _plain_secret_service_works():
+        return EnvStore(SecretServiceStore())
     backend = _working_keyring()
     if backend is not None:
         return EnvStore(KeyringStore(backend))

@@ -90,3 +90,12 @@ def test_keyring_store_names_the_backend_class(memory_keyring: object) -> None:
 @pytest.mark.parametrize("platform", ["darwin", "win32"])
 def test_other_platforms_use_keyrings_discovery(memory_keyring: object, platform: str) -> None:
     assert choose_keyring(env={}, platform=platform) is memory_keyring
+
+
+def test_the_plain_lookup_says_why_it_cannot_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmstudio_tray.core.secrets import NeedsKeyring, plain_lookup
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    with pytest.raises(NeedsKeyring) as err:
+        plain_lookup({"service": "lmstudio-tray", "username": "local"})
+    assert "no-bus" in str(err.value) or "No such file" in str(err.value)

@@ -70,3 +70,55 @@ def test_the_tray_reads_its_token_from_the_secret_service(tmp_path: os.PathLike[
         assert run_python(code) == "keyring (SecretService)|sk-from-secret-tool"
     finally:
         clear(name)
+
+
+def test_reading_a_token_loads_no_encryption_library() -> None:
+    """The tray reads its tokens over a plain session: secretstorage and cryptography (~7 MiB) stay out."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name,
+                    "application", "Python keyring library"],
+                   input="sk-plain-read", text=True, timeout=30, check=True)
+    try:
+        code = ("import json, sys; from lmstudio_tray.core.secrets import open_store; s = open_store(); "
+                f"v = s.get({name!r}); missing = s.get('no-such-instance'); "
+                "print(json.dumps([s.backend, v, missing, "
+                "sorted(m for m in ('secretstorage', 'cryptography') if m in sys.modules)]))")
+        backend, value, missing, heavy = json.loads(run_python(code))
+        assert (backend, value, missing) == ("keyring (SecretService)", "sk-plain-read", None)
+        assert heavy == []
+    finally:
+        clear(name)
+
+
+def test_set_and_delete_go_through_keyring_and_reads_see_them() -> None:
+    from lmstudio_tray.core.secrets import SecretServiceStore
+
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    store = SecretServiceStore()
+    try:
+        store.set(name, "sk-written")
+        assert secret_tool_lookup(name) == "sk-written"
+        assert store.get(name) == "sk-written"
+        store.set(name, "sk-replaced")
+        assert store.get(name) == "sk-replaced"
+        store.delete(name)
+        assert store.get(name) is None and secret_tool_lookup(name) == ""
+    finally:
+        clear(name)
+
+
+def test_what_the_plain_lookup_cannot_answer_is_asked_of_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmstudio_tray.core.secrets as secrets_mod
+
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name],
+                   input="sk-via-keyring", text=True, timeout=30, check=True)
+
+    def locked(attributes: dict[str, str]) -> str | None:
+        raise secrets_mod.NeedsKeyring("the item is locked")
+
+    monkeypatch.setattr(secrets_mod, "plain_lookup", locked)
+    try:
+        assert secrets_mod.SecretServiceStore().get(name) == "sk-via-keyring"
+    finally:
+        clear(name)
