@@ -31,7 +31,6 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
-from lmstudio_tray.core import team as team_profiles
 from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
@@ -185,9 +184,8 @@ def create_app(
     _install_handlers(app)
     _routes(app, state)
     state.router = mount_router(app, core)
-    # every surface acts through core.actions: the team profile and the use the router and validate
-    # record are what its shared-instance guard checks
-    core.actions.team = team_profiles.source_for(lambda: core.config)
+    # the shared-instance guard in core.actions (which every surface acts through) checks the use the
+    # router and validate record here
     core.actions.uses = state.router.uses
     port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
     # the fast path sits in front of FastAPI itself: its per-request telemetry and body-limit layers

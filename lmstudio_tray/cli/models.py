@@ -18,7 +18,6 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
-from lmstudio_tray.core import team
 from lmstudio_tray.core.actions import ActionError, LoadResult
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
@@ -40,10 +39,6 @@ from lmstudio_tray.core.search import (
 
 FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests in the last "
               "few minutes (by default that is refused)")
-
-
-def _wire_team(core: Core) -> None:
-    core.actions.team = team.source_for(lambda: core.config)
 
 
 def _confirm_anyway(exc: ActionError, *, interactive: bool) -> bool:
@@ -99,7 +94,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_load(args: argparse.Namespace) -> int:
     async def body(core: Core) -> LoadResult:
         name = pick_instance(core, args.instance)
-        _wire_team(core)
         with _Progress(core, enabled=not args.json and sys.stderr.isatty()) as _:
             if args.switch:
                 try:
@@ -132,7 +126,6 @@ def run_unload(args: argparse.Namespace) -> int:
 
     async def body(core: Core) -> list[str]:
         name = pick_instance(core, args.instance)
-        _wire_team(core)
 
         async def unload(force: bool) -> list[str]:
             if args.all:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from lmstudio_tray.core import team
 from lmstudio_tray.core.actions import Actions
 from lmstudio_tray.core.client import LMStudioClient
 from lmstudio_tray.core.clock import Clock, SystemClock
@@ -59,6 +60,8 @@ class Core:
             server_control=self._can_control,
         )
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms)
+        # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
+        self.actions.team = team.source_for(lambda: self.config)
         self.monitor.server_control = config.actions.server_control
         self._services: list[Service] = []
         self._started: list[Service] = []

@@ -90,3 +90,21 @@ async def test_a_broken_team_source_does_not_stop_actions(emulator_factory: Emul
         assert await core.actions.unload("local", QWEN) == [QWEN]
     finally:
         await core.monitor.stop()
+
+
+async def test_a_core_applies_its_configs_team_profile_without_any_surface(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # the tray's core, even when its endpoint could not start: the team's default context still applies
+    from lmstudio_tray.core.config import parse_config
+    from lmstudio_tray.core.runtime import Core
+
+    emu = emulator_factory()
+    profile(tmp_path)
+    core = Core(parse_config({"instances": [{"name": "local", "url": emu.api_url}],
+                              "team_profile": str(tmp_path / "team.toml")}), lms_path=None)
+    try:
+        await core.monitor.warm_up()
+        assert (await core.actions.load("local", GEMMA)).context_length == 12288
+    finally:
+        await core.monitor.stop()
