@@ -27,6 +27,7 @@ from lmstudio_tray.core.lock import SingleInstance
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.notify.service import NotificationService, make_service
+from lmstudio_tray.platform.autostart import Autostart
 from lmstudio_tray.tray.icons import render_icon
 from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
@@ -380,6 +381,7 @@ class TrayApp:
         view = PystrayView(pystray.Icon, pystray, backend)
         # toggles are saved to the config file at once and applied by the running core
         preferences = ConfigPreferences(self.core, self.config_path or paths.config_file(), self.core_thread.submit)
+        autostart, autostart_on = _autostart()
         presenter = TrayPresenter(
             view,
             status=self.core.status,
@@ -387,12 +389,13 @@ class TrayApp:
             submit=self.core_thread.submit,
             reporter=self.notifications,
             prefs=MenuPrefs(
-                autostart=None,
+                autostart=autostart_on,
                 config_path=str(self.config_path or paths.config_file()),
                 logs_path=str(paths.log_dir()),
                 **menu_prefs(self.core.config),
             ),
             set_notifications=preferences.set_notifications,
+            set_autostart=autostart.set_enabled if autostart is not None else None,
             ensure_config=self._ensure_config,
             about_text=self._about_text,
             preferences=preferences,
@@ -432,6 +435,18 @@ class TrayApp:
                 log.debug("GLib signal handlers unavailable", exc_info=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
+
+
+def _autostart() -> tuple[Autostart | None, bool | None]:
+    """This platform's start-at-login switch and its state; (None, None) hides the menu item."""
+    from lmstudio_tray.platform.autostart import AutostartError, for_platform
+
+    try:
+        autostart = for_platform()
+        return autostart, autostart.status().enabled
+    except (AutostartError, OSError) as exc:
+        log.info("tray: no Start at login item: %s", exc)
+        return None, None
 
 
 def attach_endpoint_and_analytics(core: Core) -> None:

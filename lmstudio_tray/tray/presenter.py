@@ -113,7 +113,7 @@ class TrayPresenter:
         reporter: Reporter,
         prefs: MenuPrefs | None = None,
         set_notifications: Callable[[bool], None] | None = None,
-        set_autostart: Callable[[bool], None] | None = None,
+        set_autostart: Callable[[bool], object] | None = None,
         ensure_config: Callable[[], str | None] | None = None,
         about_text: Callable[[], str] | None = None,
         preferences: PreferencesLike | None = None,
@@ -252,7 +252,7 @@ class TrayPresenter:
         elif kind is ActionKind.QUIT:
             self.view.quit()
 
-    def _toggle(self, name: str, setter: Callable[[bool], None] | None) -> None:
+    def _toggle(self, name: str, setter: Callable[[bool], object] | None) -> None:
         current = getattr(self.prefs, name)
         if current is None or setter is None:
             return

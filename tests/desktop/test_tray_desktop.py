@@ -239,3 +239,22 @@ def test_sigterm_exits_cleanly(tray: RunningTray) -> None:
     tray.proc.send_signal(signal.SIGTERM)
     assert tray.proc.wait(10) == 0
     wait_for(lambda: all(g != tray.icon for g in tray_icons().values()) or True, 5)
+
+
+def test_start_at_login_from_the_menu_writes_the_autostart_entry(tray: RunningTray, tmp_path: Path) -> None:
+    entry = tmp_path / "config" / "autostart" / "lmstudio-tray.desktop"
+    menu = tray.menu()
+    item = next(i for i in menu if i["label"] == "Start at login")
+    assert item["checked"] is False and not entry.exists(), "never on by default"
+    reachable = [i for i in menu if i["enabled"] and not i["separator"]]
+    index = next(n for n, i in enumerate(reachable) if i["label"] == "Start at login")
+    open_menu(tray)
+    for key in ["Down"] * (index + 1):
+        time.sleep(0.1)
+        xdotool("key", key)
+    time.sleep(0.25)
+    xdotool("key", "Return")
+    wait_for(entry.exists, 10, what="the XDG autostart entry")
+    assert "lmstudio" in entry.read_text() and "Exec=" in entry.read_text()
+    wait_for(lambda: next(i for i in tray.menu() if i["label"] == "Start at login")["checked"] is True, 10,
+             what="the checkbox ticked")
