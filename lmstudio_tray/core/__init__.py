@@ -1,25 +1,45 @@
 """The GUI-free core: LM Studio client, instance monitor and status cache, actions, config, secrets.
 
-Nothing in this package imports a GUI toolkit or a web framework.
+Nothing in this package imports a GUI toolkit or a web framework. The names below are loaded on first
+use, so importing one small module (`core.paths`, `core.files`) does not pull in httpx and pydantic.
 """
 
-from lmstudio_tray.core.actions import ActionError, Actions, LoadResult
-from lmstudio_tray.core.client import LMStudioClient, LMStudioError
-from lmstudio_tray.core.clock import Clock, FakeClock, SystemClock
-from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
-from lmstudio_tray.core.events import Event, EventBus
-from lmstudio_tray.core.models import (
-    ApiFlavor,
-    FailureKind,
-    InstanceSnapshot,
-    InstanceState,
-    LoadedInstance,
-    LoadProgress,
-    ModelInfo,
-    StatusReport,
-)
-from lmstudio_tray.core.monitor import Monitor
-from lmstudio_tray.core.runtime import Core, CoreThread
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmstudio_tray.core.actions import ActionError, Actions, LoadResult
+    from lmstudio_tray.core.client import LMStudioClient, LMStudioError
+    from lmstudio_tray.core.clock import Clock, FakeClock, SystemClock
+    from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
+    from lmstudio_tray.core.events import Event, EventBus
+    from lmstudio_tray.core.models import (
+        ApiFlavor,
+        FailureKind,
+        InstanceSnapshot,
+        InstanceState,
+        LoadedInstance,
+        LoadProgress,
+        ModelInfo,
+        StatusReport,
+    )
+    from lmstudio_tray.core.monitor import Monitor
+    from lmstudio_tray.core.runtime import Core, CoreThread
+
+_HOME = {
+    "actions": ("ActionError", "Actions", "LoadResult"),
+    "client": ("LMStudioClient", "LMStudioError"),
+    "clock": ("Clock", "FakeClock", "SystemClock"),
+    "config": ("Config", "ConfigError", "InstanceConfig", "load_config"),
+    "events": ("Event", "EventBus"),
+    "models": ("ApiFlavor", "FailureKind", "InstanceSnapshot", "InstanceState", "LoadedInstance", "LoadProgress",
+               "ModelInfo", "StatusReport"),
+    "monitor": ("Monitor",),
+    "runtime": ("Core", "CoreThread"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 __all__ = [
     "ActionError",
@@ -48,3 +68,10 @@ __all__ = [
     "SystemClock",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

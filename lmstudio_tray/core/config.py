@@ -6,18 +6,17 @@ key, the value and the fix, and the file stays as it was.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lmstudio_tray.core.files import atomic_write as atomic_write  # re-exported: callers save configs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -469,23 +468,6 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
 
 
 # ---- writing ---------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write via a temporary file in the same directory, fsync, then rename: a crash leaves old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def dump_config(config: Config) -> str:

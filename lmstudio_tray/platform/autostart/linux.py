@@ -24,7 +24,7 @@ from pathlib import Path
 
 import platformdirs
 
-from lmstudio_tray.platform._files import atomic_write_text
+from lmstudio_tray.core.files import atomic_write as atomic_write_text
 from lmstudio_tray.platform.autostart import APP_LABEL, ENTRY_NAME, Autostart, AutostartStatus
 from lmstudio_tray.platform.command import launch_command
 

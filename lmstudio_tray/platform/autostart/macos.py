@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.platform._files import atomic_write_bytes
+from lmstudio_tray.core.files import atomic_write_bytes
 from lmstudio_tray.platform.autostart import BUNDLE_ID, Autostart, AutostartError, AutostartStatus
 from lmstudio_tray.platform.command import launch_command
 

@@ -1,4 +1,4 @@
-"""Small file helpers the platform modules share (kept here so they need not import the core's config)."""
+"""Atomic file writes: a crash, a full disk or a kill leaves the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via a temporary file in the same directory, then rename: a crash leaves the old or the new file."""
+    """Write via a temporary file in the same directory, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -25,5 +25,6 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Text (UTF-8, `\\n` line ends on every OS, so files diff the same everywhere) written atomically."""
     atomic_write_bytes(path, text.encode("utf-8"), mode)
