@@ -64,33 +64,7 @@ def exec_quote(argv: Sequence[str]) -> str:
 
 def exec_unquote(value: str) -> list[str]:
     """The argv an `Exec=` value starts (inverse of `exec_quote`, field codes dropped)."""
-    text = _unescape_string(value)
-    args: list[str] = []
-    cur: list[str] = []
-    have = quoted = False
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quoted:
-            if c == "\\" and i + 1 < len(text):
-                cur.append(text[i + 1])
-                i += 1
-            elif c == '"':
-                quoted = False
-            else:
-                cur.append(c)
-        elif c == '"':
-            quoted = have = True
-        elif c in " \t":
-            if have:
-                args.append("".join(cur))
-            cur, have = [], False
-        else:
-            cur.append(c)
-            have = True
-        i += 1
-    if have:
-        args.append("".join(cur))
+    args = _split_double_quoted(_unescape_string(value))
     out = []
     for arg in args:
         if re.fullmatch(r"%[a-zA-Z]", arg):
@@ -387,15 +361,24 @@ def _with_key(text: str, key: str, value: str) -> str:
 
 
 def _systemd_unquote(value: str) -> list[str]:
+    args = _split_double_quoted(value)
+    return [a.replace("%%", "%").replace("$$", "$") for a in args]
+
+
+def _split_double_quoted(text: str) -> list[str]:
+    """Split on whitespace outside double quotes; inside them a backslash escapes the next character.
+
+    Both `Exec=` (after its string unescaping) and systemd's `ExecStart=` quote arguments this way.
+    """
     args: list[str] = []
     cur: list[str] = []
     have = quoted = False
     i = 0
-    while i < len(value):
-        c = value[i]
+    while i < len(text):
+        c = text[i]
         if quoted:
-            if c == "\\" and i + 1 < len(value):
-                cur.append(value[i + 1])
+            if c == "\\" and i + 1 < len(text):
+                cur.append(text[i + 1])
                 i += 1
             elif c == '"':
                 quoted = False
@@ -413,4 +396,4 @@ def _systemd_unquote(value: str) -> list[str]:
         i += 1
     if have:
         args.append("".join(cur))
-    return [a.replace("%%", "%").replace("$$", "$") for a in args]
+    return args
