@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(emulator_main(args_list[1:]))
     command = _command_of(args_list)
     parser = build_parser(COMMAND_HOME.get(command or "run") if command in COMMAND_HOME or command is None else None)
+    if command is None and _has_command(parser, "run"):
+        args_list = default_to_run(args_list)  # `lmstudio-tray --demo` means `lmstudio-tray run --demo`
     args = parser.parse_args(args_list)
     if args.command is None:
         args = parser.parse_args([*args_list, "run"]) if _has_command(parser, "run") else args
@@ -119,6 +121,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except KeyboardInterrupt:
         return 130
+
+
+def default_to_run(args: list[str]) -> list[str]:
+    """No command given: the global options stay in front, everything else belongs to `run`."""
+    front: list[str] = []
+    rest: list[str] = []
+    takes_value = False
+    for arg in args:
+        if takes_value:
+            front.append(arg)
+            takes_value = False
+        elif arg in _OPTIONS_WITH_VALUE or arg.split("=", 1)[0] in _OPTIONS_WITH_VALUE:
+            front.append(arg)
+            takes_value = arg in _OPTIONS_WITH_VALUE
+        else:
+            rest.append(arg)
+    return [*front, "run", *rest]
 
 
 def _command_of(args: list[str]) -> str | None:

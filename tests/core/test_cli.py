@@ -135,3 +135,12 @@ def test_module_entry_point_prints_version() -> None:
         [sys.executable, "-m", "lmstudio_tray", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"lmstudio-tray {__version__}"
+
+
+def test_tray_options_without_a_command_go_to_run() -> None:
+    from lmstudio_tray.cli import build_parser, default_to_run
+
+    argv = default_to_run(["--config", "/tmp/c.toml", "--demo", "--log-level=debug", "--headless"])
+    assert argv == ["--config", "/tmp/c.toml", "--log-level=debug", "run", "--demo", "--headless"]
+    args = build_parser("tray_cmd").parse_args(argv)
+    assert (args.command, args.demo, args.headless, args.config) == ("run", True, True, "/tmp/c.toml")
