@@ -83,6 +83,8 @@ class Actions:
         # of recent model use: set by whoever knows the config (`wire_team`), read at each action.
         self.team: TeamSource = team or (lambda: None)
         self.uses: ModelUseLog | None = uses
+        # asked at each start/stop, so a profile or preset switch applies without a restart
+        self.server_control_enabled: Callable[[], bool] = lambda: True
         self._inflight: dict[tuple[str, str], asyncio.Task[LoadResult]] = {}
         self._lms_in_use: dict[tuple[str, str], Lms] = {}
 
@@ -324,7 +326,7 @@ class Actions:
             mon = self.monitor.instance(instance)
         except KeyError as exc:
             raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
-        if not getattr(self.monitor, "server_control", True):
+        if not self.server_control_enabled():
             raise ActionError(
                 "server start/stop is turned off in the config (actions.server_control = false, e.g. by the "
                 "remote preset); set it to true to use it here.",

@@ -369,7 +369,6 @@ class Monitor:
         self._server_control = server_control or (lambda _cfg: False)
         self._monitors: dict[str, InstanceMonitor] = {}
         self.stats = CacheStats()
-        self.server_control = True  # actions.server_control: false turns server start/stop off everywhere
         self._running = False
         for cfg in instances:
             if cfg.enabled:

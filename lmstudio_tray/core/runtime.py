@@ -62,7 +62,7 @@ class Core:
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms)
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions.team = team.source_for(lambda: self.config)
-        self.monitor.server_control = config.actions.server_control
+        self.actions.server_control_enabled = lambda: self.config.actions.server_control
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -175,7 +175,6 @@ class Core:
                     self.monitor.add_instance(settings[0])
                     added.append(name)
                     changes.append(f"watching {name} ({settings[0].url})")
-            self.monitor.server_control = self.config.actions.server_control
             for name in self.monitor.names:
                 mon = self.monitor.instance(name)
                 mon.can_control_server = self._can_control(mon.config)
