@@ -300,7 +300,9 @@ def team_source(user: Mapping[str, Any]) -> str | None:
     return str(value).strip() or None if value else None
 
 
-_last: dict[str, TeamProfile] = {}
+# What the last config load found per source: None when it and every copy were unusable. A failure is
+# remembered too, so the hook path never retries a fetch; the next config load tries again.
+_last: dict[str, TeamProfile | None] = {}
 
 
 def apply_team(user: Mapping[str, Any]) -> dict[str, Any]:
@@ -313,6 +315,7 @@ def apply_team(user: Mapping[str, Any]) -> dict[str, Any]:
         profile = load_team(source)
     except TeamProfileError as exc:
         log.warning("%s", exc)
+        _last[source] = None
         return dict(user)
     _last[source] = profile
     for key in overridden_locks(profile, user):
@@ -336,7 +339,7 @@ def current_team(user: Mapping[str, Any]) -> TeamProfile | None:
         try:
             _last[source] = load_team(source)
         except TeamProfileError:
-            return None
+            _last[source] = None
     return _last[source]
 
 
