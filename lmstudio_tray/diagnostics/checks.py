@@ -24,6 +24,7 @@ from lmstudio_tray.core.client import LMStudioClient, LMStudioError
 from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
 from lmstudio_tray.core.lms import LMS_MISSING, find_lms
 from lmstudio_tray.core.models import ApiFlavor, FailureKind
+from lmstudio_tray.platform.x11 import system_tray_owned
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
 NOTIFICATIONS = "org.freedesktop.Notifications"
@@ -257,27 +258,6 @@ def dbus_names(names: tuple[str, ...], env: Mapping[str, str] | None = None) -> 
         conn.close()
 
 
-def xembed_tray_owner(display: str | None) -> bool | str:
-    """Does an XEmbed system tray own _NET_SYSTEM_TRAY_S<screen>? A string says why we cannot ask."""
-    if not display:
-        return "no X display (DISPLAY is not set)"
-    try:
-        from Xlib import display as xdisplay
-    except ImportError:
-        return "cannot ask X: python-xlib is missing"
-    try:
-        d = xdisplay.Display(display)
-    except Exception as exc:
-        return f"cannot open X display {display} ({exc})"
-    try:
-        atom = d.intern_atom(f"_NET_SYSTEM_TRAY_S{d.get_default_screen()}")
-        return bool(d.get_selection_owner(atom))
-    except Exception as exc:
-        return f"X display {display} did not answer ({exc})"
-    finally:
-        d.close()
-
-
 def check_tray_host(env: Mapping[str, str] | None = None, platform: str | None = None) -> CheckResult:
     platform = platform or sys.platform
     environ = env if env is not None else os.environ
@@ -290,7 +270,7 @@ def check_tray_host(env: Mapping[str, str] | None = None, platform: str | None =
                            "run the tray inside your desktop session, or use `lmstudio-tray serve` (no icon) here")
     names = dbus_names((SNI_WATCHER,), environ)
     sni = names.get(SNI_WATCHER, False) if isinstance(names, dict) else False
-    xembed = xembed_tray_owner(display)
+    xembed = system_tray_owned(display)
     data = {"sni_watcher": sni, "xembed": xembed if isinstance(xembed, bool) else None,
             "dbus": None if isinstance(names, dict) else names}
     if sni:

@@ -28,6 +28,7 @@ from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.platform.autostart import Autostart
+from lmstudio_tray.platform.x11 import system_tray_owned
 from lmstudio_tray.tray.icons import render_icon
 from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
@@ -142,22 +143,6 @@ def _sni_watcher_present() -> bool:
         return bool(reply.unpack()[0])
     except Exception:
         return False
-
-
-def xembed_tray_present(display: str | None = None) -> bool | None:
-    """True/False when we could ask X for a system tray owner, None when we could not ask."""
-    try:
-        from Xlib import display as xdisplay
-
-        d = xdisplay.Display(display)
-        try:
-            screen = d.get_default_screen()
-            atom = d.intern_atom(f"_NET_SYSTEM_TRAY_S{screen}")
-            return bool(d.get_selection_owner(atom))
-        finally:
-            d.close()
-    except Exception:
-        return None
 
 
 def menu_json(item: MenuItem) -> dict[str, Any]:
@@ -371,13 +356,12 @@ class TrayApp:
         os.environ["PYSTRAY_BACKEND"] = backend  # pystray reads it at import time
         import pystray
 
-        if backend in ("gtk", "xorg", "appindicator"):
-            present = xembed_tray_present()
-            if present is False and not _sni_watcher_present():
-                log.warning(
-                    "tray: no system tray is running on this desktop (GNOME needs the AppIndicator "
-                    "extension); the icon appears once one starts. Notifications keep working."
-                )
+        x11 = backend in ("gtk", "xorg", "appindicator")
+        if x11 and system_tray_owned(os.environ.get("DISPLAY")) is False and not _sni_watcher_present():
+            log.warning(
+                "tray: no system tray is running on this desktop (GNOME needs the AppIndicator "
+                "extension); the icon appears once one starts. Notifications keep working."
+            )
         view = PystrayView(pystray.Icon, pystray, backend)
         # toggles are saved to the config file at once and applied by the running core
         preferences = ConfigPreferences(self.core, self.config_path or paths.config_file(), self.core_thread.submit)

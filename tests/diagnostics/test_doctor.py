@@ -31,6 +31,7 @@ from lmstudio_tray.diagnostics.checks import (
     classify_backend,
 )
 from lmstudio_tray.emulator import Emulator
+from lmstudio_tray.platform.x11 import system_tray_owned
 from tests.conftest import MemoryKeyring
 from tests.diagnostics.conftest import PrivateBus, Xserver
 from tests.emulator_fixtures import LmsHome
@@ -287,3 +288,11 @@ def test_a_chain_is_judged_by_the_backend_that_stores() -> None:
                             ([PlaintextKeyring(), SecretServiceKeyring()], False)):
         name, secure = classify_backend(Chain(order))
         assert secure is expected and name == classify_backend(order[0])[0]
+
+
+def test_tray_owner_question_names_what_stopped_it(xvfb: Xserver) -> None:
+    assert system_tray_owned(xvfb.display) is False  # a bare X server: nobody owns the tray selection
+    xvfb.own_tray_selection()
+    assert system_tray_owned(xvfb.display) is True
+    assert system_tray_owned(":4095") == "cannot open X display :4095"
+    assert system_tray_owned(None) == "no X display (DISPLAY is not set)"
