@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import platformdirs
+
 from lmstudio_tray import APP_NAME
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import atomic_write
@@ -87,12 +89,12 @@ def choose_keyring(env: Mapping[str, str] | None = None, platform: str | None = 
 
 def secret_service_first(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
     """Would keyring's discovery pick the Secret Service here, unless it is missing? (See `choose_keyring`.)"""
-    import keyring.core
-
     env = os.environ if env is None else env
     platform = platform or sys.platform
-    # keyring keeps the chosen backend in this module global; there is no public "was one chosen?"
-    if getattr(keyring.core, "_keyring_backend", None) is not None or env.get("PYTHON_KEYRING_BACKEND"):
+    # keyring keeps the chosen backend in a global of keyring.core (there is no public "was one chosen?");
+    # not imported yet means nobody chose. Importing keyring only to ask would cost the tray ~1.7 MiB.
+    chosen = getattr(sys.modules.get("keyring.core"), "_keyring_backend", None)
+    if chosen is not None or env.get("PYTHON_KEYRING_BACKEND"):
         return False
     if platform in ("darwin", "win32") or platform.startswith(("cygwin", "emscripten")):
         return False
@@ -100,12 +102,8 @@ def secret_service_first(env: Mapping[str, str] | None = None, platform: str | N
 
 
 def _keyring_config_exists() -> bool:
-    try:
-        from keyring.util import platform_
-
-        return (Path(platform_.config_root()) / "keyringrc.cfg").exists()
-    except Exception:  # an odd keyring version: let its own discovery read whatever config it has
-        return True
+    # keyring's own config root on Linux/BSD ($XDG_CONFIG_HOME/python_keyring), found without importing it
+    return (platformdirs.user_config_path("python_keyring") / "keyringrc.cfg").exists()
 
 
 def _secret_service() -> KeyringBackend | None:

@@ -99,3 +99,15 @@ def test_the_plain_lookup_says_why_it_cannot_answer(tmp_path: Path, monkeypatch:
     with pytest.raises(NeedsKeyring) as err:
         plain_lookup({"service": "lmstudio-tray", "username": "local"})
     assert "no-bus" in str(err.value) or "No such file" in str(err.value)
+
+
+def test_a_keyring_config_file_keeps_keyrings_discovery(tmp_path: Path) -> None:
+    """A keyringrc.cfg may name a backend: then keyring, not the shortcut, decides (asked without importing it)."""
+    code = ("import json, sys; from lmstudio_tray.core.secrets import secret_service_first; "
+            "print(json.dumps([secret_service_first(platform='linux'), 'keyring' in sys.modules]))")
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "XDG_CURRENT_DESKTOP": "GNOME"}
+    assert json.loads(run_python(code, **env)) == [True, False]
+    config = tmp_path / "python_keyring" / "keyringrc.cfg"
+    config.parent.mkdir()
+    config.write_text("[backend]\ndefault-keyring=keyring.backends.fail.Keyring\n")
+    assert json.loads(run_python(code, **env)) == [False, False]

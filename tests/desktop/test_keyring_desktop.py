@@ -73,7 +73,7 @@ def test_the_tray_reads_its_token_from_the_secret_service(tmp_path: os.PathLike[
 
 
 def test_reading_a_token_loads_no_encryption_library() -> None:
-    """The tray reads its tokens over a plain session: secretstorage and cryptography (~7 MiB) stay out."""
+    """The tray reads its tokens over a plain session: keyring, secretstorage and cryptography stay out."""
     name = f"probe-{uuid.uuid4().hex[:8]}"
     subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name,
                     "application", "Python keyring library"],
@@ -82,7 +82,7 @@ def test_reading_a_token_loads_no_encryption_library() -> None:
         code = ("import json, sys; from lmstudio_tray.core.secrets import open_store; s = open_store(); "
                 f"v = s.get({name!r}); missing = s.get('no-such-instance'); "
                 "print(json.dumps([s.backend, v, missing, "
-                "sorted(m for m in ('secretstorage', 'cryptography') if m in sys.modules)]))")
+                "sorted(m for m in ('keyring', 'secretstorage', 'cryptography') if m in sys.modules)]))")
         backend, value, missing, heavy = json.loads(run_python(code))
         assert (backend, value, missing) == ("keyring (SecretService)", "sk-plain-read", None)
         assert heavy == []
