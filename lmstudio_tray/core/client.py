@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from lmstudio_tray.core import http1
 from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo
 
 UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
@@ -47,98 +46,83 @@ class LoadResponse:
 
 
 class LMStudioClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 2.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 2.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
         self.calls = 0  # HTTP requests sent: the cost figure the cache is measured by
         self.api: ApiFlavor | None = None  # remembered after the first successful listing
-        headers = {"Accept": "application/json", "User-Agent": "lmstudio-tray"}
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30),
-        )
+        self._origin, self._prefix = http1.split_url(self.base_url)
+        self._http = http1.Pool(connect_timeout=timeout, max_idle=4, idle_expiry=30.0)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     # ---- low level ---------------------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def _encode(self, method: str, path: str, json_body: Any) -> bytes:
+        headers = [("Accept", "application/json"), ("User-Agent", "lmstudio-tray")]
+        if self.token:
+            headers.append(("Authorization", f"Bearer {self.token}"))
+        body = b""
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers.append(("Content-Type", "application/json"))
+        return http1.encode_request(method, self._prefix + path, self._origin, headers, body)
 
     async def _request(
         self, method: str, path: str, *, json_body: Any = None, timeout: float | None = None
     ) -> Any:
         self.calls += 1
+        limit = self.timeout if timeout is None else timeout
         try:
             resp = await self._http.request(
-                method,
-                path,
-                json=json_body,
-                headers=self._headers(),
-                timeout=httpx.Timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                self._origin, self._encode(method, path, json_body), timeout=limit, connect_timeout=limit
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise LMStudioError(FailureKind.OFFLINE, f"cannot connect to {self.base_url} ({_why(exc)})") from None
-        except httpx.TimeoutException:
+        except http1.ConnectError as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"cannot connect to {self.base_url} ({exc.message})") from None
+        except http1.RequestTimeout:
             raise LMStudioError(
                 FailureKind.OFFLINE, f"{self.base_url} did not answer {method} {path} in time"
             ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except http1.HTTPError as exc:
             raise LMStudioError(
-                FailureKind.SERVER_ERROR, f"{self.base_url} dropped the connection ({_why(exc)})"
+                FailureKind.SERVER_ERROR, f"{self.base_url} dropped the connection ({exc.message})"
             ) from None
-        except httpx.HTTPError as exc:
-            raise LMStudioError(FailureKind.SERVER_ERROR, f"request to {self.base_url} failed: {exc}") from None
         return self._decode(resp, method, path)
 
-    def _decode(self, resp: httpx.Response, method: str, path: str) -> Any:
+    def _decode(self, resp: http1.Response, method: str, path: str) -> Any:
         try:
-            body = resp.json()
+            body = json.loads(resp.content)
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
             body = None
-        if resp.status_code in (401, 403):
+        status = resp.status
+        if status in (401, 403):
             raise LMStudioError(
                 FailureKind.AUTH_FAILED,
-                _error_message(body)
-                or f"{self.base_url} refused the API token (HTTP {resp.status_code})",
-                status=resp.status_code,
+                _error_message(body) or f"{self.base_url} refused the API token (HTTP {status})",
+                status=status,
             )
-        if resp.status_code >= 500:
+        if status >= 500:
             raise LMStudioError(
                 FailureKind.SERVER_ERROR,
-                _error_message(body) or f"LM Studio answered HTTP {resp.status_code} to {method} {path}",
-                status=resp.status_code,
+                _error_message(body) or f"LM Studio answered HTTP {status} to {method} {path}",
+                status=status,
             )
         if body is None:
             raise LMStudioError(
-                FailureKind.BAD_RESPONSE,
-                f"{method} {path} did not return JSON (HTTP {resp.status_code})",
-                status=resp.status_code,
+                FailureKind.BAD_RESPONSE, f"{method} {path} did not return JSON (HTTP {status})", status=status
             )
         if isinstance(body, dict) and "error" in body:
             message = _error_message(body) or "unknown error"
             if isinstance(body["error"], str) and body["error"].startswith(UNKNOWN_ROUTE_PREFIX):
                 raise _UnknownRoute(message)
-            if resp.status_code == 200:
+            if status == 200:
                 # 200 with an error body that is not the unknown-route fallback: the server is confused.
                 raise LMStudioError(FailureKind.SERVER_ERROR, message, status=200)
-            raise LMStudioError(FailureKind.SERVER_ERROR, message, status=resp.status_code)
-        if resp.status_code >= 400:
-            raise LMStudioError(
-                FailureKind.SERVER_ERROR, f"HTTP {resp.status_code} from {method} {path}", status=resp.status_code
-            )
+            raise LMStudioError(FailureKind.SERVER_ERROR, message, status=status)
+        if status >= 400:
+            raise LMStudioError(FailureKind.SERVER_ERROR, f"HTTP {status} from {method} {path}", status=status)
         return body
 
     # ---- probes and listings -----------------------------------------------------------------------
@@ -237,30 +221,48 @@ class LMStudioClient:
             body["context_length"] = context_length
         self.calls += 1
         try:
-            async with self._http.stream(
-                "POST", "/api/v1/chat", json=body, headers=self._headers(), timeout=httpx.Timeout(600.0)
-            ) as resp:
-                if resp.status_code in (401, 403):
-                    raise LMStudioError(FailureKind.AUTH_FAILED, "LM Studio refused the API token")
-                event = ""
-                async for line in resp.aiter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data = _loads(line[5:])
-                        kind = data.get("type", event) if isinstance(data, dict) else event
-                        if kind == "model_load.progress" and isinstance(data, dict):
-                            progress = data.get("progress")
-                            yield float(progress) if isinstance(progress, (int, float)) else 0.0
-                        elif kind == "model_load.end":
-                            yield 1.0
-                            return
-                        elif kind == "error" and isinstance(data, dict):
-                            raise LMStudioError(FailureKind.SERVER_ERROR, _error_message(data) or "load failed")
-                        elif kind in ("prompt_processing.start", "message.start", "chat.end"):
-                            return  # already loaded: no model_load events come
-        except httpx.HTTPError as exc:
-            raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {_why(exc)}") from None
+            resp = await self._http.request(
+                self._origin, self._encode("POST", "/api/v1/chat", body), timeout=600.0, stream=True,
+                connect_timeout=self.timeout,
+            )
+        except http1.HTTPError as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {exc.message}") from None
+        try:
+            if resp.status in (401, 403):
+                raise LMStudioError(FailureKind.AUTH_FAILED, "LM Studio refused the API token")
+            event = ""
+            async for line in _lines(resp.body()):
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = _loads(line[5:])
+                    kind = data.get("type", event) if isinstance(data, dict) else event
+                    if kind == "model_load.progress" and isinstance(data, dict):
+                        progress = data.get("progress")
+                        yield float(progress) if isinstance(progress, (int, float)) else 0.0
+                    elif kind == "model_load.end":
+                        yield 1.0
+                        return
+                    elif kind == "error" and isinstance(data, dict):
+                        raise LMStudioError(FailureKind.SERVER_ERROR, _error_message(data) or "load failed")
+                    elif kind in ("prompt_processing.start", "message.start", "chat.end"):
+                        return  # already loaded: no model_load events come
+        except http1.HTTPError as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {exc.message}") from None
+        finally:
+            resp.close()  # mid-stream this closes the connection, which ends the chat on LM Studio's side
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Text lines of a server-sent event stream (LF or CRLF ends a line)."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.removesuffix(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
 
 # ---- parsing -----------------------------------------------------------------------------------------
@@ -271,11 +273,6 @@ def _loads(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return None
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
 
 
 def _error_message(body: Any) -> str | None:

@@ -1,0 +1,469 @@
+"""A small HTTP/1.1 client on asyncio + httptools: the one HTTP client of the tray process.
+
+`LMStudioClient` (status polls, loads, the load-progress stream) and the router (forwarded completions)
+both use it. httpx cost the tray about 9 MiB (its imports plus the CA bundle every AsyncClient loads, even
+for http:// URLs) and 1.6 ms of CPU per status poll; this costs a fraction of both.
+
+What it does: keep-alive pools per (scheme, host, port) with an idle limit and expiry; Content-Length,
+chunked and close-delimited response bodies; per-request timeouts (connect, and the whole request or,
+for streams, the response head); TLS for https:// only, its context made on first use. What it does not:
+redirects, compression, cookies, proxies, HTTP/2, HEAD requests, streamed request bodies.
+
+A connection belongs to the event loop that opened it: the CLI runs several `asyncio.run` in a row, and a
+connection of another (or a closed) loop is dropped, never reused. Idle connections cost nothing: no
+timers, expired ones are closed when the pool next looks at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+import httptools
+
+__all__ = [
+    "ConnectError",
+    "HTTPError",
+    "Origin",
+    "Pool",
+    "ProtocolError",
+    "RequestTimeout",
+    "Response",
+    "default_ssl_context",
+    "encode_request",
+    "split_url",
+]
+
+MAX_BUFFERED = 1 << 20  # stop reading a server that sends faster than the caller takes the body
+_NO_BODY = (204, 304)
+
+
+class HTTPError(Exception):
+    """A request failed. `started`: part of the response had arrived, so it is not safe to send it again."""
+
+    def __init__(self, message: str, *, started: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.started = started
+
+
+class ConnectError(HTTPError):
+    """No connection: refused, unreachable, unknown name, TLS handshake failed, or connect timed out."""
+
+
+class RequestTimeout(HTTPError):
+    """Connected and sent, but the response (for streams: its head) did not arrive in time."""
+
+
+class ProtocolError(HTTPError):
+    """The server sent a malformed response, or closed the connection before the response was complete."""
+
+
+class Origin(NamedTuple):
+    scheme: str  # "http" or "https"
+    host: str
+    port: int
+    netloc: str  # for the Host header: host[:port] as written in the URL
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
+
+
+def split_url(url: str) -> tuple[Origin, str]:
+    """`https://h:8443/base/` -> (the origin, "/base"): the path is a prefix for request targets."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"{url!r}: only http:// and https:// URLs are supported")
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: the URL has no host")
+    port = parts.port or (443 if scheme == "https" else 80)
+    netloc = parts.netloc.rpartition("@")[2]  # never send user:password in the Host header
+    return Origin(scheme, parts.hostname, port, netloc), parts.path.rstrip("/")
+
+
+def encode_request(
+    method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+) -> bytes:
+    """The bytes of one request with a Content-Length body (empty for GET)."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.netloc}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if body or method not in ("GET", "DELETE"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+_default_ssl: ssl.SSLContext | None = None
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The system's CAs plus certifi's (frozen bundles may have no system CAs); made on first https use."""
+    global _default_ssl
+    if _default_ssl is None:
+        context = ssl.create_default_context()
+        try:
+            import certifi
+        except ImportError:
+            pass
+        else:
+            context.load_verify_locations(certifi.where())
+        _default_ssl = context
+    return _default_ssl
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: one exchange at a time, its response parsed by httptools."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.key: tuple[str, str, int] = ("", "", 0)
+        self._timer: asyncio.TimerHandle | None = None
+        self._whole = True
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.until_eof = False  # the body ends when the server closes the connection
+        self.started = False  # any byte of the response arrived
+        self.sent_at = 0.0  # perf_counter when the request was written
+        self.body_at = 0.0  # perf_counter when the first body byte arrived
+        self.complete = False
+        self.error: HTTPError | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.paused = False
+        self._head: asyncio.Future[None] = self.loop.create_future()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.complete:  # bytes nobody asked for on an idle connection: it cannot be trusted
+            self.close()
+            return
+        self.started = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"the server sent a malformed response ({exc})", started=True))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.complete:
+            return
+        if self.until_eof and self._head.done() and self.error is None:
+            self.on_message_complete()  # a close-delimited body ends here
+            return
+        why = f" ({exc})" if exc else ""
+        self._fail(ProtocolError(
+            f"the server closed the connection before the response was complete{why}", started=self.started
+        ))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        if status >= 200 and status not in _NO_BODY:
+            names = {name for name, _ in self.headers}
+            self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
+        if not self._head.done():
+            self._head.set_result(None)
+        if self._timer is not None and not self._whole:
+            self._stop_timer()  # a stream's timeout covers its head only
+
+    def on_body(self, body: bytes) -> None:
+        if not self.body_at:
+            self.body_at = time.perf_counter()
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > MAX_BUFFERED and self.transport is not None and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._stop_timer()
+        self._wake()
+
+    # the exchange
+    def send(self, request: bytes, timeout: float | None, whole: bool) -> None:
+        assert self.transport is not None
+        self._reset()
+        self.sent_at = time.perf_counter()
+        self._whole = whole
+        if timeout is not None:
+            self._timer = self.loop.call_later(timeout, self._expire, timeout, whole)
+        self.transport.write(request)
+
+    async def head(self) -> None:
+        await self._head
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            if self.chunks:
+                # everything that arrived meanwhile goes out as one piece: fewer writes downstream when
+                # the caller fell behind, and the bytes are the same
+                chunk = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
+                self.chunks.clear()
+                self.buffered = 0
+                if self.paused and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                yield chunk
+                continue  # more may have arrived (and the message ended) while the chunk was handled
+            if self.complete:
+                return
+            if self.error is not None:
+                raise self.error
+            self._wakeup = self.loop.create_future()
+            await self._wakeup
+            self._wakeup = None
+
+    def _expire(self, timeout: float, whole: bool) -> None:
+        self._timer = None
+        what = "the response" if whole or self._head.done() else "the response head"
+        self._fail(RequestTimeout(f"no {what} within {timeout:g} s", started=self.started))
+        self.close()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fail(self, exc: HTTPError) -> None:
+        if self.error is None:
+            self.error = exc
+        self._stop_timer()
+        if not self._head.done():
+            self._head.set_exception(self.error)
+            self._head.exception()  # retrieved here: an unawaited failure must not be logged as lost
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def reusable_on(self, loop: asyncio.AbstractEventLoop, now: float, expiry: float) -> bool:
+        return (
+            self.loop is loop
+            and not self.closed
+            and self.transport is not None
+            and not self.transport.is_closing()
+            and now - self.idle_since < expiry
+        )
+
+    def discard(self) -> None:
+        """Close from any thread: a connection of a closed loop is only dropped (its socket goes with it)."""
+        if self.loop.is_closed():
+            self.closed = True
+            return
+        try:
+            if self.loop is asyncio.get_running_loop():
+                self.close()
+                return
+        except RuntimeError:  # no running loop in this thread
+            pass
+        try:
+            self.loop.call_soon_threadsafe(self.close)
+        except RuntimeError:  # closed meanwhile
+            self.closed = True
+
+
+class Response:
+    """A response whose head is in; the body is `content` (non-streamed) or comes from `body()`."""
+
+    __slots__ = ("_conn", "_done", "_pool", "content", "headers", "status")
+
+    def __init__(self, pool: Pool, conn: _Connection) -> None:
+        self.status = conn.status
+        self.headers = conn.headers  # (lower-case name, value) as received
+        self.content = b""
+        self._conn = conn
+        self._pool = pool
+        self._done = False
+
+    @property
+    def sent_at(self) -> float:
+        """perf_counter when the request was written."""
+        return self._conn.sent_at
+
+    @property
+    def body_at(self) -> float:
+        """perf_counter when the first body byte arrived (0 before)."""
+        return self._conn.body_at
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (chunked framing removed); raises HTTPError if the server breaks off."""
+        async for chunk in self._conn.body():
+            yield chunk
+        self.close()
+
+    async def read(self) -> bytes:
+        chunks = [chunk async for chunk in self.body()]
+        self.content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self.content
+
+    def close(self) -> None:
+        """Give a finished keep-alive connection back to the pool; close one that is mid-response."""
+        if self._done:
+            return
+        self._done = True
+        conn = self._conn
+        if conn.complete and conn.keep_alive and not conn.closed:
+            self._pool._give_back(conn)
+        else:
+            conn.close()  # mid-response: for LM Studio, closing also stops the work behind it
+
+
+class Pool:
+    """Keep-alive connections per (scheme, host, port); at most `max_idle` idle ones per origin."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 2.0,
+        max_idle: int = 4,
+        idle_expiry: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self.idle_expiry = idle_expiry
+        self.connections_opened = 0  # for tests and benches: how often keep-alive did not help
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+
+    async def request(
+        self,
+        origin: Origin,
+        request: bytes,
+        *,
+        timeout: float | None = None,
+        stream: bool = False,
+        connect_timeout: float | None = None,
+    ) -> Response:
+        """Send `request` (from `encode_request`) and return once the head is in, or the whole body.
+
+        `timeout` bounds the whole request, connect included; with `stream=True` only up to the response
+        head, and the caller reads `body()` and must `close()` the response. Raises `HTTPError` subclasses.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        conn = self._take(origin.key, loop)
+        if conn is not None:
+            try:
+                return await self._exchange(conn, request, deadline, stream)
+            except HTTPError as exc:
+                if exc.started or isinstance(exc, RequestTimeout):
+                    raise
+                # the server closed this idle connection meanwhile: not a failure, send on a new one
+        conn = await self._open(origin, loop, deadline, connect_timeout)
+        return await self._exchange(conn, request, deadline, stream)
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.discard()
+        self._idle.clear()
+
+    def idle_count(self, origin: Origin) -> int:
+        return sum(1 for c in self._idle.get(origin.key, ()) if not c.closed)
+
+    # ---- internals ---------------------------------------------------------------------------------
+
+    def _take(self, key: tuple[str, str, int], loop: asyncio.AbstractEventLoop) -> _Connection | None:
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()  # the most recently used: the likeliest to be still open
+            if conn.reusable_on(loop, now, self.idle_expiry):
+                return conn
+            conn.discard()
+        return None
+
+    def _give_back(self, conn: _Connection) -> None:
+        assert conn.transport is not None
+        key = conn.key
+        idle = self._idle.setdefault(key, deque())
+        now = time.monotonic()
+        while idle and (idle[0].closed or now - idle[0].idle_since >= self.idle_expiry):
+            idle.popleft().discard()
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = now
+        idle.append(conn)
+
+    async def _exchange(
+        self, conn: _Connection, request: bytes, deadline: float | None, stream: bool
+    ) -> Response:
+        timeout = None if deadline is None else max(0.0, deadline - conn.loop.time())
+        conn.send(request, timeout, whole=not stream)
+        try:
+            await conn.head()
+            response = Response(self, conn)
+            if not stream:
+                await response.read()
+        except BaseException:  # failed, or cancelled mid-exchange: the connection cannot be reused
+            conn.close()
+            raise
+        return response
+
+    async def _open(
+        self, origin: Origin, loop: asyncio.AbstractEventLoop, deadline: float | None, connect_timeout: float | None
+    ) -> _Connection:
+        limit = self.connect_timeout if connect_timeout is None else connect_timeout
+        if deadline is not None:
+            limit = min(limit, max(0.0, deadline - loop.time()))
+        context: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            context = self._ssl if self._ssl is not None else default_ssl_context()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(_Connection, origin.host, origin.port, ssl=context), timeout=limit
+            )
+        except asyncio.TimeoutError:
+            raise ConnectError(f"connect timed out after {limit:g} s") from None
+        except ConnectionRefusedError:
+            raise ConnectError("connection refused") from None
+        except ssl.SSLError as exc:
+            raise ConnectError(f"TLS handshake failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConnectError(exc.strerror or str(exc) or type(exc).__name__) from None
+        conn.key = origin.key
+        self.connections_opened += 1
+        return conn
