@@ -9,6 +9,11 @@ Prints, for the default config (1 s poll interval):
     core, idle monitor with one instance < 0.5 %), next to a baseline measured in the same run: a bare
     httpx loop making the same requests with no parsing, diffing or events.
 The emulators run in a separate process so their CPU is not counted.
+
+    .venv/bin/python bench/monitor_bench.py --poll-cost 2000
+
+instead prints the CPU of one status poll (`LMStudioClient.list_models()` on a warm client, as the
+monitor makes it once a second) next to a bare httpx GET of the same route, in the same run.
 """
 
 from __future__ import annotations
@@ -149,12 +154,48 @@ async def baseline_cpu(urls: list[str], seconds: float) -> float:
     return cpu * 100
 
 
+async def poll_cost(url: str, polls: int) -> tuple[float, float]:
+    """CPU milliseconds per status poll: the tray's client, then a bare httpx GET of the same route."""
+    from lmstudio_tray.core.client import LMStudioClient
+
+    client = LMStudioClient(url)
+    try:
+        for _ in range(20):  # warm: connection open, API generation known
+            await client.list_models()
+        c0 = time.process_time()
+        for _ in range(polls):
+            await client.list_models()
+        ours = (time.process_time() - c0) / polls * 1000
+    finally:
+        await client.aclose()
+    async with httpx.AsyncClient() as http:
+        for _ in range(20):
+            await http.get(url + "/api/v1/models")
+        c0 = time.process_time()
+        for _ in range(polls):
+            await http.get(url + "/api/v1/models")
+        base = (time.process_time() - c0) / polls * 1000
+    return ours, base
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--skip-cpu", action="store_true", help="only the detection latency")
+    ap.add_argument("--poll-cost", type=int, default=0, metavar="N",
+                    help="only the CPU of one status poll, averaged over N polls")
     args = ap.parse_args()
+    if args.poll_cost:
+        one = Emulators(1)
+        try:
+            one.control(0, "/_emulator/load", {"model": "qwen/qwen3-4b-2507"})
+            ours, base = await poll_cost(one.urls[0][0], args.poll_cost)
+        finally:
+            one.close()
+        print(f"CPU of one status poll (list_models, warm): {ours:.3f} ms; bare httpx GET {base:.3f} ms "
+              f"(n={args.poll_cost})")
+        return
     emus = Emulators(50)
     try:
         det = await detection(emus, args.trials)
