@@ -218,7 +218,7 @@ class _Connection(asyncio.Protocol):
     async def head(self) -> None:
         await self._head
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self, response: Response) -> AsyncIterator[bytes]:
         while True:
             if self.chunks:
                 # everything that arrived meanwhile goes out as one piece: fewer writes downstream when
@@ -232,6 +232,7 @@ class _Connection(asyncio.Protocol):
                 yield chunk
                 continue  # more may have arrived (and the message ended) while the chunk was handled
             if self.complete:
+                response.close()  # back to the pool before the caller's loop even ends
                 return
             if self.error is not None:
                 raise self.error
@@ -324,11 +325,9 @@ class Response:
                 return value
         return None
 
-    async def body(self) -> AsyncIterator[bytes]:
+    def body(self) -> AsyncIterator[bytes]:
         """The body as it arrives (chunked framing removed); raises HTTPError if the server breaks off."""
-        async for chunk in self._conn.body():
-            yield chunk
-        self.close()
+        return self._conn.body(self)
 
     async def read(self) -> bytes:
         chunks = [chunk async for chunk in self.body()]

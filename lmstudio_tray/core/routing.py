@@ -6,8 +6,8 @@ fewest requests in flight (counted here), then the lowest poll latency. A connec
 response starts moves the request to the next candidate; once bytes flow they pass through unchanged.
 
 GUI- and web-free: the endpoint's `api/router.py` only turns ASGI into `Router.open` calls and back.
-The upstream side is a small HTTP/1.1 client on asyncio + httptools instead of httpx: httpx costs about
-2 ms of CPU per streamed completion, this about 0.3 ms, and the router's budget is 2 ms in total.
+The upstream side is `core.http1` (asyncio + httptools) instead of httpx: httpx costs about 2 ms of CPU
+per streamed completion, http1 about 0.3 ms, and the router's budget is 2 ms in total.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-import httptools
-
+from lmstudio_tray.core import http1
 from lmstudio_tray.core.config import PoolConfig
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
 from lmstudio_tray.core.monitor import Monitor
@@ -42,8 +39,8 @@ HOP_BY_HOP = frozenset({
 })
 RECENT_FAILURES = 20
 INSTANCE_HEADER = "x-lmstudio-tray-instance"
-MAX_BUFFERED = 1 << 20  # stop reading an instance that streams faster than the client takes it
 IDLE_PER_INSTANCE = 32
+IDLE_EXPIRY = 30.0
 OVERHEAD_SAMPLES = 10_000
 
 
@@ -80,126 +77,6 @@ class InstanceUsage:
         }
 
 
-class UpstreamError(Exception):
-    """The instance failed before its response started: safe to try the next one."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to an instance; httptools parses its responses."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.used = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.keep_alive = False
-        self.started = False  # any byte of the response arrived
-        self.sent_at = 0.0  # perf_counter when the request was written
-        self.body_at = 0.0  # perf_counter when the first body byte arrived
-        self.complete = False
-        self.error: BaseException | None = None
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.paused = False
-        self._head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wakeup: asyncio.Future[None] | None = None
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.started = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"the instance sent a malformed response ({exc})"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.complete:
-            self._fail(exc or ConnectionResetError("the instance closed the connection"))
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        if not self._head.done():
-            self._head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        if not self.body_at:
-            self.body_at = time.perf_counter()
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > MAX_BUFFERED and self.transport is not None and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-        self._wake()
-
-    def _fail(self, exc: BaseException) -> None:
-        self.error = exc
-        if not self._head.done():
-            self._head.set_exception(exc)
-            self._head.exception()  # retrieved here: an unawaited failure must not be logged as lost
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
-    # used by the router
-    async def exchange(self, request: bytes) -> None:
-        """Send a request; return when the response headers are in."""
-        assert self.transport is not None
-        self._reset()
-        self.used = True
-        self.sent_at = time.perf_counter()
-        self.transport.write(request)
-        await self._head
-
-    async def body(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        while True:
-            if self.chunks:
-                # everything that arrived meanwhile goes out as one write: fewer syscalls when the client
-                # or this process fell behind, and the bytes are the same
-                chunk = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
-                self.chunks.clear()
-                self.buffered = 0
-                if self.paused and self.buffered < MAX_BUFFERED // 2 and self.transport is not None:
-                    self.paused = False
-                    self.transport.resume_reading()
-                yield chunk
-                continue  # more may have arrived (and the message ended) while the chunk was sent
-            if self.complete:
-                return
-            if self.error is not None:
-                raise UpstreamError(f"the instance broke off its response ({self.error})")
-            self._wakeup = loop.create_future()
-            await self._wakeup
-            self._wakeup = None
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
 @dataclass
 class Upstream:
     """An instance's response that has started: status and headers known, body still to stream."""
@@ -207,26 +84,25 @@ class Upstream:
     instance: str
     status: int
     headers: list[tuple[bytes, bytes]]
-    _conn: _Connection
+    _resp: http1.Response
     _usage: InstanceUsage
-    _release: Any  # callable(conn) giving a finished keep-alive connection back to the pool
     _overhead: deque[float]
     received_at: float = 0.0  # perf_counter when the router got the request
     _done: bool = False
     _first: bool = True
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The body bytes as the instance sends them (no decoding); ends early if the instance breaks off."""
-        async for chunk in self._conn.body():
+        """The body bytes as the instance sends them (no decoding); raises http1.HTTPError if it breaks off."""
+        resp = self._resp
+        async for chunk in resp.body():
             yield chunk
             if self._first:
                 # what the router itself added before the first byte: before the request went out, and
                 # between the instance's first body byte and the client's (the instance's own time excluded)
                 self._first = False
-                conn = self._conn
-                if self.received_at and conn.body_at:
+                if self.received_at and resp.body_at:
                     self._overhead.append(
-                        (conn.sent_at - self.received_at + time.perf_counter() - conn.body_at) * 1000
+                        (resp.sent_at - self.received_at + time.perf_counter() - resp.body_at) * 1000
                     )
 
     async def close(self) -> None:
@@ -234,11 +110,7 @@ class Upstream:
             return
         self._done = True
         self._usage.outstanding -= 1
-        conn = self._conn
-        if conn.complete and conn.keep_alive and not conn.closed:
-            self._release(conn)
-        else:
-            conn.close()  # mid-stream: closing the connection stops LM Studio's generation
+        self._resp.close()  # kept alive when complete; mid-stream, closing stops LM Studio's generation
 
 
 def request_model(body: bytes) -> str:
@@ -282,8 +154,7 @@ class Router:
         self.monitor = monitor
         self.connect_timeout = connect_timeout
         self.usage: dict[str, InstanceUsage] = {}
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._http = http1.Pool(connect_timeout=connect_timeout, max_idle=IDLE_PER_INSTANCE, idle_expiry=IDLE_EXPIRY)
         self.overhead_ms: deque[float] = deque(maxlen=OVERHEAD_SAMPLES)
         self.uses = uses if uses is not None else ModelUseLog()
         self.uses_writes = 0  # how often model-use.json was written (throttled; tests and status show it)
@@ -302,10 +173,7 @@ class Router:
                 self.uses.flush()
             except OSError as exc:
                 log.warning("could not record model use in %s: %s", self.uses.path, exc)
-        for conns in self._idle.values():
-            for conn in conns:
-                conn.close()
-        self._idle.clear()
+        await self._http.aclose()
 
     def usage_of(self, instance: str) -> InstanceUsage:
         usage = self.usage.get(instance)
@@ -412,20 +280,19 @@ class Router:
         for name in order:
             mon = self.monitor.instance(name)
             token = mon.client.token  # the instance's own LM Studio token (from the secret store)
-            parts = urlsplit(mon.config.url)
+            origin, prefix = http1.split_url(mon.config.url)
             head = (
-                f"{method} {parts.path}{target} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+                f"{method} {prefix}{target} HTTP/1.1\r\nhost: {origin.netloc}\r\n"
                 f"content-length: {len(body)}\r\n"
                 + (f"authorization: Bearer {token}\r\n" if token else "")
             ).encode("latin-1")
             usage = self.usage_of(name)
             usage.outstanding += 1
             try:
-                conn = await self._send(parts.scheme, parts.hostname or "127.0.0.1", parts.port,
-                                        head + forwarded + b"\r\n" + body)
-            except (OSError, asyncio.TimeoutError, UpstreamError) as exc:
+                resp = await self._http.request(origin, head + forwarded + b"\r\n" + body, stream=True)
+            except http1.HTTPError as exc:
                 usage.outstanding -= 1
-                reason = _describe(exc)
+                reason = exc.message
                 self._failed(name, reason)
                 errors.append(f"{name} ({reason})")
                 continue
@@ -434,61 +301,13 @@ class Router:
                 raise
             usage.served += 1
             self._note_use(usage, name, self._key(name, model))
-            out = [(k, v) for k, v in conn.headers if k not in HOP_BY_HOP or k == b"content-length"]
+            out = [(k, v) for k, v in resp.headers if k not in HOP_BY_HOP or k == b"content-length"]
             out.append((INSTANCE_HEADER.encode(), name.encode()))
-            key = (parts.scheme, parts.hostname or "127.0.0.1", parts.port or 0)
-            return Upstream(name, conn.status, out, conn, usage, lambda c, k=key: self._give_back(k, c),
-                            self.overhead_ms, received_at)
+            return Upstream(name, resp.status, out, resp, usage, self.overhead_ms, received_at)
         raise RoutingError(
             502, "upstream_unreachable",
             f"every instance of pool {pool_name!r} with {model!r} loaded failed to connect: {'; '.join(errors)}",
         )
-
-    async def _send(self, scheme: str, host: str, port: int | None, request: bytes) -> _Connection:
-        """Send on an idle keep-alive connection, or a new one; the response headers are in on return."""
-        port = port or (443 if scheme == "https" else 80)
-        idle = self._idle.get((scheme, host, port), [])
-        while idle:
-            conn = idle.pop()
-            if conn.closed:
-                continue
-            try:
-                await conn.exchange(request)
-                return conn
-            except (OSError, UpstreamError):
-                conn.close()
-                if conn.started:
-                    raise
-                # the instance had closed this idle connection meanwhile: not a failure, use a new one
-            except BaseException:  # cancelled (the client went away): the connection is mid-exchange
-                conn.close()
-                raise
-        conn = await self._connect(scheme, host, port)
-        try:
-            await conn.exchange(request)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    async def _connect(self, scheme: str, host: str, port: int) -> _Connection:
-        loop = asyncio.get_running_loop()
-        context: ssl.SSLContext | None = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(_Connection, host, port, ssl=context), timeout=self.connect_timeout
-        )
-        return protocol
-
-    def _give_back(self, key: tuple[str, str, int], conn: _Connection) -> None:
-        idle = self._idle.setdefault(key, [])
-        if len(idle) < IDLE_PER_INSTANCE:
-            idle.append(conn)
-        else:
-            conn.close()
 
     def note_use(self, instance: str, model_key: str) -> None:
         """Record that `model_key` serves requests on `instance` (validate calls for direct providers)."""
@@ -560,11 +379,3 @@ class Router:
             "overhead_ms": {"count": len(data), "p50": pct(0.5), "p99": pct(0.99)},
         }
 
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "connect timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, UpstreamError) else f"{type(exc).__name__}: {text}"
