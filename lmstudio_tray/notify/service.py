@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -52,6 +53,10 @@ class NotificationService:
         self._retry_load = retry_load
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        # Buttons of the bubble each replace_key shows now: a report that replaces that bubble (the tray's
+        # "Could not load" after the policy's own, Retry-carrying one) keeps them instead of dropping them.
+        self._buttons: dict[str, tuple[NotifyButton, ...]] = {}
+        self._buttons_lock = threading.Lock()
 
     # ---- wiring ---------------------------------------------------------------------------------
 
@@ -81,7 +86,7 @@ class NotificationService:
         try:
             decision = self.policy.decide(event)
             if decision is not None:
-                self.notifier.send(self._message(decision))
+                self._send(self._message(decision))
         except Exception:
             log.exception("could not turn %s into a notification", event.kind)
 
@@ -112,7 +117,20 @@ class NotificationService:
             log.info("%s: %s", title, body)
             return
         urgency = Urgency.CRITICAL if failure else Urgency.NORMAL
-        self.notifier.send(Message(title, body, replace_key=replace_key, urgency=urgency, kind="action"))
+        buttons: tuple[NotifyButton, ...] = ()
+        if replace_key is not None and failure:
+            with self._buttons_lock:
+                buttons = self._buttons.get(replace_key, ())
+        self._send(Message(title, body, replace_key=replace_key, urgency=urgency, buttons=buttons, kind="action"))
+
+    def _send(self, message: Message) -> None:
+        if message.replace_key is not None:
+            with self._buttons_lock:
+                if message.buttons:
+                    self._buttons[message.replace_key] = message.buttons
+                else:
+                    self._buttons.pop(message.replace_key, None)
+        self.notifier.send(message)
 
     def retry(self, event: LoadFailed) -> concurrent.futures.Future[Any] | None:
         """The Retry button: load the same model again in the core's loop; a failure is reported."""

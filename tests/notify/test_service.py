@@ -101,6 +101,23 @@ async def test_failed_retry_is_reported() -> None:
     assert rec.messages[-1].replace_key == "load:local:qwen"
 
 
+def test_the_trays_failure_report_keeps_the_retry_button_of_the_bubble_it_replaces() -> None:
+    # The tray reports a failed Load click with the same replace_key as the policy's "Could not load"
+    # bubble; since backends now replace bubbles in place, the report must not drop the Retry button.
+    rec = RecordingNotifier()
+    service = NotificationService(rec, NotificationsConfig(), clock=FakeClock(), retry_load=FakeActions().load)
+    service.handle(LoadFailed("local", model="qwen", reason="oom"))
+    service.report("Could not load qwen", "Loading qwen on local failed: oom", replace_key="load:local:qwen")
+    assert rec.messages[-1].replace_key == rec.messages[0].replace_key == "load:local:qwen"
+    assert [b.label for b in rec.messages[-1].buttons] == ["Retry"]
+    # Once the bubble shows something else (loaded), a later report has nothing to keep.
+    service.handle(ModelLoaded("local", model="qwen"))
+    service.report("Could not load qwen", "again", replace_key="load:local:qwen")
+    assert rec.messages[-1].buttons == ()
+    service.report("Could not unload", "boom", replace_key="action:local")
+    assert rec.messages[-1].buttons == ()
+
+
 def test_retry_without_running_loop_reports() -> None:
     rec = RecordingNotifier()
     service = NotificationService(rec, NotificationsConfig(), clock=FakeClock(), retry_load=FakeActions().load)
