@@ -1,0 +1,475 @@
+"""core.http1 over real sockets on 127.0.0.1: small asyncio servers started here, and the emulator.
+
+Each server runs its own event loop in a thread, so the same server outlives the client's loops (the CLI
+runs several `asyncio.run` in a row) and counts the TCP connections it accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lmstudio_tray.core import http1
+from lmstudio_tray.emulator import Emulator
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes | None:
+    """One request head plus its Content-Length body; None when the client closed."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+class Server:
+    """An asyncio TCP server in its own thread and loop; `connections` counts accepted connections."""
+
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.loop = asyncio.new_event_loop()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._stop = threading.Event()
+        started = threading.Event()
+        self.port = 0
+
+        async def serve() -> None:
+            server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=ssl_context)
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            await asyncio.to_thread(self._stop.wait)
+            server.close()
+            for task in self._handlers:
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await server.wait_closed()
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(serve(),), daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # cancelled: the server shuts down
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> Server:
+        servers.append(Server(handler, ssl_context))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def keep_alive(response: bytes = OK, *, answer: int | None = None, record: list[bytes] | None = None) -> Handler:
+    """Answers every request with `response`; with `answer`, closes without a word at request answer+1."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        while (req := await read_request(reader)) is not None:
+            if record is not None:
+                record.append(req)
+            n += 1
+            if answer is not None and n > answer:
+                return
+            writer.write(response)
+            await writer.drain()
+
+    return handler
+
+
+def get(url: str, path: str = "/") -> tuple[http1.Origin, bytes]:
+    origin, prefix = http1.split_url(url)
+    return origin, http1.encode_request("GET", prefix + path, origin, [("Accept", "application/json")])
+
+
+# ---- keep-alive --------------------------------------------------------------------------------------
+
+
+async def test_many_requests_share_one_connection(serve: Callable[..., Server]) -> None:
+    server = serve(keep_alive())
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    try:
+        for _ in range(20):
+            resp = await pool.request(origin, request, timeout=5)
+            assert (resp.status, resp.content) == (200, b"ok")
+    finally:
+        await pool.aclose()
+    assert server.connections == 1
+    assert pool.connections_opened == 1
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_an_error(serve: Callable[..., Server]) -> None:
+    async def one_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await read_request(reader) is not None:
+            writer.write(OK)  # says keep-alive (HTTP/1.1, no Connection: close), then closes anyway
+            await writer.drain()
+
+    server = serve(one_and_close)
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    try:
+        for _ in range(5):
+            assert (await pool.request(origin, request, timeout=5)).content == b"ok"
+            await asyncio.sleep(0.05)  # the close arrives while the connection sits in the pool
+    finally:
+        await pool.aclose()
+    assert server.connections == 5
+
+
+async def test_a_reused_connection_that_dies_on_the_request_is_retried_once_on_a_new_one(
+    serve: Callable[..., Server],
+) -> None:
+    # the race the idle check cannot see: the server drops the connection just as the request arrives
+    seen: list[bytes] = []
+    server = serve(keep_alive(answer=1, record=seen))
+    pool = http1.Pool()
+    origin, _ = get(server.url())
+    post = http1.encode_request("POST", "/x", origin, [], b'{"n": 1}')
+    try:
+        for _ in range(3):
+            assert (await pool.request(origin, post, timeout=5)).content == b"ok"
+    finally:
+        await pool.aclose()
+    assert server.connections == 3
+    assert all(r.endswith(b'{"n": 1}') and b"Content-Length: 8" in r for r in seen)
+
+
+async def test_the_idle_limit_and_expiry_close_connections(serve: Callable[..., Server]) -> None:
+    server = serve(keep_alive())
+    pool = http1.Pool(max_idle=2, idle_expiry=0.2)
+    origin, request = get(server.url())
+    try:
+        await asyncio.gather(*(pool.request(origin, request, timeout=5) for _ in range(5)))
+        assert server.connections == 5
+        assert pool.idle_count(origin) == 2  # the other three were closed, not kept
+        await asyncio.sleep(0.4)
+        await pool.request(origin, request, timeout=5)
+        assert server.connections == 6  # expired connections are not reused
+    finally:
+        await pool.aclose()
+
+
+def test_connections_are_not_reused_across_event_loops(serve: Callable[..., Server]) -> None:
+    server = serve(keep_alive())
+    pool = http1.Pool()
+    origin, request = get(server.url())
+
+    async def twice() -> None:
+        for _ in range(2):
+            assert (await pool.request(origin, request, timeout=5)).content == b"ok"
+
+    asyncio.run(twice())
+    asyncio.run(twice())  # the first loop is closed: its connection must not be touched
+    assert server.connections == 2
+    assert pool.connections_opened == 2
+
+
+# ---- bodies ------------------------------------------------------------------------------------------
+
+
+async def test_chunked_and_close_delimited_bodies(serve: Callable[..., Server]) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n"
+    )
+    close_delimited = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await read_request(reader)) is not None:
+            if b"GET /close " in req:
+                writer.write(close_delimited[:30])
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(close_delimited[30:])
+                return  # the body ends with the connection
+            writer.write(chunked)
+            await writer.drain()
+
+    server = serve(handler)
+    pool = http1.Pool()
+    try:
+        origin, request = get(server.url(), "/chunked")
+        for _ in range(2):
+            resp = await pool.request(origin, request, timeout=5)
+            assert resp.content == b"hello world"
+        assert pool.connections_opened == 1  # a chunked body keeps the connection usable
+        origin, request = get(server.url(), "/close")
+        resp = await pool.request(origin, request, timeout=5)
+        assert resp.content == b"until the end"
+        assert pool.idle_count(origin) == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_a_streamed_body_arrives_piece_by_piece(serve: Callable[..., Server]) -> None:
+    server_loop_release = threading.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n")
+        await writer.drain()
+        await asyncio.to_thread(server_loop_release.wait, 10)
+        writer.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)
+
+    server = serve(handler)
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    try:
+        resp = await pool.request(origin, request, timeout=5, stream=True)
+        pieces = []
+        async for chunk in resp.body():
+            pieces.append(chunk)
+            if len(pieces) == 1:  # the first piece is here before the server sent the second
+                server_loop_release.set()
+        assert pieces == [b"first\n", b"second\n"]
+        assert pool.idle_count(origin) == 1
+    finally:
+        server_loop_release.set()
+        await pool.aclose()
+
+
+# ---- failures ----------------------------------------------------------------------------------------
+
+
+async def test_a_malformed_response_is_a_protocol_error(serve: Callable[..., Server]) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server = serve(garbage)
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    with pytest.raises(http1.ProtocolError, match="malformed response"):
+        await pool.request(origin, request, timeout=5)
+    await pool.aclose()
+
+
+async def test_a_body_cut_short_is_a_protocol_error(serve: Callable[..., Server]) -> None:
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+        await writer.drain()
+
+    server = serve(truncated)
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    with pytest.raises(http1.ProtocolError, match="before the response was complete") as err:
+        await pool.request(origin, request, timeout=5)
+    assert err.value.started
+    await pool.aclose()
+
+
+async def test_connection_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    pool = http1.Pool()
+    origin, request = get(f"http://127.0.0.1:{port}")
+    with pytest.raises(http1.ConnectError, match="connection refused"):
+        await pool.request(origin, request, timeout=5)
+
+
+async def test_a_server_that_never_answers_times_out_in_about_the_timeout(serve: Callable[..., Server]) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(30)
+
+    server = serve(silent)
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    t0 = time.monotonic()
+    with pytest.raises(http1.RequestTimeout, match=r"no response within 0\.5 s"):
+        await pool.request(origin, request, timeout=0.5)
+    elapsed = time.monotonic() - t0
+    assert 0.45 <= elapsed < 3.0  # generous upper bound: the machine is shared
+    t0 = time.monotonic()
+    with pytest.raises(http1.RequestTimeout, match="response head"):
+        await pool.request(origin, request, timeout=0.5, stream=True)
+    assert time.monotonic() - t0 < 3.0
+    assert pool.idle_count(origin) == 0  # a timed-out connection is never reused
+    await pool.aclose()
+
+
+async def test_a_body_that_stalls_times_out_unless_streamed(serve: Callable[..., Server]) -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+            await writer.drain()
+            await asyncio.sleep(0.8)
+            writer.write(b"cd")
+            await writer.drain()
+
+    server = serve(stall)
+    pool = http1.Pool()
+    origin, request = get(server.url())
+    try:
+        with pytest.raises(http1.RequestTimeout, match="no response within"):
+            await pool.request(origin, request, timeout=0.3)  # the whole request, not just its head
+        resp = await pool.request(origin, request, timeout=0.3, stream=True)  # the head is in time
+        assert b"".join([c async for c in resp.body()]) == b"abcd"
+    finally:
+        await pool.aclose()
+
+
+# ---- TLS ---------------------------------------------------------------------------------------------
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return cert_file, key_file
+
+
+async def test_https_with_a_trusted_certificate_and_refusal_of_an_unknown_one(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server = serve(keep_alive(), server_ctx)
+    origin, request = get(server.url("https"))
+    assert origin.port == server.port and origin.scheme == "https"
+
+    trusting = http1.Pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+    try:
+        for _ in range(3):
+            assert (await trusting.request(origin, request, timeout=5)).content == b"ok"
+        assert trusting.connections_opened == 1  # keep-alive over TLS too
+    finally:
+        await trusting.aclose()
+
+    default = http1.Pool()  # system CAs + certifi: a self-signed certificate must be refused
+    with pytest.raises(http1.ConnectError, match="TLS handshake failed"):
+        await default.request(origin, request, timeout=5)
+
+
+def test_plain_http_loads_no_ca_bundle_and_no_httpx(emulator: Emulator) -> None:
+    # a fresh interpreter, as the tray starts: the LM Studio client polls over http:// only
+    script = textwrap.dedent(f"""
+        import asyncio, json, sys
+        from lmstudio_tray.core import http1
+        from lmstudio_tray.core.client import LMStudioClient
+
+        async def main():
+            client = LMStudioClient({emulator.api_url!r})
+            try:
+                listing = await client.list_models()
+            finally:
+                await client.aclose()
+            return len(listing.models)
+
+        n = asyncio.run(main())
+        print(json.dumps({{"models": n, "ssl_context": http1._default_ssl is not None,
+                          "certifi": "certifi" in sys.modules, "httpx": "httpx" in sys.modules}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout)
+    assert result["models"] > 0
+    assert result == {"models": result["models"], "ssl_context": False, "certifi": False, "httpx": False}
+
+
+# ---- against the emulator -----------------------------------------------------------------------------
+
+
+async def test_emulator_keep_alive_and_a_server_restart_in_between(emulator: Emulator) -> None:
+    pool = http1.Pool()
+    origin, request = get(emulator.api_url, "/api/v1/models")
+    try:
+        for _ in range(10):
+            resp = await pool.request(origin, request, timeout=5)
+            assert resp.status == 200 and "models" in json.loads(resp.content)
+        assert pool.connections_opened == 1
+        emulator.stop_server()  # drops every connection, the pooled one included
+        emulator.start_server()
+        resp = await pool.request(origin, request, timeout=5)
+        assert resp.status == 200
+        assert pool.connections_opened == 2
+    finally:
+        await pool.aclose()
+
+
+def test_urls_and_requests() -> None:
+    origin, prefix = http1.split_url("https://user:pw@example.org:8443/base/")
+    assert origin == http1.Origin("https", "example.org", 8443, "example.org:8443")
+    assert prefix == "/base"
+    assert http1.split_url("http://[::1]")[0][1:3] == ("::1", 80)
+    with pytest.raises(ValueError, match="only http:// and https://"):
+        http1.split_url("ftp://example.org")
+    body = http1.encode_request("POST", "/v1/x", origin, [("Authorization", "Bearer t")], b"{}")
+    assert body == (b"POST /v1/x HTTP/1.1\r\nHost: example.org:8443\r\nAuthorization: Bearer t\r\n"
+                    b"Content-Length: 2\r\n\r\n{}")
+    assert b"Content-Length" not in http1.encode_request("GET", "/", origin)
