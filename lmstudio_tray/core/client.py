@@ -76,9 +76,11 @@ class LMStudioClient:
         self.calls += 1
         limit = self.timeout if timeout is None else timeout
         try:
-            resp = await self._http.request(
-                self._origin, self._encode(method, path, json_body), timeout=limit, connect_timeout=limit
-            )
+            request = self._encode(method, path, json_body)
+        except ValueError as exc:  # e.g. a line break in the token; the message never contains its value
+            raise LMStudioError(FailureKind.AUTH_FAILED, f"cannot send {method} {path}: {exc}") from None
+        try:
+            resp = await self._http.request(self._origin, request, timeout=limit, connect_timeout=limit)
         except http1.ConnectError as exc:
             raise LMStudioError(FailureKind.OFFLINE, f"cannot connect to {self.base_url} ({exc.message})") from None
         except http1.RequestTimeout:
@@ -221,9 +223,12 @@ class LMStudioClient:
             body["context_length"] = context_length
         self.calls += 1
         try:
+            request = self._encode("POST", "/api/v1/chat", body)
+        except ValueError as exc:
+            raise LMStudioError(FailureKind.AUTH_FAILED, f"cannot send POST /api/v1/chat: {exc}") from None
+        try:
             resp = await self._http.request(
-                self._origin, self._encode("POST", "/api/v1/chat", body), timeout=600.0, stream=True,
-                connect_timeout=self.timeout,
+                self._origin, request, timeout=600.0, stream=True, connect_timeout=self.timeout
             )
         except http1.HTTPError as exc:
             raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {exc.message}") from None

@@ -91,12 +91,25 @@ def split_url(url: str) -> tuple[Origin, str]:
 def encode_request(
     method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
 ) -> bytes:
-    """The bytes of one request with a Content-Length body (empty for GET)."""
+    """The bytes of one request with a Content-Length body (empty for GET).
+
+    A ValueError for a line break in the target or a header value, which would smuggle in headers of its
+    own; the message names the header, never its value (it may be a token).
+    """
     lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.netloc}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
+    for name, value in headers:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"the {name} header contains a line break")
+        lines.append(f"{name}: {value}")
+    if any(c in target for c in " \r\n"):
+        raise ValueError("the request path contains a space or a line break")
     if body or method not in ("GET", "DELETE"):
         lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("a header or the request path has characters HTTP/1.1 cannot carry") from None
+    return head + body
 
 
 _default_ssl: ssl.SSLContext | None = None
@@ -206,13 +219,14 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # the exchange
-    def send(self, request: bytes, timeout: float | None, whole: bool) -> None:
+    def send(self, request: bytes, timeout: float | None, whole: bool, nominal: float | None = None) -> None:
+        """Write `request`; fail it when `timeout` (what is left of `nominal`, the caller's limit) runs out."""
         assert self.transport is not None
         self._reset()
         self.sent_at = time.perf_counter()
         self._whole = whole
         if timeout is not None:
-            self._timer = self.loop.call_later(timeout, self._expire, timeout, whole)
+            self._timer = self.loop.call_later(timeout, self._expire, timeout if nominal is None else nominal)
         self.transport.write(request)
 
     async def head(self) -> None:
@@ -240,9 +254,9 @@ class _Connection(asyncio.Protocol):
             await self._wakeup
             self._wakeup = None
 
-    def _expire(self, timeout: float, whole: bool) -> None:
+    def _expire(self, timeout: float) -> None:
         self._timer = None
-        what = "the response" if whole or self._head.done() else "the response head"
+        what = "response" if self._whole or self._head.done() else "response head"
         self._fail(RequestTimeout(f"no {what} within {timeout:g} s", started=self.started))
         self.close()
 
@@ -383,13 +397,13 @@ class Pool:
         conn = self._take(origin.key, loop)
         if conn is not None:
             try:
-                return await self._exchange(conn, request, deadline, stream)
+                return await self._exchange(conn, request, deadline, timeout, stream)
             except HTTPError as exc:
                 if exc.started or isinstance(exc, RequestTimeout):
                     raise
                 # the server closed this idle connection meanwhile: not a failure, send on a new one
         conn = await self._open(origin, loop, deadline, connect_timeout)
-        return await self._exchange(conn, request, deadline, stream)
+        return await self._exchange(conn, request, deadline, timeout, stream)
 
     async def aclose(self) -> None:
         for conns in self._idle.values():
@@ -428,10 +442,10 @@ class Pool:
         idle.append(conn)
 
     async def _exchange(
-        self, conn: _Connection, request: bytes, deadline: float | None, stream: bool
+        self, conn: _Connection, request: bytes, deadline: float | None, timeout: float | None, stream: bool
     ) -> Response:
-        timeout = None if deadline is None else max(0.0, deadline - conn.loop.time())
-        conn.send(request, timeout, whole=not stream)
+        left = None if deadline is None else max(0.0, deadline - conn.loop.time())
+        conn.send(request, left, not stream, timeout)
         try:
             await conn.head()
             response = Response(self, conn)
@@ -459,6 +473,8 @@ class Pool:
             raise ConnectError(f"connect timed out after {limit:g} s") from None
         except ConnectionRefusedError:
             raise ConnectError("connection refused") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectError(f"TLS handshake failed: certificate not trusted ({exc.verify_message})") from None
         except ssl.SSLError as exc:
             raise ConnectError(f"TLS handshake failed: {exc.reason or exc}") from None
         except OSError as exc:

@@ -89,6 +89,15 @@ async def test_missing_token_is_auth_failed_and_token_is_sent(emulator_factory: 
     assert emu.requests[-1].headers.get("authorization") == f"Bearer {TOKEN}"
 
 
+async def test_a_token_with_a_line_break_is_refused_before_sending(emulator: Emulator) -> None:
+    sent = len(emulator.requests)
+    with pytest.raises(LMStudioError) as err:
+        await listing_of(emulator, token="sk-lm-abc\r\nX-Injected: 1")
+    assert err.value.kind is FailureKind.AUTH_FAILED
+    assert "line break" in err.value.message and "sk-lm-abc" not in err.value.message
+    assert len(emulator.requests) == sent  # nothing went out
+
+
 async def test_stopped_server_is_offline(emulator: Emulator) -> None:
     emulator.stop_server()
     with pytest.raises(LMStudioError) as err:

@@ -473,3 +473,10 @@ def test_urls_and_requests() -> None:
     assert body == (b"POST /v1/x HTTP/1.1\r\nHost: example.org:8443\r\nAuthorization: Bearer t\r\n"
                     b"Content-Length: 2\r\n\r\n{}")
     assert b"Content-Length" not in http1.encode_request("GET", "/", origin)
+
+
+def test_a_line_break_in_a_header_is_refused_without_echoing_the_value() -> None:
+    origin, _ = http1.split_url("http://127.0.0.1:1234")
+    with pytest.raises(ValueError, match="Authorization header contains a line break") as err:
+        http1.encode_request("GET", "/", origin, [("Authorization", "Bearer sk-secret\r\nX-Evil: 1")])
+    assert "sk-secret" not in str(err.value)
