@@ -28,6 +28,7 @@ from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.platform.autostart import Autostart
+from lmstudio_tray.platform.memory import release_free_memory
 from lmstudio_tray.platform.x11 import system_tray_owned
 from lmstudio_tray.tray.icons import render_icon
 from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
@@ -395,8 +396,12 @@ class TrayApp:
             icon.visible = True
             log.info("tray: icon shown")
             self._start_services()
+            settled = False
             while not self._stop.wait(REFRESH_SECONDS):
                 presenter.refresh()
+                if not settled:  # the endpoint and analytics have started by now
+                    settled = True
+                    release_free_memory()
 
         view.icon.run(setup=setup)
         return 0
