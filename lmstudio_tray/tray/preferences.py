@@ -24,7 +24,6 @@ from lmstudio_tray.core.config import (
     dump_config,
 )
 from lmstudio_tray.core.presets import PRESETS
-from lmstudio_tray.core.profiles import save_preference, use_profile
 from lmstudio_tray.core.runtime import Core
 
 log = logging.getLogger(__name__)
@@ -99,6 +98,9 @@ class ConfigPreferences:
             atomic_write(self.path, dump_config(self.core.config))
 
     def save(self, changes: dict[str, Any]) -> dict[str, Any]:
+        # the file editor (tomlkit, ~1.8 MiB) loads on the first change, not in every tray that never saves
+        from lmstudio_tray.core.profiles import save_preference
+
         self._ensure_file()
         return self._apply(save_preference(self.path, self.core.config, changes))
 
@@ -127,5 +129,7 @@ class ConfigPreferences:
         return self.save({key: name})
 
     def use_profile(self, name: str | None) -> dict[str, Any]:
+        from lmstudio_tray.core.profiles import use_profile
+
         self._ensure_file()
         return self._apply(use_profile(self.path, name, self.core.config))
