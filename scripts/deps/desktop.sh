@@ -3,7 +3,8 @@
 #
 # Installs what the real-desktop tests (tests/desktop, run under scripts/with-desktop.sh) need on a
 # Debian 12 (bookworm) machine: the Debian packages for a throwaway X desktop (Xvfb, trayer, dunst,
-# gnome-keyring, xdotool, ImageMagick), Chromium for the dashboard's browser test,
+# gnome-keyring, xdotool, ImageMagick), a StatusNotifierItem watcher and host (status-notifier-watcher,
+# gtk-sni-tray-standalone) for the tray's D-Bus backend, Chromium for the dashboard's browser test,
 # desktop-file-utils and systemd for checking the Linux installer's files, plus the headers PyGObject and dbus-python compile against,
 # then those two Python packages into PYTHON's environment (default: .venv/bin/python of the checkout).
 #
@@ -21,6 +22,7 @@ packages=(
   xvfb x11-utils xdotool imagemagick trayer dunst libnotify-bin gnome-keyring libsecret-tools
   libglib2.0-bin dbus
   chromium desktop-file-utils systemd
+  haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils
   gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1
   libgirepository1.0-dev libcairo2-dev pkg-config libdbus-1-dev libglib2.0-dev
   gcc python3-dev
