@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core import paths
@@ -35,11 +35,15 @@ from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
 
+if TYPE_CHECKING:
+    from lmstudio_tray.tray.sni import SniView
+
 log = logging.getLogger(__name__)
 
 ICON_SIZE = 64  # trays scale down; 64 keeps HiDPI panels sharp
 REFRESH_SECONDS = 5.0  # safety net for snapshot changes that publish no event (new downloads)
 APP_ID = "lmstudio-tray"
+SNI = "sni"  # our own backend (tray/sni.py), not one of pystray's
 MENU_DUMP_ENV = "LMSTUDIO_TRAY_MENU_DUMP"  # appindicator uses the icon name as its D-Bus object path
 
 
@@ -48,7 +52,7 @@ MENU_DUMP_ENV = "LMSTUDIO_TRAY_MENU_DUMP"  # appindicator uses the icon name as 
 
 @dataclass(frozen=True)
 class BackendChoice:
-    backend: str | None  # a PYSTRAY_BACKEND value, or None for headless
+    backend: str | None  # "sni", a PYSTRAY_BACKEND value, or None for headless
     message: str  # the one line we log about it, in plain words
     has_menu: bool = True
 
@@ -64,6 +68,10 @@ def choose_backend(env: dict[str, str] | None = None, platform: str | None = Non
         return BackendChoice("darwin", "tray: macOS menu bar")
     if platform == "win32":
         return BackendChoice("win32", "tray: Windows notification area")
+    # Asked first, over jeepney: the desktop's host then draws the icon and menu, and this process
+    # never loads GTK (~27 MiB) nor needs DISPLAY (Wayland without XWayland works too).
+    if sni_watcher_present(env):
+        return BackendChoice(SNI, "tray: StatusNotifierItem icon with menu (no GTK)")
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
         return BackendChoice(
             None,
@@ -73,8 +81,9 @@ def choose_backend(env: dict[str, str] | None = None, platform: str | None = Non
     if not env.get("DISPLAY"):
         return BackendChoice(
             None,
-            "tray: Wayland without XWayland (DISPLAY is not set): pystray cannot show an icon; running "
-            "headless (monitoring and notifications keep working)",
+            "tray: Wayland without XWayland (DISPLAY is not set) and no StatusNotifierItem host on the "
+            "session bus, so there is no tray icon; running headless (monitoring and notifications keep "
+            "working)",
         )
     gtk = _gtk_usable()
     if gtk is not None:
@@ -91,8 +100,6 @@ def choose_backend(env: dict[str, str] | None = None, platform: str | None = Non
             f"tray: GTK is not usable ({gtk}), so the icon shows the state but has no menu. {fix}",
             has_menu=False,
         )
-    if _sni_watcher_present() and _appindicator_usable():
-        return BackendChoice("appindicator", "tray: AppIndicator (StatusNotifierItem) icon with menu")
     return BackendChoice("gtk", "tray: GTK status icon (XEmbed) with menu")
 
 
@@ -115,34 +122,32 @@ def _gtk_usable() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _appindicator_usable() -> bool:
+def sni_watcher_present(env: dict[str, str] | None = None, timeout: float = 0.5) -> bool:
+    """Does a StatusNotifierWatcher (KDE, GNOME's AppIndicator extension, waybar, ...) own its name on
+    the session bus? Asked over jeepney, so that the answer costs no GTK. Never raises."""
+    env = dict(os.environ if env is None else env)
     try:
-        import gi
+        from jeepney import DBusAddress, new_method_call  # type: ignore[import-untyped]
+        from jeepney.bus import find_session_bus, get_bus  # type: ignore[import-untyped]
+        from jeepney.io.blocking import DBusConnection, prep_socket  # type: ignore[import-untyped]
 
-        gi.require_version("AyatanaAppIndicator3", "0.1")
-        return True
-    except (ImportError, ValueError):
-        try:
-            import gi
-
-            gi.require_version("AppIndicator3", "0.1")
-            return True
-        except (ImportError, ValueError):
-            return False
-
-
-def _sni_watcher_present() -> bool:
-    """Is a StatusNotifierItem host (GNOME extension, KDE, waybar) on the session bus?"""
-    try:
-        from gi.repository import Gio, GLib
-
-        bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
-        reply = bus.call_sync(
-            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner",
-            GLib.Variant("(s)", ("org.kde.StatusNotifierWatcher",)), None, Gio.DBusCallFlags.NONE, 500, None,
-        )
-        return bool(reply.unpack()[0])
-    except Exception:
+        address = env.get("DBUS_SESSION_BUS_ADDRESS")
+        if address:
+            target = get_bus(address)
+        elif env.get("XDG_RUNTIME_DIR") and Path(env["XDG_RUNTIME_DIR"], "bus").exists():
+            target = str(Path(env["XDG_RUNTIME_DIR"], "bus"))
+        else:
+            target = find_session_bus()
+        with DBusConnection(prep_socket(target, False, timeout=timeout)) as conn:
+            bus = DBusAddress("/org/freedesktop/DBus", bus_name="org.freedesktop.DBus",
+                              interface="org.freedesktop.DBus")
+            conn.send_and_get_reply(new_method_call(bus, "Hello"), timeout=timeout)
+            reply = conn.send_and_get_reply(
+                new_method_call(bus, "NameHasOwner", "s", ("org.kde.StatusNotifierWatcher",)), timeout=timeout
+            )
+            return bool(reply.body[0])
+    except Exception as exc:  # no session bus, a hung daemon: no watcher as far as we can tell
+        log.debug("no StatusNotifierWatcher: %r", exc)
         return False
 
 
@@ -155,6 +160,17 @@ def menu_json(item: MenuItem) -> dict[str, Any]:
         "action": None if item.action is None else [item.action.kind.value, item.action.instance, item.action.target],
         "children": [menu_json(c) for c in item.children],
     }
+
+
+def dump_menu(items: tuple[MenuItem, ...]) -> None:
+    """What the menu shows, as JSON in $LMSTUDIO_TRAY_MENU_DUMP, for desktop tests and bug reports
+    (a GTK menu cannot be read back)."""
+    dump = os.environ.get(MENU_DUMP_ENV)
+    if dump:
+        try:
+            atomic_write(Path(dump), json.dumps([menu_json(i) for i in items], indent=1))
+        except OSError as exc:
+            log.debug("menu dump failed: %s", exc)
 
 
 # ---- the view --------------------------------------------------------------------------------------
@@ -180,13 +196,7 @@ class PystrayView:
 
     def set_menu(self, items: tuple[MenuItem, ...]) -> None:
         self.icon.menu = self._pystray.Menu(*(self._item(i) for i in items))
-        dump = os.environ.get(MENU_DUMP_ENV)
-        if dump:
-            # What the menu shows, for desktop tests and bug reports (menus cannot be read back from GTK).
-            try:
-                atomic_write(Path(dump), json.dumps([menu_json(i) for i in items], indent=1))
-            except OSError as exc:
-                log.debug("menu dump failed: %s", exc)
+        dump_menu(items)
 
     def _item(self, item: MenuItem) -> Any:
         p = self._pystray
@@ -275,7 +285,7 @@ class TrayApp:
         self.notifications = notifications or make_service(self.core)
         self.backend = backend or choose_backend()
         self.about = about
-        self.view: PystrayView | None = None
+        self.view: PystrayView | SniView | None = None
         self.presenter: TrayPresenter | None = None
         self._stop = threading.Event()
         self._unsubscribe: list[Callable[[], None]] = []
@@ -353,17 +363,24 @@ class TrayApp:
 
     # ---- tray -----------------------------------------------------------------------------------
 
-    def _run_tray(self, backend: str) -> int:
+    def _make_view(self, backend: str) -> PystrayView | SniView:
+        if backend == SNI:
+            from lmstudio_tray.tray.sni import SniView
+
+            return SniView()
         os.environ["PYSTRAY_BACKEND"] = backend  # pystray reads it at import time
         import pystray
 
         x11 = backend in ("gtk", "xorg", "appindicator")
-        if x11 and system_tray_owned(os.environ.get("DISPLAY")) is False and not _sni_watcher_present():
+        if x11 and system_tray_owned(os.environ.get("DISPLAY")) is False and not sni_watcher_present():
             log.warning(
                 "tray: no system tray is running on this desktop (GNOME needs the AppIndicator "
                 "extension); the icon appears once one starts. Notifications keep working."
             )
-        view = PystrayView(pystray.Icon, pystray, backend)
+        return PystrayView(pystray.Icon, pystray, backend)
+
+    def _run_tray(self, backend: str) -> int:
+        view = self._make_view(backend)
         # toggles are saved to the config file at once and applied by the running core
         preferences = ConfigPreferences(self.core, self.config_path or paths.config_file(), self.core_thread.submit)
         autostart, autostart_on = _autostart()
@@ -393,8 +410,9 @@ class TrayApp:
         self._install_signal_handlers(view, backend)
 
         def setup(icon: Any) -> None:
-            icon.visible = True
-            log.info("tray: icon shown")
+            if isinstance(view, PystrayView):
+                icon.visible = True
+                log.info("tray: icon shown")
             self._start_services()
             settled = False
             while not self._stop.wait(REFRESH_SECONDS):
@@ -403,13 +421,16 @@ class TrayApp:
                     settled = True
                     release_free_memory()
 
-        view.icon.run(setup=setup)
+        if isinstance(view, PystrayView):
+            view.icon.run(setup=setup)
+        else:
+            view.run(setup=setup)
         return 0
 
-    def _install_signal_handlers(self, view: PystrayView, backend: str) -> None:
+    def _install_signal_handlers(self, view: PystrayView | SniView, backend: str) -> None:
         def stop(*_: Any) -> bool:
             self._stop.set()
-            view.icon.stop()
+            view.quit()
             return False
 
         if backend in ("gtk", "appindicator"):
