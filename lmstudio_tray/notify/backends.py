@@ -18,26 +18,16 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
-from lmstudio_tray.notify.base import LogNotifier, Message, Notifier, Urgency
+from lmstudio_tray.notify.base import LogNotifier, Message, Notifier, Urgency, guarded
 
 log = logging.getLogger(__name__)
 
 APP_TITLE = "LM Studio Tray"
 NOTIFIER_ENV = "LMSTUDIO_TRAY_NOTIFIER"  # freedesktop | desktop-notifier | plyer | log: skip the probing
 PROBE_TIMEOUT = 3.0
-
-
-def _guarded(callback: Callable[[], None], what: str) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            callback()
-        except Exception:  # a button callback runs in the notifier's thread: keep that thread alive
-            log.exception("notification %s callback failed", what)
-
-    return run
 
 
 class DesktopNotifierBackend(Notifier):
@@ -111,8 +101,8 @@ class DesktopNotifierBackend(Notifier):
             Urgency.NORMAL: DnUrgency.Normal,
             Urgency.CRITICAL: DnUrgency.Critical,
         }[message.urgency]
-        buttons = tuple(Button(title=b.label, on_pressed=_guarded(b.on_press, b.label)) for b in message.buttons)
-        on_click = _guarded(message.on_click, "click") if message.on_click else None
+        buttons = tuple(Button(title=b.label, on_pressed=guarded(b.on_press, b.label)) for b in message.buttons)
+        on_click = guarded(message.on_click, "click") if message.on_click else None
         notification = Notification(
             title=message.title, message=message.body, urgency=urgency, buttons=buttons, on_clicked=on_click
         )

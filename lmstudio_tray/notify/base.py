@@ -19,6 +19,18 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def guarded(callback: Callable[[], None], what: str) -> Callable[[], None]:
+    """`callback` for a backend's own thread: an exception is logged, and the thread lives on."""
+
+    def run() -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("notification %s callback failed", what)
+
+    return run
+
+
 class Urgency(str, Enum):
     LOW = "low"
     NORMAL = "normal"
