@@ -1,7 +1,7 @@
 """Notification backends, picked by what actually answers on this machine.
 
 Order: on Linux, freedesktop first (`org.freedesktop.Notifications` spoken directly over jeepney, see
-`notify/freedesktop.py`: buttons, click callbacks, in-place updates, and ~13 MiB less than
+`notify/freedesktop.py`: buttons, click callbacks, in-place updates, and ~3 MiB less than
 desktop-notifier, which is then never imported); then desktop-notifier (the backend on macOS and
 Windows, the second candidate on Linux); then plyer (plain bubbles through dbus-python or notify-send);
 then a log-only backend. Each candidate is probed once; a probe that fails or hangs means "not here",
