@@ -260,6 +260,7 @@ class SniView:
             self._layout = build_layout(items, self._ids)
             self._revision += 1
             revision = self._revision
+        log.debug("tray: menu revision %s", revision)
         self._signal(MENU_PATH, MENU_INTERFACE, "LayoutUpdated", "ui", (revision, 0))
         dump_menu(items)
 
@@ -478,6 +479,7 @@ class SniView:
 
     def _event(self, layout: MenuLayout, item: int, event: str) -> None:
         action = layout.actions.get(item)
+        log.debug("tray: menu item %s %s (%s)", item, event, action.kind.value if action else "no action")
         if event == "clicked" and action is not None:
             self.on_click(action)
 
