@@ -107,12 +107,26 @@ def near(a: tuple[int, int, int], b: tuple[int, int, int], tol: int = 12) -> boo
 class Host:
     bus: Bus
     bar: tuple[int, int, int, int]  # the host's panel on screen
+    procs: list[subprocess.Popen[bytes]]  # the watcher, then the host
+
+    def restart_watcher(self) -> None:
+        """What a desktop does when its panel (and the watcher in it) crashes and comes back."""
+        old = self.procs[0]
+        old.terminate()
+        old.wait(10)
+        wait_for(lambda: not self.bus.has_owner(WATCHER), 10, what="the old watcher gone")
+        self.procs[0] = start_watcher()
+        wait_for(lambda: self.bus.has_owner(WATCHER), 15, what="the new watcher on the bus")
 
     def pixels_of(self, state: InstanceState, tol: int = 30) -> int:
         img = grab(self.bar)
         rgb = state_colour(state)
         data = img.get_flattened_data() if hasattr(img, "get_flattened_data") else img.getdata()
         return sum(1 for p in data if all(abs(a - b) <= tol for a, b in zip(p, rgb, strict=True)))
+
+
+def start_watcher() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["status-notifier-watcher"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def host_bar() -> tuple[int, int, int, int] | None:
@@ -140,19 +154,18 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{REQUIRE_ENV}=1 but {problem}", pytrace=False)
         pytest.skip(problem)
-    logs = tmp_path_factory.mktemp("sni-host")
+    logs = tmp_path_factory.mktemp("sni-host")  # the host's log, for a failing run
     bus = Bus()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         assert not bus.has_owner(WATCHER), "another StatusNotifierWatcher is already running"
-        procs.append(subprocess.Popen(["status-notifier-watcher"], stdout=subprocess.DEVNULL,
-                                      stderr=(logs / "watcher.log").open("wb")))
+        procs.append(start_watcher())
         wait_for(lambda: bus.has_owner(WATCHER), 15, what="status-notifier-watcher on the bus")
         procs.append(subprocess.Popen(["gtk-sni-tray-standalone", "--bottom", "--size", "32"],
                                       stdout=subprocess.DEVNULL, stderr=(logs / "host.log").open("wb")))
         bar = wait_for(host_bar, 15, what="the gtk-sni-tray-standalone bar")
         assert bar is not None
-        yield Host(bus, bar)
+        yield Host(bus, bar, procs)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -310,3 +323,16 @@ def test_quit_from_the_menu_ends_the_tray(host: Host, tray: SniTray) -> None:
         pytest.fail(f"Quit did not end the tray; its log:\n{tray.log_text()}")
     wait_for(lambda: tray.service not in [i.split("/")[0] for i in host.bus.registered_items()], 10,
              what="the item gone from the watcher")
+
+
+def test_sigterm_ends_the_tray_cleanly(tray: SniTray) -> None:
+    tray.proc.send_signal(signal.SIGTERM)
+    assert tray.proc.wait(10) == 0
+
+
+def test_registers_again_when_the_watcher_comes_back(host: Host, tray: SniTray) -> None:
+    # Kept last in this module: the host may not recover its bar after losing the watcher.
+    host.restart_watcher()
+    wait_for(lambda: tray.service in [i.split("/")[0] for i in host.bus.registered_items()], 15,
+             what="the tray registered with the new watcher")
+    assert "registering the icon with it" in tray.log_text()
