@@ -272,12 +272,12 @@ def measure_idle(pid: int, seconds: float, windows: int) -> dict[str, Any]:
 
 
 GROUPS = (  # first match wins; the path fragment that puts a mapping in the group
+    ("Pillow", ("PIL", "pillow")),  # first: pillow.libs bundles its own libxcb, freetype and harfbuzz
     ("GTK, GLib, cairo, pango, X11", ("libgtk", "libgdk", "libglib", "libgio", "libgobject", "libcairo", "libpango",
                                       "libharfbuzz", "libX", "libxcb", "libepoxy", "libpixman", "libfontconfig",
                                       "libfreetype", "girepository", "/gi/", "libatk", "libdbus", "libgmodule")),
     ("cryptography, OpenSSL", ("cryptography", "libcrypto", "libssl", "_ssl", "_cffi")),
     ("pydantic-core", ("pydantic_core",)),
-    ("Pillow", ("PIL", "pillow")),
     ("libpython", ("libpython",)),
     ("SQLite", ("sqlite",)),
     ("dbus-fast (notifications)", ("dbus_fast",)),
