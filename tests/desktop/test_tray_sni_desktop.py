@@ -192,7 +192,9 @@ class SniTray:
 
 
 @pytest.fixture
-def tray(host: Host, tmp_path: Path, emulator: Any) -> Iterator[SniTray]:
+def tray(request: pytest.FixtureRequest, host: Host, tmp_path: Path, emulator: Any) -> Iterator[SniTray]:
+    """The tray as a subprocess; parametrized indirectly with {NAME: value or None}, its environment changes."""
+    changes: dict[str, str | None] = getattr(request, "param", {})
     config = tmp_path / "config.toml"
     config.write_text(
         f'[[instances]]\nname = "emu"\nurl = "{emulator.api_url}"\n\n'
@@ -204,6 +206,11 @@ def tray(host: Host, tmp_path: Path, emulator: Any) -> Iterator[SniTray]:
     env.pop("LMSTUDIO_TRAY_NOTIFIER", None)
     env.update(LMSTUDIO_TRAY_MENU_DUMP=str(tmp_path / "menu.json"), XDG_STATE_HOME=str(tmp_path / "state"),
                XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data"))
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     log = tmp_path / "tray.stderr"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmstudio_tray", "--config", str(config), "--log-level", "debug", "run"],
@@ -323,6 +330,14 @@ def test_quit_from_the_menu_ends_the_tray(host: Host, tray: SniTray) -> None:
         pytest.fail(f"Quit did not end the tray; its log:\n{tray.log_text()}")
     wait_for(lambda: tray.service not in [i.split("/")[0] for i in host.bus.registered_items()], 10,
              what="the item gone from the watcher")
+
+
+@pytest.mark.parametrize("tray", [{"DISPLAY": None, "WAYLAND_DISPLAY": "wayland-test"}], indirect=True,
+                         ids=["no-DISPLAY"])
+def test_wayland_without_xwayland_still_shows_the_icon(host: Host, tray: SniTray) -> None:
+    # No DISPLAY for the tray at all: it talks only to the session bus; the host (here on X) draws.
+    assert "tray: StatusNotifierItem icon with menu (no GTK)" in tray.log_text()
+    wait_for(lambda: host.pixels_of(InstanceState.IDLE) > 150, 15, what="the idle icon drawn by the host")
 
 
 def test_sigterm_ends_the_tray_cleanly(tray: SniTray) -> None:
