@@ -128,17 +128,11 @@ def sni_watcher_present(env: dict[str, str] | None = None, timeout: float = 0.5)
     env = dict(os.environ if env is None else env)
     try:
         from jeepney import DBusAddress, new_method_call  # type: ignore[import-untyped]
-        from jeepney.bus import find_session_bus, get_bus  # type: ignore[import-untyped]
         from jeepney.io.blocking import DBusConnection, prep_socket  # type: ignore[import-untyped]
 
-        address = env.get("DBUS_SESSION_BUS_ADDRESS")
-        if address:
-            target = get_bus(address)
-        elif env.get("XDG_RUNTIME_DIR") and Path(env["XDG_RUNTIME_DIR"], "bus").exists():
-            target = str(Path(env["XDG_RUNTIME_DIR"], "bus"))
-        else:
-            target = find_session_bus()
-        with DBusConnection(prep_socket(target, False, timeout=timeout)) as conn:
+        from lmstudio_tray.tray.sni import session_bus_target
+
+        with DBusConnection(prep_socket(session_bus_target(env), False, timeout=timeout)) as conn:
             bus = DBusAddress("/org/freedesktop/DBus", bus_name="org.freedesktop.DBus",
                               interface="org.freedesktop.DBus")
             conn.send_and_get_reply(new_method_call(bus, "Hello"), timeout=timeout)

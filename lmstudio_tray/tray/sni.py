@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,21 @@ NODE_SIGNATURE = "(ia{sv}av)"
 
 Variant = tuple[str, Any]
 Props = dict[str, Variant]
+
+
+def session_bus_target(env: Mapping[str, str] | None = None) -> str:
+    """Where to connect for the session bus: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus (what
+    systemd user sessions provide even when the variable did not reach this process)."""
+    from jeepney.bus import get_bus  # type: ignore[import-untyped]
+
+    env = os.environ if env is None else env
+    address = env.get("DBUS_SESSION_BUS_ADDRESS")
+    if address:
+        return str(get_bus(address))
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.exists(os.path.join(runtime, "bus")):
+        return os.path.join(runtime, "bus")
+    raise ConnectionError("no session bus: DBUS_SESSION_BUS_ADDRESS is not set and $XDG_RUNTIME_DIR/bus is missing")
 
 
 # ---- the menu as a DBusMenu layout (pure) ------------------------------------------------------------
@@ -284,12 +299,11 @@ class SniView:
 
     def run(self, setup: Callable[[SniView], None] | None = None, connect_timeout: float = 5.0) -> None:
         """Publish the item and answer the host until `quit()`; `setup` runs in a daemon thread."""
-        from jeepney.bus import get_bus  # type: ignore[import-untyped]
         from jeepney.bus_messages import MatchRule, message_bus  # type: ignore[import-untyped]
         from jeepney.io.blocking import prep_socket  # type: ignore[import-untyped]
         from jeepney.io.threading import DBusConnection, ReceiveStopped  # type: ignore[import-untyped]
 
-        conn = DBusConnection(prep_socket(get_bus("SESSION"), False, timeout=connect_timeout))
+        conn = DBusConnection(prep_socket(session_bus_target(), False, timeout=connect_timeout))
         self._conn = conn
         try:
             # Pipelined: the bus daemon handles them in order, and replies come back through the loop.
@@ -369,9 +383,13 @@ class SniView:
                 handler(msg)
             return
         if kind == MessageType.signal:
-            if fields.get(HeaderFields.member) == "NameOwnerChanged" and msg.body[0] == WATCHER and msg.body[2]:
-                log.info("tray: a StatusNotifierWatcher appeared; registering the icon with it")
-                self._register()
+            if fields.get(HeaderFields.member) == "NameOwnerChanged" and msg.body[0] == WATCHER:
+                if msg.body[2]:
+                    log.info("tray: a StatusNotifierWatcher appeared; registering the icon with it")
+                    self._register()
+                else:
+                    self.registered.clear()
+                    log.info("tray: the StatusNotifierWatcher left; the icon returns when it does")
             return
         if kind == MessageType.method_call:
             self._answer(msg)
@@ -484,4 +502,13 @@ class SniView:
             self.on_click(action)
 
 
-__all__ = ["MenuIds", "MenuLayout", "MenuNode", "SniView", "build_layout", "escape_label", "icon_pixmaps"]
+__all__ = [
+    "MenuIds",
+    "MenuLayout",
+    "MenuNode",
+    "SniView",
+    "build_layout",
+    "escape_label",
+    "icon_pixmaps",
+    "session_bus_target",
+]

@@ -100,3 +100,11 @@ def test_asking_for_the_watcher_loads_no_gtk(watcher: str) -> None:
 def test_macos_and_windows_are_unchanged() -> None:
     assert choose_backend({}, platform="darwin").backend == "darwin"
     assert choose_backend({}, platform="win32").backend == "win32"
+
+
+@needs_bus
+def test_the_bus_is_found_in_the_runtime_dir_without_the_variable(watcher: str) -> None:
+    # systemd user sessions put the bus at $XDG_RUNTIME_DIR/bus; autostarted apps may miss the variable
+    runtime = watcher.removeprefix("unix:path=").split(",")[0].rsplit("/", 1)[0]
+    assert Path(runtime, "bus").exists()
+    assert choose_backend({"XDG_RUNTIME_DIR": runtime, "DISPLAY": ":0"}, platform="linux").backend == "sni"
