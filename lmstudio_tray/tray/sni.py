@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
 ICON_SIZES = (16, 22, 24, 32, 48)  # hosts pick the closest size; a panel rarely draws above 48 px
 APP_ID = "lmstudio-tray"
 NODE_SIGNATURE = "(ia{sv}av)"
+REGISTER_RETRIES = (0.2, 0.5, 1.0, 2.0)  # seconds before each new try after the watcher refused
 
 Variant = tuple[str, Any]
 Props = dict[str, Variant]
@@ -253,6 +255,8 @@ class SniView:
         self._conn: Any = None
         self._stopped = threading.Event()
         self._pending: dict[int, Callable[[Any], None]] = {}  # serial -> reply handler (run thread)
+        self._retry_at: float | None = None  # when to try registering again (run thread)
+        self._retries = 0
         self.registered = threading.Event()  # the watcher accepted us: a host shows the icon
 
     # ---- TrayView -------------------------------------------------------------------------------
@@ -317,10 +321,17 @@ class SniView:
             if setup is not None:
                 threading.Thread(target=setup, args=(self,), name="tray-setup", daemon=True).start()
             while not self._stopped.is_set():
+                # Blocks in select() on the socket and the stop pipe; a timeout only while a registration
+                # retry is due, so an idle tray never wakes up.
+                timeout = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
                 try:
-                    msg = conn.receive()  # blocks in select() on the socket and the stop pipe
+                    msg = conn.receive(timeout=timeout)
                 except ReceiveStopped:
                     break
+                except TimeoutError:
+                    self._retry_at = None
+                    self._register()
+                    continue
                 try:
                     self._dispatch(msg)
                 except Exception:
@@ -345,9 +356,17 @@ class SniView:
 
         if msg.header.message_type == MessageType.error:
             self.registered.clear()
+            reason = msg.body[0] if msg.body else "no reason"
+            # A watcher that has just taken its name may not serve its object yet: try again a few times.
+            if self._retries < len(REGISTER_RETRIES):
+                self._retry_at = time.monotonic() + REGISTER_RETRIES[self._retries]
+                self._retries += 1
+                log.debug("tray: registration refused (%s); trying again", reason)
+                return
             log.warning("tray: no StatusNotifierItem host accepted the icon yet (%s); it appears when "
-                        "one starts. Notifications keep working.", msg.body[0] if msg.body else "no reason")
+                        "one starts. Notifications keep working.", reason)
             return
+        self._retries = 0
         if not self.registered.is_set():
             self.registered.set()
             log.info("tray: icon registered with the StatusNotifierItem host")
@@ -386,6 +405,7 @@ class SniView:
             if fields.get(HeaderFields.member) == "NameOwnerChanged" and msg.body[0] == WATCHER:
                 if msg.body[2]:
                     log.info("tray: a StatusNotifierWatcher appeared; registering the icon with it")
+                    self._retries = 0
                     self._register()
                 else:
                     self.registered.clear()

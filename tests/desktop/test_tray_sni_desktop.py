@@ -141,8 +141,10 @@ def host_bar() -> tuple[int, int, int, int] | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    """A fresh watcher and host per test: gtk-sni-tray-standalone now and then keeps drawing an item that
+    has left the watcher, and the tests click the first icon in its bar."""
     # This fixture is set up before conftest's per-test check, so it applies the same rule itself:
     # skip on a machine without the test desktop, fail when CI requires it.
     problem = missing_desktop()
@@ -232,10 +234,9 @@ def tray(request: pytest.FixtureRequest, host: Host, tmp_path: Path, emulator: A
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    # The next test clicks the first icon in the bar: it must be its own, so wait for this one to go.
-    wait_for(lambda: service not in [i.split("/")[0] for i in host.bus.registered_items()], 10,
-             what="the item gone from the watcher")
-    wait_for(lambda: all(host.pixels_of(s) < 50 for s in InstanceState), 10, what="the host's bar empty again")
+    if host.bus.has_owner(WATCHER):
+        wait_for(lambda: service not in [i.split("/")[0] for i in host.bus.registered_items()], 10,
+                 what="the item gone from the watcher")
 
 
 def state_shown(host: Host, tray: SniTray) -> tuple[int, int, int]:
@@ -346,8 +347,10 @@ def test_sigterm_ends_the_tray_cleanly(tray: SniTray) -> None:
 
 
 def test_registers_again_when_the_watcher_comes_back(host: Host, tray: SniTray) -> None:
-    # Kept last in this module: the host may not recover its bar after losing the watcher.
     host.restart_watcher()
-    wait_for(lambda: tray.service in [i.split("/")[0] for i in host.bus.registered_items()], 15,
-             what="the tray registered with the new watcher")
+    try:
+        wait_for(lambda: tray.service in [i.split("/")[0] for i in host.bus.registered_items()], 15,
+                 what="the tray registered with the new watcher")
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; the tray's log:\n{tray.log_text()}")
     assert "registering the icon with it" in tray.log_text()
