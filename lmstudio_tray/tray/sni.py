@@ -37,6 +37,7 @@ WATCHER = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
+PEER = "org.freedesktop.DBus.Peer"
 ICON_SIZES = (16, 22, 24, 32, 48)  # hosts pick the closest size; a panel rarely draws above 48 px
 APP_ID = "lmstudio-tray"
 NODE_SIGNATURE = "(ia{sv}av)"
@@ -199,7 +200,18 @@ INTERFACES: dict[str, tuple[dict[str, str], dict[str, tuple[str, str]], dict[str
     ),
     PROPERTIES: ({}, {"Get": ("ss", "v"), "GetAll": ("s", "a{sv}")}, {}),
     INTROSPECTABLE: ({}, {"Introspect": ("", "s")}, {}),
+    PEER: ({}, {"Ping": ("", ""), "GetMachineId": ("", "s")}, {}),
 }
+
+
+def machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            continue
+    return ""
 
 
 def split_signature(signature: str) -> list[str]:
@@ -432,6 +444,11 @@ class SniView:
 
     def _method(self, path: str, interface: str | None, member: str,
                 args: tuple[Any, ...]) -> tuple[str | None, tuple[Any, ...]]:
+        if interface == PEER:  # every object answers it (libdbus and GDBus do so for their services)
+            if member == "Ping":
+                return None, ()
+            if member == "GetMachineId":
+                return "s", (machine_id(),)
         if path not in (ITEM_PATH, MENU_PATH, "/"):
             raise DBusError("org.freedesktop.DBus.Error.UnknownObject", f"no object at {path}")
         if member == "Introspect" and interface in (INTROSPECTABLE, None):

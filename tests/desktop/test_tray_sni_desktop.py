@@ -354,3 +354,17 @@ def test_registers_again_when_the_watcher_comes_back(host: Host, tray: SniTray) 
     except AssertionError as exc:
         pytest.fail(f"{exc}; the tray's log:\n{tray.log_text()}")
     assert "registering the icon with it" in tray.log_text()
+
+
+def test_answers_what_hosts_ask_besides_the_icon(host: Host, tray: SniTray) -> None:
+    bus, service = host.bus, tray.service
+    xml = bus.call(service, "/StatusNotifierItem", "org.freedesktop.DBus.Introspectable", "Introspect")[0]
+    assert f'<interface name="{ITEM}">' in xml and f'<interface name="{MENU}">' in xml
+    assert bus.call(service, "/StatusNotifierItem", "org.freedesktop.DBus.Peer", "Ping") == ()
+    menu = bus.call(service, "/MenuBar", "org.freedesktop.DBus.Properties", "GetAll", "s", MENU)[0]
+    assert menu["Version"] == ("u", 3) and menu["Status"] == ("s", "normal")
+    item = bus.call(service, "/StatusNotifierItem", "org.freedesktop.DBus.Properties", "GetAll", "s", ITEM)[0]
+    assert item["Id"] == ("s", "lmstudio-tray") and item["Menu"] == ("o", "/MenuBar")
+    # A click on an id the menu does not have (a host with a stale layout) is harmless.
+    bus.call(service, "/MenuBar", MENU, "Event", "isvu", 999_999, "clicked", ("i", 0), 0)
+    assert tray.proc.poll() is None
