@@ -14,6 +14,7 @@ a lock and emit a change signal (jeepney serialises sends with its own send lock
 
 from __future__ import annotations
 
+import html
 import itertools
 import logging
 import os
@@ -116,6 +117,11 @@ def item_props(item: MenuItem) -> Props:
     if item.children:
         props["children-display"] = ("s", "submenu")
     return props
+
+
+def tooltip_body(text: str) -> str:
+    """The spec lets hosts read a tooltip body as markup (KDE does): `&` and `<` in a model name stay text."""
+    return html.escape(text, quote=False)
 
 
 def build_layout(items: Sequence[MenuItem], ids: MenuIds | None = None) -> MenuLayout:
@@ -487,7 +493,7 @@ class SniView:
                 "AttentionIconName": ("s", ""),
                 "AttentionIconPixmap": ("a(iiay)", []),
                 "AttentionMovieName": ("s", ""),
-                "ToolTip": ("(sa(iiay)ss)", ("", [], APP_TITLE, tip)),
+                "ToolTip": ("(sa(iiay)ss)", ("", [], APP_TITLE, tooltip_body(tip))),
                 "ItemIsMenu": ("b", True),
                 "Menu": ("o", MENU_PATH),
             }

@@ -112,3 +112,9 @@ def test_icon_pixmap_is_argb_in_network_order() -> None:
     offset = ((height // 2) * width + 3) * 4
     a, r, g, b = data[offset:offset + 4]
     assert a == 255 and abs(r - red) < 8 and abs(g - green) < 8 and abs(b - blue) < 8
+
+
+def test_tooltip_text_is_not_markup() -> None:
+    from lmstudio_tray.tray.sni import tooltip_body
+
+    assert tooltip_body("local: R&D <8B> model") == "local: R&amp;D &lt;8B&gt; model"
