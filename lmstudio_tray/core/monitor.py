@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -349,6 +350,9 @@ class InstanceMonitor:
         await self.client.aclose()
 
 
+MAX_AD_HOC = 8  # unknown base URLs monitored at once; the least recently asked-for is dropped first
+
+
 class Monitor:
     """All instances, and the status cache in front of them."""
 
@@ -368,6 +372,7 @@ class Monitor:
         self._client_factory = client_factory
         self._server_control = server_control or (lambda _cfg: False)
         self._monitors: dict[str, InstanceMonitor] = {}
+        self._ad_hoc: OrderedDict[str, None] = OrderedDict()  # least recently asked-for first
         self.stats = CacheStats()
         self._running = False
         for cfg in instances:
@@ -426,6 +431,8 @@ class Monitor:
         """The instance serving `url`; an unknown URL becomes an ad-hoc monitored instance."""
         existing = self.instance_for_url(url)
         if existing is not None:
+            if existing in self._ad_hoc:
+                self._ad_hoc.move_to_end(existing)
             return existing
         normalized = normalize_url(url)
         parts = urlsplit(normalized)
@@ -433,7 +440,15 @@ class Monitor:
         name, n = base, 2
         while name in self._monitors:
             name, n = f"{base}-{n}", n + 1
+        # Each ad-hoc instance is polled for as long as the tray runs: a plugin (or anything holding the
+        # token) naming ever new base URLs must not grow that without bound.
+        while len(self._ad_hoc) >= MAX_AD_HOC:
+            oldest = next(iter(self._ad_hoc))
+            log.info("no longer monitoring ad-hoc instance %r: more than %d unknown URLs were asked for; "
+                     "add the ones you use to the config", oldest, MAX_AD_HOC)
+            await self.remove_instance(oldest)
         mon = self._add(InstanceConfig(name=name, url=normalized))
+        self._ad_hoc[name] = None
         log.info("monitoring %s as ad-hoc instance %r", normalized, name)
         await mon.refresh()
         return name
@@ -444,6 +459,7 @@ class Monitor:
         self._add(cfg)
 
     async def remove_instance(self, name: str) -> None:
+        self._ad_hoc.pop(name, None)
         mon = self._monitors.pop(name, None)
         if mon is not None:
             await mon.stop()

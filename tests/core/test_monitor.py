@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from lmstudio_tray.core.clock import FakeClock
 from lmstudio_tray.core.events import ModelLoaded
@@ -216,6 +217,34 @@ async def test_unknown_base_url_becomes_an_ad_hoc_instance(emulator_factory: Emu
         name = await core.monitor.ensure_instance(b.api_url + "/v1")
         assert name != "local" and core.monitor.snapshot(name) is not None
         assert await core.monitor.ensure_instance(b.api_url) == name
+    finally:
+        await core.monitor.stop()
+
+
+def closed_ports(n: int) -> list[int]:
+    ports = []
+    for _ in range(n):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    return ports  # nothing listens on them now: a poll is refused at once
+
+
+async def test_ad_hoc_instances_are_capped_least_recently_used_first(emulator: Emulator) -> None:
+    from lmstudio_tray.core.monitor import MAX_AD_HOC
+
+    core = make_core(emulator.api_url)
+    urls = [f"http://127.0.0.1:{p}" for p in closed_ports(MAX_AD_HOC + 3)]
+    try:
+        names = [await core.monitor.ensure_instance(u) for u in urls[:MAX_AD_HOC]]
+        assert await core.monitor.ensure_instance(urls[0]) == names[0]  # asked again: now the most recent
+        for url in urls[MAX_AD_HOC:]:
+            await core.monitor.ensure_instance(url)
+        watched = set(core.monitor.names)
+        assert "local" in watched  # configured instances are never dropped
+        assert len(watched) == 1 + MAX_AD_HOC
+        assert names[0] in watched and not {names[1], names[2], names[3]} & watched
+        assert core.monitor.instance_for_url(urls[-1]) is not None
     finally:
         await core.monitor.stop()
 
