@@ -51,6 +51,36 @@ const TRANSFORM_TIMEOUT_MS = 400
 const SETTINGS_TTL_MS = 30_000
 const ENDPOINT_RETRY_MS = 2_000
 
+// OpenCode retries a failed request (1.18: up to 5 times, about a minute) when the error's message looks
+// transient, and it applies that to an error a plugin throws to stop the request too. Its patterns match
+// status codes anywhere in the text (a port like 45003 has "500"), "connection refused", "server error",
+// "timed out", "unavailable", ... (SessionRetry in opencode 1.18.33; the list below mirrors it). A verdict
+// often says such words, so the thrown text gets an invisible word joiner inside every match: it reads
+// the same and OpenCode gives up at once, which is the point of blocking.
+const OPENCODE_RETRY_PATTERNS: RegExp[] = [
+  /429|500|502|503|504|524/gi,
+  /rate increased too quickly|rate limit|rate-limit|rate_limit|too many requests|too_many_requests/gi,
+  /overloaded|unavailable|exhausted|internal error|internal_error|server error|server_error|server-error|provider returned error|provider_returned_error|provider-returned-error/gi,
+  /terminated|fetch failed|failed to fetch|network[-_\s]error|upstream connect|connection error|connection refused|connection lost|socket connection was closed|socket hang up|reset before headers|getaddrinfo|enotfound|eai_again|econnrefused|econnreset|etimedout/gi,
+  /timeout|timed out|time out/gi,
+  /try your request again|retry your request|try again/gi,
+  /at capacity/gi,
+]
+const WORD_JOINER = "\u2060"
+
+/** `text` as OpenCode shows it, but matching none of its retry patterns (see above). */
+function withoutRetryWords(text: string): string {
+  let out = text
+  for (let pass = 0; pass < 4; pass++) {
+    const before = out
+    for (const pattern of OPENCODE_RETRY_PATTERNS) {
+      out = out.replace(pattern, (m) => m.slice(0, 1) + WORD_JOINER + m.slice(1))
+    }
+    if (out === before) break
+  }
+  return out
+}
+
 function stateDir(): string {
   const env = process.env
   const home = env.HOME ?? env.USERPROFILE ?? ""
@@ -268,7 +298,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     const once = `${sessionID}:${v.category}:${model}`
     if (v.action === "block") {
       await toast(v.category === "offline" ? "offline" : v.category === "auth_failed" ? "auth" : "load_failed", { title: "LM Studio", message: v.message, variant: "error", duration: 10_000 })
-      throw new Error(v.text)
+      throw new Error(withoutRetryWords(v.text))
     }
     if (v.action === "ensure") {
       const eta = v.facts.eta_seconds
@@ -281,7 +311,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       }
       if (!result.ok) {
         await toast("load_failed", { title: "LM Studio", message: result.message, variant: "error", duration: 10_000 })
-        throw new Error(result.text)
+        throw new Error(withoutRetryWords(result.text))
       }
       await toast("loaded", { title: "LM Studio", message: result.message, variant: "success", duration: 4000 }, `ensured:${once}`)
       return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -61,7 +62,28 @@ def _seed_plugin_package(config_dir: Path) -> None:
 
 @pytest.fixture
 def e2e(opencode_bin: Path, tmp_path: Path, emulator_factory: object) -> Iterator[Env]:
-    emu: Emulator = emulator_factory(jit=False)  # type: ignore[operator]
+    yield from _e2e(opencode_bin, tmp_path, emulator_factory(jit=False))  # type: ignore[operator]
+
+
+def _port_with_a_status_code() -> int:
+    """A free port whose digits contain "500" (OpenCode reads status codes anywhere in an error message)."""
+    for port in [*range(45000, 45010), *range(35000, 35010), *range(50000, 50010), *range(25000, 25010)]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port with 500 in it")
+
+
+@pytest.fixture
+def e2e_port_500(opencode_bin: Path, tmp_path: Path, emulator_factory: object) -> Iterator[Env]:
+    emu = emulator_factory(jit=False, port=_port_with_a_status_code())  # type: ignore[operator]
+    yield from _e2e(opencode_bin, tmp_path, emu)
+
+
+def _e2e(opencode_bin: Path, tmp_path: Path, emu: Emulator) -> Iterator[Env]:
     emu.load(QWEN, context_length=8192)
     home = tmp_path / "home"
     xdg = {k: str(home / sub) for k, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
@@ -141,3 +163,16 @@ def test_lmstudio_stopped_fails_fast_instead_of_retrying(e2e: Env) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "not reachable" in proc.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_verdict_that_looks_transient_to_opencode_still_fails_fast(e2e_port_500: Env) -> None:
+    """The blocked model's message names the server, http://127.0.0.1:<port with 500>: OpenCode must not
+    mistake it for an HTTP 500 and retry for a minute."""
+    env = e2e_port_500
+    assert "500" in env.emu.api_url
+    started = time.monotonic()
+    proc = env.run("say hi", model=GEMMA)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Next steps:" in proc.stderr
+    assert time.monotonic() - started < 45  # OpenCode's retries alone would take ~60 s
+    assert _chat_requests(env.emu, GEMMA) == 0
