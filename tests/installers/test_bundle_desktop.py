@@ -1,5 +1,6 @@
-"""The one-file bundle's tray on a real (test) desktop: PyInstaller builds can silently lose the GTK or
-AppIndicator backend and fall back to an icon without a menu, which no `--version` check notices.
+"""The one-file bundle's tray on a real (test) desktop: PyInstaller builds can silently lose the GTK
+backend or the StatusNotifierItem one and fall back to an icon without a menu, which no `--version`
+check notices.
 
 Run under the test desktop:  scripts/with-desktop.sh .venv/bin/pytest tests/installers/test_bundle_desktop.py
 """
@@ -19,6 +20,8 @@ import pytest
 
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.tray.icons import state_colour
+from tests.desktop import test_tray_sni_desktop as sni
+from tests.desktop.test_tray_sni_desktop import Host, near, pixmap_colour
 
 from .bundle_support import build
 
@@ -34,6 +37,9 @@ def _needs_desktop() -> None:
         if os.environ.get("LMSTUDIO_TRAY_REQUIRE_DESKTOP") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+sni_host = sni.host  # a StatusNotifierWatcher and a host drawing the items, as a fixture here
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +122,44 @@ def test_bundle_keeps_tokens_in_the_secret_service(bundle_exe: Path, tmp_path: P
         assert not (Path(os.environ["XDG_DATA_HOME"]) / "lmstudio-tray" / "secrets.json").exists()
     finally:
         secret_service.delete_password("lmstudio-tray", name)  # type: ignore[no-untyped-call]
+
+
+def test_bundle_tray_on_a_status_notifier_desktop(bundle_exe: Path, sni_host: Host, tmp_path: Path,
+                                                  emulator: Any) -> None:
+    """The bundle on a StatusNotifierItem desktop: the D-Bus backend (jeepney, no GTK) made it into the
+    one-file build, registers, draws the state colour and publishes the menu."""
+    from tests.desktop.xtools import wait_for
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[instances]]\nname = "emu"\nurl = "{emulator.api_url}"\n\n[endpoint]\nport = 0\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSTRAY_BACKEND", "LMSTUDIO_TRAY_NOTIFIER")}
+    env.update(LMSTUDIO_TRAY_MENU_DUMP=str(tmp_path / "menu.json"), XDG_STATE_HOME=str(tmp_path / "state"))
+    log = tmp_path / "tray.stderr"
+    proc = subprocess.Popen([str(bundle_exe), "--config", str(config), "--log-level", "info", "run"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+
+    def registered() -> str | None:
+        assert proc.poll() is None, f"the bundle's tray exited early:\n{log.read_text(errors='replace')}"
+        items = sni_host.bus.registered_items()
+        return items[0].split("/")[0] if items else None
+
+    try:
+        service = wait_for(registered, 120, what="the bundle registered with the watcher")  # unpacks first
+        assert service is not None
+        # the one-file bootloader runs Python in a child process: that one owns the bus name
+        pid = int(service.split("-")[1])
+        assert "libgtk" not in Path(f"/proc/{pid}/maps").read_text()
+        idle = state_colour(InstanceState.IDLE)
+        wait_for(lambda: near(pixmap_colour(sni_host.bus.item_property(service, "IconPixmap")), idle), 30,
+                 what="IconPixmap in the idle colour")
+        wait_for((tmp_path / "menu.json").exists, 30, what="the first menu")
+        all_labels = labels(json.loads((tmp_path / "menu.json").read_text()))
+        assert "Quit" in all_labels and any(label.startswith("Load model") for label in all_labels)
+        assert "StatusNotifierItem icon with menu (no GTK)" in log.read_text(errors="replace")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
