@@ -24,6 +24,12 @@ def secret_tool_lookup(name: str) -> str:
     return done.stdout
 
 
+def secret_tool_store(name: str, token: str) -> None:
+    """Store a token the way a user (or keyring) would, with the attributes keyring writes."""
+    subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name,
+                    "application", "Python keyring library"], input=token, text=True, timeout=30, check=True)
+
+
 def clear(name: str) -> None:
     subprocess.run(["secret-tool", "clear", "service", "lmstudio-tray", "username", name], timeout=30, check=False)
 
@@ -61,9 +67,7 @@ def test_python_keyring_backend_beats_the_secret_service() -> None:
 def test_the_tray_reads_its_token_from_the_secret_service(tmp_path: os.PathLike[str]) -> None:
     """What the running tray sees: the Core's store finds a token stored with secret-tool."""
     name = f"probe-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name,
-                    "application", "Python keyring library"],
-                   input="sk-from-secret-tool", text=True, timeout=30, check=True)
+    secret_tool_store(name, "sk-from-secret-tool")
     try:
         code = ("from lmstudio_tray.core.secrets import open_store; s = open_store(); "
                 f"print(s.backend + '|' + str(s.get({name!r})))")
@@ -75,9 +79,7 @@ def test_the_tray_reads_its_token_from_the_secret_service(tmp_path: os.PathLike[
 def test_reading_a_token_loads_no_encryption_library() -> None:
     """The tray reads its tokens over a plain session: keyring, secretstorage and cryptography stay out."""
     name = f"probe-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name,
-                    "application", "Python keyring library"],
-                   input="sk-plain-read", text=True, timeout=30, check=True)
+    secret_tool_store(name, "sk-plain-read")
     try:
         code = ("import json, sys; from lmstudio_tray.core.secrets import open_store; s = open_store(); "
                 f"v = s.get({name!r}); missing = s.get('no-such-instance'); "

@@ -19,7 +19,7 @@ import pytest
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.tray.icons import state_colour
 
-from .xtools import colour_share, dunst_history, popups, tray_icons, wait_for, xdotool
+from .xtools import colour_share, dunst_history, popups, stop_process, tray_icons, wait_for, xdotool
 
 pytestmark = pytest.mark.desktop
 
@@ -82,13 +82,7 @@ def start_tray(tmp_path: Path, emulator: Any, name: str = "emu") -> RunningTray:
 
 
 def stop_tray(tray: RunningTray) -> None:
-    if tray.proc.poll() is None:
-        tray.proc.send_signal(signal.SIGTERM)
-        try:
-            tray.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            tray.proc.kill()
-            tray.proc.wait(5)
+    stop_process(tray.proc)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.tray.icons import state_colour
 
 from .conftest import REQUIRE_ENV, missing_desktop
-from .xtools import grab, popups, wait_for, xdotool
+from .xtools import grab, popups, stop_process, wait_for, xdotool
 
 pytestmark = pytest.mark.desktop
 
@@ -170,12 +170,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         yield Host(bus, bar, procs)
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
         # the next module's tests (XEmbed) must see no watcher again
         wait_for(lambda: not bus.has_owner(WATCHER), 10, what="the watcher gone")
         bus.close()
@@ -227,13 +222,7 @@ def tray(request: pytest.FixtureRequest, host: Host, tmp_path: Path, emulator: A
 
     wait_for(registered, 20, what="the tray registered with the StatusNotifierWatcher")
     yield running
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_process(proc)
     if host.bus.has_owner(WATCHER):
         wait_for(lambda: service not in [i.split("/")[0] for i in host.bus.registered_items()], 10,
                  what="the item gone from the watcher")

@@ -1,4 +1,5 @@
-"""Looking at the X screen from tests: tray icon windows, popup menus, pixels, dunst history."""
+"""Looking at the X screen from tests: tray icon windows, popup menus, pixels, dunst history; stopping
+the processes a desktop test started."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM (the way a session ends a tray), then SIGKILL after `grace` seconds; nothing if it has ended."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.1, what: str = "") -> T:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.tray.icons import state_colour
 from tests.desktop import test_tray_sni_desktop as sni
 from tests.desktop.test_tray_sni_desktop import Host, near, pixmap_colour
+from tests.desktop.xtools import stop_process
 
 from .bundle_support import build
 
@@ -70,13 +70,7 @@ def bundle_tray(bundle_exe: Path, tmp_path: Path, emulator: Any) -> Iterator[dic
         wait_for((tmp_path / "menu.json").exists, 30, what="the first menu")
         yield {"icon": icon, "menu": tmp_path / "menu.json", "log": log, "proc": proc}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, grace=20)
 
 
 def labels(items: list[dict[str, Any]]) -> list[str]:
@@ -157,9 +151,4 @@ def test_bundle_tray_on_a_status_notifier_desktop(bundle_exe: Path, sni_host: Ho
         assert "Quit" in all_labels and any(label.startswith("Load model") for label in all_labels)
         assert "StatusNotifierItem icon with menu (no GTK)" in log.read_text(errors="replace")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, grace=20)
