@@ -83,6 +83,7 @@ class LoadProgressed(Event):
     model: str = ""
     progress: float | None = None
     eta_seconds: float | None = None
+    estimated: bool = True  # False: LM Studio reported this progress; True: our estimate from past loads
 
 
 @dataclass(frozen=True)

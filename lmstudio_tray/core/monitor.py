@@ -126,7 +126,8 @@ class InstanceMonitor:
         if current is None:
             return
         self._expected[model] = replace(current, progress=progress, eta_seconds=eta_seconds, estimated=estimated)
-        self.bus.publish(LoadProgressed(self.name, model=model, progress=progress, eta_seconds=eta_seconds))
+        self.bus.publish(LoadProgressed(self.name, model=model, progress=progress, eta_seconds=eta_seconds,
+                                       estimated=estimated))
         self._publish_loads_changed()
 
     def end_load(self, model: str) -> None:
