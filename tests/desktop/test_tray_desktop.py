@@ -232,7 +232,7 @@ def test_the_tray_serves_the_opencode_endpoint(tray: RunningTray) -> None:
 def test_sigterm_exits_cleanly(tray: RunningTray) -> None:
     tray.proc.send_signal(signal.SIGTERM)
     assert tray.proc.wait(10) == 0
-    wait_for(lambda: all(g != tray.icon for g in tray_icons().values()) or True, 5)
+    wait_for(lambda: tray.icon not in tray_icons().values(), 10, what="the icon to leave the tray")
 
 
 def test_start_at_login_from_the_menu_writes_the_autostart_entry(tray: RunningTray, tmp_path: Path) -> None:

@@ -237,10 +237,10 @@ def test_probe_is_false_without_a_session_bus(monkeypatch: pytest.MonkeyPatch, a
     else:
         monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
     fd = FreedesktopBackend()
-    started = time.monotonic()
     try:
-        assert fd.probe(timeout=3) is False
-        assert time.monotonic() - started < 2.5  # no bus means an immediate answer, not the timeout
+        # no bus means an immediate answer, not the timeout: with an hour to wait, a probe that waited
+        # would run into the test's own timeout instead of answering
+        assert fd.probe(timeout=3600) is False
         assert fd.listener is None
     finally:
         fd.close()
@@ -261,10 +261,8 @@ def hung_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @linux_only
 def test_probe_gives_up_on_a_hung_bus_within_its_timeout(hung_bus: None) -> None:
     fd = FreedesktopBackend()
-    started = time.monotonic()
     try:
-        assert fd.probe(timeout=1) is False
-        assert time.monotonic() - started < 5  # generous: the point is that it does not hang
+        assert fd.probe(timeout=1) is False  # gives up (a probe that hung would meet the test's timeout)
     finally:
         fd.close()
 
@@ -276,11 +274,12 @@ def test_a_send_never_blocks_the_caller_and_its_failure_is_logged(
     fd = FreedesktopBackend()
     try:
         with caplog.at_level(logging.INFO, logger="lmstudio_tray.notify"):
-            started = time.monotonic()
             fd.send(Message("Could not load qwen", "not enough memory"))
-            assert time.monotonic() - started < 1  # queued, not sent from the caller's thread
             wait_for(lambda: "notification: Could not load qwen: not enough memory" in caplog.text, 20,
                      what="the failed bubble written to the log")
-        assert "could not show a notification through freedesktop" in caplog.text
+        failures = [r for r in caplog.records if "could not show a notification through freedesktop" in r.message]
+        assert failures
+        # queued, not sent from the caller's thread: the hung daemon held up the sender thread only
+        assert {r.threadName for r in failures} == {"notify-send"}
     finally:
         fd.close()

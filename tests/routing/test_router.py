@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from typing import Any
 
@@ -212,32 +211,31 @@ async def test_every_member_down_is_a_clear_error(pool_factory: Any) -> None:
 async def test_streaming_passes_through_unchanged_and_as_it_happens(pool_factory: Any) -> None:
     pool: Pool = pool_factory({"a": [QWEN]}, emu_settings={"a": {"token_delay": 0.1}})
     body = chat(QWEN, "tell me a story about routers", stream=True, stream_options={"include_usage": True})
-    async with httpx.AsyncClient(timeout=30) as d:
-        started = time.perf_counter()
-        async with d.stream("POST", pool.emus["a"].api_url + "/v1/chat/completions", json=body) as r:
-            direct_type = r.headers["content-type"]
-            direct = b"".join([chunk async for chunk in r.aiter_raw()])
-        direct_total = time.perf_counter() - started
+    async with httpx.AsyncClient(timeout=30) as d, d.stream(
+        "POST", pool.emus["a"].api_url + "/v1/chat/completions", json=body
+    ) as r:
+        direct_type = r.headers["content-type"]
+        direct = b"".join([chunk async for chunk in r.aiter_raw()])
+    upstream = pool.emus["a"].state.engine.instance(QWEN)
+    assert upstream is not None
     async with pool.client() as c:
-        started = time.perf_counter()
-        first_at: float | None = None
+        serving_at_first_chunk: int | None = None
         chunks: list[bytes] = []
         async with c.stream("POST", pool.base() + "/chat/completions", json=body) as r:
             assert r.status_code == 200
             routed_type = r.headers["content-type"]
             async for chunk in r.aiter_raw():
-                if first_at is None:
-                    first_at = time.perf_counter() - started
+                if serving_at_first_chunk is None:
+                    serving_at_first_chunk = upstream.active
                 chunks.append(chunk)
-        routed_total = time.perf_counter() - started
     routed = b"".join(chunks)
     assert routed_type == direct_type
     assert sse_events(routed) == sse_events(direct)
     assert sse_events(routed)[-1] == "[DONE]" and "usage" in sse_events(routed)[-2]
-    # tokens arrive while they are generated, not all at the end
-    assert first_at is not None and first_at < routed_total / 2
+    # tokens arrive while they are generated, not all at the end: LM Studio was still generating this
+    # answer when its first chunk reached the client
+    assert serving_at_first_chunk == 1
     assert len(chunks) > 5
-    assert routed_total < direct_total * 3 + 1
 
 
 async def test_client_hanging_up_mid_stream_frees_the_instance(pool_factory: Any) -> None:
