@@ -14,14 +14,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel, and everything the build printed (what a first `scripts/run.sh` shows the user)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
-        check=True, capture_output=True, timeout=300,
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(out)],
+        check=True, capture_output=True, text=True, timeout=300,
     )
     (built,) = out.glob("lmstudio_tray-*.whl")
-    return built
+    return built, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(build: tuple[Path, str]) -> Path:
+    return build[0]
+
+
+def test_the_build_is_quiet_and_declares_the_license(build: tuple[Path, str]) -> None:
+    built, output = build
+    # setuptools' deprecation notices (e.g. the old `license = {text = ...}` table) fill a first install's
+    # screen; the project's metadata must be in the current form
+    noise = [line for line in output.splitlines() if "DeprecationWarning" in line or "BuildBackendWarning" in line
+             or "deprecated" in line.lower()]
+    assert not noise, output
+    with zipfile.ZipFile(built) as whl:
+        metadata = next(whl.read(n).decode() for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        assert "License-Expression: MIT" in metadata.splitlines()
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in whl.namelist())
 
 
 def test_wheel_holds_assets_plugin_and_marker(wheel: Path) -> None:
