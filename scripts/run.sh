@@ -9,7 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="${VENV:-.venv}"
 [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e .
+# a regular install (not editable): what a user runs, and setuptools prints nothing for it
+"$venv/bin/python" -m pip install --quiet .
 if [[ $# -eq 1 && $1 == --demo ]]; then
   exec "$venv/bin/lmstudio-tray" run --demo
 fi
