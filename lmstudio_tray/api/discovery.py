@@ -10,6 +10,8 @@ import contextlib
 import json
 import os
 import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,30 @@ def remove_endpoint(token: str, path: Path | None = None) -> bool:
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
     return True
+
+
+class EndpointUnavailable(Exception):
+    """No running endpoint gave what was asked; the message says why and what to do."""
+
+
+def dashboard_link(path: Path | None = None, *, timeout: float = 10.0) -> str:
+    """A single-use sign-in link to the running endpoint's dashboard (valid for a minute).
+
+    Blocking (a loopback HTTP call): for the CLI, or a worker thread of the tray. The standard library's
+    client is enough for one loopback request, and it is told to ignore HTTP(S)_PROXY: loopback is never
+    proxied.
+    """
+    info = read_endpoint(path)
+    if info is None:
+        raise EndpointUnavailable("no running endpoint found; start the tray or `lmstudio-tray serve` first.")
+    request = urllib.request.Request(info.url + "/v1/dashboard/code", method="POST",
+                                     headers={"authorization": f"Bearer {info.token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return str(json.loads(response.read())["url"])
+    except urllib.error.HTTPError as exc:
+        raise EndpointUnavailable(f"the endpoint at {info.url} refused (HTTP {exc.code}); is it an older "
+                                  "lmstudio-tray? Restart the tray or `lmstudio-tray serve`.") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EndpointUnavailable(f"the endpoint at {info.url} did not answer ({exc}).") from None

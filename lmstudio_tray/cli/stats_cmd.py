@@ -135,28 +135,15 @@ def render_text(report: dict[str, Any], tips: list[dict[str, Any]], window: str)
 def run_dashboard(args: argparse.Namespace) -> int:
     import webbrowser
 
-    import httpx
+    from lmstudio_tray.api.discovery import EndpointUnavailable, dashboard_link
 
-    from lmstudio_tray.api.discovery import read_endpoint
-
-    info = read_endpoint()
-    if info is None:
-        print("lmstudio-tray dashboard: no running endpoint found; start the tray or `lmstudio-tray serve` first.",
-              file=sys.stderr)
-        return EXIT_FAILURE
     try:
-        r = httpx.post(info.url + "/v1/dashboard/code", headers={"authorization": f"Bearer {info.token}"},
-                       timeout=10)
-    except httpx.HTTPError as exc:
-        print(f"lmstudio-tray dashboard: the endpoint at {info.url} did not answer ({exc}).", file=sys.stderr)
+        url = dashboard_link()
+    except EndpointUnavailable as exc:
+        print(f"lmstudio-tray dashboard: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    if r.status_code != 200:
-        print(f"lmstudio-tray dashboard: the endpoint at {info.url} refused (HTTP {r.status_code}); is it an "
-              "older lmstudio-tray? Restart the tray or `serve`.", file=sys.stderr)
-        return EXIT_FAILURE
-    url = str(r.json()["url"])
     if args.no_open or not webbrowser.open(url):
         print(f"Open this link within a minute (it works once): {url}")
     else:
-        print(f"Opened the dashboard in your browser ({info.url}/dashboard).")
+        print(f"Opened the dashboard in your browser ({url.split('?', 1)[0]}).")
     return EXIT_OK

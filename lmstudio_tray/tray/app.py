@@ -31,7 +31,7 @@ from lmstudio_tray.platform.autostart import Autostart
 from lmstudio_tray.platform.memory import release_free_memory
 from lmstudio_tray.platform.x11 import system_tray_owned
 from lmstudio_tray.tray.icons import render_icon
-from lmstudio_tray.tray.menu import APP_TITLE, MenuAction, MenuItem, MenuPrefs
+from lmstudio_tray.tray.menu import APP_TITLE, ActionKind, MenuAction, MenuItem, MenuPrefs
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
 
@@ -45,6 +45,9 @@ REFRESH_SECONDS = 5.0  # safety net for snapshot changes that publish no event (
 APP_ID = "lmstudio-tray"
 SNI = "sni"  # our own backend (tray/sni.py), not one of pystray's
 MENU_DUMP_ENV = "LMSTUDIO_TRAY_MENU_DUMP"  # appindicator uses the icon name as its D-Bus object path
+# pystray backends where a left click runs the menu's default item and cannot open the menu: there
+# "Open dashboard" is that default, a clear action for the click people try first
+DEFAULT_ITEM_BACKENDS = frozenset({"win32", "xorg"})
 
 
 # ---- backend choice --------------------------------------------------------------------------------
@@ -181,6 +184,22 @@ class PystrayView:
         self.icon = icon_factory(
             APP_ID, icon=render_icon(InstanceState.OFFLINE, ICON_SIZE), title=APP_TITLE, menu=None
         )
+        if backend == "gtk":
+            self._open_menu_on_left_click()
+
+    def _open_menu_on_left_click(self) -> None:
+        """pystray's GTK status icon shows the menu on a right click only and runs the (absent) default
+        item on a left one, so a left click did nothing; people expect the menu on either click.
+
+        `_status_icon` is pystray's own attribute (pyproject pins the pystray it was tested with); the
+        `popup-menu` signal is GTK's, and pystray's handler of it opens the menu."""
+        status_icon = getattr(self.icon, "_status_icon", None)
+        if status_icon is None:
+            log.warning("tray: this pystray has no GTK status icon to connect to; a left click opens nothing")
+            return
+        from gi.repository import Gtk
+
+        status_icon.connect("activate", lambda icon: icon.emit("popup-menu", 1, Gtk.get_current_event_time()))
 
     def set_icon(self, state: InstanceState, progress: float | None) -> None:
         self.icon.icon = render_icon(state, ICON_SIZE, progress)
@@ -201,8 +220,10 @@ class PystrayView:
         action = item.action
         callback: Callable[[], None] = (lambda: self.on_click(action)) if action is not None else (lambda: None)
         checked = None if item.checked is None else (lambda _item, value=item.checked: value)
+        default = (action is not None and action.kind is ActionKind.OPEN_DASHBOARD
+                   and self.backend in DEFAULT_ITEM_BACKENDS)
         return p.MenuItem(item.label, callback, checked=checked, radio=item.radio,
-                          enabled=item.enabled and action is not None)
+                          enabled=item.enabled and action is not None, default=default)
 
     def copy_text(self, text: str) -> bool:
         return copy_to_clipboard(text)
@@ -386,6 +407,7 @@ class TrayApp:
             reporter=self.notifications,
             prefs=MenuPrefs(
                 autostart=autostart_on,
+                dashboard=True,
                 config_path=str(self.config_path or paths.config_file()),
                 logs_path=str(paths.log_dir()),
                 **menu_prefs(self.core.config),
@@ -396,6 +418,7 @@ class TrayApp:
             about_text=self._about_text,
             preferences=preferences,
             tips=self._tips,
+            open_dashboard=open_dashboard_in_browser,
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter
@@ -439,6 +462,17 @@ class TrayApp:
                 log.debug("GLib signal handlers unavailable", exc_info=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
+
+
+def open_dashboard_in_browser() -> str | None:
+    """Sign the browser in to the running endpoint's dashboard (this tray's or `serve`'s); returns the
+    link when no browser could be started. Blocking: the presenter calls it on a worker thread."""
+    import webbrowser
+
+    from lmstudio_tray.api.discovery import dashboard_link
+
+    url = dashboard_link()
+    return None if webbrowser.open(url) else url
 
 
 def _autostart() -> tuple[Autostart | None, bool | None]:

@@ -44,6 +44,7 @@ class ActionKind(str, Enum):
     USE_PROFILE = "use_profile"
     USE_INSTANCE = "use_instance"
     SHOW_TIP = "show_tip"
+    OPEN_DASHBOARD = "open_dashboard"
     OPEN_CONFIG = "open_config"
     OPEN_LOGS = "open_logs"
     ABOUT = "about"
@@ -95,6 +96,7 @@ class MenuPrefs:
     active_instance: str | None = None
     shared_instances: tuple[str, ...] = ()  # shared through the team profile: unload/switch may be refused
     team: str | None = None  # the team profile's name
+    dashboard: bool = False  # the tray can open the local dashboard (shows "Open dashboard")
 
 
 @dataclass(frozen=True)
@@ -342,6 +344,8 @@ def global_section(prefs: MenuPrefs, tips: tuple[str, ...] = ()) -> tuple[MenuIt
     items.extend(preference_items(prefs))
     if prefs.autostart is not None:
         items.append(MenuItem("Start at login", MenuAction(ActionKind.TOGGLE_AUTOSTART), checked=prefs.autostart))
+    if prefs.dashboard:
+        items.append(MenuItem("Open dashboard", MenuAction(ActionKind.OPEN_DASHBOARD)))
     items += [
         MenuItem("Open config file", MenuAction(ActionKind.OPEN_CONFIG), enabled=prefs.config_path is not None),
         MenuItem("Open logs folder", MenuAction(ActionKind.OPEN_LOGS), enabled=prefs.logs_path is not None),

@@ -118,7 +118,10 @@ class TrayPresenter:
         about_text: Callable[[], str] | None = None,
         preferences: PreferencesLike | None = None,
         tips: Callable[[], Sequence[str]] | None = None,
+        open_dashboard: Callable[[], str | None] | None = None,
     ) -> None:
+        """`open_dashboard` opens the local dashboard in a browser (blocking; it runs on a worker thread)
+        and returns None, or the single-use link when no browser could be started."""
         self.view = view
         self._status = status
         self._actions = actions
@@ -131,6 +134,7 @@ class TrayPresenter:
         self._about_text = about_text
         self._preferences = preferences
         self._tips = tips
+        self._open_dashboard = open_dashboard
         self._lock = threading.RLock()
         self._busy: set[tuple[str, str]] = set()
         self._shown_icon: tuple[InstanceState, float | None] | None = None
@@ -237,6 +241,8 @@ class TrayPresenter:
             self._prefer(lambda p: p.set_validation(target), "Could not change the validation policy")
         elif kind is ActionKind.SHOW_TIP:
             self._reporter.report("Tip", target, failure=False)
+        elif kind is ActionKind.OPEN_DASHBOARD:
+            self._open_dashboard_later()
         elif kind is ActionKind.OPEN_CONFIG:
             path = self._ensure_config() if self._ensure_config else self.prefs.config_path
             if not path or not self.view.open_path(path):
@@ -251,6 +257,24 @@ class TrayPresenter:
                                   failure=False)
         elif kind is ActionKind.QUIT:
             self.view.quit()
+
+    def _open_dashboard_later(self) -> None:
+        """A loopback request and a browser start: off the tray's thread, so the menu never freezes."""
+        opener = self._open_dashboard
+        if opener is None:
+            return
+
+        def work() -> None:
+            try:
+                link = opener()
+            except Exception as exc:  # no endpoint, a refused code: the message says what to do
+                self._reporter.report("Could not open the dashboard", str(exc) or type(exc).__name__)
+                return
+            if link:
+                self._reporter.report("Open the dashboard", f"Open this link within a minute (it works once): "
+                                      f"{link}", failure=False)
+
+        threading.Thread(target=work, name="open-dashboard", daemon=True).start()
 
     def _toggle(self, name: str, setter: Callable[[bool], object] | None) -> None:
         current = getattr(self.prefs, name)

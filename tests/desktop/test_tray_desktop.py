@@ -51,6 +51,10 @@ def start_tray(tmp_path: Path, emulator: Any, name: str = "emu") -> RunningTray:
         "[endpoint]\nport = 0\n"
     )
     state_home = tmp_path / "state"
+    # the "browser": notes which page the tray asked it to open
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{tmp_path / "opened.txt"}"\n')
+    browser.chmod(0o755)
     env = dict(os.environ)
     env.pop("PYSTRAY_BACKEND", None)  # the app picks its backend itself; that choice is under test
     env.update(
@@ -59,6 +63,7 @@ def start_tray(tmp_path: Path, emulator: Any, name: str = "emu") -> RunningTray:
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         XDG_DATA_HOME=str(tmp_path / "data"),
         PATH=os.environ.get("PATH", ""),
+        BROWSER=str(browser),
     )
     env.pop("LMSTUDIO_TRAY_NOTIFIER", None)
     log = tmp_path / "tray.stderr"
@@ -92,10 +97,10 @@ def tray(tmp_path: Path, emulator: Any) -> Iterator[RunningTray]:
     stop_tray(running)
 
 
-def open_menu(tray: RunningTray) -> tuple[int, int, int, int]:
+def open_menu(tray: RunningTray, button: str = "3") -> tuple[int, int, int, int]:
     before = set(popups())
     x, y, w, h = tray.icon
-    xdotool("mousemove", str(x + w // 2), str(y + h // 2), "click", "3")
+    xdotool("mousemove", str(x + w // 2), str(y + h // 2), "click", button)
     return wait_for(lambda: next((g for wid, g in popups().items() if wid not in before), None), 5,
                     what="the menu popup")
 
@@ -252,3 +257,28 @@ def test_start_at_login_from_the_menu_writes_the_autostart_entry(tray: RunningTr
     assert "lmstudio" in entry.read_text() and "Exec=" in entry.read_text()
     wait_for(lambda: next(i for i in tray.menu() if i["label"] == "Start at login")["checked"] is True, 10,
              what="the checkbox ticked")
+
+
+def choose_by_keyboard(tray: RunningTray, label: str, button: str = "3") -> None:
+    """Open the menu with a click of `button` and walk down to the top-level item `label`, then Enter."""
+    reachable = [i for i in tray.menu() if i["enabled"] and not i["separator"]]
+    index = next(n for n, i in enumerate(reachable) if i["label"] == label)
+    open_menu(tray, button)
+    for key in ["Down"] * (index + 1):
+        time.sleep(0.1)
+        xdotool("key", key)
+    time.sleep(0.25)
+    xdotool("key", "Return")
+
+
+def test_a_left_click_opens_the_menu_and_open_dashboard_signs_the_browser_in(tray: RunningTray,
+                                                                            tmp_path: Path) -> None:
+    assert any(i["label"] == "Open dashboard" for i in tray.menu())
+    choose_by_keyboard(tray, "Open dashboard", button="1")  # the menu opens on a left click too
+    opened = tmp_path / "opened.txt"
+    wait_for(opened.exists, 15, what="the browser started with the dashboard link")
+    url = opened.read_text().split()[0]
+    assert "/dashboard?code=" in url
+    with httpx.Client(timeout=30, follow_redirects=True) as browser:
+        page = browser.get(url)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]

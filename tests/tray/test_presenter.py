@@ -285,3 +285,54 @@ def test_view_exception_in_click_is_contained(h: Harness) -> None:
     h.view.quit.side_effect = RuntimeError("toolkit gone")
     h.click(MenuAction(ActionKind.QUIT))
     assert "quit failed" in h.reporter.report.call_args.args[0]
+
+
+def dashboard_presenter(h: Harness, opener: Any) -> TrayPresenter:
+    return TrayPresenter(h.view, status=lambda: h.status, actions=h.actions, submit=h.core.submit,
+                         reporter=h.reporter, prefs=MenuPrefs(dashboard=True), open_dashboard=opener)
+
+
+def test_open_dashboard_is_in_the_menu_and_opens_it_off_the_tray_thread(h: Harness) -> None:
+    clicked_on = threading.get_ident()
+    opened: list[int] = []
+    done = threading.Event()
+
+    def opener() -> None:
+        opened.append(threading.get_ident())
+        done.set()
+
+    presenter = dashboard_presenter(h, opener)
+    presenter.refresh()
+    item = find(h.last_menu(), "Open dashboard")
+    assert item.action == MenuAction(ActionKind.OPEN_DASHBOARD)
+    presenter.on_click(item.action)
+    assert done.wait(10)
+    assert opened and opened[0] != clicked_on  # a loopback call and a browser start never freeze the menu
+    h.reporter.report.assert_not_called()
+
+
+@pytest.mark.parametrize(("outcome", "title", "body"), [
+    (RuntimeError("no running endpoint found; start the tray or `lmstudio-tray serve` first."),
+     "Could not open the dashboard", "no running endpoint found; start the tray or `lmstudio-tray serve` first."),
+    ("http://127.0.0.1:47823/dashboard?code=abc", "Open the dashboard",
+     "Open this link within a minute (it works once): http://127.0.0.1:47823/dashboard?code=abc"),
+])
+def test_open_dashboard_says_what_went_wrong_or_gives_the_link(h: Harness, outcome: Any, title: str,
+                                                                body: str) -> None:
+    def opener() -> str:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return str(outcome)
+
+    dashboard_presenter(h, opener).on_click(MenuAction(ActionKind.OPEN_DASHBOARD))
+    for _ in range(500):
+        if h.reporter.report.called:
+            break
+        threading.Event().wait(0.02)
+    assert h.reporter.report.call_args.args == (title, body)
+
+
+def test_no_dashboard_item_without_a_way_to_open_it(h: Harness) -> None:
+    h.presenter.refresh()
+    with pytest.raises(KeyError):
+        find(h.last_menu(), "Open dashboard")
