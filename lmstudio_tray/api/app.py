@@ -277,7 +277,8 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             if m is not None and not m.loaded:
                 eta = core.actions.estimate_load_seconds(name, m.key)
         return evaluate(snap, req, policy or cfg.validation.policy, instance_name=name, eta_seconds=eta,
-                        team=core.actions.current_team())
+                        team=core.actions.current_team(), active_instance=core.active_instance,
+                        ad_hoc=name is not None and monitor.is_ad_hoc(name))
 
     @app.get("/v1/health", response_model=s.HealthOut, tags=["meta"])
     async def health() -> JSONResponse:

@@ -454,6 +454,10 @@ class Monitor:
         await mon.refresh()
         return name
 
+    def is_ad_hoc(self, name: str) -> bool:
+        """Monitored because a request named its URL, not because the config lists it."""
+        return name in self._ad_hoc
+
     def add_instance(self, cfg: InstanceConfig) -> None:
         if cfg.name in self._monitors:
             raise ValueError(f"instance {cfg.name!r} is already monitored")

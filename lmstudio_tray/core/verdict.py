@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lmstudio_tray.core.config import Policy
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo
 from lmstudio_tray.core.team import TeamProfile
 
 CATEGORIES = (
@@ -150,6 +151,33 @@ class _Draft:
     eta_seconds: float | None = None
 
 
+@dataclass
+class _Commands:
+    """The `lmstudio-tray` commands the steps name, written so that pasted as they are they act on the
+    verdict's instance: `--instance NAME` unless it is the active one (the command line's default)."""
+
+    instance: str | None
+    url: str | None
+    active: str | None
+    ad_hoc: bool  # monitored for the endpoint only (an unknown baseURL): the command line does not know it
+    targeted: bool = False  # a step names a command acting on the instance
+
+    def __call__(self, *words: str | int, on_instance: bool = True) -> str:
+        argv = ["lmstudio-tray", *(str(w) for w in words)]
+        if on_instance and self.instance is not None:
+            self.targeted = True
+            if self.instance != self.active:
+                argv += ["--instance", self.instance]
+        return f"`{shlex.join(argv)}`"
+
+    def add_step(self) -> list[str]:
+        """An ad-hoc instance must be added before commands can name it."""
+        if not (self.targeted and self.ad_hoc and self.instance and self.url):
+            return []
+        add = self("instances", "add", self.instance, self.url, on_instance=False)
+        return [f"This LM Studio is not in your config; add it so the commands below can reach it: {add}"]
+
+
 def _suggestion_label(s: Suggestion) -> str:
     if s.loaded:
         ctx = f", ctx {s.context_length}" if s.context_length else ""
@@ -237,9 +265,9 @@ def _same_base_models(snapshot: InstanceSnapshot, requested: str) -> list[ModelI
     return [m for m in snapshot.models if base_name(m.key) == want or any(base_name(v) == want for v in m.variants)]
 
 
-def _load_step(key: str, context: int | None = None) -> str:
-    ctx = f" --context-length {context}" if context else ""
-    return f"Load it: `lmstudio-tray models load {key}{ctx}` (or ask the agent to call lmstudio_load_model)"
+def _load_step(cli: _Commands, key: str, context: int | None = None) -> str:
+    command = cli("load", key, "-c", context) if context else cli("load", key)
+    return f"Load it: {command} (or ask the agent to call lmstudio_load_model)"
 
 
 def team_allows(team: TeamProfile | None, requested: str, model: ModelInfo | None) -> bool:
@@ -252,7 +280,8 @@ def team_allows(team: TeamProfile | None, requested: str, model: ModelInfo | Non
     return team.allows(requested) or team.allows(plain)
 
 
-def _not_allowed(snapshot: InstanceSnapshot, req: ValidateRequest, team: TeamProfile, where: str) -> _Draft:
+def _not_allowed(snapshot: InstanceSnapshot, req: ValidateRequest, team: TeamProfile, where: str,
+                 cli: _Commands) -> _Draft:
     contexts = {r.key: r.context_length for r in team.recommended}
     allowed = list(dict.fromkeys([*team.allowed, *contexts]))
     here = [m for key in allowed if (m := snapshot.model(key)) is not None and team.allows(m.key)]
@@ -266,8 +295,8 @@ def _not_allowed(snapshot: InstanceSnapshot, req: ValidateRequest, team: TeamPro
     steps = [f"Use a model the team allows: {', '.join(team.allowed)}"]
     if recommended:
         steps.append(f"The team recommends: {recommended}")
-    steps.append(f"The list comes from the team profile ({team.source}); `lmstudio-tray team status` shows it. "
-                 "Ask the team to add the model if you need it.")
+    steps.append(f"The list comes from the team profile ({team.source}); {cli('team', 'status', on_instance=False)} "
+                 "shows it. Ask the team to add the model if you need it.")
     return _Draft(
         "not_allowed",
         f"{where}: {req.model} is not one of the models team profile {team.name!r} allows.",
@@ -277,22 +306,18 @@ def _not_allowed(snapshot: InstanceSnapshot, req: ValidateRequest, team: TeamPro
     )
 
 
-def _classify(
-    snapshot: InstanceSnapshot | None,
-    req: ValidateRequest,
-    *,
-    instance_name: str | None,
-    eta_seconds: float | None,
-    team: TeamProfile | None = None,
-) -> _Draft:
-    where = _where(snapshot, instance_name, req.base_url)
+_UNREACHABLE = (InstanceState.OFFLINE, InstanceState.AUTH_FAILED, InstanceState.ERROR)
+
+
+def _unreachable(snapshot: InstanceSnapshot | None, where: str, cli: _Commands) -> _Draft:
+    """No status yet, offline, refused token, broken server: nothing about the model can be said."""
     if snapshot is None:
         return _Draft(
             "offline",
             f"{where}: no status yet; the tray has not reached this LM Studio server.",
             steps=[
-                "Check that LM Studio is running and its server is on: `lmstudio-tray server start`",
-                "See what the tray knows: `lmstudio-tray status`",
+                f"Check that LM Studio is running and its server is on: {cli('server', 'start')}",
+                f"See what the tray knows: {cli('status', on_instance=False)}",
             ],
             retry_after_ms=2000,
         )
@@ -302,7 +327,7 @@ def _classify(
             "offline",
             f"{where}: LM Studio is not reachable{reason}.",
             steps=[
-                "Start LM Studio's server: `lmstudio-tray server start` (or `lms server start`, or the "
+                f"Start LM Studio's server: {cli('server', 'start')} (or `lms server start`, or the "
                 "Developer tab in LM Studio)",
                 f"Check the port: the provider's baseURL must point at {snapshot.url}/v1",
                 "Then send the message again; the tray notices the server within a second",
@@ -314,26 +339,40 @@ def _classify(
             "auth_failed",
             f"{where}: LM Studio refused the API token (authentication is on).",
             steps=[
-                "Create a token in LM Studio: Developer → Server Settings → API Tokens",
-                "Store it for the tray: `lmstudio-tray config token set`",
+                "Create a token in LM Studio: Developer → Server Settings → Manage Tokens",
+                f"Store it for the tray: {cli('token', 'set', snapshot.name, on_instance=False)} (reads it from "
+                "stdin or a prompt)",
                 "Give OpenCode the same token: provider options.apiKey = \"{env:LM_API_TOKEN}\"",
             ],
         )
-    if snapshot.state is InstanceState.ERROR:
-        reason = snapshot.error or "unexpected answers"
-        return _Draft(
-            "error",
-            f"{where}: LM Studio answers with errors ({reason}).",
-            steps=[
-                "Look at LM Studio's server log (Developer tab) for the failing request",
-                "Restart the server: `lmstudio-tray server stop && lmstudio-tray server start`",
-            ],
-            retry_after_ms=5000,
-        )
+    reason = snapshot.error or "unexpected answers"
+    return _Draft(
+        "error",
+        f"{where}: LM Studio answers with errors ({reason}).",
+        steps=[
+            "Look at LM Studio's server log (Developer tab) for the failing request",
+            f"Restart the server: {cli('server', 'stop')}, then {cli('server', 'start')}",
+        ],
+        retry_after_ms=5000,
+    )
+
+
+def _classify(
+    snapshot: InstanceSnapshot | None,
+    req: ValidateRequest,
+    *,
+    cli: _Commands,
+    instance_name: str | None,
+    eta_seconds: float | None,
+    team: TeamProfile | None = None,
+) -> _Draft:
+    where = _where(snapshot, instance_name, req.base_url)
+    if snapshot is None or snapshot.state in _UNREACHABLE:
+        return _unreachable(snapshot, where, cli)
 
     model = resolve_model(snapshot, req.model)
     if team is not None and not team_allows(team, req.model, model):
-        return _not_allowed(snapshot, req, team, where)
+        return _not_allowed(snapshot, req, team, where, cli)
     recommended = team.context_for(model.key) if team is not None and model is not None else None
     load = next(
         (ld for ld in snapshot.loads if ld.model == req.model or (model is not None and ld.model == model.key)),
@@ -361,17 +400,18 @@ def _classify(
                 + ", ".join(m.key for m in same)
                 + "; LM Studio may pick another one than you expect.",
                 suggestions=suggestions,
-                steps=["Name the exact model key in opencode.json (`lmstudio-tray opencode install --provider` "
+                steps=[f"Name the exact model key in opencode.json ({cli('opencode', 'install', '--provider')} "
                        "writes the real keys)"],
             )
         steps = [
-            "List what LM Studio has: `lmstudio-tray models list`",
-            "Use an exact key in opencode.json, or rewrite the provider: `lmstudio-tray opencode install "
-            "--provider`",
+            f"List what LM Studio has: {cli('models', 'list')}",
+            "Use an exact key in opencode.json, or rewrite the provider: "
+            + cli("opencode", "install", "--provider"),
         ]
-        if snapshot.jit is False:
-            steps.insert(1, "JIT loading is off, so only loaded models are listed; load the model first: "
-                         "`lmstudio-tray models load <key>`")
+        if snapshot.jit is False and snapshot.api is not ApiFlavor.REST_V1:
+            # REST v1 lists every downloaded model; the older listings show only loaded ones with JIT off
+            steps.insert(1, f"JIT loading is off, so this LM Studio lists only loaded models: if {req.model} is "
+                         "downloaded, load it in LM Studio first")
         return _Draft(
             "unknown_model",
             f"{where}: LM Studio has no model {req.model!r}.",
@@ -382,6 +422,7 @@ def _classify(
     if model.loaded:
         loaded_ctx = model.loaded_context_length
         if req.context_limit and loaded_ctx and loaded_ctx < req.context_limit:
+            wanted = min(req.context_limit, model.max_context_length or req.context_limit)
             return _Draft(
                 "context_too_small",
                 f"{where}: {model.key} is loaded with a context of {loaded_ctx} tokens, but OpenCode "
@@ -389,10 +430,11 @@ def _classify(
                 "\"tokens to keep\" error.",
                 model_info=model,
                 steps=[
-                    f"Reload it with a larger context: `lmstudio-tray models switch {model.key} "
-                    f"--context-length {min(req.context_limit, model.max_context_length or req.context_limit)}`",
+                    "Reload it with a larger context: "
+                    + cli("switch", model.key, "-c", wanted)
+                    + " (loads a copy with that context, then unloads the small one and the other chat models)",
                     f"Or lower limit.context of {req.model} in opencode.json to {loaded_ctx} "
-                    "(`lmstudio-tray opencode install --provider` does this)",
+                    f"({cli('opencode', 'install', '--provider')} does this)",
                 ],
             )
         return _Draft("ready", f"{where}: {model.key} is loaded.", model_info=model)
@@ -407,7 +449,9 @@ def _classify(
                 "its default variant" + eta_text + ".",
                 model_info=model,
                 suggestions=[Suggestion(v, False, 1.0, "quant variant") for v in variants[:MAX_SUGGESTIONS]],
-                steps=[_load_step(variants[0], recommended)],
+                # `load` takes model keys, not `key@quant`: a variant is chosen by the name OpenCode sends
+                steps=[f"To use another variant, name it in opencode.json: {', '.join(variants[:MAX_SUGGESTIONS])}",
+                       _load_step(cli, model.key, recommended)],
                 eta_seconds=eta_seconds,
             )
         return _Draft(
@@ -415,7 +459,7 @@ def _classify(
             f"{where}: {model.key} is not loaded; LM Studio will load it on demand{eta_text}.",
             model_info=model,
             # on demand, LM Studio picks its own context length; the team's default needs an explicit load
-            steps=[_load_step(model.key, recommended)],
+            steps=[_load_step(cli, model.key, recommended)],
             retry_after_ms=None if eta_seconds is None else int(eta_seconds * 1000),
             eta_seconds=eta_seconds,
         )
@@ -426,7 +470,7 @@ def _classify(
         model_info=model,
         suggestions=list(rank_suggestions(snapshot, req.model, exclude=model.key)),
         steps=[
-            _load_step(model.key, (req.context_limit if model.max_context_length else None) or recommended),
+            _load_step(cli, model.key, (req.context_limit if model.max_context_length else None) or recommended),
             "Or switch OpenCode to a loaded model (/models)",
             "Or turn on JIT loading in LM Studio: Developer → Server Settings → Just in Time Model Loading",
         ],
@@ -450,10 +494,18 @@ def evaluate(
     instance_name: str | None = None,
     eta_seconds: float | None = None,
     team: TeamProfile | None = None,
+    active_instance: str | None = None,
+    ad_hoc: bool = False,
 ) -> Verdict:
     """The verdict for one request. `eta_seconds` is the caller's load-time estimate for this model;
-    `team` (the team profile in effect) limits the models to the ones it allows."""
-    draft = _classify(snapshot, request, instance_name=instance_name, eta_seconds=eta_seconds, team=team)
+    `team` (the team profile in effect) limits the models to the ones it allows. The commands in the steps
+    name the instance (`--instance`) unless it is `active_instance`; for an `ad_hoc` instance (monitored
+    because a request named its URL, unknown to the command line) a step says how to add it first."""
+    name = snapshot.name if snapshot else instance_name
+    url = snapshot.url if snapshot else re.sub(r"/v1/?$", "", request.base_url or "") or None
+    cli = _Commands(name, url, active_instance, ad_hoc)
+    draft = _classify(snapshot, request, cli=cli, instance_name=instance_name, eta_seconds=eta_seconds, team=team)
+    draft.steps[:0] = cli.add_step()
     # a team's model list is not a member's preference: no policy lets a model it does not allow pass
     action = Policy.BLOCK if draft.category == "not_allowed" else policy.get(draft.category, Policy.ALLOW)
     if action is Policy.ENSURE and draft.category not in ENSURABLE:

@@ -66,10 +66,10 @@ def test_second_instance_id_resolves_to_its_model() -> None:
 
 
 def test_not_loaded_with_jit_off_blocks_with_steps_and_suggestions() -> None:
-    v = evaluate(snap(*CATALOG), req("google/gemma-3-4b"), POLICY)
+    v = evaluate(snap(*CATALOG), req("google/gemma-3-4b"), POLICY, active_instance="local")
     assert (v.category, v.ok, v.action) == ("not_loaded", False, Policy.BLOCK)
     assert "JIT loading is off" in v.message
-    assert any("lmstudio-tray models load google/gemma-3-4b" in s for s in v.steps)
+    assert v.steps[0].startswith("Load it: `lmstudio-tray load google/gemma-3-4b` (")
     text = v.text
     assert "Next steps:\n  1. " in text and "  2. " in text
     assert "Loaded now: qwen/qwen3-4b-2507 (ctx 8192)" in text
@@ -156,6 +156,33 @@ def test_offline_auth_error_and_no_snapshot() -> None:
     assert (err.category, err.ok) == ("error", False)
     none = evaluate(None, req("x"), POLICY, instance_name="adhoc")
     assert none.category == "offline" and none.facts.instance == "adhoc"
+
+
+def test_step_commands_can_be_pasted_as_they_are() -> None:
+    s = snap(*CATALOG)
+    # the active instance is the command line's default; any other one is named
+    assert "`lmstudio-tray load google/gemma-3-4b`" in evaluate(s, req("google/gemma-3-4b"), POLICY,
+                                                               active_instance="local").text
+    other = evaluate(s, req("google/gemma-3-4b"), POLICY, active_instance="gpu-box")
+    assert "`lmstudio-tray load google/gemma-3-4b --instance local`" in other.text
+    small = evaluate(s, req("qwen/qwen3-4b-2507", context_limit=32768), POLICY, active_instance="local")
+    assert "`lmstudio-tray switch qwen/qwen3-4b-2507 -c 32768`" in small.steps[0]
+    unknown = evaluate(s, req("qwen/qwen3-4b"), POLICY, active_instance="gpu-box")
+    assert "`lmstudio-tray models list --instance local`" in unknown.steps[0]
+    assert "<key>" not in unknown.text
+    auth = evaluate(snap(state=InstanceState.AUTH_FAILED), req("x"), POLICY, active_instance="local")
+    assert "`lmstudio-tray token set local`" in auth.text and "Manage Tokens" in auth.text
+    error = evaluate(snap(state=InstanceState.ERROR), req("x"), POLICY, active_instance="gpu-box")
+    assert ("`lmstudio-tray server stop --instance local`, then `lmstudio-tray server start --instance local`"
+            in error.text)
+    # an instance only the endpoint monitors (an unknown baseURL) is added before anything names it
+    adhoc = evaluate(s, req("google/gemma-3-4b"), POLICY, active_instance="gpu-box", ad_hoc=True)
+    assert adhoc.steps[0].endswith(f"`lmstudio-tray instances add local {URL}`")
+    assert "--instance local" in adhoc.steps[1]
+    # quant variants: `load` takes a model key, a variant is chosen by the name OpenCode sends
+    jit = evaluate(snap(*CATALOG, jit=True), req("qwen/qwen3-8b"), POLICY, active_instance="local")
+    assert jit.steps == ("To use another variant, name it in opencode.json: qwen/qwen3-8b@q4_k_m, qwen/qwen3-8b@q8_0",
+                         "Load it: `lmstudio-tray load qwen/qwen3-8b` (or ask the agent to call lmstudio_load_model)")
 
 
 def test_policies_change_the_action() -> None:

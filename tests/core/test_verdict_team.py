@@ -63,6 +63,6 @@ def test_load_steps_carry_the_recommended_context() -> None:
     team = profile((), ((GEMMA, 16384),))
     v = evaluate(snap(*CATALOG, jit=False), req(GEMMA), POLICY, team=team)
     assert v.category == "not_loaded"
-    assert any(f"load {GEMMA} --context-length 16384" in step for step in v.steps)
-    v = evaluate(snap(model(GEMMA), jit=True), req(GEMMA), POLICY, team=team)
-    assert v.category == "jit" and any("--context-length 16384" in step for step in v.steps)
+    assert any(f"`lmstudio-tray load {GEMMA} -c 16384 --instance local`" in step for step in v.steps)
+    v = evaluate(snap(model(GEMMA), jit=True), req(GEMMA), POLICY, team=team, active_instance="local")
+    assert v.category == "jit" and any(f"`lmstudio-tray load {GEMMA} -c 16384`" in step for step in v.steps)

@@ -142,7 +142,7 @@ async def test_validate_refuses_a_model_the_team_does_not_allow(
     # the allowed model passes (JIT on: LM Studio would load it), and its step loads the team's context
     g = await validate(pool, "a", GEMMA)
     assert g["ok"] and g["category"] in ("jit", "ambiguous")  # gemma has quant variants
-    assert any("--context-length 8192" in step for step in g["steps"])
+    assert any(f"`lmstudio-tray load {GEMMA} -c 8192`" in step for step in g["steps"])
 
 
 async def test_ensure_loads_with_the_teams_recommended_context(pool_factory: Any, team_file: Path) -> None:
