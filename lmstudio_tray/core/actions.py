@@ -97,12 +97,11 @@ class Actions:
             raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
         snap = await self.monitor.get(instance, max_age=2.0)
         if snap.state is InstanceState.OFFLINE:
-            hint = (
-                "start it with `lmstudio-tray server start`"
-                + (f" --instance {instance}" if len(self.monitor.names) > 1 else "")
-                + " or from LM Studio's Developer tab"
+            raise ActionError(
+                f"LM Studio at {snap.url} is not running: start it with {self._command(instance, 'server', 'start')} "
+                "or from LM Studio's Developer tab.",
+                kind="offline",
             )
-            raise ActionError(f"LM Studio at {snap.url} is not running: {hint}.", kind="offline")
         if snap.state is InstanceState.AUTH_FAILED:
             raise ActionError(
                 f"LM Studio at {snap.url} needs an API token: create one in LM Studio (Developer → Server "
@@ -110,6 +109,11 @@ class Actions:
                 kind="auth_failed",
             )
         return mon, snap
+
+    def _command(self, instance: str, *words: str) -> str:
+        """A command for a message, naming the instance when there is more than one to choose from."""
+        where = f" --instance {instance}" if len(self.monitor.names) > 1 else ""
+        return f"`lmstudio-tray {' '.join(words)}{where}`"
 
     @staticmethod
     def _resolve(snap: InstanceSnapshot, target: str) -> ModelInfo | None:
@@ -174,7 +178,8 @@ class Actions:
         info = self._resolve(snap, model)
         if info is None and snap.models:
             raise ActionError(
-                f"{model!r} is not downloaded on {instance}; see `lmstudio-tray models list` for what is.",
+                f"{model!r} is not downloaded on {instance}; see {self._command(instance, 'models', 'list')} for "
+                "what is.",
                 kind="unknown_model",
             )
         key = info.key if info else model

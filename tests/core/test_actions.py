@@ -102,6 +102,22 @@ async def test_unknown_model_and_offline_server_give_clear_errors(emulator_facto
         await core.monitor.stop()
 
 
+async def test_with_several_instances_the_hints_name_the_instance(emulator_factory: EmulatorFactory) -> None:
+    up, down = emulator_factory(), emulator_factory(server_running=False)
+    core = make_core(up.api_url, down.api_url)  # instances "local" and "i1"
+    try:
+        await core.monitor.warm_up()
+        with pytest.raises(ActionError) as err:
+            await core.actions.load("i1", QWEN)
+        # the whole command inside the code span: pasting it starts the right server
+        assert "start it with `lmstudio-tray server start --instance i1` or" in str(err.value)
+        with pytest.raises(ActionError) as err:
+            await core.actions.load("local", "nobody/nothing-7b")
+        assert "see `lmstudio-tray models list --instance local` for what is" in str(err.value)
+    finally:
+        await core.monitor.stop()
+
+
 async def test_unload_by_key_by_id_and_all(emulator_factory: EmulatorFactory) -> None:
     emu = emulator_factory()
     emu.load(QWEN)
