@@ -202,10 +202,10 @@ class NotificationPolicy:
             )
         if isinstance(event, AuthFailed):
             where = f" at {event.url}" if event.url else ""
+            reason = event.reason.rstrip(". ") if event.reason else ""
             body = (
-                f"LM Studio{where} wants an API token, or refused ours"
-                f"{': ' + event.reason if event.reason else ''}. Create a token in LM Studio "
-                f"(Developer → Server Settings → API tokens), then store it with "
+                f"LM Studio{where} wants an API token, or refused ours{': ' + reason if reason else ''}. Create a "
+                f"token in LM Studio (Developer → Server Settings → Manage Tokens), then store it with "
                 f"`lmstudio-tray token set {name}`."
             )
             return (

@@ -204,6 +204,10 @@ def test_server_auth_session_wording(clock: FakeClock) -> None:
     auth = p.decide(AuthFailed("local", url="http://h:1234", reason="invalid token"))
     assert auth is not None
     assert "lmstudio-tray token set local" in auth.body and "invalid token" in auth.body
+    assert "Server Settings → Manage Tokens" in auth.body  # what LM Studio calls the page
+    # LM Studio's own reason ends with a full stop: the sentence does not get a second one
+    auth = p.decide(AuthFailed("other", url="http://h:1234", reason="Learn more at: https://lmstudio.ai/docs."))
+    assert auth is not None and "docs. Create a token" in auth.body and ".." not in auth.body
     session = p.decide(SessionFailing("local", session_id="abc", model="qwen", failures=4, reason="timeout"))
     assert session is not None
     assert session.body == "4 requests with qwen failed in a row: timeout"
