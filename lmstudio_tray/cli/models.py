@@ -37,8 +37,8 @@ from lmstudio_tray.core.search import (
     search,
 )
 
-FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests in the last "
-              "few minutes (by default that is refused)")
+FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests through this "
+              "machine in the last few minutes (by default that is refused)")
 
 
 def _confirm_anyway(exc: ActionError, *, interactive: bool) -> bool:

@@ -1,5 +1,5 @@
 """Team profiles: a shared TOML file (a path, or an HTTPS URL) layered between the defaults and the
-user's own config, and the guard that protects models other people are using on shared instances.
+user's own config, and the guard that keeps models that served requests lately on shared instances loaded.
 
 A team profile looks like a config file plus two tables of its own:
 
@@ -406,7 +406,8 @@ class ModelUseLog:
 
 
 class SharedInstanceBusy(Exception):
-    """A change on a shared instance would cut off people using it; the message says how to force it."""
+    """A change on a shared instance would take away a model that served requests lately; the message says
+    what this machine saw, what it cannot see, and how to force it."""
 
 
 def guard_change(
@@ -419,7 +420,10 @@ def guard_change(
     now: float | None = None,
 ) -> None:
     """Refuse unloading/switching away `models` on a shared instance while any served requests within the
-    team's busy window, unless `force`. Instances the team does not share are never guarded."""
+    team's busy window, unless `force`. Instances the team does not share are never guarded.
+
+    Only this machine's record of use is known (requests that went through its lmstudio-tray), so the
+    message says that much and no more: other machines' sessions on the instance are not visible here."""
     if force or team is None or instance not in team.shared_instances or team.busy_minutes <= 0:
         return
     log_ = uses or ModelUseLog()
@@ -428,12 +432,13 @@ def guard_change(
     for model in models:
         last = log_.last_use(instance, model)
         if last is not None and moment - last < team.busy_minutes * 60:
-            busy.append(f"{model} (last request {max(0, int(moment - last))} s ago)")
+            busy.append(f"{model} {max(0, int(moment - last))} s ago")
     if busy:
         raise SharedInstanceBusy(
-            f"{instance} is shared by team {team.name!r} and {', '.join(busy)} is in use; changing it now "
-            f"would break other people's sessions. Wait until it has been idle for {team.busy_minutes:g} "
-            "minutes, or repeat with --force if you have checked with the team."
+            f"{instance} is shared by team {team.name!r}, and requests through lmstudio-tray on this machine "
+            f"last used {' and '.join(busy)}. Requests from other machines are not visible here, so whether "
+            f"anyone is using it now is not known. Wait until no request has gone through here for "
+            f"{team.busy_minutes:g} minutes, or repeat with --force once you have checked with the team."
         )
 
 

@@ -1,5 +1,6 @@
-"""The shared-instance guard: a model other people used in the last minutes is not switched away
-without --force; the router's traffic is what counts, across processes (through model-use.json)."""
+"""The shared-instance guard: a model that served requests through this machine in the last minutes is not
+switched away without --force; the router's traffic is what counts, across processes (through
+model-use.json), and the refusal claims no more than that record shows."""
 
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def test_recent_use_on_a_shared_instance_is_refused_unless_forced(tmp_path: Path
     team.guard_change(p, "a", [GEMMA], uses=uses, now=now)  # idle for 10 minutes
     team.guard_change(p, "private-box", [QWEN], uses=uses, now=now)  # not shared: not guarded
     team.guard_change(None, "a", [QWEN], uses=uses, now=now)  # no team at all
+
+
+def test_the_refusal_says_what_this_machine_saw_and_nothing_it_cannot_know(tmp_path: Path) -> None:
+    p = profile(tmp_path)
+    uses = team.ModelUseLog(tmp_path / "use.json")
+    now = 1_000_000.0
+    uses.record("a", QWEN, now - 42)
+    uses.record("a", GEMMA, now - 7)
+    with pytest.raises(team.SharedInstanceBusy) as err:
+        team.guard_change(p, "a", [QWEN, GEMMA], uses=uses, now=now)
+    message = str(err.value)
+    # when each model was last used, and that this is the use through this machine's lmstudio-tray
+    assert f"{QWEN} 42 s ago" in message and f"{GEMMA} 7 s ago" in message
+    assert "through lmstudio-tray on this machine" in message
+    assert "other machines are not visible here" in message
+    # nothing is known about anyone's sessions: no claim that the change would break them
+    assert "people" not in message and "break" not in message and "sessions" not in message
+    assert "5 minutes" in message and "--force" in message
 
 
 def test_use_log_is_shared_between_processes_and_never_goes_back_in_time(tmp_path: Path) -> None:
