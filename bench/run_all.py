@@ -50,6 +50,7 @@ QUICK: dict[str, list[str]] = {
     "config_bench.py": ["--writes", "40", "--switches", "3"],
     "bundle_bench.py": ["--runs", "2"],
     "tray_start.py": ["--runs", "1", "--idle-seconds", "5"],
+    "tray_load_bench.py": ["--requests", "300", "--rounds", "2"],
 }
 
 
