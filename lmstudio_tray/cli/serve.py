@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from lmstudio_tray.cli._common import EXIT_FAILURE, EXIT_OK, make_core
-from lmstudio_tray.core.events import Event, VerdictGiven
+from lmstudio_tray.core.events import ALL_KINDS, Event, VerdictGiven
 
 log = logging.getLogger("lmstudio_tray.serve")
 
@@ -55,13 +55,12 @@ def run(args: argparse.Namespace) -> int:
         _attach_notifications(core)
 
     def on_event(event: Event) -> None:
-        if isinstance(event, VerdictGiven):
-            return  # one per hook call: too many for a terminal, and they are in the stats
         print(f"{event.kind} {event.instance}: " + ", ".join(
             f"{k}={v}" for k, v in event.to_json().items() if k not in ("kind", "instance") and v not in (None, "")
         ), file=sys.stderr, flush=True)
 
-    core.bus.subscribe(on_event)
+    # not VerdictGiven: one per hook call is too many for a terminal, and they are in the stats
+    core.bus.subscribe(on_event, *(kind for kind in ALL_KINDS if kind is not VerdictGiven))
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

@@ -1,17 +1,19 @@
 """Typed events and the in-process bus that carries them from the core to every surface.
 
 Publishing never fails because of a subscriber: a broken tray callback must not stop the monitor.
-Subscribers run synchronously in the publisher's thread (the core loop); a surface living in another
-thread hands the event over itself (the tray does so through its own queue).
+Every subscriber names the kinds (event classes) it wants, and only those reach it. Subscribers run
+synchronously in the publisher's thread (the core loop), so they only hand the event over: a surface with
+work to do does it on its own thread (the tray marks itself dirty and redraws on its own thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -149,42 +151,69 @@ _KIND_NAMES: dict[type[Event], str] = {
     VerdictGiven: "validate.verdict",
 }
 
-E = TypeVar("E", bound=Event)
+# Groups subscribers name instead of spelling out every kind.
+INSTANCE_KINDS: tuple[type[Event], ...] = (InstanceOnline, InstanceOffline, AuthFailed, InstanceError, StateChanged)
+MODEL_KINDS: tuple[type[Event], ...] = (ModelLoaded, ModelUnloaded)
+LOAD_KINDS: tuple[type[Event], ...] = (LoadStarted, LoadProgressed, LoadFinished, LoadFailed)
+SERVER_KINDS: tuple[type[Event], ...] = (ServerStarted, ServerStopped)
+# Published with (right after) a change of what `Core.status()` reports: what a status display redraws on.
+STATUS_KINDS: tuple[type[Event], ...] = INSTANCE_KINDS + MODEL_KINDS + LOAD_KINDS + SERVER_KINDS
+ALL_KINDS: tuple[type[Event], ...] = tuple(_KIND_NAMES)
+
 Handler = Callable[[Event], None]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Subscription:
     handler: Handler
-    kinds: tuple[type[Event], ...] = field(default_factory=tuple)
 
 
 class EventBus:
+    """Dispatch by the event's class: publishing costs nothing for subscribers that did not ask for it
+    (a `VerdictGiven` per hook call reaches the analytics writer, not the tray)."""
+
     def __init__(self) -> None:
-        self._subs: list[_Subscription] = []
+        # kind -> its subscriptions in subscription order; replaced, never mutated, so that `publish`
+        # (on the core loop) reads it without a lock while a surface's thread subscribes.
+        self._subs: dict[type[Event], tuple[_Subscription, ...]] = {}
+        self._lock = threading.Lock()
 
     def subscribe(self, handler: Handler, *kinds: type[Event]) -> Callable[[], None]:
-        """Call `handler` for every event (or only those of `kinds`). Returns an unsubscribe function."""
-        sub = _Subscription(handler, kinds)
-        self._subs.append(sub)
+        """Call `handler` for the events of `kinds` (event classes; `ALL_KINDS` for every one).
+
+        Returns the unsubscribe function. Subscribers run synchronously on the publisher's thread (the
+        core loop): a surface with work to do hands the event to its own thread.
+        """
+        wanted = _checked_kinds(kinds)
+        sub = _Subscription(handler)
+        with self._lock:
+            subs = dict(self._subs)
+            for kind in wanted:
+                subs[kind] = (*subs.get(kind, ()), sub)
+            self._subs = subs
 
         def unsubscribe() -> None:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            with self._lock:
+                subs = dict(self._subs)
+                for kind in wanted:
+                    left = tuple(s for s in subs.get(kind, ()) if s is not sub)
+                    if left:
+                        subs[kind] = left
+                    else:
+                        subs.pop(kind, None)
+                self._subs = subs
 
         return unsubscribe
 
     def publish(self, event: Event) -> None:
-        for sub in list(self._subs):
-            if sub.kinds and not isinstance(event, sub.kinds):
-                continue
+        for sub in self._subs.get(type(event), ()):
             try:
                 sub.handler(event)
             except Exception:  # a subscriber's bug must never reach the monitor
                 log.exception("event handler failed for %s", event.kind)
 
     def queue(self, *kinds: type[Event], maxsize: int = 1000) -> tuple[asyncio.Queue[Event], Callable[[], None]]:
-        """An asyncio queue fed by the bus (for consumers that batch, like the analytics writer).
+        """An asyncio queue fed by the bus with the events of `kinds` (for consumers that batch).
 
         When the consumer falls behind, the oldest events are dropped: the hook path must never block.
         """
@@ -196,3 +225,13 @@ class EventBus:
             q.put_nowait(event)
 
         return q, self.subscribe(put, *kinds)
+
+
+def _checked_kinds(kinds: tuple[type[Event], ...]) -> tuple[type[Event], ...]:
+    if not kinds:
+        raise TypeError("EventBus.subscribe needs the event kinds to deliver (event classes, or ALL_KINDS)")
+    unknown = [k for k in kinds if k not in _KIND_NAMES]
+    if unknown:
+        names = ", ".join(getattr(k, "__name__", repr(k)) for k in unknown)
+        raise TypeError(f"not an event kind: {names} (subscribe to the classes in core/events.py)")
+    return tuple(dict.fromkeys(kinds))

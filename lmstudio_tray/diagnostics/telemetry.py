@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import atomic_write
-from lmstudio_tray.core.events import Event, VerdictGiven
+from lmstudio_tray.core.events import ALL_KINDS, Event, VerdictGiven
 
 if TYPE_CHECKING:
     from lmstudio_tray.core.runtime import Core
@@ -67,7 +67,7 @@ class Telemetry:
         if tel.enabled:
             if command:
                 tel.count(f"command.{command}")
-            tel._unsubscribe = core.bus.subscribe(tel.on_event)
+            tel._unsubscribe = core.bus.subscribe(tel.on_event, *ALL_KINDS)
         return tel
 
     def count(self, name: str, n: int = 1) -> None:

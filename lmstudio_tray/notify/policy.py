@@ -42,6 +42,11 @@ from lmstudio_tray.notify.base import Urgency
 # What quiet mode still lets through: things that need a person to act.
 FAILURE_CATEGORIES = frozenset({"load_failed", "offline", "auth", "session"})
 _ONLINE_STATES = frozenset({"idle", "ready", "loading"})
+# The events `decide` looks at (the bus delivers only these; never the per-hook `VerdictGiven`).
+NOTIFIED: tuple[type[Event], ...] = (
+    StateChanged, LoadStarted, LoadProgressed, LoadFinished, ModelLoaded, LoadFailed, InstanceOffline,
+    InstanceOnline, InstanceError, AuthFailed, ServerStarted, ServerStopped, SessionFailing,
+)
 FLAP_TRANSITIONS = 3  # offline, online, offline inside flap_window = flapping
 
 

@@ -19,7 +19,7 @@ from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config import NotificationsConfig
 from lmstudio_tray.core.events import Event, EventBus, LoadFailed
 from lmstudio_tray.notify.base import Message, Notifier, NotifyButton, Urgency
-from lmstudio_tray.notify.policy import Decision, NotificationPolicy
+from lmstudio_tray.notify.policy import NOTIFIED, Decision, NotificationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class NotificationService:
     # ---- wiring ---------------------------------------------------------------------------------
 
     def subscribe(self, bus: EventBus) -> Callable[[], None]:
-        self._unsubscribe = bus.subscribe(self.handle)
+        self._unsubscribe = bus.subscribe(self.handle, *NOTIFIED)
         return self.detach
 
     def detach(self) -> None:

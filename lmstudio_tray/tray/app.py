@@ -422,7 +422,7 @@ class TrayApp:
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter
-        self._unsubscribe.append(self.core.bus.subscribe(presenter.on_event))
+        self._unsubscribe.append(self.core.bus.subscribe(presenter.on_event, *presenter.EVENTS))
         presenter.refresh()
         self._install_signal_handlers(view, backend)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from lmstudio_tray import __version__
+from lmstudio_tray.core.events import STATUS_KINDS, Event
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.notify.base import Message, Notifier, NotifyButton, Urgency
 from lmstudio_tray.tray.icons import aggregate, quantize
@@ -103,6 +104,10 @@ class Reporter(Protocol):
 
 
 class TrayPresenter:
+    # What changes the status the tray shows. Not VerdictGiven (one per hook call; it changes nothing
+    # here) nor SessionFailing (a notification, not a menu entry).
+    EVENTS: tuple[type[Event], ...] = STATUS_KINDS
+
     def __init__(
         self,
         view: TrayView,
@@ -175,8 +180,8 @@ class TrayPresenter:
             log.debug("no tips", exc_info=True)
             return ()
 
-    def on_event(self, event: object) -> None:
-        """Bus subscriber (runs in the core thread): every event may change what the tray shows."""
+    def on_event(self, event: Event) -> None:
+        """Bus subscriber for `EVENTS` (runs in the core thread)."""
         self.refresh()
 
     def _can_cancel(self, instance: str, model: str) -> bool:

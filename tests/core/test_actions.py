@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from lmstudio_tray.core.actions import ActionError
-from lmstudio_tray.core.events import LoadProgressed
+from lmstudio_tray.core.events import ALL_KINDS, LoadProgressed
 from lmstudio_tray.core.models import InstanceState
 from tests.core.helpers import Recorder, make_core
 from tests.emulator_fixtures import EmulatorFactory, LmsHome
@@ -21,7 +21,7 @@ async def test_load_reports_start_progress_and_finish(emulator_factory: Emulator
     emu = emulator_factory(load_seconds=1.2)
     core = make_core(emu.api_url)
     rec = Recorder()
-    core.bus.subscribe(rec)
+    core.bus.subscribe(rec, *ALL_KINDS)
     try:
         await core.monitor.warm_up()
         task = asyncio.ensure_future(core.actions.load("local", QWEN, context_length=8192))
@@ -72,7 +72,7 @@ async def test_failed_load_says_why_and_publishes_it(emulator_factory: EmulatorF
     emu = emulator_factory(fail_loads={GEMMA: "Model loading was stopped due to insufficient system resources."})
     core = make_core(emu.api_url)
     rec = Recorder()
-    core.bus.subscribe(rec)
+    core.bus.subscribe(rec, *ALL_KINDS)
     try:
         await core.monitor.warm_up()
         with pytest.raises(ActionError, match="insufficient system resources"):
@@ -167,7 +167,7 @@ async def test_server_stop_and_start_through_lms(lms_home: LmsHome) -> None:
     emu = lms_home.emulator
     core = make_core(emu.api_url, lms=True)
     rec = Recorder()
-    core.bus.subscribe(rec)
+    core.bus.subscribe(rec, *ALL_KINDS)
     try:
         assert core.lms_path == lms_home.lms
         await core.monitor.warm_up()
@@ -202,7 +202,7 @@ async def test_lms_load_gives_lmstudio_progress_and_can_be_cancelled(lms_home: L
     emu.update(load_seconds=1.5)
     core = make_core(emu.api_url, lms=True)
     rec = Recorder()
-    core.bus.subscribe(rec)
+    core.bus.subscribe(rec, *ALL_KINDS)
     try:
         await core.monitor.warm_up()
         result = await core.actions.load("local", QWEN)

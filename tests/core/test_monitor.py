@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.events import ModelLoaded
+from lmstudio_tray.core.events import ALL_KINDS, ModelLoaded
 from lmstudio_tray.core.models import FailureKind, InstanceState
 from lmstudio_tray.emulator import Emulator, Fault
 from tests.core.helpers import Recorder, make_core
@@ -20,7 +20,7 @@ async def test_every_state_and_the_events_between_them(emulator_factory: Emulato
     clock = FakeClock()
     core = make_core(emu.api_url, clock=clock)
     rec = Recorder()
-    core.bus.subscribe(rec)
+    core.bus.subscribe(rec, *ALL_KINDS)
     mon = core.monitor.instance("local")
     try:
         snap = await mon.refresh()
@@ -69,7 +69,7 @@ async def test_every_state_and_the_events_between_them(emulator_factory: Emulato
 async def test_colon_instances_appear_and_vanish_as_events(emulator: Emulator) -> None:
     core = make_core(emulator.api_url)
     rec = Recorder()
-    core.bus.subscribe(rec)
+    core.bus.subscribe(rec, *ALL_KINDS)
     mon = core.monitor.instance("local")
     try:
         await mon.refresh()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import Config
-from lmstudio_tray.core.events import EventBus, ModelLoaded, VerdictGiven
+from lmstudio_tray.core.events import ALL_KINDS, EventBus, ModelLoaded, VerdictGiven
 from lmstudio_tray.diagnostics.telemetry import Telemetry, read_counts, telemetry_file
 from lmstudio_tray.emulator import Emulator
 
@@ -73,7 +73,7 @@ def test_verdicts_are_counted_by_category_and_merged_across_runs(tmp_path: Path)
     bus = EventBus()
     for _ in range(2):
         tel = Telemetry(True, path)
-        unsubscribe = bus.subscribe(tel.on_event)
+        unsubscribe = bus.subscribe(tel.on_event, *ALL_KINDS)
         bus.publish(VerdictGiven(instance="local", model="secret-model", category="not_loaded", ok=False))
         bus.publish(VerdictGiven(instance="local", model="secret-model", category="ready"))
         unsubscribe()

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from lmstudio_tray.core.client import LMStudioClient, LMStudioError
 from lmstudio_tray.core.clock import SystemClock
 from lmstudio_tray.core.config import InstanceConfig, MonitorConfig
-from lmstudio_tray.core.events import EventBus
+from lmstudio_tray.core.events import ALL_KINDS, EventBus
 from lmstudio_tray.core.models import FailureKind, InstanceState
 from lmstudio_tray.core.monitor import InstanceMonitor
 from lmstudio_tray.emulator import Emulator, EmulatorSettings, Fault
@@ -40,7 +40,7 @@ class Rig:
         self.loop = asyncio.new_event_loop()
         self.bus = EventBus()
         self.events: list[Any] = []
-        self.bus.subscribe(self.events.append)
+        self.bus.subscribe(self.events.append, *ALL_KINDS)
         cfg = InstanceConfig(name="local", url=self.emu.api_url)
         settings_ = MonitorConfig(request_timeout=2.0, retries=0, jit_check_interval=1)
         self.monitor = InstanceMonitor(cfg, LMStudioClient(cfg.url, timeout=2.0), self.bus, SystemClock(), settings_)
