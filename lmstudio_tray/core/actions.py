@@ -208,22 +208,28 @@ class Actions:
             instance_id, ctx = await self._do_load(mon, snap, key, context_length, on_progress)
         except (LMStudioError, LmsError) as exc:
             reason = exc.message if isinstance(exc, LMStudioError) else str(exc)
+            await self._end_load(mon, key, ticker)  # the status drops the load before anyone hears of it
             self.bus.publish(LoadFailed(instance, model=key, reason=reason, context_length=context_length))
             kind = "cancelled" if "cancelled" in reason else "failed"
             if isinstance(exc, LMStudioError) and exc.kind is FailureKind.OFFLINE:
                 kind = "offline"
             raise ActionError(f"Loading {key} on {instance} failed: {reason}", kind=kind) from None
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            mon.end_load(key)
+            await self._end_load(mon, key, ticker)
         seconds = time.monotonic() - started
         self.estimator.record(instance, size, seconds)
         with contextlib.suppress(Exception):
             await mon.refresh()
         self.bus.publish(LoadFinished(instance, model=key, instance_id=instance_id, seconds=seconds, size_bytes=size))
         return LoadResult(instance, key, instance_id, seconds, ctx)
+
+    @staticmethod
+    async def _end_load(mon: InstanceMonitor, key: str, ticker: asyncio.Future[None]) -> None:
+        """Stop the progress ticker and drop the expected load (twice is harmless)."""
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        mon.end_load(key)
 
     async def _tick(
         self, mon: InstanceMonitor, instance: str, key: str, size: int | None, started: float, real: asyncio.Event

@@ -126,9 +126,9 @@ class InstanceMonitor:
         if current is None:
             return
         self._expected[model] = replace(current, progress=progress, eta_seconds=eta_seconds, estimated=estimated)
+        self._publish_loads_changed()
         self.bus.publish(LoadProgressed(self.name, model=model, progress=progress, eta_seconds=eta_seconds,
                                        estimated=estimated))
-        self._publish_loads_changed()
 
     def end_load(self, model: str) -> None:
         self._owned.discard(model)
@@ -184,8 +184,10 @@ class InstanceMonitor:
             await self._maybe_check_jit(listing)
         self._expire_expected(listing)
         snap = self._build(listing, error, latency)
-        self._publish_diff(self.snapshot, snap)
+        old = self.snapshot
+        # the new snapshot first: a subscriber that reads the status on an event (the tray) sees it
         self._set_snapshot(snap)
+        self._publish_diff(old, snap)
         return snap
 
     def _set_snapshot(self, snap: InstanceSnapshot, *, keep_time: bool = False) -> None:

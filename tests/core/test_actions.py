@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from lmstudio_tray.core.actions import ActionError
-from lmstudio_tray.core.events import ALL_KINDS, LoadProgressed
-from lmstudio_tray.core.models import InstanceState
+from lmstudio_tray.core.events import ALL_KINDS, Event, LoadFailed, LoadProgressed
+from lmstudio_tray.core.models import InstanceState, LoadProgress
 from tests.core.helpers import Recorder, make_core
 from tests.emulator_fixtures import EmulatorFactory, LmsHome
 
@@ -73,12 +73,21 @@ async def test_failed_load_says_why_and_publishes_it(emulator_factory: EmulatorF
     core = make_core(emu.api_url)
     rec = Recorder()
     core.bus.subscribe(rec, *ALL_KINDS)
+    loads_at_failure: list[LoadProgress] = []
+
+    def on_failed(event: Event) -> None:
+        snap = core.monitor.snapshot("local")
+        loads_at_failure.extend(snap.loads if snap else ())
+
+    core.bus.subscribe(on_failed, LoadFailed)
     try:
         await core.monitor.warm_up()
         with pytest.raises(ActionError, match="insufficient system resources"):
             await core.actions.load("local", GEMMA)
         failed = rec.of("load.failed")
         assert failed and "insufficient" in failed[0].reason  # type: ignore[attr-defined]
+        # whoever redraws on the event (the tray) no longer sees the load
+        assert [lp.model for lp in loads_at_failure] == []
         snap = core.monitor.snapshot("local")
         assert snap is not None and snap.loads == () and snap.state is InstanceState.IDLE
     finally:

@@ -6,8 +6,16 @@ import asyncio
 import socket
 
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.events import ALL_KINDS, ModelLoaded
-from lmstudio_tray.core.models import FailureKind, InstanceState
+from lmstudio_tray.core.events import (
+    ALL_KINDS,
+    STATUS_KINDS,
+    Event,
+    InstanceOffline,
+    LoadProgressed,
+    ModelLoaded,
+    StateChanged,
+)
+from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState
 from lmstudio_tray.emulator import Emulator, Fault
 from tests.core.helpers import Recorder, make_core
 from tests.emulator_fixtures import EmulatorFactory
@@ -261,3 +269,35 @@ async def test_killed_lmstudio_goes_offline_and_ends_expected_loads(emulator: Em
         assert snap.loads == ()
     finally:
         await core.monitor.stop()
+
+
+async def test_an_event_is_published_once_the_status_shows_it(emulator_factory: EmulatorFactory) -> None:
+    """A subscriber that reads the status on an event (the tray redraws from it) sees what the event says."""
+    emu = emulator_factory()
+    core = make_core(emu.api_url)
+    seen: list[tuple[Event, InstanceSnapshot | None]] = []
+    core.bus.subscribe(lambda event: seen.append((event, core.monitor.snapshot("local"))), *STATUS_KINDS)
+    mon = core.monitor.instance("local")
+    try:
+        await mon.refresh()
+        emu.load("qwen/qwen3-4b-2507")
+        await mon.refresh()
+        mon.expect_load("openai/gpt-oss-20b", eta_seconds=12.0)
+        mon.update_load("openai/gpt-oss-20b", progress=0.4, eta_seconds=6.0, estimated=False)
+        emu.stop_server()
+        await mon.refresh()
+    finally:
+        await core.monitor.stop()
+    kinds = [type(event) for event, _ in seen]
+    assert {StateChanged, ModelLoaded, LoadProgressed, InstanceOffline} <= set(kinds)
+    for event, snap in seen:
+        assert snap is not None, event
+        if isinstance(event, StateChanged):
+            assert snap.state.value == event.new, event
+        elif isinstance(event, ModelLoaded):
+            model = snap.model(event.model)
+            assert model is not None and event.instance_id in [i.id for i in model.instances], event
+        elif isinstance(event, LoadProgressed):
+            assert [(lp.model, lp.progress) for lp in snap.loads] == [(event.model, event.progress)], event
+        elif isinstance(event, InstanceOffline):
+            assert snap.state is InstanceState.OFFLINE, event
