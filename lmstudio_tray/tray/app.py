@@ -359,6 +359,8 @@ class TrayApp:
 
     def shutdown(self) -> None:
         self._stop.set()
+        if self.presenter is not None:
+            self.presenter.stop_redraws()
         for unsubscribe in self._unsubscribe:
             try:
                 unsubscribe()
@@ -422,21 +424,27 @@ class TrayApp:
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter
+        # only what changes the tray, and the core loop only marks it dirty: the redraw runs in setup()
         self._unsubscribe.append(self.core.bus.subscribe(presenter.on_event, *presenter.EVENTS))
         presenter.refresh()
         self._install_signal_handlers(view, backend)
 
         def setup(icon: Any) -> None:
+            """The tray's own thread (both views start it): it redraws what the events marked dirty."""
             if isinstance(view, PystrayView):
                 icon.visible = True
                 log.info("tray: icon shown")
             self._start_services()
             settled = False
-            while not self._stop.wait(REFRESH_SECONDS):
-                presenter.refresh()
+
+            def tick() -> None:
+                nonlocal settled
                 if not settled:  # the endpoint and analytics have started by now
                     settled = True
                     release_free_memory()
+
+            if not self._stop.is_set():
+                presenter.run_redraws(every=REFRESH_SECONDS, on_every=tick)
 
         if isinstance(view, PystrayView):
             view.icon.run(setup=setup)
@@ -447,6 +455,8 @@ class TrayApp:
     def _install_signal_handlers(self, view: PystrayView | SniView, backend: str) -> None:
         def stop(*_: Any) -> bool:
             self._stop.set()
+            if self.presenter is not None:
+                self.presenter.stop_redraws()  # ends setup(), which pystray's stop waits for
             view.quit()
             return False
 

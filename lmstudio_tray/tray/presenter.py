@@ -3,6 +3,12 @@
 The view (the pystray adapter, or a mock in tests) only draws what it is told and reports clicks.
 Clicks never block: core actions are submitted to the core's loop and their failures come back as
 notifications, because a menu callback that waits on LM Studio freezes the whole tray.
+
+Threads: the presenter hears from the bus only the events that change what the tray shows
+(`TrayPresenter.EVENTS`), on the core loop, and there it only marks itself dirty. The menu, tooltip and
+icon are rebuilt on the tray's side: by `run_redraws()` on the tray's own thread (bursts such as load
+progress coalesce into one redraw per `REDRAW_INTERVAL`), or at once for a click, which arrives on the
+view's thread. `refresh()` is serialised, so two tray threads never draw an older state over a newer one.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +40,75 @@ from lmstudio_tray.tray.menu import (
 log = logging.getLogger(__name__)
 
 Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any]"]
+
+# At most this many redraws per second come from events: a load reports progress many times a second,
+# and each menu revision makes a StatusNotifierItem host fetch the whole layout again.
+REDRAW_INTERVAL = 0.25
+
+
+class Redraws:
+    """A dirty flag that any thread may set, and the loop that redraws on the tray's own thread.
+
+    `request()` is what the core loop pays per event: a lock and a notify, no drawing. `run()` redraws
+    at once after a quiet spell, and at most once per `interval` during a burst; the flag is cleared
+    before each redraw reads the status, so the latest state is always drawn in the end.
+    """
+
+    def __init__(self, redraw: Callable[[], None], *, interval: float = REDRAW_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._redraw = redraw
+        self._interval = interval
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._dirty = False
+        self._stopped = False
+
+    def request(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def run(self, every: float | None = None, on_every: Callable[[], None] | None = None) -> None:
+        """Redraw when asked until `stop()`; also every `every` seconds even when nobody asked (then
+        `on_every` runs too), for changes that publish no event."""
+        last_redraw = -self._interval
+        next_tick = None if every is None else self._clock() + every
+        while True:
+            with self._cond:
+                self._wait(next_tick)
+                if self._stopped:
+                    return
+                ticked = next_tick is not None and self._clock() >= next_tick
+                # a burst: let the rest of it arrive, then draw it all at once
+                due = last_redraw + self._interval - self._clock()
+                if due > 0 and self._cond.wait_for(lambda: self._stopped, due):
+                    return
+                self._dirty = False
+            try:
+                self._redraw()
+            except Exception:  # the loop outlives a broken redraw: the next event may draw fine
+                log.exception("tray: redraw failed")
+            last_redraw = self._clock()
+            if ticked and every is not None:  # a redraw asked for when the tick was due counts as the tick
+                next_tick = last_redraw + every
+                if on_every is not None:
+                    on_every()
+
+    def _wait(self, next_tick: float | None) -> None:
+        """Under the lock: wait until asked, stopped, or the tick is due."""
+        while not (self._dirty or self._stopped):
+            if next_tick is None:
+                self._cond.wait()
+                continue
+            left = next_tick - self._clock()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
 
 class TrayView(Protocol):
@@ -124,6 +200,7 @@ class TrayPresenter:
         preferences: PreferencesLike | None = None,
         tips: Callable[[], Sequence[str]] | None = None,
         open_dashboard: Callable[[], str | None] | None = None,
+        redraw_interval: float = REDRAW_INTERVAL,
     ) -> None:
         """`open_dashboard` opens the local dashboard in a browser (blocking; it runs on a worker thread)
         and returns None, or the single-use link when no browser could be started."""
@@ -141,6 +218,8 @@ class TrayPresenter:
         self._tips = tips
         self._open_dashboard = open_dashboard
         self._lock = threading.RLock()
+        self._draw_lock = threading.Lock()  # one refresh at a time: read the status, then push it
+        self._redraws = Redraws(self.refresh, interval=redraw_interval)
         self._busy: set[tuple[str, str]] = set()
         self._shown_icon: tuple[InstanceState, float | None] | None = None
         self._shown_menu: tuple[MenuItem, ...] | None = None
@@ -150,7 +229,14 @@ class TrayPresenter:
     # ---- model -> view --------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-read the cached status and push only what changed (redrawing menus makes them flicker)."""
+        """Re-read the cached status and push only what changed (redrawing menus makes them flicker).
+
+        Runs on the tray's side (its redraw thread, or the view's thread for a click), never on the core
+        loop: building the menu and drawing the icon cost far more than a validate does."""
+        with self._draw_lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
             report = self._status()
         except Exception:
@@ -181,8 +267,19 @@ class TrayPresenter:
             return ()
 
     def on_event(self, event: Event) -> None:
-        """Bus subscriber for `EVENTS` (runs in the core thread)."""
-        self.refresh()
+        """Bus subscriber for `EVENTS` (runs on the core loop): mark the tray dirty, draw nothing here."""
+        self._redraws.request()
+
+    def request_refresh(self) -> None:
+        """Redraw soon, on the tray's thread (from any thread; never blocks)."""
+        self._redraws.request()
+
+    def run_redraws(self, every: float | None = None, on_every: Callable[[], None] | None = None) -> None:
+        """The tray's redraw loop: blocks the calling (tray) thread until `stop_redraws()`."""
+        self._redraws.run(every, on_every)
+
+    def stop_redraws(self) -> None:
+        self._redraws.stop()
 
     def _can_cancel(self, instance: str, model: str) -> bool:
         try:
@@ -261,6 +358,7 @@ class TrayPresenter:
             self._reporter.report(f"{APP_TITLE} {__version__}", text or "A tray companion for LM Studio.",
                                   failure=False)
         elif kind is ActionKind.QUIT:
+            self.stop_redraws()  # first: pystray's stop waits (up to 5 s) for the thread they run on
             self.view.quit()
 
     def _open_dashboard_later(self) -> None:
@@ -303,13 +401,15 @@ class TrayPresenter:
         except Exception as exc:  # a config problem: the file is unchanged, say why
             self._reporter.report(failure_title, str(exc))
             return
-        self.update_prefs(**changed)
+        with self._lock:
+            self.prefs = _replace(self.prefs, **changed)
+        self.refresh()  # a click: on the view's thread, and the person waits for the tick
 
     def update_prefs(self, **changes: Any) -> None:
-        """New preference values (after a click, or when the config file changed under us)."""
+        """New preference values when the config changed under us (called on the core loop)."""
         with self._lock:
             self.prefs = _replace(self.prefs, **changes)
-        self.refresh()
+        self.request_refresh()
 
     def _run(
         self,
@@ -357,7 +457,7 @@ class TrayPresenter:
                                       replace_key=f"load:{instance}:{model}" if model else f"action:{instance}")
             elif falsy_means is not None and not f.result():
                 self._reporter.report(failure_title, falsy_means)
-            self.refresh()
+            self.request_refresh()  # done callbacks run on the core loop
 
         future.add_done_callback(done)
 

@@ -23,6 +23,8 @@ from lmstudio_tray.tray.menu import ActionKind, MenuAction, MenuItem, MenuPrefs,
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
 
+from .redraw import RedrawThread
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -43,9 +45,11 @@ class Tray:
             reporter=self.reporter, prefs=MenuPrefs(**menu_prefs(self.core.config)),
             set_notifications=self.prefs.set_notifications, preferences=self.prefs,
         )
-        # what TrayApp does: changes from anywhere (CLI, editor) reach the menu
+        # what TrayApp does: changes from anywhere (CLI, editor) and status events reach the menu
         self.core.on_config_change(lambda cfg: self.presenter.update_prefs(**menu_prefs(cfg)))
+        self.core.bus.subscribe(self.presenter.on_event, *self.presenter.EVENTS)
         self.presenter.refresh()
+        self.redraws = RedrawThread(self.presenter)
 
     def menu(self) -> tuple[MenuItem, ...]:
         items: tuple[MenuItem, ...] = self.view.set_menu.call_args[0][0]
@@ -76,6 +80,7 @@ def tray_factory() -> Iterator[Callable[[Path], Tray]]:
 
     yield make
     for tray in trays:
+        tray.redraws.stop()
         tray.thread.stop()
 
 

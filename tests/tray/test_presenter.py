@@ -15,6 +15,7 @@ from lmstudio_tray.tray.menu import ActionKind, MenuAction, MenuPrefs, find
 from lmstudio_tray.tray.presenter import TrayPresenter
 
 from .factories import loading, ready, report, snap
+from .redraw import RedrawThread, wait_for
 
 
 class ActionError(Exception):
@@ -99,6 +100,7 @@ class Harness:
             ensure_config=lambda: "/cfg/config.toml",
             about_text=lambda: "Watching 1 instance.",
         )
+        self.redraws = RedrawThread(self.presenter)  # as TrayApp runs it, on the tray's own thread
 
     def click(self, action: MenuAction) -> None:
         self.presenter.on_click(action)
@@ -121,6 +123,7 @@ class Harness:
 def h() -> Iterator[Harness]:
     harness = Harness()
     yield harness
+    harness.redraws.stop()
     harness.core.stop()
 
 
@@ -137,7 +140,7 @@ def test_refresh_only_pushes_changes(h: Harness) -> None:
     assert h.view.set_icon.call_count == 1
     assert h.view.set_menu.call_count == 1
     h.status = report(snap(InstanceState.OFFLINE))
-    h.presenter.on_event(object())
+    h.presenter.refresh()
     h.view.set_icon.assert_called_with(InstanceState.OFFLINE, None)
     assert h.view.set_menu.call_count == 2
 
@@ -166,7 +169,8 @@ def test_click_load_runs_in_the_core_without_blocking(h: Harness) -> None:
     h.core.loop.call_soon_threadsafe(gate.set)
     h.settle()
     assert h.actions.calls == [("load", "local", "qwen3-8b")]
-    assert find(find(h.last_menu(), "Load model").children, "qwen3-8b").enabled
+    # the action ended on the core loop: the tray's thread redraws the item enabled
+    wait_for(lambda: find(find(h.last_menu(), "Load model").children, "qwen3-8b").enabled, what="qwen3-8b enabled")
     h.reporter.report.assert_not_called()
 
 
