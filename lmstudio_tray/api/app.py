@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
-from lmstudio_tray.core.actions import ActionError
+from lmstudio_tray.core.actions import ActionError, UnloadResult
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
@@ -493,8 +493,29 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             raise ApiError(404, "unknown_instance", "no LM Studio instance is configured")
         return name
 
-    def tool(ok: bool, name: str, text: str, data: Any = None) -> JSONResponse:
-        return JSONResponse({"ok": ok, "instance": name, "text": text, "data": data})
+    def tool(ok: bool, name: str, text: str, data: Any = None, kept: Sequence[str] = ()) -> JSONResponse:
+        return JSONResponse({"ok": ok, "instance": name, "text": text, "data": data, "kept": list(kept)})
+
+    def session_keep(body: s.SessionTargetIn, name: str) -> list[str]:
+        """The model the calling OpenCode session runs on, if that is on instance `name`: what validate last
+        saw for the session, and what the plugin says. A tool must not take it away: the session's next turn
+        would be blocked before the agent even read the tool's answer."""
+        keep: list[str] = []
+        use = st.sessions.current(body.session_id) if body.session_id else None
+        if use is not None and use.instance in (None, name):
+            keep.append(use.model)
+        if body.session_model:
+            # the plugin sends the session's own base_url; a URL no instance has may still be this server
+            where = resolve(body.base_url) if body.base_url else None
+            if where in (None, name):
+                keep.append(body.session_model)
+        return list(dict.fromkeys(keep))
+
+    def kept_text(kept: Sequence[str]) -> str:
+        names = ", ".join(kept)
+        return (f"Kept {names} loaded: this OpenCode session runs on it, and unloading it would stop the session "
+                "before it reads this answer. Only the person can move the session to another model: with "
+                f"/models in OpenCode. After that, {names} can be unloaded.")
 
     @app.post("/v1/tools/list", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
     async def tool_list(body: s.TargetIn) -> JSONResponse:
@@ -533,27 +554,43 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             raise ApiError(409, "failed", lines[0].split(": failed: ", 1)[-1])
         return tool(ok, name, "\n".join(lines), results)
 
-    @app.post("/v1/tools/unload", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    @app.post("/v1/tools/unload", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"],
+              description="Unload models, never the one the calling session runs on (listed in `kept`).")
     async def tool_unload(body: s.UnloadIn) -> JSONResponse:
         name = target(body)
+        keep = session_keep(body, name)
+        results: list[UnloadResult] = []
         if body.all:
-            done = await core.actions.unload_all(name, force=body.force)
+            results.append(await core.actions.unload_all(name, force=body.force, keep=keep))
         else:
             keys = [k for k in [body.model, *body.models] if k]
             if not keys:
                 raise ApiError(422, "invalid_request", "model: give a model key, models: [...], or all: true")
-            done = []
             for key in dict.fromkeys(keys):
-                done += await core.actions.unload(name, key, force=body.force)
-        text = f"Unloaded {', '.join(done)} on {name}." if done else f"Nothing was loaded on {name}."
-        return tool(True, name, text, done)
+                results.append(await core.actions.unload(name, key, force=body.force, keep=keep))
+        done = [i for r in results for i in r.unloaded]
+        kept = list(dict.fromkeys(i for r in results for i in r.kept))
+        if done:
+            text = f"Unloaded {', '.join(done)} on {name}."
+        else:
+            text = f"Nothing was unloaded on {name}." if kept else f"Nothing was loaded on {name}."
+        if kept:
+            text += " " + kept_text(kept)
+        return tool(not kept, name, text, done, kept)
 
-    @app.post("/v1/tools/switch", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    @app.post("/v1/tools/switch", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"],
+              description="Load a model, then unload the other chat models except the one the calling session "
+              "runs on (listed in `kept`).")
     async def tool_switch(body: s.SwitchIn) -> JSONResponse:
         name = target(body)
-        r = await core.actions.switch(name, body.model, context_length=body.context_length, force=body.force)
-        return tool(True, name, f"Switched {name} to {r.model} ({r.instance_id}, context "
-                                f"{r.context_length or 'default'}); other chat models unloaded.", r.to_json())
+        r = await core.actions.switch(name, body.model, context_length=body.context_length, force=body.force,
+                                      keep=session_keep(body, name))
+        how = f"{r.model} ({r.instance_id}, context {r.context_length or 'default'})"
+        text = f"Loaded {how} on {name}" if r.kept else f"Switched {name} to {how}"
+        text += f"; unloaded {', '.join(r.unloaded)}." if r.unloaded else "; no other chat model was loaded."
+        if r.kept:
+            text += " " + kept_text(r.kept)
+        return tool(not r.kept, name, text, r.to_json(), r.kept)
 
     @app.post("/v1/tools/server/start", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
     async def tool_server_start(body: s.TargetIn) -> JSONResponse:
@@ -561,9 +598,19 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         msg = await core.actions.server_start(name)
         return tool(True, name, msg or f"Started the server of {name}.")
 
-    @app.post("/v1/tools/server/stop", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
-    async def tool_server_stop(body: s.TargetIn) -> JSONResponse:
+    @app.post("/v1/tools/server/stop", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"],
+              description="Stop LM Studio's server; refused (409 in_use_by_session) on the instance the calling "
+              "session runs on.")
+    async def tool_server_stop(body: s.SessionTargetIn) -> JSONResponse:
         name = target(body)
+        keep = session_keep(body, name)
+        if keep:
+            # there is no keeping a model loaded on a stopped server: refuse, the session would stop with it
+            where = f" --instance {name}" if len(monitor.names) > 1 else ""
+            raise ApiError(409, "in_use_by_session", f"Not stopping the server of {name}: this OpenCode session "
+                           f"runs on {keep[0]} there and would stop before it reads this answer. Only the person "
+                           f"can move the session to another model: with /models in OpenCode; the person can "
+                           f"then stop the server with `lmstudio-tray server stop{where}`.")
         msg = await core.actions.server_stop(name)
         return tool(True, name, msg or f"Stopped the server of {name}.")
 

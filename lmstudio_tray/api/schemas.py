@@ -193,7 +193,16 @@ class LoadIn(TargetIn):
     context_length: int | None = Field(None, ge=1, le=10_000_000)
 
 
-class UnloadIn(TargetIn):
+class SessionTargetIn(TargetIn):
+    """A tool that could take the model away from the OpenCode session calling it."""
+
+    session_id: str | None = Field(None, max_length=256, description="the calling OpenCode session: the model "
+                                   "it runs on (as validate last saw it) stays loaded")
+    session_model: str | None = Field(None, max_length=512, description="the model the calling session runs on, "
+                                      "as the plugin knows it: stays loaded too")
+
+
+class UnloadIn(SessionTargetIn):
     model: str | None = Field(None, min_length=1, max_length=512)
     models: list[str] = Field(default_factory=list, max_length=50, description="batch form")
     all: bool = False
@@ -201,7 +210,7 @@ class UnloadIn(TargetIn):
                         "takes away served requests in the last few minutes (refused with kind shared_busy otherwise)")
 
 
-class SwitchIn(TargetIn):
+class SwitchIn(SessionTargetIn):
     model: str = ModelKey
     context_length: int | None = Field(None, ge=1, le=10_000_000)
     force: bool = Field(False, description="on an instance shared by the team, go ahead even when a model it "
@@ -214,7 +223,9 @@ class SearchIn(TargetIn):
 
 
 class ToolOut(BaseModel):
-    ok: bool
+    ok: bool = Field(description="everything asked was done (false when a model was kept for the session)")
     instance: str
     text: str = Field(description="the answer as the agent sees it")
     data: Any = None
+    kept: list[str] = Field(default_factory=list, description="loaded instance ids left in place because the "
+                            "calling OpenCode session runs on them")

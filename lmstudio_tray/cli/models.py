@@ -18,7 +18,7 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
-from lmstudio_tray.core.actions import ActionError, LoadResult
+from lmstudio_tray.core.actions import ActionError, LoadResult, UnloadResult
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
 from lmstudio_tray.core.runtime import Core
@@ -124,10 +124,10 @@ def run_unload(args: argparse.Namespace) -> int:
     if not args.all and not args.target:
         fail("name a model key or instance id to unload, or pass --all", 2)
 
-    async def body(core: Core) -> list[str]:
+    async def body(core: Core) -> UnloadResult:
         name = pick_instance(core, args.instance)
 
-        async def unload(force: bool) -> list[str]:
+        async def unload(force: bool) -> UnloadResult:
             if args.all:
                 return await core.actions.unload_all(name, force=force)
             return await core.actions.unload(name, args.target, force=force)
@@ -140,7 +140,7 @@ def run_unload(args: argparse.Namespace) -> int:
         return await unload(True)
 
     try:
-        ids = run_with_core(args, body)
+        ids = run_with_core(args, body).unloaded
     except ActionError as exc:
         fail(str(exc))
         return EXIT_FAILURE

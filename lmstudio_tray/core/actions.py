@@ -1,7 +1,9 @@
 """Things a person asks LM Studio to do: load, unload, switch, start/stop the server.
 
 One implementation serves the tray, the CLI, the endpoint and the OpenCode tools. Loads are
-single-flight per instance and model: concurrent callers share one load and its result.
+single-flight per instance and model: concurrent callers share one load and its result. Unload, unload all
+and switch take `keep`: models to leave loaded whatever else they do (the OpenCode tools keep the model
+the calling session runs on, so a tool never cuts off the session that called it).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from lmstudio_tray.core.client import LMStudioError
@@ -27,7 +29,8 @@ from lmstudio_tray.core.events import (
 from lmstudio_tray.core.lms import LMS_MISSING, Lms, LmsError
 from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
 from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
-from lmstudio_tray.core.team import ModelUseLog, SharedInstanceBusy, TeamProfile, guard_action
+from lmstudio_tray.core.team import ModelUseLog, SharedInstanceBusy, TeamProfile, guard_change, models_affected
+from lmstudio_tray.core.verdict import resolve_model
 
 log = logging.getLogger(__name__)
 LmsFactory = Callable[[InstanceMonitor], "Lms | None"]
@@ -52,6 +55,9 @@ class LoadResult:
     seconds: float
     context_length: int | None
     already_loaded: bool = False
+    # a switch only: the other chat models it unloaded, and those it left loaded because `keep` named them
+    unloaded: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -61,7 +67,40 @@ class LoadResult:
             "seconds": round(self.seconds, 3),
             "context_length": self.context_length,
             "already_loaded": self.already_loaded,
+            "unloaded": list(self.unloaded),
+            "kept": list(self.kept),
         }
+
+
+@dataclass(frozen=True)
+class UnloadResult:
+    """Instance ids unloaded, and the ones asked for but left loaded because `keep` named them."""
+
+    unloaded: tuple[str, ...]
+    kept: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"unloaded": list(self.unloaded), "kept": list(self.kept)}
+
+
+def kept_ids(snap: InstanceSnapshot, keep: Collection[str]) -> frozenset[str]:
+    """The loaded instance ids `keep` names: an instance id (`key:2`) names itself; a model key, variant or
+    any other spelling LM Studio accepts names every loaded copy, since a request for it may go to any."""
+    ids: set[str] = set()
+    for name in keep:
+        hit = None if snap.model(name) is not None else snap.find_instance(name)  # a key is never one copy
+        if hit is not None:
+            ids.add(hit[1].id)
+            continue
+        info = resolve_model(snap, name)
+        if info is not None:
+            ids.update(i.id for i in info.instances)
+    return frozenset(ids)
+
+
+def _all_kept(snap: InstanceSnapshot, key: str, protected: frozenset[str]) -> bool:
+    info = snap.model(key)
+    return info is not None and info.loaded and all(i.id in protected for i in info.instances)
 
 
 class Actions:
@@ -138,13 +177,13 @@ class Actions:
             log.warning("could not read the team profile", exc_info=True)
             return None
 
-    def _guard(self, snap: InstanceSnapshot, *, unload: str | None = None, switch_to: str | None = None,
-               force: bool = False) -> None:
-        """Refuse cutting off people who use a model on a shared instance (see core.team)."""
+    def _guard(self, snap: InstanceSnapshot, models: Iterable[str], *, force: bool = False) -> None:
+        """Refuse cutting off people who use a model on a shared instance (see core.team): `models` are the
+        keys the action would take away."""
         if force:
             return
         try:
-            guard_action(self.current_team(), snap, unload=unload, switch_to=switch_to, uses=self.uses)
+            guard_change(self.current_team(), snap.name, list(dict.fromkeys(models)), uses=self.uses)
         except SharedInstanceBusy as exc:
             raise ActionError(str(exc), kind="shared_busy") from None
 
@@ -271,9 +310,11 @@ class Actions:
 
     # ---- unload / switch --------------------------------------------------------------------------
 
-    async def unload(self, instance: str, target: str, *, force: bool = False) -> list[str]:
-        """Unload an instance id, or every loaded instance of a model key. On a shared instance a model
-        that served requests within the team's busy window is refused (kind `shared_busy`) unless `force`."""
+    async def unload(self, instance: str, target: str, *, force: bool = False,
+                     keep: Collection[str] = ()) -> UnloadResult:
+        """Unload an instance id, or every loaded instance of a model key, except what `keep` names. On a
+        shared instance a model that served requests within the team's busy window is refused (kind
+        `shared_busy`) unless `force`."""
         mon, snap = await self._usable(instance)
         hit = snap.find_instance(target)
         if hit is not None:
@@ -284,14 +325,20 @@ class Actions:
                 loaded = ", ".join(i.id for m in snap.loaded_models for i in m.instances) or "nothing"
                 raise ActionError(f"{target!r} is not loaded on {instance} (loaded: {loaded}).", kind="not_loaded")
             ids = [i.id for i in info.instances]
-        self._guard(snap, unload=target, force=force)
-        return await self._unload_ids(mon, ids)
+        return await self._unload_keeping(mon, snap, ids, keep, force)
 
-    async def unload_all(self, instance: str, *, force: bool = False) -> list[str]:
+    async def unload_all(self, instance: str, *, force: bool = False, keep: Collection[str] = ()) -> UnloadResult:
         mon, snap = await self._usable(instance)
-        self._guard(snap, unload="all", force=force)
         ids = [i.id for m in snap.loaded_models for i in m.instances]
-        return await self._unload_ids(mon, ids)
+        return await self._unload_keeping(mon, snap, ids, keep, force)
+
+    async def _unload_keeping(self, mon: InstanceMonitor, snap: InstanceSnapshot, ids: list[str],
+                              keep: Collection[str], force: bool) -> UnloadResult:
+        protected = kept_ids(snap, keep)
+        go = [i for i in ids if i not in protected]
+        self._guard(snap, [m.key for m in snap.loaded_models if any(i.id in go for i in m.instances)], force=force)
+        done = await self._unload_ids(mon, go) if go else []
+        return UnloadResult(tuple(done), tuple(i for i in ids if i in protected))
 
     async def _unload_ids(self, mon: InstanceMonitor, ids: list[str]) -> list[str]:
         done: list[str] = []
@@ -307,8 +354,9 @@ class Actions:
         return done
 
     async def switch(self, instance: str, model: str, *, context_length: int | None = None,
-                     force: bool = False) -> LoadResult:
-        """Load `model`, then unload the other LLMs. A failed load leaves the old model in place.
+                     force: bool = False, keep: Collection[str] = ()) -> LoadResult:
+        """Load `model`, then unload the other LLMs except what `keep` names. A failed load leaves the old
+        model in place.
 
         Embedding models stay: they usually serve a different purpose (retrieval) than the chat model.
         On a shared instance the switch is refused before anything loads while a model it would unload
@@ -316,10 +364,13 @@ class Actions:
         """
         _mon, before = await self._usable(instance)
         target = self._resolve(before, model)
-        self._guard(before, switch_to=target.key if target else model, force=force)
+        protected = kept_ids(before, keep)
+        affected = models_affected(before, switch_to=target.key if target else model)
+        self._guard(before, [k for k in affected if not _all_kept(before, k, protected)], force=force)
         result = await self.load(instance, model, context_length=context_length)
         mon = self.monitor.instance(instance)
         snap = await self.monitor.get(instance, max_age=0)
+        protected = kept_ids(snap, keep)
         others = [
             i.id
             for m in snap.loaded_models
@@ -327,8 +378,8 @@ class Actions:
             for i in m.instances
             if i.id != result.instance_id
         ]
-        await self._unload_ids(mon, others)
-        return result
+        done = await self._unload_ids(mon, [i for i in others if i not in protected])
+        return replace(result, unloaded=tuple(done), kept=tuple(i for i in others if i in protected))
 
     # ---- server -----------------------------------------------------------------------------------
 

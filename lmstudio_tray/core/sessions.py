@@ -121,8 +121,17 @@ class SessionTracker:
         health = self.sessions.get(session_id)
         return list(health.history) if health else []
 
+    def current(self, session_id: str) -> ModelUse | None:
+        """The model (and instance) a session runs on now, as far as validate and its events told; None for
+        a session never seen (or forgotten: only the last MAX_SESSIONS are kept)."""
+        health = self.sessions.get(session_id)
+        if health is None or not health.model:
+            return None
+        return ModelUse(health.model, health.instance)
+
     def note_model(self, session_id: str, instance: str | None, model: str, context_length: int | None = None) -> None:
-        """Remember which model a session used (validate calls this), for compaction notes."""
+        """Remember which model a session used (validate calls this), for compaction notes and so the tools
+        know which model they must not take from under the session that calls them."""
         health = self.session(session_id)
         health.instance = instance or health.instance
         health.model = model

@@ -327,12 +327,20 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   type ToolContextLike = { sessionID: string; abort: AbortSignal }
   type Prop = { type: string; description: string; items?: { type: string } }
 
-  const toolCall = (path: string, timeoutMs: number) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
+  // A tool that could take the model away from its own session (unload, switch, server stop) names the
+  // session and its model: the tray keeps that model, or refuses, and says how the person switches (/models).
+  const toolCall = (path: string, props: Record<string, Prop>, timeoutMs: number, aboutSession: boolean) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
     const s = sessionFor(context.sessionID)
-    const body: Json = { ...args, base_url: str(args.base_url) ?? s?.baseURL }
-    for (const key of Object.keys(body)) {
+    const body: Json = { base_url: s?.baseURL }
+    // only the arguments the tool declares: whatever else a model invents (force, instance, base_url) stays out
+    for (const key of Object.keys(props)) {
       // Models fill every argument they are shown; empty values mean "not given".
-      if (body[key] === "" || body[key] === 0 || body[key] === null) delete body[key]
+      const value = args[key]
+      if (value !== undefined && value !== "" && value !== 0 && value !== null) body[key] = value
+    }
+    if (aboutSession) {
+      body.session_id = context.sessionID
+      body.session_model = s?.model
     }
     try {
       const res = await tray.call<{ text?: string }>(path, body, timeoutMs, context.abort)
@@ -342,11 +350,11 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     }
   }
 
-  const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000) => ({
+  const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000, aboutSession = false) => ({
     description,
     args: props,
     required,
-    execute: toolCall(path, timeoutMs),
+    execute: toolCall(path, props, timeoutMs, aboutSession),
   })
 
   const loadTimeout = (): number => tray.cachedSettings().ensure_timeout_ms + 5000
@@ -356,10 +364,10 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   const tools = {
     lmstudio_list_models: defineTool("List the models LM Studio has downloaded and which are loaded, with their context lengths.", {}, [], "/v1/tools/list"),
     lmstudio_load_model: defineTool("Load a model (or several) into LM Studio so requests to it do not fail.", { model: modelProp, models: modelsProp, context_length: ctxProp }, [], "/v1/tools/load", loadTimeout()),
-    lmstudio_unload_model: defineTool("Unload a model (or several, or all with all=true) from LM Studio to free memory.", { model: modelProp, models: modelsProp, all: { type: "boolean", description: "Unload every loaded model" } }, [], "/v1/tools/unload"),
-    lmstudio_switch_model: defineTool("Load a model and unload the other chat models.", { model: modelProp, context_length: ctxProp }, ["model"], "/v1/tools/switch", loadTimeout()),
+    lmstudio_unload_model: defineTool("Unload a model (or several, or all with all=true) from LM Studio to free memory. The model this session runs on stays loaded.", { model: modelProp, models: modelsProp, all: { type: "boolean", description: "Unload every loaded model" } }, [], "/v1/tools/unload", 15_000, true),
+    lmstudio_switch_model: defineTool("Load a model and unload the other chat models, except the one this session runs on (only the person switches this session's model, with /models).", { model: modelProp, context_length: ctxProp }, ["model"], "/v1/tools/switch", loadTimeout(), true),
     lmstudio_server_start: defineTool("Start LM Studio's HTTP server.", {}, [], "/v1/tools/server/start", 30_000),
-    lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server.", {}, [], "/v1/tools/server/stop", 30_000),
+    lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server (not the one this session runs on).", {}, [], "/v1/tools/server/stop", 30_000, true),
     lmstudio_server_status: defineTool("Tell whether LM Studio's server is running and what is loaded.", {}, [], "/v1/tools/server/status"),
     lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name.", { query: { type: "string", description: "Part of a model name" } }, ["query"], "/v1/tools/search"),
   }

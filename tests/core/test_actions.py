@@ -135,11 +135,11 @@ async def test_unload_by_key_by_id_and_all(emulator_factory: EmulatorFactory) ->
     core = make_core(emu.api_url)
     try:
         await core.monitor.warm_up()
-        assert await core.actions.unload("local", f"{QWEN}:2") == [f"{QWEN}:2"]
-        assert await core.actions.unload("local", QWEN) == [QWEN]
+        assert (await core.actions.unload("local", f"{QWEN}:2")).unloaded == (f"{QWEN}:2",)
+        assert (await core.actions.unload("local", QWEN)).unloaded == (QWEN,)
         with pytest.raises(ActionError, match="not loaded"):
             await core.actions.unload("local", QWEN)
-        assert await core.actions.unload_all("local") == [GEMMA]
+        assert (await core.actions.unload_all("local")).unloaded == (GEMMA,)
         assert emu.loaded() == []
     finally:
         await core.monitor.stop()
@@ -155,6 +155,58 @@ async def test_switch_unloads_other_chat_models_but_keeps_embeddings(emulator_fa
         result = await core.actions.switch("local", QWEN)
         assert result.instance_id == QWEN
         assert sorted(r["identifier"] for r in emu.loaded()) == sorted([QWEN, EMBED])
+    finally:
+        await core.monitor.stop()
+
+
+async def test_unload_and_unload_all_leave_what_keep_names(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    emu.load(GEMMA)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        r = await core.actions.unload("local", QWEN, keep=[QWEN])
+        assert (r.unloaded, r.kept) == ((), (QWEN,))
+        r = await core.actions.unload_all("local", keep=[QWEN])
+        assert (r.unloaded, r.kept) == ((GEMMA,), (QWEN,))
+        assert [i["identifier"] for i in emu.loaded()] == [QWEN]
+        # without keep (the tray, the CLI) nothing changes: everything goes
+        assert (await core.actions.unload_all("local")).unloaded == (QWEN,)
+    finally:
+        await core.monitor.stop()
+
+
+async def test_keep_names_a_model_key_or_one_loaded_copy(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    emu.load(QWEN)  # qwen/qwen3-4b-2507:2
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        # a session on the copy `:2` keeps only that copy
+        r = await core.actions.unload_all("local", keep=[f"{QWEN}:2"])
+        assert (r.unloaded, r.kept) == ((QWEN,), (f"{QWEN}:2",))
+        emu.load(QWEN)
+        await core.monitor.get("local", max_age=0)
+        # a session on the key may be served by any copy: all stay
+        r = await core.actions.unload_all("local", keep=[QWEN])
+        assert r.unloaded == () and sorted(r.kept) == sorted([QWEN, f"{QWEN}:2"])
+    finally:
+        await core.monitor.stop()
+
+
+async def test_switch_loads_the_new_model_and_keeps_what_keep_names(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory()
+    emu.load(QWEN)
+    emu.load("qwen/qwen2.5-vl-7b")
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        result = await core.actions.switch("local", GEMMA, keep=[QWEN])
+        assert result.instance_id == GEMMA
+        assert (result.unloaded, result.kept) == (("qwen/qwen2.5-vl-7b",), (QWEN,))
+        assert sorted(i["identifier"] for i in emu.loaded()) == sorted([GEMMA, QWEN])
     finally:
         await core.monitor.stop()
 

@@ -43,13 +43,39 @@ async def test_a_loaded_copy_in_use_is_guarded_by_its_instance_id(
             await core.actions.unload("local", second)
         assert err.value.kind == "shared_busy" and "30 s ago" in str(err.value)
         assert len(emu.loaded()) == 2
-        assert await core.actions.unload("local", second, force=True) == [second]
+        assert (await core.actions.unload("local", second, force=True)).unloaded == (second,)
 
         # outside the busy window nobody is cut off: no force needed
         fresh = team.ModelUseLog(tmp_path / "other.json")
         fresh.record("local", QWEN, time.time() - 2 * 60 - 5)
         core.actions.uses = fresh
-        assert await core.actions.unload_all("local") == [QWEN]
+        assert (await core.actions.unload_all("local")).unloaded == (QWEN,)
+    finally:
+        await core.monitor.stop()
+
+
+async def test_a_kept_model_in_use_does_not_stop_a_switch_on_a_shared_instance(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # the session calling the tool is the one using qwen lately: the switch keeps qwen, so it cuts off nobody
+    emu = emulator_factory()
+    emu.load(QWEN)
+    core = make_core(emu.api_url)
+    p = profile(tmp_path)
+    uses = team.ModelUseLog(tmp_path / "use.json")
+    core.actions.team = lambda: p
+    core.actions.uses = uses
+    try:
+        await core.monitor.warm_up()
+        uses.record("local", QWEN, time.time() - 30)
+        with pytest.raises(ActionError) as err:
+            await core.actions.switch("local", GEMMA)
+        assert err.value.kind == "shared_busy"
+        result = await core.actions.switch("local", GEMMA, keep=[QWEN])
+        assert result.kept == (QWEN,)
+        assert sorted(i["modelKey"] for i in emu.loaded()) == sorted([GEMMA, QWEN])
+        # ... and unloading what the session does not use goes ahead too
+        assert (await core.actions.unload_all("local", keep=[QWEN])).unloaded == (GEMMA,)
     finally:
         await core.monitor.stop()
 
@@ -87,7 +113,7 @@ async def test_a_broken_team_source_does_not_stop_actions(emulator_factory: Emul
     core.actions.team = broken
     try:
         await core.monitor.warm_up()
-        assert await core.actions.unload("local", QWEN) == [QWEN]
+        assert (await core.actions.unload("local", QWEN)).unloaded == (QWEN,)
     finally:
         await core.monitor.stop()
 

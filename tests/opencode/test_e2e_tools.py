@@ -1,0 +1,135 @@
+"""End to end: the lmstudio_* tools called by an agent in the real `opencode run`, through the plugin, against
+`lmstudio-tray serve` and the emulator.
+
+A tool must not unload the model its own session runs on: the next turn of that session would be blocked
+before the agent ever read the tool's answer. Between the plugin and the endpoint sits a recording proxy
+(the plugin finds it through its own endpoint.json), so the tests also see exactly what the plugin sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.opencode.test_e2e import GEMMA, QWEN, Env, _e2e
+
+pytestmark = pytest.mark.opencode
+
+
+@dataclass
+class EndpointProxy:
+    """Forwards the plugin's calls to the real endpoint and records (path, JSON body) of each."""
+
+    target: str
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bodies(self, path: str) -> list[Any]:
+        with self.lock:
+            return [body for p, body in self.calls if p == path]
+
+
+def _handler(proxy: EndpointProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            with proxy.lock:
+                proxy.calls.append((self.path, json.loads(raw) if raw else None))
+            # the endpoint checks Host against its own address: httpx sets it from the target URL
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+            r = httpx.request(self.command, proxy.target + self.path, content=raw or None, headers=headers,
+                              timeout=180)
+            self.send_response(r.status_code)
+            self.send_header("content-type", r.headers.get("content-type", "application/json"))
+            self.send_header("content-length", str(len(r.content)))
+            self.end_headers()
+            self.wfile.write(r.content)
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def _proxied(env: Env) -> Iterator[tuple[Env, EndpointProxy]]:
+    real = json.loads((Path(env.env["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json").read_text())
+    proxy = EndpointProxy(real["url"])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    file = env.root / "proxy-endpoint.json"
+    file.write_text(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}", "token": real["token"]}))
+    try:
+        # only OpenCode reads the proxy's file; `serve` already wrote and keeps its own
+        yield replace(env, env={**env.env, "LMSTUDIO_TRAY_ENDPOINT_FILE": str(file)}), proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def proxied(opencode_bin: Path, tmp_path: Path, emulator_factory: Any) -> Iterator[tuple[Env, EndpointProxy]]:
+    with contextlib.contextmanager(_e2e)(opencode_bin, tmp_path, emulator_factory(jit=False)) as env, \
+            _proxied(env) as pair:
+        yield pair
+
+
+def _loaded_keys(env: Env) -> list[str]:
+    return sorted(i["modelKey"] for i in env.emu.loaded())
+
+
+def _tool_results(env: Env) -> list[str]:
+    """The tool messages OpenCode sent back to the model in its later requests."""
+    return [json.dumps(m.get("content")) for r in env.emu.requests
+            if r.path.endswith("/chat/completions") and isinstance(r.json, dict)
+            for m in r.json.get("messages", []) if isinstance(m, dict) and m.get("role") == "tool"]
+
+
+def test_switch_tool_keeps_the_sessions_model_and_the_next_turn_runs(
+    proxied: tuple[Env, EndpointProxy],
+) -> None:
+    env, proxy = proxied
+    proc = env.run(f'CALLTOOL:lmstudio_switch_model {{"model": "{GEMMA}"}}', timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the session's model stayed, the one asked for is loaded and ready for when the person switches
+    assert _loaded_keys(env) == sorted([GEMMA, QWEN])
+    # the agent's next turn ran and read the tool's answer: what was kept, why, and how the person switches
+    results = [t for t in _tool_results(env) if GEMMA in t]
+    assert results, _tool_results(env)
+    assert any(f"Kept {QWEN} loaded" in t and "/models" in t for t in results), results
+    assert "tool result:" in proc.stdout
+    # the plugin named the session and its model
+    (body,) = proxy.bodies("/v1/tools/switch")
+    assert body["session_model"] == QWEN and body["session_id"].startswith("ses"), body
+
+
+def test_unload_all_tool_keeps_the_sessions_model(proxied: tuple[Env, EndpointProxy]) -> None:
+    env, _proxy = proxied
+    env.emu.load(GEMMA, context_length=4096)
+    proc = env.run('CALLTOOL:lmstudio_unload_model {"all": true}', timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _loaded_keys(env) == [QWEN]
+    results = _tool_results(env)
+    assert any(GEMMA in t and f"Kept {QWEN} loaded" in t and "/models" in t for t in results), results
+    assert "tool result:" in proc.stdout
+
+
+def test_opencode_has_the_models_command_the_answers_name(opencode_bin: Path) -> None:
+    """The tools' answers (and the verdicts) send the person to `/models` to switch the session's model: the
+    pinned OpenCode registers that slash command (its TUI command list: `slashName:"models"`)."""
+    with opencode_bin.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as binary:
+        assert binary.find(b'slashName:"models"') != -1
