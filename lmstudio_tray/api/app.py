@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -31,7 +31,7 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
-from lmstudio_tray.core.actions import ActionError, UnloadResult
+from lmstudio_tray.core.actions import ActionError, SharedBusyError, UnloadResult
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
@@ -51,6 +51,7 @@ from lmstudio_tray.core.transforms import (
 from lmstudio_tray.core.verdict import ValidateRequest, Verdict, ensure_target, evaluate, resolve_model
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": s.ErrorOut, "description": "missing or wrong bearer token"},
@@ -517,6 +518,19 @@ def _routes(app: FastAPI, st: ApiState) -> None:
                 "before it reads this answer. Only the person can move the session to another model: with "
                 f"/models in OpenCode. After that, {names} can be unloaded.")
 
+    def as_cli(name: str, command: str) -> str:
+        where = f" --instance {name}" if len(monitor.names) > 1 else ""
+        return f"`lmstudio-tray {command}{where} --force`"
+
+    async def by_agent(action: Awaitable[T], person_command: str) -> T:
+        """An action an agent asked for. On an instance the team shares, an agent cannot push a change
+        through (no `force` here): the refusal says so and names the command a person would use."""
+        try:
+            return await action
+        except SharedBusyError as exc:
+            raise ApiError(409, "shared_busy", f"{exc.reason}. An agent cannot force a change on an instance "
+                           f"the team shares; if the team agrees, the person can run {person_command}.") from None
+
     @app.post("/v1/tools/list", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
     async def tool_list(body: s.TargetIn) -> JSONResponse:
         name = target(body)
@@ -561,13 +575,14 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         keep = session_keep(body, name)
         results: list[UnloadResult] = []
         if body.all:
-            results.append(await core.actions.unload_all(name, force=body.force, keep=keep))
+            results.append(await by_agent(core.actions.unload_all(name, keep=keep), as_cli(name, "unload --all")))
         else:
             keys = [k for k in [body.model, *body.models] if k]
             if not keys:
                 raise ApiError(422, "invalid_request", "model: give a model key, models: [...], or all: true")
             for key in dict.fromkeys(keys):
-                results.append(await core.actions.unload(name, key, force=body.force, keep=keep))
+                results.append(await by_agent(core.actions.unload(name, key, keep=keep),
+                                              as_cli(name, f"unload {key}")))
         done = [i for r in results for i in r.unloaded]
         kept = list(dict.fromkeys(i for r in results for i in r.kept))
         if done:
@@ -583,8 +598,9 @@ def _routes(app: FastAPI, st: ApiState) -> None:
               "runs on (listed in `kept`).")
     async def tool_switch(body: s.SwitchIn) -> JSONResponse:
         name = target(body)
-        r = await core.actions.switch(name, body.model, context_length=body.context_length, force=body.force,
-                                      keep=session_keep(body, name))
+        r = await by_agent(core.actions.switch(name, body.model, context_length=body.context_length,
+                                               keep=session_keep(body, name)),
+                           as_cli(name, f"switch {body.model}"))
         how = f"{r.model} ({r.instance_id}, context {r.context_length or 'default'})"
         text = f"Loaded {how} on {name}" if r.kept else f"Switched {name} to {how}"
         text += f"; unloaded {', '.join(r.unloaded)}." if r.unloaded else "; no other chat model was loaded."

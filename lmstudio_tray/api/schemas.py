@@ -194,7 +194,9 @@ class LoadIn(TargetIn):
 
 
 class SessionTargetIn(TargetIn):
-    """A tool that could take the model away from the OpenCode session calling it."""
+    """A tool that could take the model away from the OpenCode session calling it. There is no `force`: an
+    agent cannot push a change through on an instance the team shares (only a person can, with the CLI or
+    the tray), and a `force` sent anyway is ignored like any unknown field."""
 
     session_id: str | None = Field(None, max_length=256, description="the calling OpenCode session: the model "
                                    "it runs on (as validate last saw it) stays loaded")
@@ -206,15 +208,11 @@ class UnloadIn(SessionTargetIn):
     model: str | None = Field(None, min_length=1, max_length=512)
     models: list[str] = Field(default_factory=list, max_length=50, description="batch form")
     all: bool = False
-    force: bool = Field(False, description="on an instance shared by the team, go ahead even when a model it "
-                        "takes away served requests in the last few minutes (refused with kind shared_busy otherwise)")
 
 
 class SwitchIn(SessionTargetIn):
     model: str = ModelKey
     context_length: int | None = Field(None, ge=1, le=10_000_000)
-    force: bool = Field(False, description="on an instance shared by the team, go ahead even when a model it "
-                        "takes away served requests in the last few minutes (refused with kind shared_busy otherwise)")
 
 
 class SearchIn(TargetIn):

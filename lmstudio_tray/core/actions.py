@@ -47,6 +47,15 @@ class ActionError(Exception):
         self.kind = kind
 
 
+class SharedBusyError(ActionError):
+    """Kind `shared_busy`: the change would cut off people using a shared instance. The message tells a
+    person how to force it; `reason` is the refusal alone, for callers that may not force (an agent)."""
+
+    def __init__(self, busy: SharedInstanceBusy) -> None:
+        super().__init__(str(busy), kind="shared_busy")
+        self.reason = busy.reason
+
+
 @dataclass(frozen=True)
 class LoadResult:
     instance: str
@@ -185,7 +194,7 @@ class Actions:
         try:
             guard_change(self.current_team(), snap.name, list(dict.fromkeys(models)), uses=self.uses)
         except SharedInstanceBusy as exc:
-            raise ActionError(str(exc), kind="shared_busy") from None
+            raise SharedBusyError(exc) from None
 
     def is_shared(self, instance: str) -> bool:
         team = self.current_team()

@@ -407,7 +407,14 @@ class ModelUseLog:
 
 class SharedInstanceBusy(Exception):
     """A change on a shared instance would take away a model that served requests lately; the message says
-    what this machine saw, what it cannot see, and how to force it."""
+    what this machine saw, what it cannot see, and how a person forces it.
+
+    `reason` is the refusal without that hint, for surfaces whose caller may not force (the agent's tools).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}, or repeat with --force once you have checked with the team.")
+        self.reason = reason
 
 
 def guard_change(
@@ -438,7 +445,7 @@ def guard_change(
             f"{instance} is shared by team {team.name!r}, and requests through lmstudio-tray on this machine "
             f"last used {' and '.join(busy)}. Requests from other machines are not visible here, so whether "
             f"anyone is using it now is not known. Wait until no request has gone through here for "
-            f"{team.busy_minutes:g} minutes, or repeat with --force once you have checked with the team."
+            f"{team.busy_minutes:g} minutes"
         )
 
 

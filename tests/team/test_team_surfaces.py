@@ -1,6 +1,7 @@
 """The team profile where people meet it: the OpenCode tools and the CLI refuse to unload or switch away
-a model others used lately on a shared instance (unless forced), validate records that use without a
-file write per call, refuses models the team does not allow, and ensure loads with the team's context."""
+a model others used lately on a shared instance (a person can force it, an agent cannot), validate records
+that use without a file write per call, refuses models the team does not allow, and ensure loads with the
+team's context."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from lmstudio_tray.cli import main
 from lmstudio_tray.core import team
+from tests.api.test_tools_session import assert_commands_exist
 from tests.routing.conftest import GEMMA, QWEN, Pool
 
 PROFILE = """
@@ -51,7 +53,7 @@ async def validate(pool: Pool, name: str, model: str, **extra: Any) -> dict[str,
     return data
 
 
-async def test_tools_refuse_unload_and_switch_of_a_model_in_use_unless_forced(
+async def test_tools_refuse_unload_and_switch_of_a_model_in_use_and_an_agent_cannot_force(
     pool_factory: Any, team_file: Path
 ) -> None:
     pool: Pool = pool_factory({"a": [QWEN, GEMMA]})
@@ -74,9 +76,14 @@ async def test_tools_refuse_unload_and_switch_of_a_model_in_use_unless_forced(
         # gemma served nobody: unloading it is fine without force
         r = await c.post("/v1/tools/unload", json={"instance": "a", "model": GEMMA})
         assert r.status_code == 200 and r.json()["ok"]
-        r = await c.post("/v1/tools/unload", json={"instance": "a", "model": QWEN, "force": True})
-        assert r.status_code == 200 and r.json()["ok"]
-    assert loaded_keys(pool, "a") == []
+        # only a person can force it: the tools have no `force` (ignored like any unknown field)
+        for path, body in (("unload", {"model": QWEN}), ("unload", {"all": True}), ("switch", {"model": GEMMA})):
+            r = await c.post(f"/v1/tools/{path}", json={"instance": "a", "force": True, **body})
+            assert r.status_code == 409 and r.json()["error"]["kind"] == "shared_busy", r.text
+            message = r.json()["error"]["message"]
+            assert "An agent cannot force a change" in message and "repeat with --force" not in message
+            assert_commands_exist(message)
+    assert loaded_keys(pool, "a") == [QWEN]
 
 
 async def test_instances_the_team_does_not_share_are_never_guarded(pool_factory: Any, team_file: Path) -> None:
