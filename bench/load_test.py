@@ -158,8 +158,7 @@ def run(clients: int, requests: int, baseline_requests: int) -> dict[str, Any]:
                 env=env, stdout=subprocess.DEVNULL, stderr=serve_log.open("wb"))
             info = wait_file(work / "endpoint.json", serve, serve_log, "serve")
             auth = {"Authorization": f"Bearer {info['token']}"}
-            body = json.dumps({"model": MODEL, "base_url": api_url + "/v1", "provider_id": "lmstudio",
-                               "agent": "build", "session_id": "load-test"}).encode()
+            body = json.dumps({"model": MODEL, "base_url": api_url + "/v1", "session_id": "load-test"}).encode()
 
             def validate(conn: Connection) -> str | None:
                 status, data = conn.call("POST", "/v1/validate", body)

@@ -154,8 +154,8 @@ def run(calls: int, hooks: int, hook_interval: float = 0.0) -> dict[str, Any]:
             tray = KeepAlive(ep["url"], {"Authorization": f"Bearer {ep['token']}"})
             direct = KeepAlive(emu.api_url)
             floor = KeepAlive(floor_url)
-            body = json.dumps({"model": MODEL, "base_url": emu.api_url + "/v1", "provider_id": "lmstudio",
-                               "context_limit": 8192, "agent": "build", "session_id": "ses_bench"}).encode()
+            body = json.dumps({"model": MODEL, "base_url": emu.api_url + "/v1", "context_limit": 8192,
+                               "session_id": "ses_bench"}).encode()
             first = json.loads(tray.call("POST", "/v1/validate", body))
             assert first["category"] == "ready", first
 

@@ -270,7 +270,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
 
     def verdict_for(name: str | None, snap: InstanceSnapshot | None, body: s.ValidateIn,
                     policy: dict[str, Policy] | None = None) -> Verdict:
-        req = ValidateRequest(body.model, body.base_url, body.context_limit or None, body.agent, body.session_id)
+        req = ValidateRequest(body.model, body.base_url, body.context_limit or None, session_id=body.session_id)
         eta: float | None = None
         if name is not None and snap is not None and snap.state in (InstanceState.READY, InstanceState.IDLE,
                                                                     InstanceState.LOADING):
@@ -343,7 +343,8 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         snap = await cached_snapshot(name) if name else None
         v = verdict_for(name, snap, body)
         if name is not None and body.session_id and v.facts.model_key:
-            st.sessions.note_model(body.session_id, name, v.facts.model_key, v.facts.loaded_context_length)
+            st.sessions.note_model(body.session_id, name, v.facts.model_key, v.facts.loaded_context_length,
+                                   agent=body.agent)
         if name is not None and v.category == "jit" and v.ok and v.facts.model_key:
             # LM Studio is about to load it for this request: show it as loading meanwhile.
             monitor.mark_expected_load(name, v.facts.model_key, v.facts.eta_seconds)
@@ -458,7 +459,9 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         m = resolve_model(snap, body.model) if snap else None
         if m is None or not m.loaded_context_length:
             return unchanged
-        budget = message_budget(m.loaded_context_length)
+        # OpenCode plans with limit.context: when the person set it below the loaded window, fit that
+        window = min(m.loaded_context_length, body.context_limit or m.loaded_context_length)
+        budget = message_budget(window)
         digests = [MessageDigest(d.id, d.role, d.tokens, tuple(d.tool_calls), tuple(d.tool_results))
                    for d in body.messages]
         return JSONResponse(trim_messages(digests, budget).to_json())

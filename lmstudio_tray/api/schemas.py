@@ -13,7 +13,8 @@ BaseUrl = Field(
 
 
 class In(BaseModel):
-    # The plugin may be newer than the tray: unknown fields are ignored rather than refused.
+    # The plugin may be newer (or older) than the tray: unknown fields are ignored rather than refused.
+    # Every field declared here is used for something; a field nothing uses is removed, not kept for show.
     model_config = ConfigDict(extra="ignore")
 
 
@@ -47,10 +48,13 @@ class PluginSettingsOut(BaseModel):
 class ValidateIn(In):
     model: str = ModelKey
     base_url: str | None = BaseUrl
-    provider_id: str | None = Field(None, max_length=256)
     context_limit: int | None = Field(None, ge=0, le=100_000_000, description="limit.context OpenCode plans with")
-    agent: str | None = Field(None, max_length=256)
-    session_id: str | None = Field(None, max_length=256)
+    agent: str | None = Field(
+        None, max_length=256, description="the OpenCode agent asking: a request of the `title` or `summary` "
+        "agent runs on small_model and does not change the model the session is noted as running on")
+    session_id: str | None = Field(
+        None, max_length=256, description="the OpenCode session: remembered with the model it runs on, for "
+        "compaction notes and so the tools never unload that model from under it")
 
 
 class SuggestionOut(BaseModel):
@@ -126,7 +130,6 @@ class EventsOut(BaseModel):
 class SystemIn(In):
     model: str = ModelKey
     base_url: str | None = BaseUrl
-    session_id: str | None = Field(None, max_length=256)
 
 
 class SystemOut(BaseModel):
@@ -144,7 +147,9 @@ class MessageDigestIn(In):
 class MessagesIn(In):
     model: str = ModelKey
     base_url: str | None = BaseUrl
-    context_limit: int | None = Field(None, ge=0, le=100_000_000)
+    context_limit: int | None = Field(
+        None, ge=0, le=100_000_000, description="limit.context OpenCode plans with: when smaller than the "
+        "loaded context window, the messages are trimmed to fit it instead")
     messages: list[MessageDigestIn] = Field(max_length=100_000)
 
 
@@ -169,7 +174,6 @@ class CompactionOut(BaseModel):
 class TextIn(In):
     model: str = ModelKey
     base_url: str | None = BaseUrl
-    session_id: str | None = Field(None, max_length=256)
     text: str = Field(max_length=10_000_000)
 
 

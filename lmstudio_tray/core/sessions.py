@@ -23,6 +23,9 @@ MAX_SESSIONS = 1000
 MAX_HISTORY = 50
 # A user pressing Esc is not LM Studio failing.
 _NOT_FAILURES = frozenset({"MessageAbortedError"})
+# OpenCode's hidden helper agents that run on `small_model` (1.18.33: the session title and summary), not on
+# the model the session runs on; their requests say nothing about which model that is.
+HELPER_AGENTS = frozenset({"title", "summary"})
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -129,9 +132,13 @@ class SessionTracker:
             return None
         return ModelUse(health.model, health.instance)
 
-    def note_model(self, session_id: str, instance: str | None, model: str, context_length: int | None = None) -> None:
+    def note_model(self, session_id: str, instance: str | None, model: str, context_length: int | None = None,
+                   *, agent: str | None = None) -> None:
         """Remember which model a session used (validate calls this), for compaction notes and so the tools
-        know which model they must not take from under the session that calls them."""
+        know which model they must not take from under the session that calls them. A request of a helper
+        agent (a title on small_model) is not the session switching models: it is not noted."""
+        if agent in HELPER_AGENTS:
+            return
         health = self.session(session_id)
         health.instance = instance or health.instance
         health.model = model
@@ -225,7 +232,7 @@ class SessionTracker:
         health.failures = 0
         health.alerted = False
         if model:
-            self.note_model(session_id, instance, model)
+            self.note_model(session_id, instance, model, agent=_str(info.get("agent")) or _str(info.get("mode")))
             usage = self._usage(instance, model)
             usage.messages += 1
             usage.input_tokens += _int(_get(info, "tokens", "input"))

@@ -45,7 +45,6 @@ class ValidateRequest:
     model: str
     base_url: str | None = None
     context_limit: int | None = None
-    agent: str | None = None
     session_id: str | None = None
 
 

@@ -19,7 +19,8 @@ declare const process: { env: Record<string, string | undefined>; platform: stri
 type Json = Record<string, unknown>
 type Toast = { title: string; message: string; variant: "info" | "success" | "warning" | "error"; duration: number }
 type Endpoint = { url: string; token: string; pid?: number }
-type ProviderInfo = { id: string; baseURL?: string }
+// contexts: limit.context per model id, as opencode.json configures them
+type ProviderInfo = { id: string; baseURL?: string; contexts: Record<string, number> }
 type SessionInfo = { providerID: string; baseURL?: string; model: string; contextLimit?: number }
 type PluginSettings = {
   hook_timeout_ms: number
@@ -45,6 +46,8 @@ const DEFAULT_SETTINGS: PluginSettings = {
   instances: [],
   toasts: { enabled: true, quiet: false, categories: {} },
 }
+// OpenCode's hidden agents that run on small_model (1.18.33), not on the session's own model.
+const HELPER_AGENTS = new Set(["title", "summary"])
 const FORWARDED_EVENTS = new Set(["session.status", "session.error", "session.idle", "message.updated", "session.compacted"])
 // Transforms are nice-to-have: they must never hold up a turn for long.
 const TRANSFORM_TIMEOUT_MS = 400
@@ -272,13 +275,13 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       .catch(() => undefined)
   }
 
-  const validate = async (sessionID: string, agent: string, model: string, providerID: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
+  const validate = async (sessionID: string, agent: string, model: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
     const settings = await tray.pluginSettings()
     let v: Verdict
     try {
       v = await tray.call<Verdict>(
         "/v1/validate",
-        { model, base_url: baseURL, provider_id: providerID, context_limit: contextLimit, agent, session_id: sessionID },
+        { model, base_url: baseURL, context_limit: contextLimit, agent, session_id: sessionID },
         settings.hook_timeout_ms,
       )
     } catch (err) {
@@ -305,7 +308,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       await toast("loading", { title: "LM Studio", message: `Loading ${model}${eta ? ` (about ${Math.round(eta)} s)` : ""}…`, variant: "info", duration: Math.max(3000, (eta ?? 3) * 1000) }, `ensure:${once}`)
       let result: { ok: boolean; message: string; text: string; seconds?: number }
       try {
-        result = await tray.call("/v1/ensure", { model, base_url: baseURL, provider_id: providerID, context_limit: contextLimit, session_id: sessionID }, settings.ensure_timeout_ms + 5000)
+        result = await tray.call("/v1/ensure", { model, base_url: baseURL, context_limit: contextLimit, session_id: sessionID }, settings.ensure_timeout_ms + 5000)
       } catch (err) {
         result = { ok: false, message: errorText(err), text: `${v.text}\nEnsure failed: ${errorText(err)}` }
       }
@@ -381,7 +384,12 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       const provider = asRecord((config as unknown as Json).provider) ?? {}
       for (const [id, value] of Object.entries(provider)) {
         const options = asRecord(asRecord(value)?.options)
-        providers.set(id, { id, baseURL: str(options?.baseURL) })
+        const contexts: Record<string, number> = {}
+        for (const [modelID, m] of Object.entries(asRecord(asRecord(value)?.models) ?? {})) {
+          const context = asRecord(asRecord(m)?.limit)?.context
+          if (typeof context === "number" && context > 0) contexts[modelID] = context
+        }
+        providers.set(id, { id, baseURL: str(options?.baseURL), contexts })
       }
     },
 
@@ -408,8 +416,9 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       // A provider pointed at the tray's router (/v1/route/<pool>/v1): the router picks and checks the
       // instance itself, and answers a model loaded nowhere with a clear error.
       if (baseURL?.includes("/v1/route/")) return
-      sessions.set(input.sessionID, { providerID, baseURL, model, contextLimit })
-      await validate(input.sessionID, input.agent, model, providerID, baseURL, contextLimit)
+      // A title (or summary) runs on small_model: not the model this session runs on, which the tools keep.
+      if (!HELPER_AGENTS.has(input.agent)) sessions.set(input.sessionID, { providerID, baseURL, model, contextLimit })
+      await validate(input.sessionID, input.agent, model, baseURL, contextLimit)
     },
 
     "chat.headers": async (input, output) => {
@@ -429,7 +438,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
         const providerID = input.model.providerID
         const baseURL = providerFor(providerID)?.baseURL ?? sessionFor(input.sessionID)?.baseURL
         if (!isLmStudio(providerID, baseURL)) return
-        const res = await tray.call<{ system: string[] }>("/v1/transform/system", { model: input.model.api?.id ?? input.model.id, base_url: baseURL, session_id: input.sessionID }, TRANSFORM_TIMEOUT_MS)
+        const res = await tray.call<{ system: string[] }>("/v1/transform/system", { model: input.model.api?.id ?? input.model.id, base_url: baseURL }, TRANSFORM_TIMEOUT_MS)
         for (const line of res.system ?? []) if (line) output.system.push(line)
       } catch {
         // the tray's context is optional
@@ -441,9 +450,11 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
         const messages = output.messages
         const last = [...messages].reverse().find((m) => m.info.role === "user")
         if (!last || last.info.role !== "user") return
-        const providerID = last.info.model.providerID
+        const { providerID, modelID } = last.info.model
         const baseURL = providerFor(providerID)?.baseURL ?? sessionFor(last.info.sessionID)?.baseURL
         if (!isLmStudio(providerID, baseURL)) return
+        // this runs before chat.params, so on a session's first request only the config knows the limit
+        const contextLimit = sessionFor(last.info.sessionID)?.contextLimit ?? providerFor(providerID)?.contexts[modelID]
         const digests = messages.map((m) => {
           let chars = 0
           for (const part of m.parts) {
@@ -454,7 +465,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
         })
         const res = await tray.call<{ keep: string[]; dropped: string[] }>(
           "/v1/transform/messages",
-          { model: last.info.model.modelID, base_url: baseURL, context_limit: sessionFor(last.info.sessionID)?.contextLimit, messages: digests },
+          { model: modelID, base_url: baseURL, context_limit: contextLimit, messages: digests },
           TRANSFORM_TIMEOUT_MS,
         )
         if (!res.dropped?.length) return
@@ -482,7 +493,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       try {
         const s = sessionFor(input.sessionID)
         if (!s || !isLmStudio(s.providerID, s.baseURL) || !output.text) return
-        const res = await tray.call<{ text: string; changed: boolean }>("/v1/text-complete", { model: s.model, base_url: s.baseURL, session_id: input.sessionID, text: output.text }, TRANSFORM_TIMEOUT_MS)
+        const res = await tray.call<{ text: string; changed: boolean }>("/v1/text-complete", { model: s.model, base_url: s.baseURL, text: output.text }, TRANSFORM_TIMEOUT_MS)
         if (res.changed && typeof res.text === "string") output.text = res.text
       } catch {
         // keep the text as the model wrote it

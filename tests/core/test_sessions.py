@@ -114,3 +114,17 @@ def test_broken_sink_and_garbage_do_not_raise() -> None:
     for props in ({}, {"sessionID": 5}, {"error": "str"}, {"info": []}, {"status": None}):
         for kind in ("session.error", "session.status", "message.updated", "session.compacted", "x"):
             t.record(ev(kind, props))
+
+
+def test_a_title_request_on_small_model_is_not_the_model_the_session_runs_on() -> None:
+    t, _seen, _inv = tracker()
+    assert t.current("s1") is None
+    t.note_model("s1", "local", "qwen", 8192, agent="build")
+    t.note_model("s1", "local", "gemma", 4096, agent="title")  # OpenCode's title, on small_model
+    assert (t.current("s1").model, t.current("s1").instance) == ("qwen", "local")  # type: ignore[union-attr]
+    assert [u.model for u in t.history("s1")] == ["qwen"]  # no "switch" for compaction notes
+    # an assistant message of the title agent does not count either; one of the session's agent does
+    t.record(ev("message.updated", {**done_message("m1", model="gemma"),
+                                    "info": {**done_message("m1", model="gemma")["info"], "agent": "title"}}))
+    t.record(ev("message.updated", done_message("m2", model="qwen2")))
+    assert t.current("s1").model == "qwen2"  # type: ignore[union-attr]

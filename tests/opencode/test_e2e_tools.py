@@ -128,6 +128,26 @@ def test_unload_all_tool_keeps_the_sessions_model(proxied: tuple[Env, EndpointPr
     assert "tool result:" in proc.stdout
 
 
+def test_the_plugin_sends_only_fields_the_endpoint_uses(proxied: tuple[Env, EndpointProxy]) -> None:
+    env, proxy = proxied
+    proc = env.run("say hi")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sent: dict[str, set[str]] = {}
+    for path, body in proxy.calls:
+        if isinstance(body, dict):
+            sent.setdefault(path.split("?")[0], set()).update(body)
+    assert sent["/v1/validate"] == {"model", "base_url", "context_limit", "agent", "session_id"}
+    assert sent["/v1/transform/system"] == {"model", "base_url"}
+    assert sent["/v1/transform/messages"] == {"model", "base_url", "context_limit", "messages"}
+    assert sent["/v1/text-complete"] == {"model", "base_url", "text"}
+    # ... and each is a field the endpoint declares (it ignores unknown ones, so a typo would go unnoticed)
+    real = json.loads((Path(env.env["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json").read_text())
+    spec = httpx.get(real["url"] + "/openapi.json", headers={"authorization": f"Bearer {real['token']}"}).json()
+    for path, keys in sent.items():
+        ref = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert keys <= set(spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]["properties"]), path
+
+
 def test_opencode_has_the_models_command_the_answers_name(opencode_bin: Path) -> None:
     """The tools' answers (and the verdicts) send the person to `/models` to switch the session's model: the
     pinned OpenCode registers that slash command (its TUI command list: `slashName:"models"`)."""
