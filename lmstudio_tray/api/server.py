@@ -25,7 +25,7 @@ from lmstudio_tray.api.app import create_app
 from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.lock import SingleInstance
+from lmstudio_tray.core.lock import LockError, SingleInstance
 from lmstudio_tray.core.logging_setup import register_secret
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.sessions import SessionTracker
@@ -97,7 +97,10 @@ class EndpointServer:
         # OS lock decides. The OS drops it when the process dies, so a crash leaves nothing stale behind.
         target = self.discovery_file or paths.endpoint_file()
         lock = SingleInstance(target.with_name(target.name + ".lock"))
-        holder = lock.acquire()
+        try:
+            holder = lock.acquire()
+        except LockError as exc:
+            raise EndpointError(str(exc)) from None
         if holder is None:
             self._lock = lock
         elif holder != os.getpid():

@@ -9,7 +9,8 @@ here, so all of them share the same guarantees:
 - the previous file is kept as `<name>.bak` next to it;
 - the write is atomic (temporary file, fsync, rename), so a crash or `kill -9` at any moment leaves
   either the old or the new file, never a mix;
-- writers in different processes (the tray and the CLI) take turns through a lock file.
+- writers in different processes (the tray and the CLI) take turns through a lock file, waiting at most
+  LOCK_TIMEOUT seconds for it (ConfigLocked names the lock file after that).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import os
 import re
 import sys
 import time
@@ -43,9 +43,11 @@ from lmstudio_tray.core.config import (
     migrate,
     parse_config,
 )
+from lmstudio_tray.core.lock import LockError, LockOS, LockTimeout, exclusive
 
 DELETE = object()  # value for `update_config` that removes the key
 STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that died
+LOCK_TIMEOUT = 10.0  # a config write takes milliseconds: a lock held this long belongs to a stuck process
 
 
 def backup_path(path: Path) -> Path:
@@ -189,30 +191,34 @@ def get_in(data: Mapping[str, Any], key: str) -> Any:
 # ---- writing ---------------------------------------------------------------------------------------
 
 
+class ConfigLocked(ConfigError):
+    """Another process kept the config's lock for longer than LOCK_TIMEOUT; nothing was changed."""
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One writer at a time across processes (the tray and a CLI command may write together)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+def locked(path: Path, *, timeout: float | None = None, lock_os: LockOS | None = None) -> Iterator[None]:
+    """One writer at a time across processes (the tray and a CLI command may write together).
+
+    Waits up to `timeout` (default LOCK_TIMEOUT) seconds, then raises ConfigLocked instead of waiting forever.
+    """
+    lock = lock_path(path)
+    limit = LOCK_TIMEOUT if timeout is None else timeout
     try:
-        if sys.platform == "win32":  # pragma: no cover - Windows only
-            import msvcrt
-
-            while True:
-                try:
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    time.sleep(0.05)
-        else:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        _remove_stale_temps(path)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+        with exclusive(lock, limit, lock_os=lock_os):
+            _remove_stale_temps(path)
+            yield
+    except LockTimeout:
+        raise ConfigLocked(path, [
+            f"another lmstudio-tray process (the tray or a command) has been changing this file for over "
+            f"{limit:g} s and still holds its lock {lock}, so nothing was changed; try again in a moment. If no "
+            f"other lmstudio-tray is running, delete {lock} and try again"
+        ]) from None
+    except LockError as exc:
+        raise ConfigError(path, [str(exc)]) from None
 
 
 def _remove_stale_temps(path: Path) -> None:

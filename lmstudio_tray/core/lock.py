@@ -1,68 +1,195 @@
-"""One running copy per user (the tray, the endpoint): an OS lock on a file in the state directory.
+"""OS file locks: one running copy per user (the tray, the endpoint), one config writer at a time.
 
-The OS drops the lock when the process dies, so a crash never leaves a stale lock behind (a pid file
-alone would). The pid written into the file is only there to tell the second start who holds it.
+filelock takes the lock (flock on POSIX, LockFileEx on Windows). The OS drops it when the process dies, so a
+crash never leaves a stale lock behind (a pid file alone would).
+
+Windows locks are mandatory: while one process holds `tray.lock`, reading that file fails in every other
+process. So nobody ever reads a lock file: the holder writes its pid into a file next to it (`tray.lock` ->
+`tray.pid`) right after taking the lock, and a second start reads that one to say who runs.
+
+Everything the locks need from the OS goes through `LockOS`; `NativeLockOS` is the real one, and tests
+stand in for Windows with a fake (tests/core/test_lock.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import Protocol
+
+from lmstudio_tray.core.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+HOLDER_WAIT = 2.0  # how long a second start waits for the holder's pid file to name a live process
+POLL = 0.05
+
+
+class LockError(Exception):
+    """A lock file could not be created or taken; the message names the file and what to do."""
+
+
+class LockTimeout(LockError):
+    """Another process kept the lock for longer than the caller was willing to wait."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        super().__init__(f"{path} is still locked by another process after {timeout:g} s")
+
+
+class OSLock(Protocol):
+    def try_acquire(self, timeout: float) -> bool:
+        """Take the lock, waiting up to `timeout` seconds (0: one attempt); False when it stays taken."""
+
+    def release(self) -> None: ...
+
+
+class LockOS(Protocol):
+    """What the locks need from the OS."""
+
+    def lock(self, path: Path) -> OSLock: ...
+
+    def read_file(self, path: Path) -> str: ...
+
+    def write_file(self, path: Path, text: str) -> None: ...
+
+    def remove(self, path: Path) -> None: ...
+
+    def pid(self) -> int: ...
+
+    def pid_alive(self, pid: int) -> bool: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        import filelock  # only processes that lock pay for the import
+
+        # thread_local=False: the endpoint takes its lock on the core's thread and may release it on another
+        self._lock = filelock.FileLock(str(path), thread_local=False)
+        self._timeout_error = filelock.Timeout
+
+    def try_acquire(self, timeout: float) -> bool:
+        try:
+            self._lock.acquire(timeout=timeout, poll_interval=POLL)
+        except self._timeout_error:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+class NativeLockOS:
+    """The real OS: filelock for the locks, core.files for the pid file, psutil for liveness."""
+
+    def lock(self, path: Path) -> OSLock:
+        return _FileLock(path)
+
+    def read_file(self, path: Path) -> str:
+        return path.read_text(encoding="utf-8")
+
+    def write_file(self, path: Path, text: str) -> None:
+        atomic_write(path, text)
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def pid_alive(self, pid: int) -> bool:
+        import psutil  # never os.kill(pid, 0): on Windows that terminates the process
+
+        return bool(psutil.pid_exists(pid))
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def pid_file(lock_path: Path) -> Path:
+    """Where the holder of `lock_path` writes its pid: `tray.lock` -> `tray.pid`."""
+    return lock_path.with_suffix(".pid")
+
+
+def _take(lock_os: LockOS, path: Path, timeout: float) -> OSLock | None:
+    """The lock on `path` (None when another process keeps it); LockError when the file cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = lock_os.lock(path)
+        return lock if lock.try_acquire(timeout) else None
+    except OSError as exc:
+        raise LockError(
+            f"cannot create the lock file {path} ({exc.strerror or exc}); check that {path.parent} is a "
+            "folder you can write to"
+        ) from None
 
 
 class SingleInstance:
-    def __init__(self, path: Path) -> None:
+    """One holder per lock file across processes; a second one learns the holder's pid."""
+
+    def __init__(self, path: Path, *, lock_os: LockOS | None = None, holder_wait: float = HOLDER_WAIT) -> None:
         self.path = path
-        self._fh: IO[str] | None = None
+        self.pid_path = pid_file(path)
+        self.holder_wait = holder_wait
+        self._os: LockOS = lock_os if lock_os is not None else NativeLockOS()
+        self._lock: OSLock | None = None
 
     def acquire(self) -> int | None:
         """None when we hold the lock now; otherwise the holder's pid (0 if unknown)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process lifetime
+        lock = _take(self._os, self.path, 0)
+        if lock is None:
+            return self._holder()
+        self._lock = lock
         try:
-            _lock(fh)
-        except OSError:
-            fh.seek(0)
-            text = fh.read().strip()
-            fh.close()
-            return int(text) if text.isdigit() else 0
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+            self._os.write_file(self.pid_path, str(self._os.pid()))
+        except OSError as exc:  # we still hold the lock; only a second start's "(pid N)" is lost
+            log.warning("could not write %s: %s", self.pid_path, exc)
         return None
 
     def release(self) -> None:
-        if self._fh is None:
+        if self._lock is None:
             return
+        # the pid file goes first: once the lock is free, the file belongs to whoever takes it next
+        if self._read_pid() == self._os.pid():
+            with contextlib.suppress(OSError):
+                self._os.remove(self.pid_path)
         with contextlib.suppress(OSError):
-            self._fh.seek(0)
-            self._fh.truncate()
-            _unlock(self._fh)
-        self._fh.close()
-        self._fh = None
+            self._lock.release()
+        self._lock = None
+
+    def _read_pid(self) -> int:
+        try:
+            text = self._os.read_file(self.pid_path).strip()
+        except OSError:
+            return 0
+        return int(text) if text.isdigit() else 0
+
+    def _holder(self) -> int:
+        # The holder writes its pid right after it took the lock: a start in between finds the file of an
+        # earlier run (or none) for a moment.
+        for attempt in range(round(self.holder_wait / POLL) + 1):
+            if attempt:
+                self._os.sleep(POLL)
+            pid = self._read_pid()
+            if pid and self._os.pid_alive(pid):
+                return pid
+        return 0
 
 
-if sys.platform == "win32":
-    import msvcrt
-
-    def _lock(fh: IO[str]) -> None:
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-
-    def _unlock(fh: IO[str]) -> None:
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock(fh: IO[str]) -> None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def _unlock(fh: IO[str]) -> None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+@contextlib.contextmanager
+def exclusive(path: Path, timeout: float, *, lock_os: LockOS | None = None) -> Iterator[None]:
+    """Hold the lock on `path` for the block, waiting up to `timeout` s for it (LockTimeout after that)."""
+    lock = _take(lock_os if lock_os is not None else NativeLockOS(), path, timeout)
+    if lock is None:
+        raise LockTimeout(path, timeout)
+    try:
+        yield
+    finally:
+        lock.release()

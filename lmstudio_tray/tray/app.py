@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from lmstudio_tray import __version__
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.config import Config, atomic_write, dump_config
-from lmstudio_tray.core.lock import SingleInstance
+from lmstudio_tray.core.lock import LockError, SingleInstance
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.notify.service import NotificationService, make_service
@@ -543,7 +543,11 @@ def run_tray(
 ) -> int:
     """Entry point of `lmstudio-tray run`: one tray per user, then the loop until Quit."""
     lock = SingleInstance(paths.state_dir() / "tray.lock")
-    other = lock.acquire()
+    try:
+        other = lock.acquire()
+    except LockError as exc:
+        print(f"lmstudio-tray: {exc}", file=sys.stderr)
+        return 1
     if other is not None:
         print(
             f"lmstudio-tray is already running{f' (pid {other})' if other else ''}; "

@@ -142,20 +142,21 @@ def test_one_tray_per_user(tmp_path: Path, emulator: Emulator, kill_first: bool)
         assert len(running) == 1, [(t.proc.returncode, t.stderr) for t in trays]
         loser = next(t for t in trays if t is not running[0])
         assert loser.proc.returncode == 0
-        assert "lmstudio-tray is already running" in loser.stderr and "Traceback" not in loser.stderr
         winner = running[0]
-        lock = state_dir_of(env) / "tray.lock"
-        assert lock.read_text().strip() == str(winner.proc.pid)
+        assert f"lmstudio-tray is already running (pid {winner.proc.pid})" in loser.stderr
+        assert "Traceback" not in loser.stderr
+        holder = state_dir_of(env) / "tray.pid"  # never the lock file itself: Windows cannot read a locked file
+        assert holder.read_text().strip() == str(winner.proc.pid)
         info = winner.wait_ready(marker=None)  # the tray serves the OpenCode endpoint too
         assert healthy(info)
         if kill_first:
             winner.proc.send_signal(signal.SIGKILL)
             winner.proc.wait(20)
-            assert lock.read_text().strip() == str(winner.proc.pid), "the crash leaves a stale pid behind"
+            assert holder.read_text().strip() == str(winner.proc.pid), "the crash leaves a stale pid behind"
             again = _tray(tmp_path, env, config, "tray-again")
             trays.append(again)
             # the OS dropped the dead tray's lock: the new one starts and takes it over
-            wait_for(lambda: lock.read_text().strip() == str(again.proc.pid), 60)
+            wait_for(lambda: holder.read_text().strip() == str(again.proc.pid), 60)
             new = again.wait_ready(marker=None)
             assert new["token"] != info["token"] and healthy(new)
             assert again.proc.poll() is None, again.stderr
