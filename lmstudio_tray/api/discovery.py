@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core import paths
+from lmstudio_tray.core.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,8 @@ def write_endpoint(info: EndpointInfo, path: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # Windows, or a dir we do not own: the file mode still protects
         os.chmod(target.parent, 0o700)
-    # mkstemp creates the file 0600 from the start: the token is never readable by others, not even briefly.
-    fd, tmp = tempfile.mkstemp(prefix=".endpoint.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(info.to_json(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # the temporary file is 0600 from its first byte: the token is never readable by others, not even briefly
+    atomic_write(target, json.dumps(info.to_json()), mode=0o600)
     return target
 
 

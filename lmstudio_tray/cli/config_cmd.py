@@ -216,7 +216,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.file is None:
         print(text, end="")
         return EXIT_OK
-    from lmstudio_tray.core.config import atomic_write
+    from lmstudio_tray.core.files import atomic_write
 
     atomic_write(args.file, text)
     print(f"exported {config_path(args)} to {args.file} ({fmt})", file=sys.stderr)

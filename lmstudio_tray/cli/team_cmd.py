@@ -19,7 +19,8 @@ from typing import Any
 
 from lmstudio_tray.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json, read_config
 from lmstudio_tray.core import paths, team
-from lmstudio_tray.core.config import Config, atomic_write
+from lmstudio_tray.core.config import Config
+from lmstudio_tray.core.files import atomic_write
 
 FORMAT = 1
 PRIVATE = "private"

@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from lmstudio_tray.core.config import Config
+from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.presets import PRESETS
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.output} is out of date; run: {REGENERATE}", file=sys.stderr)
             return 1
         return 0
-    args.output.write_text(text, encoding="utf-8")
+    atomic_write(args.output, text)
     print(f"wrote {args.output} ({text.count(chr(10))} lines)")
     return 0
 

@@ -39,10 +39,10 @@ from lmstudio_tray.core.config import (
     CURRENT_VERSION,
     Config,
     ConfigError,
-    atomic_write,
     migrate,
     parse_config,
 )
+from lmstudio_tray.core.files import atomic_write, temp_glob
 from lmstudio_tray.core.lock import LockError, LockOS, LockTimeout, exclusive
 
 DELETE = object()  # value for `update_config` that removes the key
@@ -224,7 +224,7 @@ def locked(path: Path, *, timeout: float | None = None, lock_os: LockOS | None =
 def _remove_stale_temps(path: Path) -> None:
     # A writer killed mid-write leaves its temporary file behind; the config itself is intact.
     now = time.time()
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in path.parent.glob(temp_glob(path)):
         with contextlib.suppress(OSError):
             if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
                 tmp.unlink()

@@ -23,7 +23,7 @@ import platformdirs
 
 from lmstudio_tray import APP_NAME
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import atomic_write
+from lmstudio_tray.core.files import atomic_write
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend

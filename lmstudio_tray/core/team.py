@@ -41,7 +41,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import DEFAULT_URL, Config, ConfigError, Strict, atomic_write, parse_config
+from lmstudio_tray.core.config import DEFAULT_URL, Config, ConfigError, Strict, parse_config
+from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.models import InstanceSnapshot
 
 if sys.version_info >= (3, 11):

@@ -15,15 +15,15 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core import paths
+from lmstudio_tray.core.files import atomic_writer
 from lmstudio_tray.core.logging_setup import (
     DEFAULT_BACKUPS,
     LOG_FILE_NAME,
@@ -162,34 +162,26 @@ def scrub(members: dict[str, str], secrets: Iterable[str]) -> dict[str, str]:
 
 
 def write_zip(target: Path, members: dict[str, str], secrets: Iterable[str]) -> Path:
-    """Write atomically (0600): a crash leaves no half archive; then re-read it to prove no secret is inside."""
+    """Write atomically (0600): a crash leaves no half archive; re-read it first to prove no secret is inside."""
     target = target.expanduser()
     if target.is_dir():
         target = target / f"lmstudio-tray-debug-{time.strftime('%Y%m%d-%H%M%S')}.zip"
     if target.suffix.lower() != ".zip":
         target = target.with_name(target.name + ".zip")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with atomic_writer(target, mode=0o600) as fh:
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, text in sorted(members.items()):
+                    zf.writestr(f"lmstudio-tray-debug/{name}", text)
+            leaked = find_secrets(fh, secrets)  # the bytes about to be committed, not a copy of them
+            if leaked:
+                raise ExportError(f"refusing to write the export: a secret survived in {', '.join(leaked)}")
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc.strerror or exc}; choose another path") from None
-    try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, text in sorted(members.items()):
-                zf.writestr(f"lmstudio-tray-debug/{name}", text)
-        leaked = find_secrets(Path(tmp), secrets)
-        if leaked:
-            raise ExportError(f"refusing to write the export: a secret survived in {', '.join(leaked)}")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return target
 
 
-def find_secrets(archive: Path, secrets: Iterable[str]) -> list[str]:
+def find_secrets(archive: Path | IO[bytes], secrets: Iterable[str]) -> list[str]:
     """Members of `archive` that contain any of `secrets` (empty when it is clean)."""
     wanted = [s.encode() for s in secrets if s]
     leaked: list[str] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -13,6 +12,7 @@ from types import FrameType
 
 from lmstudio_tray.emulator.catalog import load_catalog
 from lmstudio_tray.emulator.emulator import Emulator
+from lmstudio_tray.emulator.home import write_json
 from lmstudio_tray.emulator.settings import EmulatorSettings
 
 
@@ -48,11 +48,8 @@ def settings_from(args: argparse.Namespace) -> EmulatorSettings:
 
 
 def write_ready_file(path: Path, emulator: Emulator) -> None:
-    data = {"api_url": emulator.api_url, "control_url": emulator.control_url, "pid": os.getpid()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    # Atomic, so a parent polling for the file never reads a partial document.
-    os.replace(tmp, path)
+    # atomic, so a parent polling for the file never reads a partial document
+    write_json(path, {"api_url": emulator.api_url, "control_url": emulator.control_url, "pid": os.getpid()})
 
 
 def main(argv: list[str] | None = None) -> int:

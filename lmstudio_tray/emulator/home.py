@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,24 @@ SERVER_CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically, so a concurrently reading client never sees half a file.
+
+    The emulator stands in for LM Studio and imports nothing of the app (it must start in milliseconds
+    and behave like a separate program), so it keeps this one small writer of its own instead of
+    `lmstudio_tray.core.files`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    # Atomic so a concurrently reading client never sees half a file.
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        os.chmod(tmp, 0o644)  # mkstemp made it 0600; LM Studio's files are plain user files
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_server_config(home: Path, *, port: int, jit: bool, cors: bool, running: bool) -> None:
@@ -42,12 +56,12 @@ def write_server_config(home: Path, *, port: int, jit: bool, cors: bool, running
         current = {}
     config = {**SERVER_CONFIG_DEFAULTS, **(current if isinstance(current, dict) else {})}
     config.update(port=port, justInTimeModelLoading=jit, cors=cors, autoStartOnLaunch=running)
-    _write_json(path, config)
+    write_json(path, config)
 
 
 def write_api_server_info(home: Path, *, control_port: int) -> None:
     info = {"host": "127.0.0.1", "pid": os.getpid(), "port": control_port}
-    _write_json(home / ".internal" / "http-server.json", info)
+    write_json(home / ".internal" / "http-server.json", info)
 
 
 def lms_script(env: dict[str, str]) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import atomic_write
+from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
 from lmstudio_tray.opencode.jsonc import JsoncError, parse
 

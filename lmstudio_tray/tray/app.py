@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import Config, atomic_write, dump_config
+from lmstudio_tray.core.config import Config, dump_config
+from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.lock import LockError, SingleInstance
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread

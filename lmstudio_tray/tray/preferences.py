@@ -20,9 +20,9 @@ from lmstudio_tray.core.config import (
     Config,
     Policy,
     ValidationConfig,
-    atomic_write,
     dump_config,
 )
+from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.presets import PRESETS
 from lmstudio_tray.core.runtime import Core
 

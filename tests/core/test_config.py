@@ -14,11 +14,11 @@ from lmstudio_tray.core.config import (
     Config,
     ConfigError,
     Policy,
-    atomic_write,
     dump_config,
     load_config,
     parse_config,
 )
+from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.secrets import FileStore, open_store
 
 
