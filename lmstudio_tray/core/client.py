@@ -60,7 +60,7 @@ class LMStudioClient:
 
     # ---- low level ---------------------------------------------------------------------------------
 
-    def _encode(self, method: str, path: str, json_body: Any) -> bytes:
+    def _encode(self, method: str, path: str, json_body: Any) -> http1.Request:
         headers = [("Accept", "application/json"), ("User-Agent", "lmstudio-tray")]
         if self.token:
             headers.append(("Authorization", f"Bearer {self.token}"))

@@ -7,7 +7,13 @@ for http:// URLs) and 1.6 ms of CPU per status poll; this costs a fraction of bo
 What it does: keep-alive pools per (scheme, host, port) with an idle limit and expiry; Content-Length,
 chunked and close-delimited response bodies; per-request timeouts (connect, and the whole request or,
 for streams, the response head); TLS for https:// only, its context made on first use. What it does not:
-redirects, compression, cookies, proxies, HTTP/2, HEAD requests, streamed request bodies.
+redirects, compression, cookies, proxies, HTTP/2, streamed request bodies.
+
+A request is sent again only when that is safe. A kept-alive connection the server closed while it sat
+idle is noticed before anything is written to it, and the request goes out on a new one. If the server
+closes it after the request was written, without answering, only a GET, HEAD or OPTIONS without a body is
+sent once more; a POST (a model load, a forwarded completion) may have been acted on, so the caller gets a
+`ProtocolError` instead of a second load.
 
 A connection belongs to the event loop that opened it: the CLI runs several `asyncio.run` in a row, and a
 connection of another (or a closed) loop is dropped, never reused. Idle connections cost nothing: no
@@ -17,6 +23,7 @@ timers, expired ones are closed when the pool next looks at them.
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections import deque
@@ -32,6 +39,7 @@ __all__ = [
     "Origin",
     "Pool",
     "ProtocolError",
+    "Request",
     "RequestTimeout",
     "Response",
     "default_ssl_context",
@@ -41,6 +49,8 @@ __all__ = [
 
 MAX_BUFFERED = 1 << 20  # stop reading a server that sends faster than the caller takes the body
 _NO_BODY = (204, 304)
+# safe to send again after the server may have seen them (RFC 9110 9.2.1), when they carry no body
+REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class HTTPError(Exception):
@@ -88,15 +98,39 @@ def split_url(url: str) -> tuple[Origin, str]:
     return Origin(scheme, parts.hostname, port, netloc), parts.path.rstrip("/")
 
 
+class Request(NamedTuple):
+    """One request: its method, its target (path and query), the header lines and the body."""
+
+    method: str
+    target: str
+    head: bytes  # header lines, each ending in CRLF, Host first
+    body: bytes = b""
+
+    @property
+    def replayable(self) -> bool:
+        """Safe to send again after the server may have acted on it."""
+        return self.method in REPLAYABLE and not self.body
+
+    def wire(self, absolute: str = "", extra: bytes = b"") -> bytes:
+        """The bytes to send. `absolute` (scheme://host[:port]) makes the target absolute, for a proxy;
+        `extra` adds header lines (the proxy's credentials)."""
+        line = f"{self.method} {absolute}{self.target} HTTP/1.1\r\n".encode("latin-1")
+        return line + self.head + extra + b"\r\n" + self.body
+
+    def describe(self) -> str:
+        """METHOD /path for messages: the query is left out (it may carry a key)."""
+        return f"{self.method} {self.target.partition('?')[0]}"
+
+
 def encode_request(
     method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
-) -> bytes:
-    """The bytes of one request with a Content-Length body (empty for GET).
+) -> Request:
+    """One request with a Content-Length body (none for GET).
 
     A ValueError for a line break in the target or a header value, which would smuggle in headers of its
     own; the message names the header, never its value (it may be a token).
     """
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.netloc}"]
+    lines = [f"Host: {origin.netloc}"]
     for name, value in headers:
         if "\r" in value or "\n" in value:
             raise ValueError(f"the {name} header contains a line break")
@@ -106,10 +140,11 @@ def encode_request(
     if body or method not in ("GET", "DELETE"):
         lines.append(f"Content-Length: {len(body)}")
     try:
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        f"{method} {target}".encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError("a header or the request path has characters HTTP/1.1 cannot carry") from None
-    return head + body
+    return Request(method, target, head, body)
 
 
 _default_ssl: ssl.SSLContext | None = None
@@ -291,6 +326,7 @@ class _Connection(asyncio.Protocol):
             and self.transport is not None
             and not self.transport.is_closing()
             and now - self.idle_since < expiry
+            and not _pending_input(self.transport)
         )
 
     def discard(self) -> None:
@@ -360,6 +396,30 @@ class Response:
             conn.close()  # mid-response: for LM Studio, closing also stops the work behind it
 
 
+def _pending_input(transport: asyncio.Transport) -> bool:
+    """Whether bytes or an end of stream wait on an idle connection that the loop has not read yet.
+
+    An idle connection expects nothing, so anything there means the server closed it (or sent what nobody
+    asked for): it is not used, and nothing was written to it. This catches a close that arrived since the
+    loop last looked, which `closed` cannot know about yet.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+    except (OSError, ValueError):
+        return True
+    if fd < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)  # Windows
+    return bool(readable)
+
+
 class Pool:
     """Keep-alive connections per (scheme, host, port); at most `max_idle` idle ones per origin."""
 
@@ -381,7 +441,7 @@ class Pool:
     async def request(
         self,
         origin: Origin,
-        request: bytes,
+        request: Request,
         *,
         timeout: float | None = None,
         stream: bool = False,
@@ -394,16 +454,22 @@ class Pool:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        wire = request.wire()
         conn = self._take(origin.key, loop)
         if conn is not None:
             try:
-                return await self._exchange(conn, request, deadline, timeout, stream)
+                return await self._exchange(conn, wire, deadline, timeout, stream)
             except HTTPError as exc:
                 if exc.started or isinstance(exc, RequestTimeout):
                     raise
-                # the server closed this idle connection meanwhile: not a failure, send on a new one
+                if not request.replayable:
+                    raise ProtocolError(
+                        f"the server closed the connection without answering {request.describe()}; it was not "
+                        "sent again, because the server may have acted on it already"
+                    ) from None
+                # the server closed this kept-alive connection as the request arrived: a GET goes once more
         conn = await self._open(origin, loop, deadline, connect_timeout)
-        return await self._exchange(conn, request, deadline, timeout, stream)
+        return await self._exchange(conn, wire, deadline, timeout, stream)
 
     async def aclose(self) -> None:
         for conns in self._idle.values():

@@ -282,14 +282,14 @@ class Router:
             token = mon.client.token  # the instance's own LM Studio token (from the secret store)
             origin, prefix = http1.split_url(mon.config.url)
             head = (
-                f"{method} {prefix}{target} HTTP/1.1\r\nhost: {origin.netloc}\r\n"
-                f"content-length: {len(body)}\r\n"
+                f"host: {origin.netloc}\r\ncontent-length: {len(body)}\r\n"
                 + (f"authorization: Bearer {token}\r\n" if token else "")
             ).encode("latin-1")
+            request = http1.Request(method, prefix + target, head + forwarded, body)
             usage = self.usage_of(name)
             usage.outstanding += 1
             try:
-                resp = await self._http.request(origin, head + forwarded + b"\r\n" + body, stream=True)
+                resp = await self._http.request(origin, request, stream=True)
             except http1.HTTPError as exc:
                 usage.outstanding -= 1
                 reason = exc.message

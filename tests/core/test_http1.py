@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lmstudio_tray.core import http1
+from lmstudio_tray.core.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.models import FailureKind
 from lmstudio_tray.emulator import Emulator
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -167,22 +169,92 @@ async def test_a_connection_the_server_closed_while_idle_is_not_an_error(serve: 
     assert server.connections == 5
 
 
-async def test_a_reused_connection_that_dies_on_the_request_is_retried_once_on_a_new_one(
+async def test_a_get_on_a_reused_connection_that_dies_on_the_request_is_sent_once_more_on_a_new_one(
     serve: Callable[..., Server],
 ) -> None:
     # the race the idle check cannot see: the server drops the connection just as the request arrives
     seen: list[bytes] = []
     server = serve(keep_alive(answer=1, record=seen))
     pool = http1.Pool()
-    origin, _ = get(server.url())
-    post = http1.encode_request("POST", "/x", origin, [], b'{"n": 1}')
+    origin, request = get(server.url(), "/api/v1/models")
     try:
         for _ in range(3):
-            assert (await pool.request(origin, post, timeout=5)).content == b"ok"
+            assert (await pool.request(origin, request, timeout=5)).content == b"ok"
     finally:
         await pool.aclose()
     assert server.connections == 3
-    assert all(r.endswith(b'{"n": 1}') and b"Content-Length: 8" in r for r in seen)
+    assert len(seen) == 5  # GET, (GET dropped, GET again) x 2: a GET is safe to repeat
+    assert all(r.startswith(b"GET /api/v1/models ") for r in seen)
+
+
+async def test_a_post_the_server_may_have_seen_is_never_sent_twice(serve: Callable[..., Server]) -> None:
+    # a load: the server reads it on a kept-alive connection and closes without answering. It may be loading
+    # the model now; sending the POST again would start a second load.
+    seen: list[bytes] = []
+    server = serve(keep_alive(answer=1, record=seen))
+    pool = http1.Pool()
+    origin, first = get(server.url(), "/api/v1/models")
+    load = http1.encode_request("POST", "/api/v1/models/load?key=x", origin, [], b'{"model": "qwen"}')
+    try:
+        assert (await pool.request(origin, first, timeout=5)).content == b"ok"
+        with pytest.raises(http1.ProtocolError) as err:
+            await pool.request(origin, load, timeout=5)
+    finally:
+        await pool.aclose()
+    assert err.value.message == (
+        "the server closed the connection without answering POST /api/v1/models/load; it was not sent again, "
+        "because the server may have acted on it already"
+    )
+    assert [r.split(b" ", 2)[:2] for r in seen] == [[b"GET", b"/api/v1/models"],
+                                                     [b"POST", b"/api/v1/models/load?key=x"]]
+    assert server.connections == 1
+
+
+async def test_a_post_goes_out_on_a_new_connection_when_the_idle_one_is_found_closed_before_writing(
+    serve: Callable[..., Server],
+) -> None:
+    closed = threading.Event()
+    seen: list[bytes] = []
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if (req := await read_request(reader)) is not None:
+            seen.append(req)
+            writer.write(OK)  # says keep-alive, then closes anyway
+            await writer.drain()
+            if len(seen) == 1:
+                writer.close()
+                await writer.wait_closed()
+                closed.set()
+
+    server = serve(answer_then_close)
+    pool = http1.Pool()
+    origin, first = get(server.url())
+    load = http1.encode_request("POST", "/api/v1/models/load", origin, [], b'{"model": "qwen"}')
+    try:
+        assert (await pool.request(origin, first, timeout=5)).content == b"ok"
+        # block this loop until the server has closed: the pooled connection has not been told yet
+        assert closed.wait(10)
+        assert pool.idle_count(origin) == 1
+        assert (await pool.request(origin, load, timeout=5)).content == b"ok"
+    finally:
+        await pool.aclose()
+    assert server.connections == 2
+    assert [r.split(b" ", 1)[0] for r in seen] == [b"GET", b"POST"]  # nothing was written to the dead one
+
+
+async def test_a_load_the_server_dropped_reaches_the_caller_as_an_error(serve: Callable[..., Server]) -> None:
+    seen: list[bytes] = []
+    server = serve(keep_alive(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"data\": []}",
+                              answer=1, record=seen))
+    client = LMStudioClient(server.url(), timeout=5)
+    try:
+        await client.openai_model_ids()
+        with pytest.raises(LMStudioError, match="was not sent again") as err:
+            await client.load("qwen")
+    finally:
+        await client.aclose()
+    assert err.value.kind is FailureKind.SERVER_ERROR
+    assert sum(r.startswith(b"POST ") for r in seen) == 1
 
 
 async def test_the_idle_limit_and_expiry_close_connections(serve: Callable[..., Server]) -> None:
@@ -469,10 +541,15 @@ def test_urls_and_requests() -> None:
     assert http1.split_url("http://[::1]")[0][1:3] == ("::1", 80)
     with pytest.raises(ValueError, match="only http:// and https://"):
         http1.split_url("ftp://example.org")
-    body = http1.encode_request("POST", "/v1/x", origin, [("Authorization", "Bearer t")], b"{}")
-    assert body == (b"POST /v1/x HTTP/1.1\r\nHost: example.org:8443\r\nAuthorization: Bearer t\r\n"
-                    b"Content-Length: 2\r\n\r\n{}")
-    assert b"Content-Length" not in http1.encode_request("GET", "/", origin)
+    post = http1.encode_request("POST", "/v1/x", origin, [("Authorization", "Bearer t")], b"{}")
+    assert post.wire() == (b"POST /v1/x HTTP/1.1\r\nHost: example.org:8443\r\nAuthorization: Bearer t\r\n"
+                           b"Content-Length: 2\r\n\r\n{}")
+    assert not post.replayable
+    get_ = http1.encode_request("GET", "/v1/models?a=1", origin)
+    assert b"Content-Length" not in get_.wire() and get_.replayable
+    assert get_.wire("https://example.org:8443", b"Proxy-Authorization: Basic eA==\r\n") == (
+        b"GET https://example.org:8443/v1/models?a=1 HTTP/1.1\r\nHost: example.org:8443\r\n"
+        b"Proxy-Authorization: Basic eA==\r\n\r\n")
 
 
 def test_a_line_break_in_a_header_is_refused_without_echoing_the_value() -> None:
