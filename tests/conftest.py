@@ -52,7 +52,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytes
         monkeypatch.setenv(var, str(path))
     monkeypatch.delenv("LMSTUDIO_TRAY_CONFIG", raising=False)
     for var in list(os.environ):
-        if var.startswith("LMSTUDIO_TRAY_TOKEN_"):
+        # a proxy in the developer's environment must not reroute the tests' 127.0.0.1 traffic: httpx and
+        # the core's http1 both honour HTTP_PROXY and friends
+        if var.startswith("LMSTUDIO_TRAY_TOKEN_") or var.lower().endswith("_proxy"):
             monkeypatch.delenv(var)
     if request.node.get_closest_marker("real_keyring") is None:
         previous = keyring.get_keyring()

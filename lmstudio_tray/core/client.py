@@ -99,6 +99,10 @@ class LMStudioClient:
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
             body = None
         status = resp.status
+        if status == 407 or (status >= 500 and body is None):
+            proxied = self._through_proxy(status)
+            if proxied is not None:
+                raise proxied
         if status in (401, 403):
             raise LMStudioError(
                 FailureKind.AUTH_FAILED,
@@ -126,6 +130,20 @@ class LMStudioClient:
         if status >= 400:
             raise LMStudioError(FailureKind.SERVER_ERROR, f"HTTP {status} from {method} {path}", status=status)
         return body
+
+    def _through_proxy(self, status: int) -> LMStudioError | None:
+        """The proxy's own refusal (credentials, or it cannot reach LM Studio), said as such; None when the
+        request did not go through a proxy."""
+        proxy = self._http.proxy_for(self._origin)
+        if proxy is None:
+            return None
+        direct = f"add {self._origin.host} to NO_PROXY to connect directly"
+        if status == 407:
+            return LMStudioError(FailureKind.OFFLINE, f"the proxy {proxy.url} asks for credentials (HTTP 407): put "
+                                 f"user:password@ into its URL in HTTP_PROXY/HTTPS_PROXY/ALL_PROXY, or {direct}",
+                                 status=status)
+        return LMStudioError(FailureKind.OFFLINE, f"the proxy {proxy.url} could not reach {self.base_url} (HTTP "
+                             f"{status}); if LM Studio runs on this machine, {direct}", status=status)
 
     # ---- probes and listings -----------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ for http:// URLs) and 1.6 ms of CPU per status poll; this costs a fraction of bo
 
 What it does: keep-alive pools per (scheme, host, port) with an idle limit and expiry; Content-Length,
 chunked and close-delimited response bodies; per-request timeouts (connect, and the whole request or,
-for streams, the response head); TLS for https:// only, its context made on first use. What it does not:
-redirects, compression, cookies, proxies, HTTP/2, streamed request bodies.
+for streams, the response head); TLS for https:// only, its context made on first use; HTTP(S)_PROXY,
+ALL_PROXY and NO_PROXY exactly as httpx reads them (`core.proxy`): http:// through the proxy in absolute
+form, https:// through a CONNECT tunnel. What it does not: redirects, compression, cookies, SOCKS proxies,
+HTTP/2, streamed request bodies.
 
 A request is sent again only when that is safe. A kept-alive connection the server closed while it sat
 idle is noticed before anything is written to it, and the request goes out on a new one. If the server
@@ -33,6 +35,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from lmstudio_tray.core.proxy import Proxy, ProxyRules
+
 __all__ = [
     "ConnectError",
     "HTTPError",
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 MAX_BUFFERED = 1 << 20  # stop reading a server that sends faster than the caller takes the body
+MAX_TUNNEL_HEAD = 64 * 1024  # a proxy's answer to CONNECT is a few lines
 _NO_BODY = (204, 304)
 # safe to send again after the server may have seen them (RFC 9110 9.2.1), when they carry no body
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -420,8 +425,52 @@ def _pending_input(transport: asyncio.Transport) -> bool:
     return bool(readable)
 
 
+class _Tunnel(asyncio.Protocol):
+    """The proxy's answer to CONNECT: a status line and headers; after it, the bytes are the target's."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_TUNNEL_HEAD:
+                self.answer.set_exception(ConnectError("the proxy's answer to CONNECT is not HTTP"))
+            return
+        status_line = self._buffer[:end].split(b"\r\n", 1)[0].decode("latin-1")
+        version, _, rest = status_line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or not code.isdigit():
+            self.answer.set_exception(ConnectError("the proxy's answer to CONNECT is not HTTP"))
+        elif code.startswith("2") and self._buffer[end + 4:]:  # a refusal may carry a page; a tunnel nothing
+            self.answer.set_exception(ConnectError("the proxy sent data before the tunnel was set up"))
+        else:
+            self.answer.set_result((int(code), reason.strip()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectError("the proxy closed the connection instead of answering CONNECT"))
+
+
+def _authority(origin: Origin) -> str:
+    host = f"[{origin.host}]" if ":" in origin.host else origin.host
+    return f"{host}:{origin.port}"
+
+
+def _via(proxy: Proxy | None) -> str:
+    return "" if proxy is None else f" (through the proxy {proxy.url})"
+
+
 class Pool:
-    """Keep-alive connections per (scheme, host, port); at most `max_idle` idle ones per origin."""
+    """Keep-alive connections per (scheme, host, port); at most `max_idle` idle ones per origin.
+
+    `proxies` decides which origins go through a proxy; by default the environment's proxy settings, read
+    once here the way an httpx client reads them when it is made.
+    """
 
     def __init__(
         self,
@@ -430,13 +479,23 @@ class Pool:
         max_idle: int = 4,
         idle_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxies: ProxyRules | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
         self.idle_expiry = idle_expiry
         self.connections_opened = 0  # for tests and benches: how often keep-alive did not help
         self._ssl = ssl_context
+        self._proxies = proxies if proxies is not None else ProxyRules.from_environment()
+        self._routes: dict[tuple[str, str, int], Proxy | None] = {}
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+
+    def proxy_for(self, origin: Origin) -> Proxy | None:
+        """The proxy requests to `origin` go through (None: directly)."""
+        key = origin.key
+        if key not in self._routes:
+            self._routes[key] = self._proxies.proxy_for(*key)
+        return self._routes[key]
 
     async def request(
         self,
@@ -454,7 +513,12 @@ class Pool:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        wire = request.wire()
+        proxy = self.proxy_for(origin)
+        if proxy is not None and origin.scheme == "http":  # the proxy needs the whole URL, and may want credentials
+            auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+            wire = request.wire(f"http://{origin.netloc}", auth.encode("latin-1"))
+        else:  # direct, or inside a CONNECT tunnel: as to the server itself
+            wire = request.wire()
         conn = self._take(origin.key, loop)
         if conn is not None:
             try:
@@ -468,7 +532,7 @@ class Pool:
                         "sent again, because the server may have acted on it already"
                     ) from None
                 # the server closed this kept-alive connection as the request arrived: a GET goes once more
-        conn = await self._open(origin, loop, deadline, connect_timeout)
+        conn = await self._open(origin, proxy, loop, deadline, connect_timeout)
         return await self._exchange(conn, wire, deadline, timeout, stream)
 
     async def aclose(self) -> None:
@@ -522,29 +586,86 @@ class Pool:
             raise
         return response
 
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl if self._ssl is not None else default_ssl_context()
+
     async def _open(
-        self, origin: Origin, loop: asyncio.AbstractEventLoop, deadline: float | None, connect_timeout: float | None
+        self,
+        origin: Origin,
+        proxy: Proxy | None,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float | None,
+        connect_timeout: float | None,
     ) -> _Connection:
         limit = self.connect_timeout if connect_timeout is None else connect_timeout
         if deadline is not None:
             limit = min(limit, max(0.0, deadline - loop.time()))
-        context: ssl.SSLContext | None = None
-        if origin.scheme == "https":
-            context = self._ssl if self._ssl is not None else default_ssl_context()
+        via = _via(proxy)
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, origin.host, origin.port, ssl=context), timeout=limit
-            )
+            conn = await asyncio.wait_for(self._connect(origin, proxy, loop), timeout=limit)
         except asyncio.TimeoutError:
-            raise ConnectError(f"connect timed out after {limit:g} s") from None
+            raise ConnectError(f"connect timed out after {limit:g} s{via}") from None
         except ConnectionRefusedError:
-            raise ConnectError("connection refused") from None
+            raise ConnectError(f"connection refused{via}") from None
         except ssl.SSLCertVerificationError as exc:
-            raise ConnectError(f"TLS handshake failed: certificate not trusted ({exc.verify_message})") from None
+            raise ConnectError(f"TLS handshake failed: certificate not trusted ({exc.verify_message}){via}") from None
         except ssl.SSLError as exc:
-            raise ConnectError(f"TLS handshake failed: {exc.reason or exc}") from None
+            raise ConnectError(f"TLS handshake failed: {exc.reason or exc}{via}") from None
         except OSError as exc:
-            raise ConnectError(exc.strerror or str(exc) or type(exc).__name__) from None
+            raise ConnectError(f"{exc.strerror or str(exc) or type(exc).__name__}{via}") from None
         conn.key = origin.key
         self.connections_opened += 1
+        return conn
+
+    async def _connect(self, origin: Origin, proxy: Proxy | None, loop: asyncio.AbstractEventLoop) -> _Connection:
+        context = self._context() if origin.scheme == "https" else None
+        if proxy is None:
+            _, conn = await loop.create_connection(_Connection, origin.host, origin.port, ssl=context)
+            return conn
+        if not proxy.usable:
+            raise ConnectError(
+                f"the proxy {proxy.url} cannot be used (only http:// and https:// proxies are supported); change "
+                f"HTTP_PROXY/HTTPS_PROXY/ALL_PROXY, or add {origin.host} to NO_PROXY to connect directly"
+            )
+        proxy_context = self._context() if proxy.scheme == "https" else None
+        if context is None:  # http:// through the proxy: requests in absolute form on this connection
+            _, conn = await loop.create_connection(_Connection, proxy.host, proxy.port, ssl=proxy_context)
+            return conn
+        transport, tunnel = await loop.create_connection(_Tunnel, proxy.host, proxy.port, ssl=proxy_context)
+        try:
+            return await self._through_tunnel(origin, proxy, loop, transport, tunnel, context)
+        except BaseException:
+            transport.close()
+            raise
+
+    async def _through_tunnel(
+        self,
+        origin: Origin,
+        proxy: Proxy,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        tunnel: _Tunnel,
+        context: ssl.SSLContext,
+    ) -> _Connection:
+        """CONNECT to `origin` through the proxy, then TLS with the origin inside the tunnel."""
+        authority = _authority(origin)
+        auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode("latin-1"))
+        status, reason = await tunnel.answer
+        if not 200 <= status < 300:
+            hint = "; put user:password@ into the proxy URL" if status == 407 else ""
+            raise ConnectError(
+                f"the proxy {proxy.url} refused the tunnel to {authority} (HTTP {status} {reason}){hint}"
+            )
+        conn = _Connection()
+        try:
+            tls = await loop.start_tls(transport, conn, context, server_hostname=origin.host)
+        except TypeError:  # TLS inside the TLS of an https:// proxy: Python 3.11+ only
+            raise ConnectError(
+                f"https:// through the https:// proxy {proxy.url} needs Python 3.11 or newer; give the proxy "
+                "as http://, or add the host to NO_PROXY"
+            ) from None
+        if tls is None:  # the loop was closed meanwhile
+            raise ConnectError("the connection was closed during the TLS handshake")
+        conn.connection_made(tls)
         return conn
