@@ -81,7 +81,8 @@ def _live() -> tuple[dict[str, Any], dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for path in ("/v1/status", "/v1/route/"):
         try:
-            r = httpx.get(ep.url + path, headers=headers, timeout=1.0)
+            # the loopback endpoint, never through a proxy: the token would travel there
+            r = httpx.get(ep.url + path, headers=headers, timeout=1.0, trust_env=False)
             out.append(r.json() if r.status_code == 200 else {})
         except (httpx.HTTPError, ValueError):
             out.append({})

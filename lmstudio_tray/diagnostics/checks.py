@@ -329,7 +329,8 @@ def check_endpoint(path: Path | None = None, timeout: float = 2.0) -> CheckResul
         return CheckResult("endpoint", "OpenCode endpoint", Status.FAIL,
                            f"{target} is left from a run that ended (pid {info.pid} is gone)", start, data)
     try:
-        resp = httpx.get(f"{info.url}/v1/health", timeout=timeout)
+        # our own loopback endpoint: never through a proxy, which cannot reach this machine's 127.0.0.1
+        resp = httpx.get(f"{info.url}/v1/health", timeout=timeout, trust_env=False)
         body = resp.json()
         ok = resp.status_code == 200 and isinstance(body, dict) and body.get("ok") is True
     except (httpx.HTTPError, ValueError) as exc:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -205,6 +206,19 @@ def test_the_dashboard_command_prints_a_working_single_use_link(stack: Stack,
     with httpx.Client(timeout=30, follow_redirects=True) as browser:
         assert browser.get(url).status_code == 200
         assert browser.get(stack.server.url + "/dashboard/api/live").status_code == 200
+
+
+def test_the_dashboard_command_asks_the_endpoint_directly_whatever_the_proxy(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmstudio_tray.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # a proxy that is down: the token must not go there, nor the request fail
+    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{dead}")
+    assert main(["dashboard", "--no-open"]) == 0
+    assert "/dashboard?code=" in capsys.readouterr().out
 
 
 def test_the_dashboard_command_without_a_running_endpoint(capsys: pytest.CaptureFixture[str]) -> None:

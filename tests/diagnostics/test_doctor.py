@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -233,6 +234,13 @@ def test_endpoint_up_then_killed(tmp_path: Path, emulator: Emulator) -> None:
         _wait_for_endpoint(proc, paths.endpoint_file())
         result = check_endpoint()
         assert result.status is Status.OK and f"pid {proc.pid}" in result.detail and " up, version " in result.detail
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        with pytest.MonkeyPatch.context() as env:  # the loopback endpoint is asked directly, whatever the proxy
+            env.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+            env.setenv("ALL_PROXY", f"http://127.0.0.1:{dead}")
+            assert check_endpoint().status is Status.OK
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

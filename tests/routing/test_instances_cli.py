@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import keyring
@@ -170,7 +171,8 @@ def test_discover_without_lm_studio(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_list_includes_what_the_running_tray_saw(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool_factory: Any, emulator_factory: EmulatorFactory
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool_factory: Any, emulator_factory: EmulatorFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pool = pool_factory({"a": [QWEN]}, poll_interval=60, fast_window=0)
     stray: Emulator = emulator_factory()
@@ -187,6 +189,9 @@ def test_list_includes_what_the_running_tray_saw(
     pool.emus["a"].start_server()
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[[instances]]\nname = "a"\nurl = "{pool.emus["a"].api_url}"\n')
+    # a proxy that is down: the running tray is still asked directly (its token must not go to a proxy)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", urlsplit(pool.emus["a"].api_url).netloc)  # LM Studio itself directly
     code, out, _ = run(capsys, "--config", str(cfg), "instances", "list", "--json")
     assert code == 0
     rows = {row["name"]: row for row in json.loads(out)}
