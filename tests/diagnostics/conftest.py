@@ -119,7 +119,10 @@ def xvfb() -> Iterator[Xserver]:
     exe = shutil.which("Xvfb")
     assert exe, "Xvfb is needed for the tray check (Debian package xvfb)"
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp"],
+    # -noreset: Xvfb otherwise resets when its last client leaves, and a connection made during the
+    # reset is dropped ("connection reset by peer"), as each check here connects and leaves in turn
+    proc = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp",
+                             "-noreset"],
                             pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
     os.close(write_fd)
     try:
