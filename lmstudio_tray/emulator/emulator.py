@@ -171,6 +171,11 @@ class Emulator:
         )
         return self.state.engine.load_now(job).identifier
 
+    def finish_loads(self) -> int:
+        """Complete every load in progress at once (JIT, REST or `lms`); returns how many. With a long
+        `load_seconds`, tests hold a load in progress until they call this."""
+        return self.state.engine.finish_loads()
+
     def unload(self, instance_id: str) -> bool:
         return self.state.engine.unload(instance_id) is not None
 

@@ -112,6 +112,12 @@ class EmulatorState:
         raise errors.unknown_model(profile, name or "", self.listed_names())
 
     def jit_target(self, spec: ModelSpec, ttl: float | None, variant: str | None = None) -> Target:
+        """A second JIT request for a model JIT is loading joins that load. A load someone asked for
+        explicitly (`lms load`, REST, SDK) is not joined: LM Studio lists no loading state and shows a
+        load's progress only to the client that started it, and JIT with several clients has stacked
+        `key:2` instances (LM Studio issue #168). Nothing documents a JIT request waiting for an explicit
+        load, so the emulator takes the conservative reading: the request starts its own JIT load, a second
+        instance with the default context (and auto-evict applies)."""
         pending = self.engine.pending_jit_job(spec.key)
         if pending is not None:
             return Target(job=pending)

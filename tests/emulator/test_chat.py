@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -114,7 +115,6 @@ def test_concurrent_jit_requests_share_one_load(emulator_factory: EmulatorFactor
 
 
 def test_load_in_progress_is_invisible(emulator_factory: EmulatorFactory) -> None:
-    import threading
 
     emu = emulator_factory(load_seconds=0.25)
     t = threading.Thread(target=lambda: chat(client_for(emu.api_url), QWEN))
@@ -241,3 +241,73 @@ def test_token_delay_slows_streaming(emulator_factory: EmulatorFactory) -> None:
     started = time.monotonic()
     chat(client_for(emu.api_url), QWEN, stream=True)
     assert time.monotonic() - started >= 0.15
+
+
+# ---- a request while an explicit load of the same model runs ------------------------------------------
+
+LLAMA = "llama-3.2-3b-instruct"
+
+
+def _load_in_background(emu: Emulator, key: str, **body: Any) -> threading.Thread:
+    """POST /api/v1/models/load (it answers when the load has finished) from a thread; returns once the
+    emulator lists the load as in progress."""
+    thread = threading.Thread(target=lambda: httpx.Client(base_url=emu.api_url, timeout=600).post(
+        "/api/v1/models/load", json={"model": key, **body}))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not [j for j in emu.snapshot()["loading"] if j["model"] == key] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [j for j in emu.snapshot()["loading"] if j["model"] == key]
+    return thread
+
+
+def test_finish_loads_completes_a_held_load(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(load_seconds=3600)
+    thread = _load_in_background(emu, QWEN, context_length=8192)
+    assert emu.loaded() == []
+    assert emu.finish_loads() == 1
+    thread.join(30)
+    assert [(m["identifier"], m["contextLength"]) for m in emu.loaded()] == [(QWEN, 8192)]
+    assert emu.finish_loads() == 0
+
+
+@pytest.mark.parametrize(("others", "error"), [
+    ((QWEN, LLAMA), f'Invalid model identifier "{GEMMA}".'),
+    ((), "No models loaded."),
+])
+def test_jit_off_a_model_being_loaded_is_refused_until_its_load_ends(
+    emulator_factory: EmulatorFactory, others: tuple[str, ...], error: str
+) -> None:
+    emu = emulator_factory(jit=False, load_seconds=3600)
+    for key in others:
+        emu.load(key)
+    thread = _load_in_background(emu, GEMMA, context_length=16384)
+    with client_for(emu.api_url) as c:
+        r = chat(c, GEMMA)
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith(error), r.text
+        emu.finish_loads()
+        thread.join(30)
+        r = chat(c, GEMMA)
+        assert r.status_code == 200 and r.json()["model"] == GEMMA
+
+
+def test_jit_on_a_request_during_an_explicit_load_starts_a_second_instance(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    """Nothing says LM Studio's JIT joins a load another client asked for: the conservative reading."""
+    emu = emulator_factory(jit=True, load_seconds=3600)
+    explicit = _load_in_background(emu, GEMMA, context_length=16384)
+    answers: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: answers.append(chat(httpx.Client(base_url=emu.api_url, timeout=600), GEMMA)))
+    request.start()
+    deadline = time.monotonic() + 30
+    while len(emu.snapshot()["loading"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(j["identifier"] for j in emu.snapshot()["loading"]) == [GEMMA, f"{GEMMA}:2"]
+    emu.finish_loads()
+    explicit.join(30)
+    request.join(30)
+    assert answers and answers[0].status_code == 200 and answers[0].json()["model"] == f"{GEMMA}:2"
+    assert sorted((m["identifier"], m["contextLength"]) for m in emu.loaded()) == [
+        (GEMMA, 16384), (f"{GEMMA}:2", 4096)]
