@@ -112,6 +112,14 @@ def _all_kept(snap: InstanceSnapshot, key: str, protected: frozenset[str]) -> bo
     return info is not None and info.loaded and all(i.id in protected for i in info.instances)
 
 
+@dataclass(frozen=True)
+class _Flight:
+    """A load in progress and the context length its first caller asked for (None: the default)."""
+
+    task: asyncio.Task[LoadResult]
+    context_length: int | None
+
+
 class Actions:
     def __init__(
         self,
@@ -133,7 +141,7 @@ class Actions:
         self.uses: ModelUseLog | None = uses
         # asked at each start/stop, so a profile or preset switch applies without a restart
         self.server_control_enabled: Callable[[], bool] = lambda: True
-        self._inflight: dict[tuple[str, str], asyncio.Task[LoadResult]] = {}
+        self._inflight: dict[tuple[str, str], _Flight] = {}
         self._lms_in_use: dict[tuple[str, str], Lms] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------
@@ -208,18 +216,40 @@ class Actions:
     # ---- load -------------------------------------------------------------------------------------
 
     async def load(self, instance: str, model: str, *, context_length: int | None = None) -> LoadResult:
+        """Load `model` (with `context_length`, else the team's recommended context or LM Studio's default).
+
+        Single-flight per instance and model: a caller asking for the same context as the load in flight (or
+        for none) shares it. A caller asking for another context waits for that load to end, then loads as
+        asked, which is "already loaded" when the finished load has that context; it never gets a result
+        for a context it did not ask for.
+        """
         key = (instance, model)
-        task = self._inflight.get(key)
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._load(instance, model, context_length))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))  # type: ignore[misc]
-        # shield: one caller giving up (a timed-out hook) must not cancel the load for everyone
-        return await asyncio.shield(task)
+        while True:
+            flight = self._inflight.get(key)
+            if flight is None or flight.task.done():
+                flight = _Flight(asyncio.ensure_future(self._load(instance, model, context_length)), context_length)
+                self._inflight[key] = flight
+                flight.task.add_done_callback(lambda _t, k=key, f=flight: self._landed(k, f))  # type: ignore[misc]
+            if context_length is None or flight.context_length == context_length:
+                # shield: one caller giving up (a timed-out hook) must not cancel the load for everyone
+                return await asyncio.shield(flight.task)
+            with contextlib.suppress(ActionError):  # its failure is not this caller's: load as asked next
+                await asyncio.shield(flight.task)
+
+    def _landed(self, key: tuple[str, str], flight: _Flight) -> None:
+        if self._inflight.get(key) is flight:
+            del self._inflight[key]
 
     def loading(self, instance: str, model: str) -> bool:
-        task = self._inflight.get((instance, model))
-        return task is not None and not task.done()
+        flight = self._inflight.get((instance, model))
+        return flight is not None and not flight.task.done()
+
+    async def wait_for_load(self, instance: str, model: str) -> LoadResult | None:
+        """The result of the load of `model` in flight now (shared, not restarted); None when none is."""
+        flight = self._inflight.get((instance, model))
+        if flight is None or flight.task.done():
+            return None
+        return await asyncio.shield(flight.task)
 
     async def _load(self, instance: str, model: str, context_length: int | None) -> LoadResult:
         mon, snap = await self._usable(instance)

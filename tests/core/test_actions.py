@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
 from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.events import ALL_KINDS, Event, LoadFailed, LoadProgressed
 from lmstudio_tray.core.models import InstanceState, LoadProgress
+from lmstudio_tray.emulator import Emulator
 from tests.core.helpers import Recorder, make_core
 from tests.emulator_fixtures import EmulatorFactory, LmsHome
 
@@ -52,6 +55,65 @@ async def test_concurrent_loads_share_one_request(emulator_factory: EmulatorFact
         loads = [r for r in emu.requests if r.path == "/api/v1/models/load"]
         assert len(loads) == 1
         assert [r["identifier"] for r in emu.loaded()] == [QWEN]  # no :2 from a double click
+    finally:
+        await core.monitor.stop()
+
+
+async def _until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def _loading(emu: Emulator) -> list[str]:
+    return [j["identifier"] for j in emu.snapshot()["loading"]]
+
+
+async def test_a_load_asking_another_context_waits_then_loads_as_asked(emulator_factory: EmulatorFactory) -> None:
+    """Single-flight shares a load only with callers that asked for its context (or for none): a caller
+    asking for another context waits for it, then gets its own load, never the other one's result."""
+    emu = emulator_factory(load_seconds=3600)  # each load is held until the test finishes it
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        first = asyncio.ensure_future(core.actions.load("local", GEMMA, context_length=8192))
+        await _until(lambda: _loading(emu) == [GEMMA], "the first load")
+        same = asyncio.ensure_future(core.actions.load("local", GEMMA, context_length=8192))
+        any_context = asyncio.ensure_future(core.actions.load("local", GEMMA))
+        bigger = asyncio.ensure_future(core.actions.load("local", GEMMA, context_length=16384))
+        assert core.actions.loading("local", GEMMA)
+        emu.finish_loads()
+        r1, r_same, r_any = await asyncio.gather(first, same, any_context)
+        assert r1 == r_same == r_any and (r1.instance_id, r1.context_length) == (GEMMA, 8192)
+        await _until(lambda: _loading(emu) == [f"{GEMMA}:2"], "the load with the other context")
+        assert not bigger.done()
+        emu.finish_loads()
+        r2 = await bigger
+        assert (r2.instance_id, r2.context_length, r2.already_loaded) == (f"{GEMMA}:2", 16384, False)
+        assert sorted((m["identifier"], m["contextLength"]) for m in emu.loaded()) == [
+            (GEMMA, 8192), (f"{GEMMA}:2", 16384)]
+        assert len([r for r in emu.requests if r.path == "/api/v1/models/load"]) == 2
+    finally:
+        await core.monitor.stop()
+
+
+async def test_a_load_asking_the_context_the_running_load_gets_is_already_loaded_after_it(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    emu = emulator_factory(load_seconds=3600)
+    core = make_core(emu.api_url)
+    try:
+        await core.monitor.warm_up()
+        default = asyncio.ensure_future(core.actions.load("local", GEMMA))  # LM Studio's default: 4096
+        await _until(lambda: _loading(emu) == [GEMMA], "the first load")
+        asked = asyncio.ensure_future(core.actions.load("local", GEMMA, context_length=4096))
+        emu.finish_loads()
+        r_default, r_asked = await asyncio.gather(default, asked)
+        assert (r_default.context_length, r_default.already_loaded) == (4096, False)
+        assert (r_asked.instance_id, r_asked.context_length, r_asked.already_loaded) == (GEMMA, 4096, True)
+        assert len([r for r in emu.requests if r.path == "/api/v1/models/load"]) == 1
+        assert await core.actions.wait_for_load("local", GEMMA) is None  # nothing in flight any more
     finally:
         await core.monitor.stop()
 
