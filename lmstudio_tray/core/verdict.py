@@ -546,13 +546,18 @@ def evaluate(
 
 
 def ensure_target(verdict: Verdict, request: ValidateRequest) -> tuple[str, int | None] | None:
-    """What an `ensure` must load for this verdict: (model key, context length) or None if nothing."""
+    """What an `ensure` must load for this verdict: (model key, context length) or None if nothing.
+
+    The context is what the request plans with (OpenCode's limit.context), capped at the model's maximum:
+    a load with LM Studio's default would make the next turn `context_too_small`. None (the request names
+    no context) leaves the choice to the load: the team's recommended context, else LM Studio's default.
+    """
     if verdict.category not in ENSURABLE or verdict.category == "loading":
         return None
     key = verdict.facts.model_key or request.model
     if verdict.category == "ambiguous" and verdict.facts.model_key is None:
         return None
-    context = request.context_limit if verdict.category == "context_too_small" else None
+    context = request.context_limit
     if context and verdict.facts.max_context_length:
         context = min(context, verdict.facts.max_context_length)
     return key, context

@@ -95,6 +95,18 @@ def test_loading_proceeds_with_retry_after() -> None:
     assert "40%" in v.message
 
 
+def test_ensure_loads_the_context_the_request_plans_for() -> None:
+    """Not only for context_too_small: a load with LM Studio's default context would make the next turn
+    context_too_small. Capped at the model's maximum; no context named leaves the choice to the load."""
+    jit_snap = snap(*CATALOG, jit=True)
+    for s, model_key in ((snap(*CATALOG), "google/gemma-3-4b"), (jit_snap, "google/gemma-3-4b")):
+        v = evaluate(s, req(model_key, context_limit=16384), dict.fromkeys(CATEGORIES, Policy.ENSURE))
+        assert v.category in ("not_loaded", "jit")
+        assert ensure_target(v, req(model_key, context_limit=16384)) == (model_key, 16384), v.category
+        assert ensure_target(v, req(model_key, context_limit=10**6)) == (model_key, 32768)  # the model's max
+        assert ensure_target(v, req(model_key)) == (model_key, None)
+
+
 def test_unknown_model_suggests_similar_and_loaded_first() -> None:
     v = evaluate(snap(*CATALOG), req("qwen/qwen3-4b"), POLICY)
     assert (v.category, v.ok) == ("unknown_model", False)
