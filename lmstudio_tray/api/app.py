@@ -88,6 +88,7 @@ class Metrics:
     categories: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     ensures: int = 0
+    ensures_waiting: int = 0  # ensures waiting for a load that was already running (now)
     transforms: Counter[str] = field(default_factory=Counter)
     fail_open_refreshes: int = 0
 
@@ -320,6 +321,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
                 "answered_from_stale_cache": m.fail_open_refreshes,
             },
             "ensures": m.ensures,
+            "ensures_waiting": m.ensures_waiting,
             "transforms": dict(m.transforms),
             "requests": dict(m.requests),
             "refused": st.guard.refused if st.guard else 0,
@@ -345,8 +347,11 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         if name is not None and body.session_id and v.facts.model_key:
             st.sessions.note_model(body.session_id, name, v.facts.model_key, v.facts.loaded_context_length,
                                    agent=body.agent)
-        if name is not None and v.category == "jit" and v.ok and v.facts.model_key:
-            # LM Studio is about to load it for this request: show it as loading meanwhile.
+        if name is not None and v.category in ("jit", "ambiguous") and v.ok and v.facts.model_key and (
+            v.facts.jit and not v.facts.instance_ids
+        ):
+            # LM Studio is about to load it for this request (an ambiguous name: its default variant): show
+            # it as loading meanwhile, so the next request for it waits instead of loading another copy.
             monitor.mark_expected_load(name, v.facts.model_key, v.facts.eta_seconds)
         if name is not None and v.ok and v.facts.model_key and st.router is not None:
             # the shared-instance guard's "served requests lately" (memory now, the file at most every few s)
@@ -366,67 +371,96 @@ def _routes(app: FastAPI, st: ApiState) -> None:
     st.validate = validate_verdict
 
     @app.post("/v1/ensure", response_model=s.EnsureOut, responses=ERRORS, tags=["hooks"],
-              description="Load the model if needed (single-flight across sessions, time-boxed by "
-              "validation.ensure_timeout), then answer whether the request may proceed.")
+              description="Load the model if needed (single-flight across sessions, with the context the request "
+              "plans for), or wait for the load already running, time-boxed by validation.ensure_timeout; then "
+              "answer whether the request may proceed.")
     async def ensure(body: s.ValidateIn) -> JSONResponse:
         st.metrics.ensures += 1
         started = time.perf_counter()
+        timeout = core.config.validation.ensure_timeout  # read now: a config change swaps core.config
+        deadline = time.monotonic() + timeout
         name = await resolve_or_adhoc(body.base_url)
         snap = await monitor.get(name, max_age=1.0) if name else None
-        v = verdict_for(name, snap, body, {**cfg.validation.policy, **dict.fromkeys(cfg.validation.policy,
-                                                                                    Policy.ENSURE)})
+        # the caller's policy said `ensure` for this request: make it loaded, whatever the category's policy
+        policy = core.config.validation.policy
+        v = verdict_for(name, snap, body, {**policy, **dict.fromkeys(policy, Policy.ENSURE)})
+        first = v.category
 
-        def answer(ok: bool, message: str, text: str | None = None, load: dict[str, Any] | None = None) -> JSONResponse:
-            return JSONResponse({"ok": ok, "category": v.category, "message": message, "text": text or message,
-                                 "seconds": round(time.perf_counter() - started, 3), "load": load})
+        def answer(ok: bool, now: str, message: str, text: str | None = None,
+                   load: dict[str, Any] | None = None) -> JSONResponse:
+            return JSONResponse({"ok": ok, "category": first, "category_now": now, "message": message,
+                                 "text": text or message, "seconds": round(time.perf_counter() - started, 3),
+                                 "load": load})
 
+        while name is not None and v.category == "loading" and v.action is Policy.ENSURE:
+            st.metrics.ensures_waiting += 1
+            try:
+                finished = await wait_loaded(name, v, deadline)
+            finally:
+                st.metrics.ensures_waiting -= 1
+            if not finished:
+                key = v.facts.model_key or v.model
+                msg = f"{key} is still loading after {timeout:g} s; it goes on in the background. Try again shortly."
+                return answer(False, "loading", msg, msg + "\n" + v.text)
+            # the situation changed: judged again as if the request came now, by the configured policy
+            snap = await monitor.get(name, max_age=0)
+            v = verdict_for(name, snap, body, core.config.validation.policy)
         if v.category == "ready":
-            return answer(True, v.message)
-        if name is None or v.action is Policy.BLOCK:
-            return answer(False, v.message, v.text)
-        req = ValidateRequest(body.model, body.base_url, body.context_limit or None)
-        target = ensure_target(v, req)
-        timeout = cfg.validation.ensure_timeout
+            if first != "loading":
+                return answer(True, "ready", v.message)
+            ctx = f", context {v.facts.loaded_context_length}" if v.facts.loaded_context_length else ""
+            waited = time.perf_counter() - started
+            return answer(True, "ready", f"{v.facts.model_key or v.model} is ready on {name} (waited {waited:.1f} s "
+                                         f"for its load{ctx}).")
+        if name is None or v.action is not Policy.ENSURE:
+            return answer(v.ok, v.category, v.message, v.text)
+        return await ensure_load(name, v, body, deadline, answer)
+
+    async def ensure_load(name: str, v: Verdict, body: s.ValidateIn, deadline: float,
+                          answer: Callable[..., JSONResponse]) -> JSONResponse:
+        target = ensure_target(v, ValidateRequest(body.model, body.base_url, body.context_limit or None))
         if target is None:
-            if v.category == "loading":
-                return await wait_loaded(name, v, timeout, answer)
-            return answer(False, v.message, v.text)
+            return answer(False, v.category, v.message, v.text)
         key, context = target
         old_ids = list(v.facts.instance_ids) if v.category == "context_too_small" else []
+        timeout = core.config.validation.ensure_timeout
         try:
-            result = await asyncio.wait_for(core.actions.load(name, key, context_length=context), timeout=timeout)
+            result = await asyncio.wait_for(core.actions.load(name, key, context_length=context),
+                                            timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            msg = f"{key} is still loading after {timeout:.0f} s; it goes on in the background. Try again shortly."
-            return answer(False, msg, msg + "\n" + v.text)
+            msg = f"{key} is still loading after {timeout:g} s; it goes on in the background. Try again shortly."
+            return answer(False, "loading", msg, msg + "\n" + v.text)
         except ActionError as exc:
-            return answer(False, str(exc), f"{exc}\n{v.text}")
+            return answer(False, v.category, str(exc), f"{exc}\n{v.text}")
         for old in old_ids:
             if old != result.instance_id:
                 with contextlib.suppress(ActionError):
                     await core.actions.unload(name, old)
         took = "already loaded" if result.already_loaded else f"loaded in {result.seconds:.1f} s"
         ctx = f", context {result.context_length}" if result.context_length else ""
-        return answer(True, f"{key} is ready on {name} ({took}{ctx}).", load=result.to_json())
+        return answer(True, "ready", f"{key} is ready on {name} ({took}{ctx}).", load=result.to_json())
 
-    async def wait_loaded(name: str, v: Verdict, timeout: float,
-                          answer: Callable[..., JSONResponse]) -> JSONResponse:
+    async def wait_loaded(name: str, v: Verdict, deadline: float) -> bool:
+        """Wait, until `deadline`, for the load `v` found running: False if it is still running then.
+
+        A load an action runs in this process (another request's ensure, the tray, a tool) is joined; any
+        other (a JIT load the tray expects) is watched in the status until it is no longer listed."""
         key = v.facts.model_key or v.model
         if core.actions.loading(name, key):
             try:
-                result = await asyncio.wait_for(core.actions.load(name, key), timeout=timeout)
-                return answer(True, f"{key} is ready on {name}.", load=result.to_json())
-            except (asyncio.TimeoutError, ActionError) as exc:
-                return answer(False, str(exc) or f"{key} is still loading", v.text)
-        deadline = time.monotonic() + timeout
+                await asyncio.wait_for(core.actions.wait_for_load(name, key),
+                                       timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                return False
+            except ActionError:
+                pass  # it failed: the request is judged again and gets that category's policy
+            return True
         while time.monotonic() < deadline:
             snap = await monitor.get(name, max_age=0.5)
-            m = resolve_model(snap, key)
-            if m is not None and m.loaded:
-                return answer(True, f"{key} is ready on {name}.")
-            if not any(ld.model == key for ld in snap.loads):
-                break
+            if not any(ld.model in (key, v.model) for ld in snap.loads):
+                return True
             await asyncio.sleep(0.25)
-        return answer(False, f"{key} did not finish loading.", v.text)
+        return False
 
     @app.post("/v1/events", response_model=s.EventsOut, responses=ERRORS, tags=["hooks"])
     async def events(body: s.EventsIn) -> JSONResponse:

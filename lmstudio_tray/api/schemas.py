@@ -98,6 +98,8 @@ class VerdictOut(BaseModel):
 class EnsureOut(BaseModel):
     ok: bool
     category: str = Field(description="the verdict category before the ensure")
+    category_now: str = Field(description="the category the answer is for: `ready` after a load, else what "
+                              "the request found (after waiting for a running load: judged by its policy)")
     message: str
     text: str
     seconds: float

@@ -98,7 +98,8 @@ def _default_policy() -> dict[str, Policy]:
     return {
         "ready": Policy.ALLOW,
         "jit": Policy.ALLOW,
-        "loading": Policy.ALLOW,
+        # with JIT off LM Studio refuses a request for a model until its load has finished: wait for it
+        "loading": Policy.ENSURE,
         "not_loaded": Policy.BLOCK,
         "unknown_model": Policy.BLOCK,
         "ambiguous": Policy.WARN,
@@ -117,7 +118,10 @@ class ValidationConfig(Strict):
         default_factory=_default_policy,
         description="What the OpenCode plugin does per verdict category: allow, warn, block or ensure.",
     )
-    ensure_timeout: float = Field(120.0, gt=0, le=3600, description="Longest time an `ensure` load may take.")
+    ensure_timeout: float = Field(
+        120.0, gt=0, le=3600,
+        description="Longest time an `ensure` may take: its load, or its wait for a load already running.",
+    )
     hook_timeout_ms: int = Field(800, ge=50, le=30000, description="How long the plugin waits for a verdict.")
 
     @field_validator("policy")

@@ -147,7 +147,11 @@ def _default(field: FieldInfo) -> str:
 SUBKEY_HELP = {
     "validation.policy.ready": "The model is loaded with enough context.",
     "validation.policy.jit": "The model is not loaded, but LM Studio's JIT loading will load it for the request.",
-    "validation.policy.loading": "The model is being loaded right now.",
+    "validation.policy.loading": (
+        "The model is being loaded right now (an ensure, a tray or tool load, or a JIT load). `ensure` waits for "
+        "that load (time-boxed by validation.ensure_timeout), then judges the request again; `allow` and "
+        "`warn` send it at once, which LM Studio refuses while JIT loading is off; `block` refuses it."
+    ),
     "validation.policy.not_loaded": "The model is downloaded but not loaded, and JIT loading is off.",
     "validation.policy.unknown_model": "LM Studio has no model by that name.",
     "validation.policy.ambiguous": "The name matches several models or variants; LM Studio would pick one.",

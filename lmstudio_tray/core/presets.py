@@ -51,10 +51,12 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "jit-friendly",
             "let LM Studio load models on demand; load unloaded models first",
-            "`jit` and `loading` proceed, `not_loaded` becomes `ensure` (the tray loads the model, time-boxed "
-            "by validation.ensure_timeout, then lets the request through), an ambiguous name only warns.",
+            "`jit` proceeds (LM Studio loads the model for the request), `not_loaded` becomes `ensure` (the tray "
+            "loads the model, time-boxed by validation.ensure_timeout, then lets the request through), a request "
+            "for a model that is loading waits for that load (`loading` = `ensure`: sent at once, it could start "
+            "a second copy of the model), an ambiguous name only warns.",
             {"validation": {"policy": {
-                "jit": "allow", "loading": "allow", "not_loaded": "ensure", "ambiguous": "warn",
+                "jit": "allow", "loading": "ensure", "not_loaded": "ensure", "ambiguous": "warn",
             }}},
         ),
         Preset(

@@ -35,6 +35,7 @@ CATEGORIES = (
 ENSURABLE = frozenset({"not_loaded", "jit", "loading", "context_too_small", "ambiguous"})
 
 MAX_SUGGESTIONS = 5
+LOADING_WAITS_COMMAND = "lmstudio-tray config set validation.policy.loading ensure"
 _QUANT_RE = re.compile(r"@[^/@]+$")
 _FORMAT_SUFFIX_RE = re.compile(r"[-_.](gguf|mlx|\d+bit)$", re.IGNORECASE)
 _INSTANCE_SUFFIX_RE = re.compile(r":\d+$")
@@ -385,6 +386,7 @@ def _classify(
             "loading",
             f"{where}: {req.model} is loading{pct}{eta_text}.",
             model_info=model,
+            steps=["Send the message again when the load has finished" + (f" (about {round(eta)} s)" if eta else "")],
             retry_after_ms=int(max(eta or 1.0, 0.25) * 1000),
             eta_seconds=eta,
         )
@@ -510,8 +512,12 @@ def evaluate(
     if action is Policy.ENSURE and draft.category not in ENSURABLE:
         # Loading cannot fix a dead server or a wrong name: asking for `ensure` there means "do not pass".
         action = Policy.BLOCK
-    if action is Policy.ENSURE and draft.category == "loading":
-        draft.warnings.append("a load is already running; ensure waits for it")
+    if draft.category == "loading":
+        if action is Policy.ENSURE:
+            draft.warnings.append("a load is already running; ensure waits for it")
+        else:
+            # with JIT off LM Studio refuses a request for a model until its load has finished
+            draft.steps.append(f"Or let requests wait for a running load: `{LOADING_WAITS_COMMAND}`")
     m = draft.model_info
     loaded_models = tuple(
         f"{lm.key} (ctx {lm.loaded_context_length})" if lm.loaded_context_length else lm.key

@@ -88,11 +88,40 @@ def test_unknown_jit_state_blocks_but_says_so() -> None:
     assert any("JIT" in w for w in v.warnings)
 
 
-def test_loading_proceeds_with_retry_after() -> None:
-    loads = (LoadProgress("google/gemma-3-4b", started_at=0.0, progress=0.4, eta_seconds=3.0),)
-    v = evaluate(snap(*CATALOG, state=InstanceState.LOADING, loads=loads), req("google/gemma-3-4b"), POLICY)
+LOADING = (LoadProgress("google/gemma-3-4b", started_at=0.0, progress=0.4, eta_seconds=3.0),)
+
+
+def test_loading_waits_for_the_load_by_default() -> None:
+    # with JIT off, LM Studio refuses a request for a model until its load has finished
+    v = evaluate(snap(*CATALOG, state=InstanceState.LOADING, loads=LOADING), req("google/gemma-3-4b"), POLICY)
+    assert (v.category, v.action, v.ok, v.retry_after_ms) == ("loading", Policy.ENSURE, False, 3000)
+    assert "40%" in v.message and "about 3 s left" in v.message
+    assert v.warnings == ("a load is already running; ensure waits for it",)
+    assert ensure_target(v, req("google/gemma-3-4b", context_limit=16384)) is None  # it waits, it loads nothing
+
+
+def test_loading_with_allow_proceeds_with_retry_after() -> None:
+    policy = {**POLICY, "loading": Policy.ALLOW}
+    v = evaluate(snap(*CATALOG, state=InstanceState.LOADING, loads=LOADING), req("google/gemma-3-4b"), policy)
     assert (v.category, v.ok, v.retry_after_ms) == ("loading", True, 3000)
-    assert "40%" in v.message
+
+
+def test_loading_blocked_says_when_to_retry_and_how_to_wait_instead() -> None:
+    from lmstudio_tray.cli import build_parser
+    from lmstudio_tray.core.config import Config
+    from lmstudio_tray.core.verdict import LOADING_WAITS_COMMAND
+
+    policy = {**POLICY, "loading": Policy.BLOCK}
+    v = evaluate(snap(*CATALOG, state=InstanceState.LOADING, loads=LOADING), req("google/gemma-3-4b"), policy)
+    assert (v.action, v.ok) == (Policy.BLOCK, False)
+    assert v.steps == ("Send the message again when the load has finished (about 3 s)",
+                       f"Or let requests wait for a running load: `{LOADING_WAITS_COMMAND}`")
+    # the command is real, and the value it sets is one the config accepts
+    argv = LOADING_WAITS_COMMAND.split()[1:]
+    args = build_parser().parse_args(argv)
+    assert (args.key, args.value) == ("validation.policy.loading", "ensure")
+    assert Config.model_validate({"validation": {"policy": {"loading": args.value}}}).validation.policy[
+        "loading"] is Policy.ENSURE
 
 
 def test_ensure_loads_the_context_the_request_plans_for() -> None:
