@@ -36,8 +36,10 @@ type Verdict = {
   message: string
   text: string
   retry_after_ms: number | null
-  facts: { instance: string | null; eta_seconds: number | null; loaded_context_length: number | null }
+  facts: { instance: string | null; model_key: string | null; eta_seconds: number | null; loaded_context_length: number | null }
 }
+type LoadProgress = { model: string; progress: number | null; eta_seconds: number | null }
+type StatusReport = { instances?: { name: string; loads?: LoadProgress[] }[] }
 
 const SERVICE = "lmstudio-tray"
 const DEFAULT_SETTINGS: PluginSettings = {
@@ -52,6 +54,8 @@ const FORWARDED_EVENTS = new Set(["session.status", "session.error", "session.id
 // Transforms are nice-to-have: they must never hold up a turn for long.
 const TRANSFORM_TIMEOUT_MS = 400
 const SETTINGS_TTL_MS = 30_000
+// While a request waits for a load, the loading toast is refreshed from the tray's status this often.
+const PROGRESS_MS = 1_000
 const ENDPOINT_RETRY_MS = 2_000
 
 // OpenCode retries a failed request (1.18: up to 5 times, about a minute) when the error's message looks
@@ -119,6 +123,17 @@ function str(value: unknown): string | undefined {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** "Loading <model> 40%, about 3 s left…" from whatever the tray knows of the load. */
+function loadingText(model: string, progress: number | null | undefined, eta: number | null | undefined): string {
+  const pct = typeof progress === "number" ? ` ${Math.round(progress * 100)}%` : ""
+  const left = typeof eta === "number" ? `${pct ? "," : ""} about ${Math.max(1, Math.round(eta))} s left` : ""
+  return `Loading ${model}${pct}${left}…`
 }
 
 class TrayClient {
@@ -275,6 +290,42 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       .catch(() => undefined)
   }
 
+  // One progress loop per load however many requests wait for it (the answer, the title, other sessions).
+  const watchers = new Map<string, { waiting: number }>()
+
+  /** Refresh the loading toast from the tray's status until the returned function has been called. */
+  const watchLoad = (instance: string | null, key: string, model: string): (() => void) => {
+    if (!instance) return () => undefined
+    const id = `${instance}\n${key}`
+    let entry = watchers.get(id)
+    if (entry) entry.waiting++
+    else {
+      const mine = { waiting: 1 }
+      entry = mine
+      watchers.set(id, mine)
+      void (async () => {
+        let last = ""
+        while (watchers.get(id) === mine) {
+          await sleep(PROGRESS_MS)
+          try {
+            const status = await tray.call<StatusReport>("/v1/status", undefined, 500)
+            const load = status.instances?.find((i) => i.name === instance)?.loads?.find((l) => l.model === key)
+            const message = load ? loadingText(model, load.progress, load.eta_seconds) : last
+            if (message === last || watchers.get(id) !== mine) continue
+            last = message
+            await toast("loading", { title: "LM Studio", message, variant: "info", duration: 3 * PROGRESS_MS })
+          } catch {
+            // progress is a courtesy: the ensure call itself decides
+          }
+        }
+      })()
+    }
+    const counted = entry
+    return () => {
+      if (--counted.waiting <= 0 && watchers.get(id) === counted) watchers.delete(id)
+    }
+  }
+
   const validate = async (sessionID: string, agent: string, model: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
     const settings = await tray.pluginSettings()
     let v: Verdict
@@ -304,17 +355,27 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       throw new Error(withoutRetryWords(v.text))
     }
     if (v.action === "ensure") {
+      // `loading`: another request, the tray or a tool is loading it; the tray waits for that load
       const eta = v.facts.eta_seconds
-      await toast("loading", { title: "LM Studio", message: `Loading ${model}${eta ? ` (about ${Math.round(eta)} s)` : ""}…`, variant: "info", duration: Math.max(3000, (eta ?? 3) * 1000) }, `ensure:${once}`)
-      let result: { ok: boolean; message: string; text: string; seconds?: number }
+      const first = v.category === "loading" ? `Waiting for ${model} to finish loading${eta ? ` (about ${Math.round(eta)} s)` : ""}…` : `Loading ${model}${eta ? ` (about ${Math.round(eta)} s)` : ""}…`
+      await toast("loading", { title: "LM Studio", message: first, variant: "info", duration: Math.max(3000, (eta ?? 3) * 1000) }, `ensure:${once}`)
+      const stopWatching = watchLoad(v.facts.instance, v.facts.model_key ?? model, model)
+      let result: { ok: boolean; message: string; text: string; category_now?: string; seconds?: number }
       try {
         result = await tray.call("/v1/ensure", { model, base_url: baseURL, context_limit: contextLimit, session_id: sessionID }, settings.ensure_timeout_ms + 5000)
       } catch (err) {
         result = { ok: false, message: errorText(err), text: `${v.text}\nEnsure failed: ${errorText(err)}` }
+      } finally {
+        stopWatching()
       }
       if (!result.ok) {
         await toast("load_failed", { title: "LM Studio", message: result.message, variant: "error", duration: 10_000 })
         throw new Error(withoutRetryWords(result.text))
+      }
+      if (result.category_now && result.category_now !== "ready") {
+        // it waited for a load and found the model usable but not as planned (e.g. a smaller context)
+        await toast("session", { title: "LM Studio", message: result.message, variant: "warning", duration: 8000 }, `ensured:${once}`)
+        return
       }
       await toast("loaded", { title: "LM Studio", message: result.message, variant: "success", duration: 4000 }, `ensured:${once}`)
       return
