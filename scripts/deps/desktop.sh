@@ -5,6 +5,7 @@
 # Debian 12 (bookworm) machine: the Debian packages for a throwaway X desktop (Xvfb, trayer, dunst,
 # gnome-keyring, xdotool, ImageMagick), a StatusNotifierItem watcher and host (status-notifier-watcher,
 # gtk-sni-tray-standalone) for the tray's D-Bus backend, Chromium for the dashboard's browser test,
+# tmux to drive OpenCode's TUI in the end-to-end tests,
 # desktop-file-utils and systemd for checking the Linux installer's files, tinyproxy (only its binary, no
 # service) for the proxy tests of tests/core/test_proxy.py, plus the headers PyGObject and dbus-python
 # compile against, then those two Python packages into PYTHON's environment (default: .venv/bin/python of
@@ -24,6 +25,7 @@ packages=(
   xvfb x11-utils xdotool imagemagick trayer dunst libnotify-bin gnome-keyring libsecret-tools
   libglib2.0-bin dbus
   chromium desktop-file-utils systemd tinyproxy-bin
+  tmux
   haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils
   gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1
   libgirepository1.0-dev libcairo2-dev pkg-config libdbus-1-dev libglib2.0-dev

@@ -83,8 +83,14 @@ def e2e_port_500(opencode_bin: Path, tmp_path: Path, emulator_factory: object) -
     yield from _e2e(opencode_bin, tmp_path, emu)
 
 
-def _e2e(opencode_bin: Path, tmp_path: Path, emu: Emulator) -> Iterator[Env]:
-    emu.load(QWEN, context_length=8192)
+def _e2e(opencode_bin: Path, tmp_path: Path, emu: Emulator, *, preload: dict[str, int] | None = None,
+         model: str = QWEN, small_model: str = QWEN, contexts: dict[str, int] | None = None,
+         tray_config: str = "") -> Iterator[Env]:
+    """`preload`: models loaded before the test (key -> context); `contexts`: each provider model's
+    limit.context; `tray_config`: TOML appended to the tray's config file."""
+    for key, ctx in (preload if preload is not None else {QWEN: 8192}).items():
+        emu.load(key, context_length=ctx)
+    limits = {QWEN: 8192, GEMMA: 8192, **(contexts or {})}
     home = tmp_path / "home"
     xdg = {k: str(home / sub) for k, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
                                               ("XDG_CACHE_HOME", ".cache"), ("XDG_STATE_HOME", ".local/state"))}
@@ -95,12 +101,13 @@ def _e2e(opencode_bin: Path, tmp_path: Path, emu: Emulator) -> Iterator[Env]:
     shutil.copy(PLUGIN_FILE, project / ".opencode" / "plugins" / "lmstudio-tray.ts")
     (project / "opencode.json").write_text(json.dumps({
         "$schema": "https://opencode.ai/config.json",
-        "model": f"lmstudio/{QWEN}", "small_model": f"lmstudio/{QWEN}", "autoupdate": False, "share": "disabled",
+        "model": f"lmstudio/{model}", "small_model": f"lmstudio/{small_model}", "autoupdate": False,
+        "share": "disabled",
         "provider": {"lmstudio": {
             "npm": "@ai-sdk/openai-compatible", "name": "LM Studio (emulator)",
             "options": {"baseURL": emu.api_url.rstrip("/") + "/v1"},
-            "models": {QWEN: {"name": "Qwen", "limit": {"context": 8192, "output": 1024}},
-                       GEMMA: {"name": "Gemma", "limit": {"context": 8192, "output": 1024}}},
+            "models": {QWEN: {"name": "Qwen", "limit": {"context": limits[QWEN], "output": 1024}},
+                       GEMMA: {"name": "Gemma", "limit": {"context": limits[GEMMA], "output": 1024}}},
         }},
     }))
     (home / ".config" / "opencode").mkdir(parents=True, exist_ok=True)
@@ -108,17 +115,20 @@ def _e2e(opencode_bin: Path, tmp_path: Path, emu: Emulator) -> Iterator[Env]:
         _seed_plugin_package(d)
     cfg = home / ".config" / "lmstudio-tray" / "config.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(f'[[instances]]\nname = "local"\nurl = "{emu.api_url}"\n\n[endpoint]\nport = 0\n')
+    cfg.write_text(f'[[instances]]\nname = "local"\nurl = "{emu.api_url}"\n\n[endpoint]\nport = 0\n\n{tray_config}')
     env = {**os.environ, "HOME": str(home), "USERPROFILE": str(home), **xdg, "PWD": str(project),
            "OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1",
            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "npm_config_registry": "http://127.0.0.1:9/"}
-    serve = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "serve", "--no-notify"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a file, not a pipe nobody reads: a long test's log must not fill the pipe and stall the endpoint
+    serve_log = tmp_path / "serve.log"
+    with serve_log.open("w") as out:
+        serve = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "serve", "--no-notify"], env=env,
+                                 stdout=out, stderr=subprocess.STDOUT, text=True)
     endpoint = Path(xdg["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json"
     deadline = time.monotonic() + 20
     while not endpoint.exists() and time.monotonic() < deadline and serve.poll() is None:
         time.sleep(0.05)
-    assert endpoint.exists(), serve.communicate()[1] if serve.poll() is not None else "serve did not start"
+    assert endpoint.exists(), serve_log.read_text() if serve.poll() is not None else "serve did not start"
     try:
         yield Env(tmp_path, project, env, emu, opencode_bin)
     finally:
