@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -34,7 +34,7 @@ from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, S
 from lmstudio_tray.core.actions import ActionError, SharedBusyError, UnloadResult
 from lmstudio_tray.core.config import Policy
 from lmstudio_tray.core.events import VerdictGiven
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo
 from lmstudio_tray.core.routing import Router
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.search import search as search_models
@@ -66,6 +66,8 @@ TOOL_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": s.ErrorOut, "description": "the action failed; the message says why and what to do"},
 }
 LATENCY_SAMPLES = 10_000
+# verdicts for a model that is not loaded: another lmstudio-tray process may be loading it
+_NOT_LOADED = frozenset({"not_loaded", "jit", "ambiguous"})
 
 
 def _error(status: int, kind: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -282,6 +284,22 @@ def _routes(app: FastAPI, st: ApiState) -> None:
                         team=core.actions.current_team(), active_instance=core.active_instance,
                         ad_hoc=name is not None and monitor.is_ad_hoc(name))
 
+    async def judged(name: str | None, snap: InstanceSnapshot | None, body: s.ValidateIn,
+                     policy: dict[str, Policy] | None = None) -> Verdict:
+        """`verdict_for`, seeing loads other lmstudio-tray processes run (a terminal's `lmstudio-tray load`):
+        LM Studio lists none, so they are asked for (off the loop) when the model is not loaded."""
+        v = verdict_for(name, snap, body, policy)
+        key = v.facts.model_key
+        if name is None or snap is None or key is None or v.category not in _NOT_LOADED or v.facts.instance_ids:
+            return v
+        marks = await core.actions.loading_elsewhere(name, key)
+        if not marks:
+            return v
+        first = min(marks, key=lambda m: m.started_at)
+        left = None if first.eta_seconds is None else max(0.0, first.eta_seconds - (time.time() - first.started_at))
+        load = LoadProgress(model=key, started_at=first.started_at, progress=None, eta_seconds=left)
+        return verdict_for(name, replace(snap, loads=(*snap.loads, load)), body, policy)
+
     @app.get("/v1/health", response_model=s.HealthOut, tags=["meta"])
     async def health() -> JSONResponse:
         return JSONResponse({"ok": True, "version": __version__, "pid": os.getpid()})
@@ -343,7 +361,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         started = time.perf_counter()
         name = await resolve_or_adhoc(body.base_url)
         snap = await cached_snapshot(name) if name else None
-        v = verdict_for(name, snap, body)
+        v = await judged(name, snap, body)
         if name is not None and body.session_id and v.facts.model_key:
             st.sessions.note_model(body.session_id, name, v.facts.model_key, v.facts.loaded_context_length,
                                    agent=body.agent)
@@ -383,7 +401,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         snap = await monitor.get(name, max_age=1.0) if name else None
         # the caller's policy said `ensure` for this request: make it loaded, whatever the category's policy
         policy = core.config.validation.policy
-        v = verdict_for(name, snap, body, {**policy, **dict.fromkeys(policy, Policy.ENSURE)})
+        v = await judged(name, snap, body, {**policy, **dict.fromkeys(policy, Policy.ENSURE)})
         first = v.category
 
         def answer(ok: bool, now: str, message: str, text: str | None = None,
@@ -404,7 +422,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
                 return answer(False, "loading", msg, msg + "\n" + v.text)
             # the situation changed: judged again as if the request came now, by the configured policy
             snap = await monitor.get(name, max_age=0)
-            v = verdict_for(name, snap, body, core.config.validation.policy)
+            v = await judged(name, snap, body, core.config.validation.policy)
         if v.category == "ready":
             if first != "loading":
                 return answer(True, "ready", v.message)
@@ -455,10 +473,15 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             except ActionError:
                 pass  # it failed: the request is judged again and gets that category's policy
             return True
+        elsewhere = bool(await core.actions.loading_elsewhere(name, key))
         while time.monotonic() < deadline:
-            snap = await monitor.get(name, max_age=0.5)
-            if not any(ld.model in (key, v.model) for ld in snap.loads):
-                return True
+            if elsewhere:  # another process's load: over when its mark is gone
+                if not await core.actions.loading_elsewhere(name, key):
+                    return True
+            else:
+                snap = await monitor.get(name, max_age=0.5)
+                if not any(ld.model in (key, v.model) for ld in snap.loads):
+                    return True
             await asyncio.sleep(0.25)
         return False
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from lmstudio_tray.core import paths
 from lmstudio_tray.core.client import LMStudioError
 from lmstudio_tray.core.eta import LoadEstimator
 from lmstudio_tray.core.events import (
@@ -27,6 +29,7 @@ from lmstudio_tray.core.events import (
     ServerStopped,
 )
 from lmstudio_tray.core.lms import LMS_MISSING, Lms, LmsError
+from lmstudio_tray.core.loadmarks import LoadMark, LoadMarks
 from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
 from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.team import ModelUseLog, SharedInstanceBusy, TeamProfile, guard_change, models_affected
@@ -130,6 +133,7 @@ class Actions:
         lms_factory: LmsFactory | None = None,
         team: TeamSource | None = None,
         uses: ModelUseLog | None = None,
+        marks: LoadMarks | None = None,
     ) -> None:
         self.monitor = monitor
         self.bus = bus
@@ -142,6 +146,8 @@ class Actions:
         # asked at each start/stop, so a profile or preset switch applies without a restart
         self.server_control_enabled: Callable[[], bool] = lambda: True
         self._inflight: dict[tuple[str, str], _Flight] = {}
+        # loads other lmstudio-tray processes run (a terminal's `lmstudio-tray load`, the tray, the endpoint)
+        self.marks = marks if marks is not None else LoadMarks(paths.state_dir() / "loads")
         self._lms_in_use: dict[tuple[str, str], Lms] = {}
 
     # ---- helpers ----------------------------------------------------------------------------------
@@ -261,16 +267,23 @@ class Actions:
                 kind="unknown_model",
             )
         key = info.key if info else model
-        if info is not None and info.loaded and (
-            context_length is None or any(i.context_length == context_length for i in info.instances)
-        ):
-            inst = info.instances[0]
-            return LoadResult(instance, key, inst.id, 0.0, inst.context_length, already_loaded=True)
+        done = self._already_loaded(instance, info, context_length)
+        if done is not None:
+            return done
+        if await self._wait_elsewhere(mon, key):
+            # another lmstudio-tray process loaded it meanwhile: maybe just what was asked
+            snap = await self.monitor.get(instance, max_age=0)
+            info = self._resolve(snap, model)
+            done = self._already_loaded(instance, info, context_length)
+            if done is not None:
+                return done
         if context_length is None:
             context_length = self.recommended_context(key, info)
         size = info.size_bytes if info else None
         eta = self.estimator.estimate(instance, size)
         mon.expect_load(key, eta_seconds=eta, owned=True)
+        mark = await asyncio.to_thread(
+            self.marks.add, LoadMark(mon.config.url, key, context_length, os.getpid(), time.time(), eta))
         self.bus.publish(LoadStarted(instance, model=key, eta_seconds=eta, size_bytes=size))
         started = time.monotonic()
         real_progress = asyncio.Event()
@@ -294,6 +307,7 @@ class Actions:
             raise ActionError(f"Loading {key} on {instance} failed: {reason}", kind=kind) from None
         finally:
             await self._end_load(mon, key, ticker)
+            await asyncio.to_thread(self.marks.remove, mark)
         seconds = time.monotonic() - started
         self.estimator.record(instance, size, seconds)
         with contextlib.suppress(Exception):
@@ -308,6 +322,47 @@ class Actions:
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         mon.end_load(key)
+
+    @staticmethod
+    def _already_loaded(instance: str, info: ModelInfo | None, context_length: int | None) -> LoadResult | None:
+        """The loaded copy that answers a load asking for `context_length` (None: any copy), if there is one."""
+        if info is None or not info.loaded:
+            return None
+        for inst in info.instances:
+            if context_length is None or inst.context_length == context_length:
+                return LoadResult(instance, info.key, inst.id, 0.0, inst.context_length, already_loaded=True)
+        return None
+
+    async def loading_elsewhere(self, instance: str, model: str) -> list[LoadMark]:
+        """Loads of `model` (a key) on `instance` that other lmstudio-tray processes run now (see core.loadmarks)."""
+        try:
+            url = self.monitor.instance(instance).config.url
+        except KeyError:
+            return []
+        return await self._marks_of(url, model)
+
+    async def _marks_of(self, url: str, model: str) -> list[LoadMark]:
+        if self.marks.none_elsewhere():  # the usual answer, from one stat: no thread hop on the hook path
+            return []
+        return await asyncio.to_thread(self.marks.others, url, model)
+
+    async def _wait_elsewhere(self, mon: InstanceMonitor, key: str) -> bool:
+        """Wait while another lmstudio-tray process loads `key` on this server: loading it here as well would
+        end as a second copy. True if there was such a load."""
+        marks = await self._marks_of(mon.config.url, key)
+        if not marks:
+            return False
+        eta = marks[0].eta_seconds
+        left = None if eta is None else max(0.0, eta - (time.time() - marks[0].started_at))
+        log.info("waiting for lmstudio-tray (pid %d) to finish loading %s on %s", marks[0].pid, key, mon.name)
+        mon.expect_load(key, eta_seconds=left, owned=True)  # shown as loading meanwhile
+        try:
+            while marks:
+                await asyncio.sleep(_TICK)
+                marks = await self._marks_of(mon.config.url, key)
+        finally:
+            mon.end_load(key)
+        return True
 
     async def _tick(
         self, mon: InstanceMonitor, instance: str, key: str, size: int | None, started: float, real: asyncio.Event
@@ -441,9 +496,7 @@ class Actions:
             )
         lms = self._lms_factory(mon)
         if lms is None:
-            from lmstudio_tray.core.paths import lmstudio_home
-
-            raise ActionError(LMS_MISSING.format(home=lmstudio_home()), kind="lms_missing")
+            raise ActionError(LMS_MISSING.format(home=paths.lmstudio_home()), kind="lms_missing")
         return mon, lms
 
     async def server_start(self, instance: str) -> str:

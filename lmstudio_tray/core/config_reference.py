@@ -148,8 +148,8 @@ SUBKEY_HELP = {
     "validation.policy.ready": "The model is loaded with enough context.",
     "validation.policy.jit": "The model is not loaded, but LM Studio's JIT loading will load it for the request.",
     "validation.policy.loading": (
-        "The model is being loaded right now (an ensure, a tray or tool load, or a JIT load). `ensure` waits for "
-        "that load (time-boxed by validation.ensure_timeout), then judges the request again; `allow` and "
+        "The model is being loaded right now (an ensure, a tray, CLI or tool load, or a JIT load). `ensure` waits "
+        "for that load (time-boxed by validation.ensure_timeout), then judges the request again; `allow` and "
         "`warn` send it at once, which LM Studio refuses while JIT loading is off; `block` refuses it."
     ),
     "validation.policy.not_loaded": "The model is downloaded but not loaded, and JIT loading is off.",

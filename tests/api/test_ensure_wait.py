@@ -8,8 +8,12 @@ so "while it loads" is a state the test controls, not a race.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -196,3 +200,68 @@ async def test_the_wait_for_a_load_is_time_boxed(api_factory: Any) -> None:
     assert "Next steps:" in body["text"]
     api.emu.finish_loads()
     assert (await tool).json()["ok"]
+
+
+# ---- a load another lmstudio-tray process runs (`lmstudio-tray load` in a terminal) -----------------------
+
+
+def cli(api: Api, tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path, Path]:
+    """`lmstudio-tray ARGS` in its own process, against the same LM Studio and state dir as the endpoint."""
+    cfg = tmp_path / "cli-config.toml"
+    cfg.write_text(f'[[instances]]\nname = "local"\nurl = "{api.emu.api_url}"\n')
+    out, err = tmp_path / "cli.out", tmp_path / "cli.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "--config", str(cfg), *args],
+                                stdout=stdout, stderr=stderr, text=True)
+    return proc, out, err
+
+
+async def finished(proc: subprocess.Popen[str]) -> int:
+    return await asyncio.to_thread(proc.wait, 120)
+
+
+async def test_a_request_waits_for_a_cli_load_in_another_process(api_factory: Any, tmp_path: Path) -> None:
+    """LM Studio lists no loading state: without a word from the CLI the endpoint would call the model
+    not loaded (JIT off: blocked by default; with ensure: a second copy)."""
+    api: Api = api_factory({"jit": False, "load_seconds": HELD})  # the default policy
+    await api.refreshed()
+    proc, _out, err = cli(api, tmp_path, "load", GEMMA, "-c", "16384")
+    try:
+        await until(lambda: loading(api.emu) == [GEMMA], "the CLI's load")
+        v = await api.validate(GEMMA, context_limit=16384)
+        assert (v["category"], v["action"], v["ok"]) == ("loading", "ensure", False), v
+        waiting = ensure(api, context_limit=16384)
+        await waiting_for_the_load(api, 1)
+        api.emu.finish_loads()
+        assert await finished(proc) == 0, err.read_text()
+        body = (await waiting).json()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert body["ok"] and (body["category"], body["category_now"]) == ("loading", "ready"), body
+    assert instances(api.emu) == [(GEMMA, 16384)] and load_requests(api.emu) == 1
+    assert not list((tmp_path / "xdg" / "state" / "lmstudio-tray" / "loads").glob("*.json"))  # cleaned up
+
+
+async def test_a_cli_load_waits_for_the_endpoints_load_instead_of_loading_a_second_copy(
+    api_factory: Any, tmp_path: Path
+) -> None:
+    api: Api = api_factory({"jit": False, "load_seconds": HELD}, validation={"policy": {"not_loaded": "ensure"}})
+    await api.refreshed()
+    first = ensure(api, context_limit=16384)
+    await until(lambda: loading(api.emu) == [GEMMA], "the ensure's load")
+    proc, out, err = cli(api, tmp_path, "--log-level", "info", "load", GEMMA, "-c", "16384", "--json")
+    try:
+        await until(lambda: "to finish loading" in err.read_text(), "the CLI to wait for the endpoint's load")
+        assert loading(api.emu) == [GEMMA]  # still the one load
+        api.emu.finish_loads()
+        assert await finished(proc) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (await first).json()["ok"]
+    result = json.loads(out.read_text())
+    assert (result["instance_id"], result["context_length"], result["already_loaded"]) == (GEMMA, 16384, True)
+    assert instances(api.emu) == [(GEMMA, 16384)] and load_requests(api.emu) == 1
