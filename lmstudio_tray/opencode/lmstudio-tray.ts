@@ -13,7 +13,17 @@
 import type { Hooks, Plugin, PluginInput } from "@opencode-ai/plugin"
 
 // The parts of Bun's runtime used here; declared locally so the file type-checks without bun-types.
-declare const Bun: { file(path: string): { text(): Promise<string>; exists(): Promise<boolean> } }
+type BunSocket = { write(data: string): number; end(): void }
+type BunSocketHandler = {
+  data(socket: BunSocket, data: Uint8Array): void
+  close(socket: BunSocket): void
+  error(socket: BunSocket, error: Error): void
+  connectError(socket: BunSocket, error: Error): void
+}
+declare const Bun: {
+  file(path: string): { text(): Promise<string>; exists(): Promise<boolean> }
+  connect(options: { hostname: string; port: number; socket: BunSocketHandler }): Promise<BunSocket>
+}
 declare const process: { env: Record<string, string | undefined>; platform: string }
 
 type Json = Record<string, unknown>
@@ -136,6 +146,86 @@ function loadingText(model: string, progress: number | null | undefined, eta: nu
   return `Loading ${model}${pct}${left}…`
 }
 
+type LoopbackResponse = { status: number; text: string }
+
+/**
+ * One HTTP/1.1 request to the tray's loopback endpoint over a plain TCP connection.
+ *
+ * Not `fetch`: Bun's fetch (and its node:http) send even http://127.0.0.1 through HTTP_PROXY/HTTPS_PROXY
+ * when those are set, with no way to ask for a direct connection, so the endpoint's bearer token would
+ * travel to the proxy. The endpoint answers small JSON bodies and closes after `connection: close`.
+ */
+async function loopbackRequest(url: string, method: string, headers: Record<string, string>,
+                               body: string | undefined, signal: AbortSignal): Promise<LoopbackResponse> {
+  const target = new URL(url)
+  const text = body ?? ""
+  const head = [`${method} ${target.pathname}${target.search} HTTP/1.1`, `host: ${target.host}`,
+    "connection: close", `content-length: ${new TextEncoder().encode(text).length}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)].join("\r\n")
+  signal.throwIfAborted()
+  const chunks: Uint8Array[] = []
+  let socket: BunSocket | undefined
+  const received = new Promise<Uint8Array>((resolve, reject) => {
+    const fail = (error: unknown) => reject(error instanceof Error ? error : new Error(String(error)))
+    signal.addEventListener("abort", () => {
+      socket?.end()
+      fail(signal.reason)
+    }, { once: true })
+    Bun.connect({
+      hostname: target.hostname.replace(/^\[|\]$/g, ""),
+      port: Number(target.port || 80),
+      socket: {
+        data(_s, data) { chunks.push(new Uint8Array(data)) },
+        close() { resolve(concat(chunks)) },
+        error(_s, error) { fail(error) },
+        connectError(_s, error) { fail(error) },
+      },
+    }).then((s) => {
+      socket = s
+      if (signal.aborted) return s.end()
+      s.write(`${head}\r\n\r\n${text}`)
+    }, fail)
+  })
+  return parseResponse(await received)
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    all.set(p, at)
+    at += p.length
+  }
+  return all
+}
+
+/** Status and body of a whole HTTP/1.1 response (a body of known length, to the close, or chunked). */
+function parseResponse(raw: Uint8Array): LoopbackResponse {
+  let split = -1
+  for (let i = 0; i + 3 < raw.length; i++) {
+    if (raw[i] === 13 && raw[i + 1] === 10 && raw[i + 2] === 13 && raw[i + 3] === 10) {
+      split = i
+      break
+    }
+  }
+  if (split < 0) throw new Error("lmstudio-tray closed the connection before answering")
+  const decoder = new TextDecoder()
+  const [statusLine, ...headerLines] = decoder.decode(raw.subarray(0, split)).split("\r\n")
+  const status = Number(statusLine.split(" ")[1])
+  if (!Number.isInteger(status)) throw new Error(`lmstudio-tray sent no HTTP status (${statusLine.slice(0, 40)})`)
+  let rest = raw.subarray(split + 4)
+  if (!headerLines.some((h) => /^transfer-encoding:\s*chunked/i.test(h))) return { status, text: decoder.decode(rest) }
+  const parts: Uint8Array[] = []
+  for (;;) {
+    let eol = 0
+    while (eol + 1 < rest.length && !(rest[eol] === 13 && rest[eol + 1] === 10)) eol++
+    const size = parseInt(decoder.decode(rest.subarray(0, eol)), 16)
+    if (!(size > 0)) return { status, text: decoder.decode(concat(parts)) }
+    parts.push(rest.subarray(eol + 2, eol + 2 + size))
+    rest = rest.subarray(eol + 2 + size + 2)
+  }
+}
+
 class TrayClient {
   private endpoint: Endpoint | undefined
   private lastRead = 0
@@ -172,14 +262,11 @@ class TrayClient {
       if (!ep) throw new Error(`lmstudio-tray is not running (no ${this.file})`)
       const signals = [AbortSignal.timeout(timeoutMs)]
       if (signal) signals.push(signal)
-      let res: Response
+      let res: LoopbackResponse
       try {
-        res = await fetch(ep.url + path, {
-          method: body === undefined ? "GET" : "POST",
-          headers: { authorization: `Bearer ${ep.token}`, "content-type": "application/json" },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.any(signals),
-        })
+        res = await loopbackRequest(ep.url + path, body === undefined ? "GET" : "POST",
+          { authorization: `Bearer ${ep.token}`, "content-type": "application/json" },
+          body === undefined ? undefined : JSON.stringify(body), AbortSignal.any(signals))
       } catch (err) {
         // The tray may have restarted on another port: read the file again once.
         const fresh = attempt === 0 ? await this.load(true) : undefined
@@ -196,8 +283,13 @@ class TrayClient {
           continue
         }
       }
-      const data = (await res.json().catch(() => ({}))) as Json
-      if (!res.ok) {
+      let data: Json = {}
+      try {
+        data = asRecord(JSON.parse(res.text)) ?? {}
+      } catch {
+        // not JSON: the status says enough
+      }
+      if (res.status < 200 || res.status >= 300) {
         const error = asRecord(data.error)
         throw new Error(str(error?.message) ?? str(data.detail) ?? `lmstudio-tray answered HTTP ${res.status}`)
       }
