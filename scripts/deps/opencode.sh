@@ -18,6 +18,8 @@ TS_VERSION=5.9.3
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 dir="${1:-${LMSTUDIO_TRAY_OPENCODE_DEPS:-$root/.cache/opencode-deps}}"
+# absolute, so node resolves the package.json paths below (a relative DIR made every run reinstall)
+mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
 
 if ! command -v npm >/dev/null; then
   echo "opencode.sh: npm not found; install Node.js 20+ (with npm) first" >&2
@@ -48,7 +50,6 @@ if [[ "$(installed_version opencode-ai)" == "$OC_VERSION" \
    && "$(installed_version typescript)" == "$TS_VERSION" ]] && opencode_bin >/dev/null; then
   echo "opencode.sh: already installed in $dir"
 else
-  mkdir -p "$dir"
   if [[ ! -f "$dir/package.json" ]]; then
     printf '{\n  "name": "lmstudio-tray-opencode-deps",\n  "private": true\n}\n' > "$dir/package.json"
   fi
