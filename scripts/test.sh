@@ -21,7 +21,7 @@ step "Python environment ($venv)"
 step "desktop test dependencies (Debian packages, PyGObject)"
 bash scripts/deps/desktop.sh "$venv/bin/python"
 
-step "OpenCode test dependencies (opencode-ai, @opencode-ai/plugin, typescript)"
+step "OpenCode test dependencies (opencode-ai, @opencode-ai/plugin, typescript, jsonc-parser)"
 bash scripts/deps/opencode.sh
 
 step "ruff"

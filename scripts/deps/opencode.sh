@@ -7,13 +7,16 @@
 #   - @opencode-ai/plugin@1.18.33 the typed plugin API the plugin is type-checked against (tsc --strict);
 #                                 its node_modules copy is also used to pre-seed OpenCode's config dirs
 #   - typescript                  tsc for that check
+#   - jsonc-parser@3.3.1          the JSONC parser OpenCode reads its config with (bundled in the binary);
+#                                 the reference the JSONC reader/editor tests compare against
 #
-# Idempotent: npm is skipped when all three are already there at the pinned versions.
+# Idempotent: npm is skipped when all four are already there at the pinned versions.
 # Needs node + npm and access to the npm registry on the first run. Exit status is non-zero on failure.
 set -euo pipefail
 
 OC_VERSION=1.18.33
 TS_VERSION=5.9.3
+JSONC_VERSION=3.3.1
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -47,17 +50,21 @@ opencode_bin() {
 
 if [[ "$(installed_version opencode-ai)" == "$OC_VERSION" \
    && "$(installed_version @opencode-ai/plugin)" == "$OC_VERSION" \
-   && "$(installed_version typescript)" == "$TS_VERSION" ]] && opencode_bin >/dev/null; then
+   && "$(installed_version typescript)" == "$TS_VERSION" \
+   && "$(installed_version jsonc-parser)" == "$JSONC_VERSION" ]] && opencode_bin >/dev/null; then
   echo "opencode.sh: already installed in $dir"
 else
   if [[ ! -f "$dir/package.json" ]]; then
     printf '{\n  "name": "lmstudio-tray-opencode-deps",\n  "private": true\n}\n' > "$dir/package.json"
   fi
-  echo "opencode.sh: installing opencode-ai@$OC_VERSION, @opencode-ai/plugin@$OC_VERSION, typescript@$TS_VERSION into $dir"
+  echo "opencode.sh: installing opencode-ai@$OC_VERSION, @opencode-ai/plugin@$OC_VERSION, typescript@$TS_VERSION," \
+       "jsonc-parser@$JSONC_VERSION into $dir"
   (cd "$dir" && npm install --no-audit --no-fund --save-exact \
-    "opencode-ai@$OC_VERSION" "@opencode-ai/plugin@$OC_VERSION" "typescript@$TS_VERSION" >/dev/null)
+    "opencode-ai@$OC_VERSION" "@opencode-ai/plugin@$OC_VERSION" "typescript@$TS_VERSION" \
+    "jsonc-parser@$JSONC_VERSION" >/dev/null)
 fi
 
 bin="$(opencode_bin)" || { echo "opencode.sh: no working opencode binary under $dir/node_modules" >&2; exit 1; }
 echo "opencode.sh: opencode $("$bin" --version 2>/dev/null) at $bin"
 echo "opencode.sh: tsc $("$dir/node_modules/.bin/tsc" --version)"
+echo "opencode.sh: jsonc-parser $(installed_version jsonc-parser)"
