@@ -33,7 +33,7 @@ from typing import Any
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
-from lmstudio_tray.opencode.jsonc import JsoncError, parse
+from lmstudio_tray.opencode.jsonc import JsoncError, load_config, parse_document, split_bom
 
 PLUGIN_NAME = "lmstudio-tray.ts"
 PROVIDER_ID = "lmstudio"
@@ -345,10 +345,13 @@ def _read_config(path: Path) -> tuple[dict[str, Any], bool, bool]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InstallError(f"cannot read {path}: {exc}") from None
     try:
-        parsed = parse(text)
+        data = load_config(text)
+        body = split_bom(text)[1]
+        comments = bool(body) and bool(parse_document(body).comments)
     except JsoncError as exc:
-        raise InstallError(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
-    return parsed.data, True, parsed.has_comments
+        raise InstallError(f"{path} is not valid JSON/JSONC ({exc}); OpenCode cannot read it either. Fix it "
+                           "first; nothing was changed") from None
+    return data, True, comments
 
 
 def _dump(doc: dict[str, Any]) -> str:

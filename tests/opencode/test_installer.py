@@ -193,6 +193,19 @@ def test_corrupt_config_is_reported_and_left_alone(
     assert backups(project) == []
 
 
+def test_an_unclosed_block_comment_is_refused_naming_where_it_starts(
+    cfg: Path, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = project / "opencode.jsonc"
+    text = '{\n  "theme": "x"\n}\n/* a comment that never ends\n'
+    config.write_text(text)
+    assert run(cfg, "install", "--project", str(project), "--provider") == 1
+    err = capsys.readouterr().err
+    assert str(config) in err and "line 4, column 1" in err and "never closed" in err
+    assert config.read_text() == text
+    assert not (project / ".opencode").exists()
+
+
 def test_lm_studio_offline_changes_nothing(cfg: Path, project: Path, emu: Emulator,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     emu.stop_server()
