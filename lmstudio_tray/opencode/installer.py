@@ -33,7 +33,8 @@ from typing import Any
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
-from lmstudio_tray.opencode.jsonc import JsoncError, load_config, parse_document, split_bom
+from lmstudio_tray.opencode.jsonc import JsoncError, load_config, split_bom
+from lmstudio_tray.opencode.jsonc_edit import JsoncEditError, update
 
 PLUGIN_NAME = "lmstudio-tray.ts"
 PROVIDER_ID = "lmstudio"
@@ -336,43 +337,62 @@ def backup(path: Path) -> Path:
     return dest
 
 
-def _read_config(path: Path) -> tuple[dict[str, Any], bool, bool]:
-    """(data, existed, has_comments)."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """An OpenCode config file as read: its object and the exact text it came from (None: no such file)."""
+
+    path: Path
+    data: dict[str, Any]
+    text: str | None
+
+    @property
+    def existed(self) -> bool:
+        return self.text is not None
+
+
+def _read_config(path: Path) -> ConfigFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as fh:  # newline="": CR LF stays CR LF
+            text = fh.read()
     except FileNotFoundError:
-        return {}, False, False
+        return ConfigFile(path, {}, None)
     except (OSError, UnicodeDecodeError) as exc:
         raise InstallError(f"cannot read {path}: {exc}") from None
     try:
         data = load_config(text)
-        body = split_bom(text)[1]
-        comments = bool(body) and bool(parse_document(body).comments)
     except JsoncError as exc:
         raise InstallError(f"{path} is not valid JSON/JSONC ({exc}); OpenCode cannot read it either. Fix it "
                            "first; nothing was changed") from None
-    return data, True, comments
+    return ConfigFile(path, data, text)
 
 
 def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def _write_config(target: Target, doc: dict[str, Any], existed: bool, comments: bool, report: Report,
-                  verb: str, provider_id: str = PROVIDER_ID) -> None:
-    if comments:
+def _new_text(cfg: ConfigFile, doc: dict[str, Any], provider_id: str) -> str:
+    """The file's next text: the existing one edited in place (comments, layout and everything not ours stay
+    byte for byte), or the whole object for a new or empty file."""
+    bom, body = split_bom(cfg.text or "")
+    if not body:
+        return _dump(doc)
+    try:
+        return bom + update(body, doc)
+    except JsoncEditError as exc:  # a bug guard: the edit did not read back as intended
         snippet = json.dumps({"provider": {provider_id: doc.get("provider", {}).get(provider_id)}}, indent=2)
-        raise InstallError(
-            f"{target.config_file} has comments, which rewriting it would lose; nothing was changed. "
-            f"Edit it by hand ({'remove' if verb == 'removed' else 'merge'} this), or remove the comments and "
-            f"run the command again:\n{snippet}"
-        )
+        raise InstallError(f"could not edit {cfg.path} in place ({exc}); nothing was changed. Please report "
+                           f"this, and merge this by hand:\n{snippet}") from None
+
+
+def _write_config(cfg: ConfigFile, doc: dict[str, Any], report: Report, verb: str,
+                  provider_id: str = PROVIDER_ID) -> None:
+    text = _new_text(cfg, doc, provider_id)
     if report.dry_run:
-        report.changes.append(Change(target.config_file, f"would be {verb}"))
+        report.changes.append(Change(cfg.path, f"would be {verb}"))
         return
-    saved = backup(target.config_file) if existed else None
-    atomic_write(target.config_file, _dump(doc))
-    report.changes.append(Change(target.config_file, verb, backup=saved))
+    saved = backup(cfg.path) if cfg.existed else None
+    atomic_write(cfg.path, text)
+    report.changes.append(Change(cfg.path, verb, backup=saved))
 
 
 # ---- install / uninstall / status -------------------------------------------------------------------
@@ -443,7 +463,8 @@ def _install_provider(target: Target, snap: InstanceSnapshot, recorded: dict[str
 
 def _install_fields(target: Target, provider_id: str, fields: dict[JsonPath, Any], recorded: dict[str, Any],
                     report: Report) -> dict[str, Any]:
-    doc, existed, comments = _read_config(target.config_file)
+    cfg = _read_config(target.config_file)
+    doc, existed = cfg.data, cfg.existed
     before = json.loads(json.dumps(doc))
     owned: dict[JsonPath, Any] = {tuple(p): v for p, v in recorded.get("fields", [])}
     created: set[JsonPath] = {tuple(p) for p in recorded.get("created", [])}
@@ -488,7 +509,7 @@ def _install_fields(target: Target, provider_id: str, fields: dict[JsonPath, Any
     if doc == before:
         report.changes.append(Change(target.config_file, "unchanged"))
     else:
-        _write_config(target, doc, existed, comments, report, "created" if not existed else "updated", provider_id)
+        _write_config(cfg, doc, report, "created" if not existed else "updated", provider_id)
     return {
         "path": str(target.config_file),
         "fields": [[list(p), v] for p, v in new_owned.items()],
@@ -542,9 +563,9 @@ def _uninstall_plugin(target: Target, recorded: dict[str, Any], report: Report) 
 
 def _uninstall_provider(target: Target, recorded: dict[str, Any], report: Report) -> None:
     path = Path(recorded.get("path") or target.config_file)
-    cfg_target = Target(target.scope, target.root, target.plugin_dir, path)
-    doc, existed, comments = _read_config(path)
-    if not existed:
+    cfg = _read_config(path)
+    doc = cfg.data
+    if not cfg.existed:
         return
     before = json.loads(json.dumps(doc))
     for p, value in recorded.get("fields", []):
@@ -567,7 +588,7 @@ def _uninstall_provider(target: Target, recorded: dict[str, Any], report: Report
         path.unlink()
         report.changes.append(Change(path, "removed", backup=saved))
         return
-    _write_config(cfg_target, doc, True, comments, report, "updated")
+    _write_config(cfg, doc, report, "updated")
 
 
 @dataclass
@@ -601,7 +622,7 @@ def status(target: Target) -> Status:
         plugin = "modified"
     provider: dict[str, Any] | None = None
     try:
-        doc, _, _ = _read_config(target.config_file)
+        doc = _read_config(target.config_file).data
     except InstallError:
         doc = {}
     raw = _get(doc, ("provider", PROVIDER_ID))

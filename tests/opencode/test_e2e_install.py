@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,28 @@ import pytest
 
 from lmstudio_tray.analytics.store import DB_NAME
 from lmstudio_tray.emulator import Emulator
+from lmstudio_tray.opencode.jsonc import comments_of, load_config
 from tests.opencode.test_e2e import GEMMA, QWEN, Env, _chat_requests, _seed_plugin_package
 
 pytestmark = pytest.mark.opencode
+
+
+# a user's own opencode.jsonc: comments, trailing commas, a comment after a trailing comma
+COMMENTED_CONFIG = """\
+// my OpenCode settings (JSONC)
+{
+  "$schema": "https://opencode.ai/config.json", // keeps OpenCode from rewriting this file
+  /* sharing off: "share": "auto", // was the default */
+  "share": "disabled",
+  "autoupdate": false,
+  "instructions": [
+    // none yet,
+  ],
+  "provider": {
+    // LM Studio goes here
+  },
+}
+"""
 
 
 def _tray(env: dict[str, str], cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,11 +77,17 @@ def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any,
     if options.get("endpoint_file"):
         env["LMSTUDIO_TRAY_ENDPOINT_FILE"] = str(tmp_path / "elsewhere" / "ep.json")
 
+    config = project / "opencode.json"
+    if options.get("commented"):
+        config = project / "opencode.jsonc"
+        config.write_text(COMMENTED_CONFIG)
     proc = _tray(env, cfg, "opencode", "install", "--project", str(project), "--provider")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (project / ".opencode" / "plugins" / "lmstudio-tray.ts").is_file()
-    assert json.loads((project / "opencode.json").read_text())["provider"]["lmstudio"]["models"][QWEN]["limit"][
-        "context"] == 8192
+    text = config.read_text()
+    assert load_config(text)["provider"]["lmstudio"]["models"][QWEN]["limit"]["context"] == 8192
+    if options.get("commented"):
+        assert Counter(comments_of(text)) == Counter(comments_of(COMMENTED_CONFIG))
 
     (home / ".config" / "opencode").mkdir(parents=True, exist_ok=True)
     for d in (project / ".opencode", home / ".config" / "opencode"):
@@ -176,3 +202,22 @@ def test_plugin_and_serve_share_an_overridden_discovery_file(installed: Env) -> 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Next steps:" in proc.stderr
     assert _chat_requests(installed.emu, GEMMA) == 0
+
+
+@pytest.mark.parametrize("installed", [{"commented": True}], indirect=True)
+def test_opencode_loads_the_plugin_from_a_commented_jsonc_that_install_edited(installed: Env) -> None:
+    config = installed.project / "opencode.jsonc"
+    text = config.read_text()
+    proc = installed.run("say hi")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Hello from the LM Studio emulator" in proc.stdout
+    assert _chat_requests(installed.emu, QWEN) >= 1
+    # the plugin ran: it asked the endpoint before the request
+    assert _endpoint_get(installed, "/v1/metrics")["validate"]["categories"].get("ready", 0) >= 1
+    assert config.read_text() == text  # OpenCode read it as it is (it rewrites a file it finds wanting)
+    debug = subprocess.run([str(installed.opencode), "debug", "config"], cwd=installed.project, env=installed.env,
+                           capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 0, debug.stderr
+    resolved = json.loads(debug.stdout)
+    assert resolved["share"] == "disabled" and resolved["provider"]["lmstudio"]["models"][QWEN]["limit"] == {
+        "context": 8192, "output": 2048}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, write_endpo
 from lmstudio_tray.cli import main
 from lmstudio_tray.core import paths
 from lmstudio_tray.emulator import Emulator
-from tests.opencode.conftest import PLUGIN_FILE
+from lmstudio_tray.opencode.jsonc import comments_of, load_config
+from tests.opencode.conftest import PLUGIN_FILE, JsoncReference
 
 QWEN = "qwen/qwen3-4b-2507"
 GEMMA = "google/gemma-3-12b"
@@ -166,19 +168,83 @@ def test_existing_singular_plugin_dir_and_jsonc_file_are_reused(cfg: Path, proje
     assert (project / ".opencode" / "plugin" / "lmstudio-tray.ts").exists()
     assert not (project / ".opencode" / "plugins").exists()
     assert not (project / "opencode.json").exists()
-    doc = read(jsonc)
+    doc = load_config(jsonc.read_text())  # still JSONC: the trailing comma stays, as the user wrote it
     assert doc["theme"] == "x" and "lmstudio" in doc["provider"]
 
 
-def test_config_with_comments_is_not_rewritten(cfg: Path, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = project / "opencode.json"
-    text = '{\n  // my notes\n  "theme": "x"\n}\n'
-    config.write_text(text)
-    assert run(cfg, "install", "--project", str(project), "--provider") == 1
-    err = capsys.readouterr().err
-    assert "comments" in err and str(config) in err and '"baseURL"' in err
+COMMENTED = """\
+// My OpenCode setup: every comment here must survive `opencode install` and `uninstall`.
+{
+    "$schema": "https://opencode.ai/config.json", // for the editor
+    /* an older choice: "theme": "tokyonight", // too dark */
+    "theme": "gruvbox",
+    "instructions": ["AGENTS.md", "docs/style.md", // and this one
+    ],
+    "provider": {
+        // my hosted provider; "lmstudio" is added below it
+        "other": {"npm": "x", /* pinned */ "options": {"baseURL": "https://example.invalid/v1",},},
+    },
+    "agent": {"build": {"temperature": 0.2}}, /* warm */
+    // "model": "lmstudio/qwen/qwen3-4b-2507",
+}
+"""
+
+
+def test_install_and_uninstall_edit_a_commented_jsonc_in_place(cfg: Path, project: Path,
+                                                                jsonc_reference: JsoncReference) -> None:
+    config = project / "opencode.jsonc"
+    config.write_text(COMMENTED)
+    before = jsonc_reference.parse(COMMENTED)[1]
+    assert run(cfg, "install", "--project", str(project), "--provider") == 0
+    text = config.read_text()
+    errors, doc = jsonc_reference.parse(text)
+    assert errors == [], text
+    assert Counter(comments_of(text)) == Counter(comments_of(COMMENTED))
+    assert {k: v for k, v in doc.items() if k != "provider"} == {k: v for k, v in before.items() if k != "provider"}
+    assert doc["provider"]["other"] == before["provider"]["other"]
+    assert doc["provider"]["lmstudio"]["models"][QWEN]["limit"] == {"context": 8192, "output": 2048}
+    # the block goes in after `other`, indented like the file (4 spaces), and nothing before it moved
+    assert '\n        "lmstudio": {\n            "npm": "@ai-sdk/openai-compatible",' in text
+    head = COMMENTED[: COMMENTED.index('"agent"')].rstrip().removesuffix("},\n    },").rstrip()
+    assert text.startswith(head)
+    (bak,) = sorted(project.glob("opencode.jsonc.bak-*"))
+    assert bak.read_text() == COMMENTED
+
+    assert run(cfg, "install", "--project", str(project), "--provider") == 0  # idempotent
     assert config.read_text() == text
-    assert not (project / ".opencode").exists()
+    assert run(cfg, "uninstall", "--project", str(project)) == 0
+    assert config.read_text() == COMMENTED
+
+
+def test_a_comment_after_a_trailing_comma_is_valid_jsonc_to_install(cfg: Path, project: Path) -> None:
+    config = project / "opencode.jsonc"
+    text = '{\n  "instructions": ["a.md", "b.md", // two\n  ],\n}\n'
+    config.write_text(text)
+    assert run(cfg, "install", "--project", str(project), "--provider") == 0
+    assert "// two" in config.read_text() and "lmstudio" in load_config(config.read_text())["provider"]
+    assert run(cfg, "uninstall", "--project", str(project)) == 0
+    assert config.read_text() == text
+
+
+def test_install_keeps_crlf_line_ends(cfg: Path, project: Path) -> None:
+    config = project / "opencode.json"
+    original = b'{\r\n  // mine\r\n  "theme": "x"\r\n}\r\n'
+    config.write_bytes(original)
+    assert run(cfg, "install", "--project", str(project), "--provider") == 0
+    written = config.read_bytes()
+    assert b"\n" not in written.replace(b"\r\n", b"") and b'  "provider": {\r\n    "lmstudio": {' in written
+    assert run(cfg, "uninstall", "--project", str(project)) == 0
+    assert config.read_bytes() == original
+
+
+def test_dry_run_on_a_commented_file_changes_nothing(cfg: Path, project: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = project / "opencode.json"
+    config.write_text(COMMENTED)
+    assert run(cfg, "install", "--project", str(project), "--provider", "--dry-run", "--json") == 0
+    changes = json.loads(capsys.readouterr().out)["changes"]
+    assert {"path": str(config), "action": "would be updated", "detail": "", "backup": None} in changes
+    assert config.read_text() == COMMENTED
 
 
 def test_corrupt_config_is_reported_and_left_alone(
