@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -391,7 +392,8 @@ def _write_config(cfg: ConfigFile, doc: dict[str, Any], report: Report, verb: st
         report.changes.append(Change(cfg.path, f"would be {verb}"))
         return
     saved = backup(cfg.path) if cfg.existed else None
-    atomic_write(cfg.path, text)
+    mode = stat.S_IMODE(cfg.path.stat().st_mode) if cfg.existed else 0o644  # a private file stays private
+    atomic_write(cfg.path, text, mode=mode)
     report.changes.append(Change(cfg.path, verb, backup=saved))
 
 

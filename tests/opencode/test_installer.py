@@ -237,6 +237,17 @@ def test_install_keeps_crlf_line_ends(cfg: Path, project: Path) -> None:
     assert config.read_bytes() == original
 
 
+def test_a_private_config_file_stays_private(cfg: Path, project: Path) -> None:
+    # opencode.json may hold API keys ("apiKey" of a provider): an install must not make it world-readable
+    config = project / "opencode.json"
+    config.write_text('{"provider": {"hosted": {"options": {"apiKey": "sk-private"}}}}')
+    config.chmod(0o600)
+    assert run(cfg, "install", "--project", str(project), "--provider") == 0
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert run(cfg, "uninstall", "--project", str(project)) == 0
+    assert config.stat().st_mode & 0o777 == 0o600
+
+
 def test_dry_run_on_a_commented_file_changes_nothing(cfg: Path, project: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     config = project / "opencode.json"
