@@ -4,6 +4,7 @@ pool's instances have loaded, no token in opencode.json, and an uninstall that t
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 from lmstudio_tray.cli import main
 from lmstudio_tray.core import paths
 from lmstudio_tray.emulator import Emulator
+from lmstudio_tray.opencode.jsonc import comments_of
 from tests.emulator_fixtures import EmulatorFactory
+from tests.opencode.conftest import JsoncReference
 
 QWEN = "qwen/qwen3-4b-2507"
 GEMMA = "google/gemma-3-12b"
@@ -137,3 +140,36 @@ def test_bad_pool_requests_change_nothing(
     assert "no instance of pool 'team' has a chat model loaded" in capsys.readouterr().err
     assert list(project.iterdir()) == []
     assert not (paths.state_dir() / "opencode-installs.json").exists()
+
+
+COMMENTED = """\
+{
+  // pools are set up in lmstudio-tray's config.toml
+  "provider": {
+    "other": {"npm": "x"}, /* a hosted one */
+  },
+  "share": "disabled", // never
+}
+"""
+
+
+def test_pool_and_lmstudio_providers_go_in_and_out_of_a_commented_jsonc(
+    tmp_path: Path, boxes: tuple[Emulator, Emulator], jsonc_reference: JsoncReference
+) -> None:
+    a, b = boxes
+    cfg = write_cfg(tmp_path, a, b)
+    project = tmp_path / "project"
+    project.mkdir()
+    config = project / "opencode.jsonc"
+    config.write_text(COMMENTED)
+    assert run(cfg, "install", "--project", str(project), "--pool", "team") == 0
+    assert run(cfg, "install", "--project", str(project), "--provider", "--instance", "a") == 0
+    b.unload(GEMMA)  # the pool loses a model: the re-install takes its entry out of the commented file
+    assert run(cfg, "install", "--project", str(project), "--pool", "team") == 0
+    text = config.read_text()
+    errors, data = jsonc_reference.parse(text)
+    assert errors == [] and set(data["provider"]) == {"other", "lmstudio", "lmstudio-pool-team"}
+    assert sorted(data["provider"]["lmstudio-pool-team"]["models"]) == [QWEN]
+    assert Counter(comments_of(text)) == Counter(comments_of(COMMENTED))
+    assert run(cfg, "uninstall", "--project", str(project)) == 0
+    assert config.read_text() == COMMENTED
