@@ -144,21 +144,12 @@ class EndpointServer:
             sys.setswitchinterval(SWITCH_INTERVAL)
         self.token = secrets.token_urlsafe(32)
         register_secret(self.token)
-        self._sock = self._bind()
+        # the lock file and the other endpoint's discovery file are disk I/O (psutil may load to check its pid)
+        self._sock = await asyncio.to_thread(self._bind)
         self.port = int(self._sock.getsockname()[1])
-        self.app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions)
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            loop="none",
-            http="h11" if not _has_httptools() else "httptools",
-            ws="none",
-            timeout_keep_alive=30,
-            server_header=False,
-            date_header=False,
-        )
+        # FastAPI builds every route's models (~0.1 s of CPU, more on a busy machine), the dashboard imports
+        # the analytics reports, uvicorn imports its protocol: none of that on the loop validate runs on
+        self.app, config = await asyncio.to_thread(self._build)
         self._server = _Server(config)
         self._task = asyncio.ensure_future(self._server.serve(sockets=[self._sock]))
         deadline = time.monotonic() + 10
@@ -169,17 +160,33 @@ class EndpointServer:
             if time.monotonic() > deadline:
                 raise EndpointError("the endpoint did not start within 10 s")
             await asyncio.sleep(0.01)
-        write_endpoint(
-            EndpointInfo(url=self.url, token=self.token, pid=os.getpid(), started_at=time.time(),
-                         version=__version__),
-            self.discovery_file,
-        )
+        info = EndpointInfo(url=self.url, token=self.token, pid=os.getpid(), started_at=time.time(),
+                            version=__version__)
+        await asyncio.to_thread(write_endpoint, info, self.discovery_file)  # written and fsynced
         log.info("endpoint listening on %s", self.url)
+
+    def _build(self) -> tuple[LoopbackGuard, uvicorn.Config]:
+        """The ASGI app and uvicorn's config, loaded (runs in a worker thread)."""
+        app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="h11" if not _has_httptools() else "httptools",
+            ws="none",
+            timeout_keep_alive=30,
+            server_header=False,
+            date_header=False,
+        )
+        config.load()
+        return app, config
 
     async def stop(self) -> None:
         if self.token:
             with contextlib.suppress(OSError):
-                remove_endpoint(self.token, self.discovery_file)
+                await asyncio.to_thread(remove_endpoint, self.token, self.discovery_file)
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:

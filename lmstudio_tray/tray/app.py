@@ -7,6 +7,7 @@ whether this machine can show a real tray icon, and runs headless (notifications
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
 
 if TYPE_CHECKING:
+    from lmstudio_tray.api.server import EndpointError, EndpointServer
     from lmstudio_tray.tray.sni import SniView
 
 log = logging.getLogger(__name__)
@@ -498,6 +500,12 @@ def _autostart() -> tuple[Autostart | None, bool | None]:
         return None, None
 
 
+def _endpoint_classes() -> tuple[type[EndpointServer], type[EndpointError]]:
+    from lmstudio_tray.api.server import EndpointError, EndpointServer
+
+    return EndpointServer, EndpointError
+
+
 def attach_endpoint_and_analytics(core: Core) -> None:
     """The tray serves the OpenCode endpoint and records analytics, like `serve` does.
 
@@ -510,14 +518,14 @@ def attach_endpoint_and_analytics(core: Core) -> None:
     servers: list[Any] = []
 
     async def start() -> None:
-        # FastAPI and uvicorn take ~0.3 s to import: on the core's thread, while the icon appears
-        from lmstudio_tray.api.server import EndpointError, EndpointServer
-
-        server = EndpointServer(core)
+        # FastAPI and uvicorn take ~0.3 s to import: in a worker thread, so that the core's loop keeps
+        # polling (and the icon keeps appearing) meanwhile
+        endpoint_server, endpoint_error = await asyncio.to_thread(_endpoint_classes)
+        server = endpoint_server(core)
         servers.append(server)
         try:
             await server.start()
-        except EndpointError as exc:
+        except endpoint_error as exc:
             log.warning("tray: the OpenCode endpoint is not running here: %s", exc)
         else:
             log.info("tray: OpenCode endpoint at %s", server.url)
