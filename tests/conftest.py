@@ -13,7 +13,7 @@ import keyring
 import keyring.backend
 import pytest
 
-pytest_plugins = ["tests.emulator_fixtures"]
+pytest_plugins = ["pytester", "tests.emulator_fixtures", "tests.loop_guard"]
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
