@@ -42,6 +42,8 @@ from lmstudio_tray.core.models import (
 
 log = logging.getLogger(__name__)
 
+# Builds an instance's client with its API token: may block (the keyring), so a running monitor calls it
+# in a worker thread.
 ClientFactory = Callable[[InstanceConfig], LMStudioClient]
 _STATE_BY_FAILURE = {
     FailureKind.OFFLINE: InstanceState.OFFLINE,
@@ -369,6 +371,7 @@ class Monitor:
         clock: Clock | None = None,
         server_control: Callable[[InstanceConfig], bool] | None = None,
     ) -> None:
+        """Clients for `instances` are built here, on the caller's thread (before the loop runs)."""
         self.settings = settings
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -376,16 +379,17 @@ class Monitor:
         self._server_control = server_control or (lambda _cfg: False)
         self._monitors: dict[str, InstanceMonitor] = {}
         self._ad_hoc: OrderedDict[str, None] = OrderedDict()  # least recently asked-for first
+        self._adding: dict[str, asyncio.Future[str]] = {}  # ad-hoc instances whose client is being built
         self.stats = CacheStats()
         self._running = False
         for cfg in instances:
             if cfg.enabled:
-                self._add(cfg)
+                self._add(cfg, client_factory(cfg))
 
-    def _add(self, cfg: InstanceConfig) -> InstanceMonitor:
+    def _add(self, cfg: InstanceConfig, client: LMStudioClient) -> InstanceMonitor:
         mon = InstanceMonitor(
             cfg,
-            self._client_factory(cfg),
+            client,
             self.bus,
             self.clock,
             self.settings,
@@ -438,11 +442,29 @@ class Monitor:
                 self._ad_hoc.move_to_end(existing)
             return existing
         normalized = normalize_url(url)
+        pending = self._adding.get(normalized)
+        if pending is None:  # concurrent requests for one new URL share one instance
+            pending = self._adding[normalized] = asyncio.ensure_future(self._add_ad_hoc(normalized))
+            pending.add_done_callback(lambda f: self._added(normalized, f))
+        return await asyncio.shield(pending)
+
+    def _added(self, url: str, future: asyncio.Future[str]) -> None:
+        self._adding.pop(url, None)
+        if not future.cancelled():
+            future.exception()  # retrieved: the callers that waited got it, and one that gave up needs no log
+
+    async def _add_ad_hoc(self, normalized: str) -> str:
         parts = urlsplit(normalized)
         base = f"{parts.hostname}-{parts.port or 80}".replace(":", "-")
-        name, n = base, 2
-        while name in self._monitors:
-            name, n = f"{base}-{n}", n + 1
+        cfg = InstanceConfig(name=self._free_name(base), url=normalized)
+        # its API token may be in the keyring (D-Bus, maybe an unlock prompt): not on the loop
+        client = await asyncio.to_thread(self._client_factory, cfg)
+        existing = self.instance_for_url(normalized)  # added meanwhile (localhost and 127.0.0.1 are one)
+        if existing is not None:
+            await client.aclose()
+            return existing
+        if cfg.name in self._monitors:  # the name was taken meanwhile
+            cfg = InstanceConfig(name=self._free_name(base), url=normalized)
         # Each ad-hoc instance is polled for as long as the tray runs: a plugin (or anything holding the
         # token) naming ever new base URLs must not grow that without bound.
         while len(self._ad_hoc) >= MAX_AD_HOC:
@@ -450,20 +472,27 @@ class Monitor:
             log.info("no longer monitoring ad-hoc instance %r: more than %d unknown URLs were asked for; "
                      "add the ones you use to the config", oldest, MAX_AD_HOC)
             await self.remove_instance(oldest)
-        mon = self._add(InstanceConfig(name=name, url=normalized))
-        self._ad_hoc[name] = None
-        log.info("monitoring %s as ad-hoc instance %r", normalized, name)
+        mon = self._add(cfg, client)
+        self._ad_hoc[cfg.name] = None
+        log.info("monitoring %s as ad-hoc instance %r", normalized, cfg.name)
         await mon.refresh()
+        return cfg.name
+
+    def _free_name(self, base: str) -> str:
+        name, n = base, 2
+        while name in self._monitors:
+            name, n = f"{base}-{n}", n + 1
         return name
 
     def is_ad_hoc(self, name: str) -> bool:
         """Monitored because a request named its URL, not because the config lists it."""
         return name in self._ad_hoc
 
-    def add_instance(self, cfg: InstanceConfig) -> None:
+    def add_instance(self, cfg: InstanceConfig, client: LMStudioClient) -> None:
+        """Watch `cfg` with `client` (built by the caller off the loop: it holds the API token)."""
         if cfg.name in self._monitors:
             raise ValueError(f"instance {cfg.name!r} is already monitored")
-        self._add(cfg)
+        self._add(cfg, client)
 
     async def remove_instance(self, name: str) -> None:
         self._ad_hoc.pop(name, None)

@@ -43,14 +43,20 @@ class Core:
         secrets: SecretStore | None = None,
         lms_path: Path | bool | None = True,
     ) -> None:
-        """`lms_path=True` finds `lms` the usual way; a Path uses that one; None/False: no `lms`."""
+        """`lms_path=True` finds `lms` the usual way; a Path uses that one; None/False: no `lms`.
+
+        Construction may block (the API tokens come from the keyring, a team profile may be fetched): build
+        the core before its loop runs. Once it runs, all of that happens in worker threads.
+        """
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.bus = EventBus()
         self._secrets = secrets
+        self._secrets_lock = threading.Lock()  # opened by whichever worker thread asks first
         self.lms_path: Path | None = find_lms() if lms_path is True else (lms_path or None)
         self.estimator = LoadEstimator()
+        team.for_config(config)  # the team profile it names, so that reading it later never fetches
         self.monitor = Monitor(
             config.instances,
             config.monitor,
@@ -59,9 +65,9 @@ class Core:
             clock=self.clock,
             server_control=self._can_control,
         )
-        self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms)
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
-        self.actions.team = team.source_for(lambda: self.config)
+        self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
+                               team=team.known_source(lambda: self.config))
         self.actions.server_control_enabled = lambda: self.config.actions.server_control
         self._services: list[Service] = []
         self._started: list[Service] = []
@@ -74,18 +80,26 @@ class Core:
 
     @property
     def secrets(self) -> SecretStore:
-        if self._secrets is None:
-            self._secrets = open_store()
-        return self._secrets
+        """The token store; opening it probes the keyring over D-Bus (blocking: not on the loop)."""
+        with self._secrets_lock:
+            if self._secrets is None:
+                self._secrets = open_store()
+            return self._secrets
 
-    def _make_client(self, cfg: InstanceConfig) -> LMStudioClient:
+    def _read_token(self, name: str) -> str | None:
         try:
-            token = self.secrets.get(cfg.name)
+            token = self.secrets.get(name)
         except Exception as exc:  # a locked or broken keyring must not stop monitoring
-            log.warning("could not read the API token of %s from %s: %s", cfg.name, self.secrets.backend, exc)
+            log.warning("could not read the API token of %s from %s: %s", name, self.secrets.backend, exc)
             token = None
         register_secret(token)  # whatever store it came from, it never reaches a log line
-        return LMStudioClient(cfg.url, token=token, timeout=cfg.timeout or self.config.monitor.request_timeout)
+        return token
+
+    def _make_client(self, cfg: InstanceConfig) -> LMStudioClient:
+        """A client with the instance's API token. Blocking (the keyring may take seconds over D-Bus, or ask
+        to unlock): the monitor calls it in a worker thread once the loop runs."""
+        timeout = cfg.timeout or self.config.monitor.request_timeout
+        return LMStudioClient(cfg.url, token=self._read_token(cfg.name), timeout=timeout)
 
     def _can_control(self, cfg: InstanceConfig) -> bool:
         if not self.config.actions.server_control:
@@ -102,16 +116,19 @@ class Core:
             return Lms(self.lms_path, host=cfg.lms_host, port=urlsplit(cfg.url).port)
         return None
 
-    def set_token(self, instance: str, token: str | None) -> None:
+    async def set_token(self, instance: str, token: str | None) -> None:
         """Store (or delete) an instance's API token and use it from the next request on."""
-        if token:
-            self.secrets.set(instance, token)
-        else:
-            self.secrets.delete(instance)
+        await asyncio.to_thread(self._store_token, instance, token)  # the keyring: D-Bus, maybe a prompt
         with contextlib.suppress(KeyError):
             mon = self.monitor.instance(instance)
             mon.client.token = token or None
             mon.poke()
+
+    def _store_token(self, instance: str, token: str | None) -> None:
+        if token:
+            self.secrets.set(instance, token)
+        else:
+            self.secrets.delete(instance)
 
     def add_service(self, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
         """A surface (the endpoint, the analytics writer) that starts and stops with the core."""
@@ -153,6 +170,8 @@ class Core:
         async with self._apply_lock:
             if new == self.config or self._stopping:
                 return []
+            # the team profile it names may have to be fetched: not on the loop (validate must keep answering)
+            await asyncio.to_thread(team.for_config, new)
             old_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
             old_profile = self.config.active_profile
             restart_needed = self.config.endpoint != new.endpoint
@@ -163,24 +182,25 @@ class Core:
             changes: list[str] = []
             if old_profile != new.active_profile:
                 changes.append(f"profile {old_profile or '(none)'} -> {new.active_profile or '(none)'}")
+            added = [cfg for name, (cfg, timeout) in new_clients.items() if old_clients.get(name) != (cfg, timeout)]
+            # Each new client needs its API token from the keyring (D-Bus, maybe an unlock prompt): in worker
+            # threads, all at once, and before anything changes, so that the old instances are watched meanwhile.
+            clients = await asyncio.gather(*(asyncio.to_thread(self._make_client, cfg) for cfg in added))
             for name, settings in old_clients.items():
                 if new_clients.get(name) != settings:
                     await self.monitor.remove_instance(name)
                     changes.append(f"stopped watching {name}")
-            added: list[str] = []
-            for name, settings in new_clients.items():
-                if old_clients.get(name) != settings:
-                    if name in self.monitor.names:  # an ad-hoc instance now configured under its name
-                        await self.monitor.remove_instance(name)
-                    self.monitor.add_instance(settings[0])
-                    added.append(name)
-                    changes.append(f"watching {name} ({settings[0].url})")
+            for cfg, client in zip(added, clients, strict=True):
+                if cfg.name in self.monitor.names:  # an ad-hoc instance now configured under its name
+                    await self.monitor.remove_instance(cfg.name)
+                self.monitor.add_instance(cfg, client)
+                changes.append(f"watching {cfg.name} ({cfg.url})")
             for name in self.monitor.names:
                 mon = self.monitor.instance(name)
                 mon.can_control_server = self._can_control(mon.config)
                 mon.poke()  # new intervals and timeouts apply from the next poll, not after the old sleep
             # Fresh snapshots of new instances before anyone is told, so the first answer is real.
-            await asyncio.gather(*(self.monitor.instance(n).refresh() for n in added), return_exceptions=True)
+            await asyncio.gather(*(self.monitor.instance(c.name).refresh() for c in added), return_exceptions=True)
             self.config.__dict__["active_profile"] = new.active_profile
             changes.append("settings applied")
             if restart_needed:
@@ -198,7 +218,8 @@ class Core:
         if self.config_path is None:
             return []
         try:
-            new = load_config(self.config_path)
+            # a file of any size, and the team profile it names (HTTPS, 3 s timeout): off the loop
+            new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             log.warning("the config file changed but has problems, so the running settings stay: %s", exc)
             return []

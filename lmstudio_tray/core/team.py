@@ -327,8 +327,22 @@ def apply_team(user: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def for_config(config: Config) -> TeamProfile | None:
-    """The team profile a loaded config was built with (None without one, or when it is unusable)."""
-    return current_team({KEY: config.team_profile} if config.team_profile else {})
+    """The team profile a loaded config was built with (None without one, or when it is unusable).
+
+    Loads it when no config load did yet: that may fetch over HTTPS, so never call it on the core's loop
+    (see `known_for`)."""
+    return current_team(_user(config))
+
+
+def known_for(config: Config) -> TeamProfile | None:
+    """What `for_config` would return, without ever loading: None when the profile was not loaded yet.
+    For the core's loop, where `load_config` (and `Core`, for a config it was given) loaded it before."""
+    source = team_source(_user(config))
+    return _last.get(source) if source is not None else None
+
+
+def _user(config: Config) -> dict[str, Any]:
+    return {KEY: config.team_profile} if config.team_profile else {}
 
 
 def current_team(user: Mapping[str, Any]) -> TeamProfile | None:
@@ -478,6 +492,7 @@ def guard_action(config_team: TeamProfile | None, snapshot: InstanceSnapshot | N
                  force=force, uses=uses)
 
 
-def source_for(config: Callable[[], Config]) -> Callable[[], TeamProfile | None]:
-    """What `Actions.team` needs: the profile of the config in effect now (it may change while running)."""
-    return lambda: for_config(config())
+def known_source(config: Callable[[], Config]) -> Callable[[], TeamProfile | None]:
+    """What `Actions.team` needs: the profile of the config in effect now (it may change while running),
+    as loaded already: the actions and the endpoint ask on the core's loop, where nothing may fetch."""
+    return lambda: known_for(config())

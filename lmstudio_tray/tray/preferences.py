@@ -63,8 +63,9 @@ def menu_prefs(config: Config) -> dict[str, Any]:
 
 
 def instance_prefs(config: Config) -> dict[str, Any]:
-    """Configured instances, the active one, and which the team profile shares."""
-    profile = team.for_config(config)
+    """Configured instances, the active one, and which the team profile shares (as the core loaded it:
+    this runs on the core's loop when settings change, where nothing may fetch)."""
+    profile = team.known_for(config)
     names = tuple(i.name for i in config.instances)
     return {
         "instances": names,

@@ -35,7 +35,7 @@ async def test_every_state_and_the_events_between_them(emulator_factory: Emulato
         assert snap.state is InstanceState.AUTH_FAILED and snap.failure is FailureKind.AUTH_FAILED
         assert rec.kinds() == ["instance.state", "instance.auth_failed"]
 
-        core.set_token("local", TOKEN)
+        await core.set_token("local", TOKEN)
         assert (await mon.refresh()).state is InstanceState.IDLE
         assert "instance.online" in rec.kinds()
 

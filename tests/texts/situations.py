@@ -166,6 +166,8 @@ def verdicts(w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         for env in (None, allowed):
             if env is not None:
                 monkeypatch.setenv(team.ENV, str(env))
+                # loaded as a config load would (the core reads only loaded profiles: it never fetches on its loop)
+                team.for_config(w.core.config)
             for where, emu in places:
                 for model, ctx in REQUESTS:
                     _validate(w, client, emu, where + (" with the team's model list" if env else ""), model, ctx)
