@@ -236,7 +236,8 @@ def _install_handlers(app: FastAPI) -> None:
 def _routes(app: FastAPI, st: ApiState) -> None:
     core = st.core
     monitor = core.monitor
-    cfg = core.config
+    # Settings are read from `core.config` at each use: a profile switch or an edited file replaces the
+    # whole config object while the endpoint runs. A handler that reads several takes it once.
 
     def resolve(base_url: str | None, instance: str | None = None) -> str | None:
         if instance:
@@ -265,7 +266,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             core.clock.monotonic() - at <= monitor.settings.cache_max_age
         ):
             return await monitor.get(name)  # a hit: returns without IO
-        budget = cfg.validation.hook_timeout_ms / 2000
+        budget = core.config.validation.hook_timeout_ms / 2000
         snap = mon.snapshot
         refresh = asyncio.ensure_future(monitor.get(name))
         refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -287,7 +288,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             m = resolve_model(snap, body.model)
             if m is not None and not m.loaded:
                 eta = core.actions.estimate_load_seconds(name, m.key)
-        return evaluate(snap, req, policy or cfg.validation.policy, instance_name=name, eta_seconds=eta,
+        return evaluate(snap, req, policy or core.config.validation.policy, instance_name=name, eta_seconds=eta,
                         team=core.actions.current_team(), active_instance=core.active_instance,
                         ad_hoc=name is not None and monitor.is_ad_hoc(name))
 
@@ -322,6 +323,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
 
     @app.get("/v1/plugin", response_model=s.PluginSettingsOut, responses=ERRORS, tags=["meta"])
     async def plugin_settings() -> JSONResponse:
+        cfg = core.config
         n = cfg.notifications
         return JSONResponse({
             "hook_timeout_ms": cfg.validation.hook_timeout_ms,

@@ -70,8 +70,9 @@ class _Server(uvicorn.Server):
 
 class EndpointServer:
     def __init__(self, core: Core, *, port: int | None = None, discovery_file: Path | None = None) -> None:
+        """`port`: this one instead of the config's `endpoint.port` (read at each start)."""
         self.core = core
-        self.requested_port = core.config.endpoint.port if port is None else port
+        self._port = port
         self.discovery_file = discovery_file
         self.token = ""
         self.port = 0
@@ -91,6 +92,10 @@ class EndpointServer:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def requested_port(self) -> int:
+        return self.core.config.endpoint.port if self._port is None else self._port
 
     def _bind(self) -> socket.socket:
         # Two starts at once would both find no discovery file yet (it is written once uvicorn runs): an

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # Builds an instance's client with its API token: may block (the keyring), so a running monitor calls it
 # in a worker thread.
 ClientFactory = Callable[[InstanceConfig], LMStudioClient]
+Settings = Callable[[], MonitorConfig]  # the poll settings in effect now (they change with the config)
 _STATE_BY_FAILURE = {
     FailureKind.OFFLINE: InstanceState.OFFLINE,
     FailureKind.AUTH_FAILED: InstanceState.AUTH_FAILED,
@@ -75,7 +76,7 @@ class InstanceMonitor:
         client: LMStudioClient,
         bus: EventBus,
         clock: Clock,
-        settings: MonitorConfig,
+        settings: Settings,
         *,
         can_control_server: bool = False,
     ) -> None:
@@ -83,7 +84,7 @@ class InstanceMonitor:
         self.client = client
         self.bus = bus
         self.clock = clock
-        self.settings = settings
+        self._settings = settings
         self.can_control_server = can_control_server
         self.snapshot: InstanceSnapshot | None = None
         self.snapshot_at: float | None = None  # monotonic time of the poll behind `snapshot`
@@ -103,6 +104,10 @@ class InstanceMonitor:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def settings(self) -> MonitorConfig:
+        return self._settings()
 
     # ---- expected loads (the only source of `loading`: LM Studio lists no loading state) ----------
 
@@ -364,7 +369,7 @@ class Monitor:
     def __init__(
         self,
         instances: list[InstanceConfig],
-        settings: MonitorConfig,
+        settings: Settings,
         bus: EventBus,
         client_factory: ClientFactory,
         *,
@@ -372,7 +377,7 @@ class Monitor:
         server_control: Callable[[InstanceConfig], bool] | None = None,
     ) -> None:
         """Clients for `instances` are built here, on the caller's thread (before the loop runs)."""
-        self.settings = settings
+        self._settings = settings
         self.bus = bus
         self.clock = clock or SystemClock()
         self._client_factory = client_factory
@@ -386,13 +391,17 @@ class Monitor:
             if cfg.enabled:
                 self._add(cfg, client_factory(cfg))
 
+    @property
+    def settings(self) -> MonitorConfig:
+        return self._settings()
+
     def _add(self, cfg: InstanceConfig, client: LMStudioClient) -> InstanceMonitor:
         mon = InstanceMonitor(
             cfg,
             client,
             self.bus,
             self.clock,
-            self.settings,
+            self._settings,
             can_control_server=self._server_control(cfg),
         )
         self._monitors[cfg.name] = mon

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
-
 from lmstudio_tray.core import team
 from lmstudio_tray.core.actions import Actions
 from lmstudio_tray.core.client import LMStudioClient
@@ -48,6 +46,8 @@ class Core:
         Construction may block (the API tokens come from the keyring, a team profile may be fetched): build
         the core before its loop runs. Once it runs, all of that happens in worker threads.
         """
+        # The settings in effect: replaced as a whole by `apply_config`, never changed in place, so that a
+        # reader on any thread sees one consistent config. Read `core.config.<section>` when needed.
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
@@ -59,11 +59,11 @@ class Core:
         team.for_config(config)  # the team profile it names, so that reading it later never fetches
         self.monitor = Monitor(
             config.instances,
-            config.monitor,
+            lambda: self.config.monitor,
             self.bus,
             self._make_client,
             clock=self.clock,
-            server_control=self._can_control,
+            server_control=lambda cfg: self._can_control(cfg, self.config),
         )
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
@@ -95,14 +95,14 @@ class Core:
         register_secret(token)  # whatever store it came from, it never reaches a log line
         return token
 
-    def _make_client(self, cfg: InstanceConfig) -> LMStudioClient:
+    def _make_client(self, cfg: InstanceConfig, config: Config | None = None) -> LMStudioClient:
         """A client with the instance's API token. Blocking (the keyring may take seconds over D-Bus, or ask
         to unlock): the monitor calls it in a worker thread once the loop runs."""
-        timeout = cfg.timeout or self.config.monitor.request_timeout
+        timeout = _request_timeout(cfg, config or self.config)
         return LMStudioClient(cfg.url, token=self._read_token(cfg.name), timeout=timeout)
 
-    def _can_control(self, cfg: InstanceConfig) -> bool:
-        if not self.config.actions.server_control:
+    def _can_control(self, cfg: InstanceConfig, config: Config) -> bool:
+        if not config.actions.server_control:
             return False
         return self.lms_path is not None and (is_local_url(cfg.url) or bool(cfg.lms_host))
 
@@ -156,61 +156,60 @@ class Core:
         self._config_listeners.append(listener)
         return lambda: self._config_listeners.remove(listener) if listener in self._config_listeners else None
 
-    def _client_settings(self, cfg: InstanceConfig) -> tuple[InstanceConfig, float]:
-        return cfg, cfg.timeout or self.config.monitor.request_timeout
-
     async def apply_config(self, new: Config) -> list[str]:
         """Switch to `new` (an effective config, e.g. after `profile use`) while running.
 
-        Instance monitors are added, removed or rebuilt as the instance list changed; every other
-        section is updated in place, so whoever holds a part of the config (the endpoint's validation
-        policy, the monitors' poll settings, the notification policy) sees the new values at once.
-        Returns what changed, in words, for the log.
+        Instance monitors are added, removed or rebuilt as the instance list changed; then `new` replaces
+        the config in one assignment, so whoever reads `core.config` (the endpoint's validation policy, the
+        monitors' poll settings, the router's pools) sees either the old settings or the new ones, never a
+        mix. Listeners (`on_config_change`) get the new config afterwards. Returns what changed, in words.
         """
         async with self._apply_lock:
-            if new == self.config or self._stopping:
+            old = self.config
+            if new == old or self._stopping:
                 return []
             # the team profile it names may have to be fetched: not on the loop (validate must keep answering)
             await asyncio.to_thread(team.for_config, new)
-            old_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
-            old_profile = self.config.active_profile
-            restart_needed = self.config.endpoint != new.endpoint
-            _assign(self.config, new)
-            # status shows the new profile only once its instances are watched
-            self.config.__dict__["active_profile"] = old_profile
-            new_clients = {i.name: self._client_settings(i) for i in self.config.instances if i.enabled}
-            changes: list[str] = []
-            if old_profile != new.active_profile:
-                changes.append(f"profile {old_profile or '(none)'} -> {new.active_profile or '(none)'}")
-            added = [cfg for name, (cfg, timeout) in new_clients.items() if old_clients.get(name) != (cfg, timeout)]
-            # Each new client needs its API token from the keyring (D-Bus, maybe an unlock prompt): in worker
-            # threads, all at once, and before anything changes, so that the old instances are watched meanwhile.
-            clients = await asyncio.gather(*(asyncio.to_thread(self._make_client, cfg) for cfg in added))
-            for name, settings in old_clients.items():
-                if new_clients.get(name) != settings:
-                    await self.monitor.remove_instance(name)
-                    changes.append(f"stopped watching {name}")
-            for cfg, client in zip(added, clients, strict=True):
-                if cfg.name in self.monitor.names:  # an ad-hoc instance now configured under its name
-                    await self.monitor.remove_instance(cfg.name)
-                self.monitor.add_instance(cfg, client)
-                changes.append(f"watching {cfg.name} ({cfg.url})")
+            changes = await self._switch_monitors(old, new)
+            self.config = new  # the switch itself: status shows the new profile once its instances are watched
             for name in self.monitor.names:
-                mon = self.monitor.instance(name)
-                mon.can_control_server = self._can_control(mon.config)
-                mon.poke()  # new intervals and timeouts apply from the next poll, not after the old sleep
-            # Fresh snapshots of new instances before anyone is told, so the first answer is real.
-            await asyncio.gather(*(self.monitor.instance(c.name).refresh() for c in added), return_exceptions=True)
-            self.config.__dict__["active_profile"] = new.active_profile
+                self.monitor.instance(name).poke()  # new intervals and timeouts apply now, not after the old sleep
             changes.append("settings applied")
-            if restart_needed:
+            if old.endpoint != new.endpoint:
                 changes.append("the [endpoint] change takes effect after a restart")
         log.info("config: %s", "; ".join(changes))
         for listener in list(self._config_listeners):
             try:
-                listener(self.config)
+                listener(new)
             except Exception:
                 log.exception("a config listener failed")
+        return changes
+
+    async def _switch_monitors(self, old: Config, new: Config) -> list[str]:
+        """Watch the instances of `new`: changed ones are rebuilt, new ones polled once before this returns."""
+        old_clients = _client_settings(old)
+        new_clients = _client_settings(new)
+        changes: list[str] = []
+        if old.active_profile != new.active_profile:
+            changes.append(f"profile {old.active_profile or '(none)'} -> {new.active_profile or '(none)'}")
+        added = [cfg for name, (cfg, timeout) in new_clients.items() if old_clients.get(name) != (cfg, timeout)]
+        # Each new client needs its API token from the keyring (D-Bus, maybe an unlock prompt): in worker
+        # threads, all at once, and before anything changes, so that the old instances are watched meanwhile.
+        clients = await asyncio.gather(*(asyncio.to_thread(self._make_client, cfg, new) for cfg in added))
+        for name, settings in old_clients.items():
+            if new_clients.get(name) != settings:
+                await self.monitor.remove_instance(name)
+                changes.append(f"stopped watching {name}")
+        for cfg, client in zip(added, clients, strict=True):
+            if cfg.name in self.monitor.names:  # an ad-hoc instance now configured under its name
+                await self.monitor.remove_instance(cfg.name)
+            self.monitor.add_instance(cfg, client)
+            changes.append(f"watching {cfg.name} ({cfg.url})")
+        for name in self.monitor.names:
+            mon = self.monitor.instance(name)
+            mon.can_control_server = self._can_control(mon.config, new)
+        # Fresh snapshots of new instances before anyone is told, so the first answer is real.
+        await asyncio.gather(*(self.monitor.instance(cfg.name).refresh() for cfg in added), return_exceptions=True)
         return changes
 
     async def reload_config(self) -> list[str]:
@@ -302,19 +301,13 @@ def _file_signature(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _assign(target: BaseModel, source: BaseModel) -> None:
-    """Copy `source`'s values into `target` in place, recursing into sub-models.
+def _request_timeout(cfg: InstanceConfig, config: Config) -> float:
+    return cfg.timeout or config.monitor.request_timeout
 
-    `source` is already validated as a whole; assigning field by field with validation could fail
-    halfway (a new active_instance before the new instance list), so values are set directly.
-    """
-    for name in type(target).model_fields:
-        new = getattr(source, name)
-        old = getattr(target, name)
-        if isinstance(old, BaseModel) and type(old) is type(new):
-            _assign(old, new)
-        elif old != new:
-            target.__dict__[name] = new
+
+def _client_settings(config: Config) -> dict[str, tuple[InstanceConfig, float]]:
+    """What a monitor's client is built from, per enabled instance: a change means a new client."""
+    return {i.name: (i, _request_timeout(i, config)) for i in config.instances if i.enabled}
 
 
 class CoreThread:

@@ -131,6 +131,10 @@ class NotificationPolicy:
     def set_enabled(self, enabled: bool) -> None:
         self.config = self.config.model_copy(update={"enabled": enabled})
 
+    def use(self, config: NotificationsConfig) -> None:
+        """New settings (the config changed): one assignment, so a decision sees the old or the new ones."""
+        self.config = config
+
     # ---- rules ---------------------------------------------------------------------------------
 
     def _allowed(self, category: str) -> bool:

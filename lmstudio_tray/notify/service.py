@@ -38,6 +38,8 @@ class _CoreLike(Protocol):
     @property
     def actions(self) -> Any: ...
 
+    def on_config_change(self, listener: Callable[[Any], None]) -> Callable[[], None]: ...
+
 
 class NotificationService:
     def __init__(
@@ -180,6 +182,9 @@ def make_service(
     async def retry_load(instance: str, model: str, context_length: int | None) -> Any:
         return await actions.load(instance, model, context_length=context_length)
 
-    return NotificationService(
+    service = NotificationService(
         notifier, core.config.notifications, clock=clock or getattr(core, "clock", None), retry_load=retry_load
     )
+    # the core replaces its config as a whole when settings change (a profile, a tray toggle, an edit)
+    core.on_config_change(lambda config: service.policy.use(config.notifications))
+    return service

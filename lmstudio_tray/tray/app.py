@@ -319,8 +319,8 @@ class TrayApp:
         return str(path)
 
     def _on_config_change(self, config: Config) -> None:
-        """New settings (a tray click, `profile use`, an edited file): notifications and menu follow."""
-        self.notifications.policy.config = config.notifications
+        """New settings (a tray click, `profile use`, an edited file): the menu follows (the notification
+        service follows on its own, see `make_service`)."""
         if self.presenter is not None:
             self.presenter.update_prefs(**menu_prefs(config))
 

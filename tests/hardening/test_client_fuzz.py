@@ -43,7 +43,8 @@ class Rig:
         self.bus.subscribe(self.events.append, *ALL_KINDS)
         cfg = InstanceConfig(name="local", url=self.emu.api_url)
         settings_ = MonitorConfig(request_timeout=2.0, retries=0, jit_check_interval=1)
-        self.monitor = InstanceMonitor(cfg, LMStudioClient(cfg.url, timeout=2.0), self.bus, SystemClock(), settings_)
+        self.monitor = InstanceMonitor(cfg, LMStudioClient(cfg.url, timeout=2.0), self.bus, SystemClock(),
+                                       lambda: settings_)
         with httpx.Client(base_url=self.emu.api_url) as http:
             self.v1: dict[str, Any] = http.get("/api/v1/models").json()
             self.v0: dict[str, Any] = http.get("/api/v0/models").json()

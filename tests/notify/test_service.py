@@ -151,8 +151,10 @@ def test_toggle_and_report() -> None:
 def test_attach_notifications_to_a_core_like_object() -> None:
     bus = EventBus()
     rec = RecordingNotifier()
-    core: Any = SimpleNamespace(bus=bus, config=Config(), actions=FakeActions())
+    listeners: list[Any] = []
+    core: Any = SimpleNamespace(bus=bus, config=Config(), actions=FakeActions(), on_config_change=listeners.append)
     detach = attach_notifications(core, rec, clock=FakeClock())
+    assert len(listeners) == 1  # it follows the core's settings
     bus.publish(LoadFailed("local", model="m", reason="x"))
     assert len(rec.messages) == 1 and rec.messages[0].buttons
     detach()
