@@ -141,6 +141,8 @@ class EndpointServer:
         return sock
 
     async def start(self) -> None:
+        """Listen, serve, then publish the discovery file. A failed start leaves nothing held (the lock,
+        the port, a half-started server): it is stopped again before the error is raised."""
         if self.running:
             return
         if sys.getswitchinterval() > SWITCH_INTERVAL:
@@ -149,6 +151,14 @@ class EndpointServer:
             sys.setswitchinterval(SWITCH_INTERVAL)
         self.token = secrets.token_urlsafe(32)
         register_secret(self.token)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("endpoint listening on %s", self.url)
+
+    async def _start(self) -> None:
         # the lock file and the other endpoint's discovery file are disk I/O (psutil may load to check its pid)
         self._sock = await asyncio.to_thread(self._bind)
         self.port = int(self._sock.getsockname()[1])
@@ -168,7 +178,6 @@ class EndpointServer:
         info = EndpointInfo(url=self.url, token=self.token, pid=os.getpid(), started_at=time.time(),
                             version=__version__)
         await asyncio.to_thread(write_endpoint, info, self.discovery_file)  # written and fsynced
-        log.info("endpoint listening on %s", self.url)
 
     def _build(self) -> tuple[LoopbackGuard, uvicorn.Config]:
         """The ASGI app and uvicorn's config, loaded (runs in a worker thread)."""
@@ -189,27 +198,40 @@ class EndpointServer:
         return app, config
 
     async def stop(self) -> None:
-        if self.token:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(remove_endpoint, self.token, self.discovery_file)
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=5)
-            except (asyncio.TimeoutError, Exception):
+        """Stop serving, remove the discovery file, close the port and release the lock; also after a
+        partial start, and to the end even when the caller is cancelled meanwhile."""
+        try:
+            if self.token:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(remove_endpoint, self.token, self.discovery_file)
+            if self._server is not None:
+                self._server.should_exit = True
+            if self._task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # it did not finish in time, or it failed: it goes
+                    await self._abort()
+        finally:
+            if self._task is not None and not self._task.done():  # the caller was cancelled meanwhile
                 if self._server is not None:
                     self._server.force_exit = True
                 self._task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._task
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-        self._task = self._server = self._sock = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.close()
+            self._task = self._server = self._sock = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    async def _abort(self) -> None:
+        if self._server is not None:
+            self._server.force_exit = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _has_httptools() -> bool:

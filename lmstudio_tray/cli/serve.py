@@ -69,9 +69,15 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
                 loop.add_signal_handler(sig, stop.set)
         try:
-            await core.start()
+            await core.start()  # a service that fails stops the ones already started (port, lock) again
         except EndpointError as exc:
             print(f"lmstudio-tray: {exc}", file=sys.stderr)
+            await core.stop()
+            return EXIT_FAILURE
+        except Exception as exc:
+            log.debug("start failed", exc_info=True)
+            print(f"lmstudio-tray: serve could not start ({type(exc).__name__}: {exc}); nothing was left "
+                  "running.", file=sys.stderr)
             await core.stop()
             return EXIT_FAILURE
         print(f"lmstudio-tray endpoint: {server.url}", flush=True)

@@ -75,6 +75,7 @@ class Core:
         self._apply_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._services_task: asyncio.Task[Any] | None = None
+        self._shutdown: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped = False
 
@@ -131,7 +132,11 @@ class Core:
             self.secrets.delete(instance)
 
     def add_service(self, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
-        """A surface (the endpoint, the analytics writer) that starts and stops with the core."""
+        """A surface (the endpoint, the analytics writer) that starts and stops with the core.
+
+        Services start in the order they were added and stop in reverse; when one fails to start, those
+        already started are stopped again. A `start` that raises must leave nothing held behind itself.
+        """
         self._services.append((start, stop))
 
     def status(self) -> StatusReport:
@@ -241,8 +246,10 @@ class Core:
 
         `defer_services`: leave the services (the endpoint, analytics) to a later `start_services()`. The
         tray shows its icon first: loading the web stack meanwhile would hold the GIL it needs.
+        A service that fails to start raises here, after the ones started before it were stopped again.
         """
         self._stopping = self._stopped = False
+        self._shutdown = None
         await self.monitor.start()
         if self.config_path is not None and self._watcher is None:
             # the file as it is now (the task itself starts later, after changes it must not miss)
@@ -256,36 +263,65 @@ class Core:
         for service in self._services:
             if service in self._started or self._stopped:
                 continue
-            await service[0]()
+            try:
+                await service[0]()
+            except BaseException:
+                # all or nothing: no endpoint lock, port or writer stays held for a core that did not start
+                await self._stop_services()
+                raise
             self._started.append(service)
 
     async def start_services(self) -> None:
-        """Start the services a `start(defer_services=True)` left out; failures are logged, not raised."""
+        """Start the services a `start(defer_services=True)` left out; a failure is logged (and every
+        service stopped again), not raised: the tray's icon and notifications go on without them."""
         self._services_task = asyncio.current_task()
         try:
             await self._start_services()
         except Exception:
-            log.exception("a service failed to start")
+            log.exception("a service failed to start, so the endpoint and analytics are off")
         finally:
             self._services_task = None
 
-    async def stop(self) -> None:
-        self._stopped = True
-        starting = self._services_task
-        if starting is not None and starting is not asyncio.current_task():
-            # let the starts in flight finish, so that each started service is also stopped
-            await asyncio.gather(asyncio.shield(starting), return_exceptions=True)
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
-        for _, stop in reversed(self._started):
+    async def _stop_services(self) -> None:
+        while self._started:
+            _, stop = self._started.pop()
             try:
                 await stop()
             except Exception:
                 log.exception("a service failed to stop cleanly")
-        self._started.clear()
+
+    async def stop(self) -> None:
+        """Stop the services, the config watcher and the monitors.
+
+        The cleanup runs to its end even when the task calling this is cancelled meanwhile (ports, locks
+        and the discovery file must not stay behind); the cancellation is raised once it is done.
+        """
+        self._stopped = True
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._stop(asyncio.current_task()))
+        shutdown = self._shutdown
+        cancelled = False
+        while True:
+            try:
+                await asyncio.shield(shutdown)
+                break
+            except asyncio.CancelledError:
+                if shutdown.done():
+                    raise  # the cleanup itself was cancelled (its loop is closing)
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _stop(self, caller: asyncio.Task[Any] | None) -> None:
+        starting = self._services_task
+        if starting is not None and starting is not caller:
+            # let the starts in flight finish, so that each started service is also stopped
+            await asyncio.gather(asyncio.shield(starting), return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        await self._stop_services()
         # no settings switch may add a monitor behind the stop's back
         async with self._apply_lock:
             self._stopping = True
@@ -328,6 +364,8 @@ class CoreThread:
             self.loop.run_until_complete(self.core.start(defer_services=self.defer_services))
         except BaseException as exc:
             self._start_error = exc
+            with contextlib.suppress(Exception):  # the monitors polled already: stop them too
+                self.loop.run_until_complete(self.core.stop())
             self._ready.set()
             return
         self._ready.set()
