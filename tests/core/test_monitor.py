@@ -230,12 +230,14 @@ async def test_unknown_base_url_becomes_an_ad_hoc_instance(emulator_factory: Emu
 
 
 def closed_ports(n: int) -> list[int]:
-    ports = []
-    for _ in range(n):
-        with socket.socket() as sock:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:  # all bound at once, so the OS hands out n different ports
             sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-    return ports  # nothing listens on them now: a poll is refused at once
+        return [sock.getsockname()[1] for sock in socks]  # nothing listens on them: a poll is refused at once
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 async def test_ad_hoc_instances_are_capped_least_recently_used_first(emulator: Emulator) -> None:
