@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 import weakref
@@ -77,10 +78,15 @@ class Analytics:
             await asyncio.to_thread(self.store.prune)
             for instance, size, seconds in await asyncio.to_thread(self._load_history):
                 self.core.estimator.record(instance, size, seconds)
-        except (StoreError, OSError) as exc:
+        except (StoreError, OSError, sqlite3.DatabaseError) as exc:
             # analytics is optional: the tray and the endpoint run on without it
-            self.error = str(exc)
-            log.warning("analytics off: %s", exc)
+            self.error = str(exc) if not isinstance(exc, sqlite3.DatabaseError) else (
+                f"{self.path} is damaged ({exc}); move it aside (it is kept as it is) and lmstudio-tray starts "
+                "a new one")
+            log.warning("analytics off: %s", self.error)
+            if self.store is not None:
+                await asyncio.to_thread(self.store.close)
+                self.store = None
             return
         writer = BatchWriter(self.store, flush_interval=self.flush_interval, context_of=self.context_of)
         writer.add_chore("resources", self.sample_interval, self.sample)
