@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -256,17 +254,6 @@ def test_suggestions_are_bounded_and_unique() -> None:
     many = tuple(model(f"pub/model-{i}") for i in range(50))
     out = rank_suggestions(snap(*many), "pub/model-1")
     assert len(out) <= 5 and len({s.key for s in out}) == len(out)
-
-
-def test_verdict_is_cheap() -> None:
-    # hook latency budget is ~1 ms end to end; the pure part must be a small share of it
-    catalog = tuple(model(f"publisher/model-{i}-7b", loaded_ctx=4096 if i % 7 == 0 else None) for i in range(40))
-    s = snap(*catalog)
-    start = time.perf_counter()
-    for _ in range(200):
-        evaluate(s, req("publisher/model-7-7b"), POLICY)
-    per_call = (time.perf_counter() - start) / 200
-    assert per_call < 0.0005, per_call
 
 
 @settings(max_examples=200, deadline=None)
