@@ -249,11 +249,19 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             return monitor.instance_for_url(base_url)
         return core.active_instance
 
-    async def resolve_or_adhoc(base_url: str | None) -> str | None:
+    async def resolve_or_adhoc(base_url: str | None, budget: float | None = None) -> str | None:
+        """The instance for `base_url`; an unknown URL becomes an ad-hoc instance. With a `budget`, a new
+        URL whose first poll takes longer (a host gone to sleep) answers None meanwhile ("no status yet")
+        while the instance is added in the background."""
         name = resolve(base_url)
         if name is None and base_url:
+            adding = asyncio.ensure_future(monitor.ensure_instance(base_url))
+            adding.add_done_callback(lambda t: t.cancelled() or t.exception())
             try:
-                name = await monitor.ensure_instance(base_url)
+                name = await (asyncio.wait_for(asyncio.shield(adding), budget) if budget is not None else adding)
+            except asyncio.TimeoutError:
+                st.metrics.fail_open_refreshes += 1
+                return None
             except ValueError as exc:
                 raise ApiError(422, "invalid_request", f"base_url: {exc}") from None
         return name
@@ -368,7 +376,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
 
     async def validate_verdict(body: s.ValidateIn) -> dict[str, Any]:
         started = time.perf_counter()
-        name = await resolve_or_adhoc(body.base_url)
+        name = await resolve_or_adhoc(body.base_url, core.config.validation.hook_timeout_ms / 2000)
         snap = await cached_snapshot(name) if name else None
         v = await judged(name, snap, body)
         if name is not None and body.session_id and v.facts.model_key:
