@@ -7,6 +7,7 @@ gets, and that nothing is left stuck (no phantom loads, recovery once LM Studio 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -68,15 +69,14 @@ def rig_factory(emulator_factory: Any) -> Iterator[Any]:
 
 
 def test_lm_studio_killed_during_a_load(rig_factory: Any) -> None:
-    rig = rig_factory({"load_seconds": 20.0})
+    rig = rig_factory({"load_seconds": 3600.0})  # the load can only end by LM Studio dying
     rig.wait_state("idle")
     answer: dict[str, Any] = {}
 
     def load() -> None:
         with rig.ep.client() as c:
-            started = time.monotonic()
             r = c.post("/v1/tools/load", json={"model": MODEL})
-            answer.update(status=r.status_code, body=r.json(), seconds=time.monotonic() - started)
+            answer.update(status=r.status_code, body=r.json())
 
     worker = threading.Thread(target=load)
     worker.start()
@@ -85,7 +85,7 @@ def test_lm_studio_killed_during_a_load(rig_factory: Any) -> None:
     rig.emu.kill()
     worker.join(30)
     assert not worker.is_alive(), "the load call must end when LM Studio dies"
-    assert answer["status"] == 409 and answer["seconds"] < 20.0, answer  # before the load could end
+    assert answer["status"] == 409, answer
     assert answer["body"]["error"]["message"], answer
     rig.wait_state("offline")
     snap = rig.ep.core.monitor.snapshot("local")
@@ -148,39 +148,40 @@ def test_server_errors_show_as_error_and_block(rig_factory: Any, fault: Fault) -
     assert rig.validate()["ok"] is True
 
 
-def test_hung_lm_studio_never_holds_a_validate_past_its_budget(rig_factory: Any) -> None:
-    hook_ms = 800
+def test_hung_lm_studio_never_holds_a_validate(rig_factory: Any) -> None:
+    """LM Studio hangs (its requests wait the longest timeout there is, 120 s): each validate is answered
+    from the last snapshot once the hook's budget is spent. One that waited for the hung refresh would not
+    come back before the test's HTTP client gives up (30 s)."""
     rig = rig_factory(
-        monitor={**FAST_POLLING, "request_timeout": 6.0, "cache_max_age": 0.2},
-        validation={"hook_timeout_ms": hook_ms},
+        monitor={**FAST_POLLING, "request_timeout": 120.0, "cache_max_age": 0.2},
+        validation={"hook_timeout_ms": 800},
     )
     rig.emu.load(MODEL)
     rig.wait_state("ready")
     rig.emu.add_fault(Fault(path="*", kind="hang"))
     time.sleep(0.5)  # the cache is now older than cache_max_age: each validate wants a refresh
-    timings = []
     for _ in range(3):
-        started = time.monotonic()
-        v = rig.validate()
-        timings.append(time.monotonic() - started)
-        assert v["category"] in ("ready", "offline"), v
-    # The plugin gives up after hook_timeout_ms; the endpoint answers within half of it (plus slack for a
-    # loaded machine), far below the 6 s a hung LM Studio request would take.
-    assert max(timings) < hook_ms / 1000 + 2.5, timings
+        assert rig.validate()["category"] == "ready"
     metrics = rig.http.get("/v1/metrics").json()
-    assert metrics["validate"]["answered_from_stale_cache"] >= 1
-    # the hung poll times out and the instance shows as offline (does not answer in time)
+    assert metrics["validate"]["answered_from_stale_cache"] == 3  # none waited for the hung refresh
+    rig.emu.clear_faults()
+
+
+def test_hung_lm_studio_turns_offline_and_bounds_tools_and_ensure(rig_factory: Any) -> None:
+    """With a finite request timeout the hung poll ends as `offline` ("did not answer in time"); the tools
+    and ensure are bounded by that timeout, not by a load's 10 minutes (the client gives up after 60 s)."""
+    rig = rig_factory(monitor={**FAST_POLLING, "request_timeout": 3.0, "cache_max_age": 0.2})
+    rig.emu.load(MODEL)
+    rig.wait_state("ready")
+    rig.emu.add_fault(Fault(path="*", kind="hang"))
     rig.wait_state("offline", timeout=30)
     snap = rig.ep.core.monitor.snapshot("local")
     assert snap is not None and "in time" in (snap.error or ""), snap.error
-    started = time.monotonic()
-    listing = rig.http.post("/v1/tools/list", json={})
-    assert time.monotonic() - started < 6.0 * 2 + 5 and listing.status_code == 200
+    with rig.ep.client() as c:
+        c.timeout = httpx.Timeout(60.0)
+        assert c.post("/v1/tools/list", json={}).status_code == 200
+        ensure = c.post("/v1/ensure", json={"model": MODEL, "base_url": rig.emu.api_url + "/v1"})
     assert rig.validate()["category"] == "offline"
-    # ensure (load-if-needed) is bounded too: by the status request's timeout, not the load's 10 minutes
-    started = time.monotonic()
-    ensure = rig.http.post("/v1/ensure", json={"model": MODEL, "base_url": rig.emu.api_url + "/v1"})
-    assert time.monotonic() - started < 6.0 * 2 + 5
     assert ensure.status_code == 200 and ensure.json()["ok"] is False, ensure.text
     rig.emu.clear_faults()
     rig.wait_state("ready", timeout=30)
@@ -224,16 +225,18 @@ def test_short_outage_is_retried_inside_one_refresh(rig_factory: Any) -> None:
 
 
 def test_endpoint_answers_while_the_core_is_busy_with_a_dead_remote(rig_factory: Any) -> None:
-    """An unroutable remote instance (a laptop gone to sleep) must not slow the local verdicts."""
-    emu_rig = rig_factory(monitor={**FAST_POLLING, "request_timeout": 3.0})
+    """A remote instance that never answers (a laptop gone to sleep) must not hold up any verdict: its polls
+    wait 120 s here, so a validate that waited for them would not come back before the client gives up
+    (30 s)."""
+    emu_rig = rig_factory(monitor={**FAST_POLLING, "request_timeout": 120.0})
     emu_rig.emu.load(MODEL)
     emu_rig.wait_state("ready")
-    with httpx.Client(timeout=30) as c:
-        started = time.monotonic()
-        r = c.post(emu_rig.ep.url + "/v1/validate", headers={"authorization": f"Bearer {emu_rig.ep.token}"},
-                   json={"model": MODEL, "base_url": "http://10.255.255.1:1234/v1"})
-        assert r.status_code == 200 and r.json()["ok"] is False
-        assert time.monotonic() - started < 3.0 * 2 + 3
-        started = time.monotonic()
-        assert emu_rig.validate()["ok"] is True
-        assert time.monotonic() - started < 2.0
+    with socket.socket() as asleep:
+        asleep.bind(("127.0.0.1", 0))
+        asleep.listen(16)  # connections are accepted by the kernel and then nothing is ever said
+        remote = f"http://127.0.0.1:{asleep.getsockname()[1]}/v1"
+        with httpx.Client(timeout=30) as c:
+            r = c.post(emu_rig.ep.url + "/v1/validate", headers={"authorization": f"Bearer {emu_rig.ep.token}"},
+                       json={"model": MODEL, "base_url": remote})
+            assert r.status_code == 200 and r.json()["ok"] is False
+            assert emu_rig.validate()["ok"] is True
