@@ -21,7 +21,7 @@ import httpx
 from lmstudio_tray import __version__
 from lmstudio_tray.core import paths
 from lmstudio_tray.core.client import LMStudioClient, LMStudioError
-from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
+from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, Policy, load_config
 from lmstudio_tray.core.lms import LMS_MISSING, find_lms
 from lmstudio_tray.core.models import ApiFlavor, FailureKind
 from lmstudio_tray.platform.x11 import system_tray_owned
@@ -70,6 +70,28 @@ def check_config(path: Path) -> tuple[CheckResult, Config | None]:
     where = str(path) if path.exists() else f"{path} (absent: all defaults)"
     return CheckResult("config", "Config file", Status.OK, f"{where}; instances: {names}",
                        data={"path": str(path), "exists": path.exists()}), config
+
+
+def check_waiting_policy(config: Config) -> CheckResult:
+    """Requests for a model that is loading should wait for the load (`validation.policy.loading`).
+
+    Earlier versions defaulted to `allow`, and the tray's validation menu wrote that into config files: such
+    a request then reaches LM Studio before the model is there, which with JIT loading off fails with
+    "Invalid model identifier".
+    """
+    loading = config.validation.policy.get("loading", Policy.ENSURE)
+    if loading is Policy.ENSURE:
+        return CheckResult("waiting", "Requests during a load", Status.OK,
+                           "an OpenCode request for a model that is loading waits for it",
+                           data={"loading": loading.value})
+    return CheckResult(
+        "waiting", "Requests during a load", Status.WARN,
+        f"validation.policy.loading = {loading.value}: an OpenCode request for a model that is still loading "
+        "goes to LM Studio at once; with JIT loading off LM Studio refuses it (\"Invalid model identifier\")",
+        "let such requests wait for the load: `lmstudio-tray config set validation.policy.loading ensure` "
+        "(or choose a validation setting again in the tray menu)",
+        {"loading": loading.value},
+    )
 
 
 # ---- keyring ---------------------------------------------------------------------------------------------
@@ -388,6 +410,7 @@ def run_checks(config_path: Path, *, endpoint_file: Path | None = None,
     config_result, config = check_config(config_path)
     results = [config_result, check_keyring(config.instances if config else None), check_lms()]
     if config is not None:
+        results.append(check_waiting_policy(config))
         results += asyncio.run(check_instances(config, read_tokens(config)))
     results += [check_tray_host(env), check_notifications(env), check_endpoint(endpoint_file)]
     return Diagnosis(results, config)

@@ -29,6 +29,7 @@ from lmstudio_tray.diagnostics.checks import (
     check_lms,
     check_notifications,
     check_tray_host,
+    check_waiting_policy,
     classify_backend,
 )
 from lmstudio_tray.emulator import Emulator
@@ -58,6 +59,25 @@ def test_config_absent_valid_and_broken(tmp_path: Path) -> None:
     result, _ = check_config(path)
     assert result.status is Status.FAIL and "not valid TOML" in result.detail
     assert path.read_text(encoding="utf-8") == "[[instances]\nname = "  # untouched
+
+
+def test_a_policy_that_sends_requests_during_a_load_is_flagged_with_the_command_that_fixes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What earlier versions' tray menu wrote into config files: `loading = "allow"`."""
+    from lmstudio_tray.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_text('[validation.policy]\nloading = "allow"\n', encoding="utf-8")
+    _, config = check_config(path)
+    assert config is not None
+    result = check_waiting_policy(config)
+    assert result.status is Status.WARN and "Invalid model identifier" in result.detail
+    assert "`lmstudio-tray config set validation.policy.loading ensure`" in (result.fix or "")
+    assert main(["--config", str(path), "config", "set", "validation.policy.loading", "ensure"]) == 0
+    capsys.readouterr()
+    _, config = check_config(path)
+    assert config is not None and check_waiting_policy(config).status is Status.OK
 
 
 # ---- keyring ---------------------------------------------------------------------------------------------
