@@ -586,8 +586,13 @@ class Pool:
             raise
         return response
 
-    def _context(self) -> ssl.SSLContext:
-        return self._ssl if self._ssl is not None else default_ssl_context()
+    async def _context(self) -> ssl.SSLContext:
+        if self._ssl is not None:
+            return self._ssl
+        if _default_ssl is not None:
+            return _default_ssl
+        # loading the system's and certifi's CA bundles takes ~60 ms of CPU: not on the core's loop
+        return await asyncio.to_thread(default_ssl_context)
 
     async def _open(
         self,
@@ -618,7 +623,7 @@ class Pool:
         return conn
 
     async def _connect(self, origin: Origin, proxy: Proxy | None, loop: asyncio.AbstractEventLoop) -> _Connection:
-        context = self._context() if origin.scheme == "https" else None
+        context = await self._context() if origin.scheme == "https" else None
         if proxy is None:
             _, conn = await loop.create_connection(_Connection, origin.host, origin.port, ssl=context)
             return conn
@@ -627,7 +632,7 @@ class Pool:
                 f"the proxy {proxy.url} cannot be used (only http:// and https:// proxies are supported); change "
                 f"HTTP_PROXY/HTTPS_PROXY/ALL_PROXY, or add {origin.host} to NO_PROXY to connect directly"
             )
-        proxy_context = self._context() if proxy.scheme == "https" else None
+        proxy_context = await self._context() if proxy.scheme == "https" else None
         if context is None:  # http:// through the proxy: requests in absolute form on this connection
             _, conn = await loop.create_connection(_Connection, proxy.host, proxy.port, ssl=proxy_context)
             return conn
