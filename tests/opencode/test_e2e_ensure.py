@@ -143,8 +143,10 @@ def test_run_waits_for_the_ensured_load_and_loads_the_planned_context(ensure_env
 
 def test_tui_waits_for_the_load_with_a_progress_toast_and_answers(held_env: Env,
                                                                    tmux: Callable[[dict[str, str]], Tmux]) -> None:
-    """The TUI, typed into like a person would: the answer and the title request both wait for one load
-    (held in progress until the test has seen the progress toast change), then the answer shows, no error."""
+    """The TUI, typed into like a person would: the request waits for the load (held in progress until the
+    test has seen the progress toast change), then the answer shows, no error. OpenCode's title request
+    comes in parallel or after the answer, depending on timing; either way it must not fail or load a
+    second copy (`run` above checks the parallel case: with JIT off an early request would fail)."""
     env, emu = held_env, held_env.emu
     term = tmux(env.env)
     term("new-session", "-d", "-s", "oc", "-x", "160", "-y", "48", "-c", str(env.project), str(env.opencode))
@@ -153,8 +155,7 @@ def test_tui_waits_for_the_load_with_a_progress_toast_and_answers(held_env: Env,
     wait_for(lambda: "say hi" in term.screen(), "the typed prompt")
     term("send-keys", "-t", "oc", "Enter")
     wait_for(lambda: [j for j in emu.snapshot()["loading"] if j["model"] == GEMMA], "the ensure's load")
-    # the answer and OpenCode's parallel title request both reach the tray before the load ends
-    wait_for(lambda: _endpoint_metrics(env)["ensures"] >= 2, "two requests to wait for the load")
+    wait_for(lambda: _endpoint_metrics(env)["ensures"] >= 1, "the request to wait for the load")
     seen: set[str] = set()
 
     def progress_changed() -> bool:
