@@ -427,33 +427,6 @@ def _explain_profile(name: str, profile: ProfileConfig, err: Mapping[str, Any], 
     return f"profile {name!r} (its overrides applied to the settings above): {text}"
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate `path`. A missing file means all defaults; a bad one raises ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read the file ({exc.strerror}); check its permissions"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            path, [f"not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8 (the file was left untouched)"]
-        ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            path, [f"not valid TOML: {exc}; fix the line it names (the file was left untouched)"]
-        ) from None
-    except RecursionError:
-        raise ConfigError(
-            path, ["not valid TOML: arrays or tables nested too deeply (the file was left untouched)"]
-        ) from None
-    from lmstudio_tray.core.team import apply_team  # the team profile's layer goes under the user's file
-
-    return parse_config(apply_team(data), path)
-
-
 def _explain(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     loc = ""
     for part in err.get("loc", ()):

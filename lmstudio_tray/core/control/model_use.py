@@ -1,0 +1,80 @@
+"""When each model last served a request through this machine (the router or a validate): the record the
+shared-instance guard reads."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
+
+
+def use_file() -> Path:
+    return paths.state_dir() / "model-use.json"
+
+
+@dataclass
+class ModelUseLog:
+    """When each model last served a request through this machine (router or validate), per instance.
+
+    Kept in a small JSON file so a CLI command in another process sees what the tray's router saw.
+    Writes are throttled: a busy model rewrites the file at most every `every` seconds.
+    """
+
+    path: Path = field(default_factory=use_file)
+    every: float = 5.0
+    _data: dict[str, dict[str, float]] | None = None
+    _written: float = 0.0
+
+    def read(self) -> dict[str, dict[str, float]]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        return {str(i): {str(m): float(t) for m, t in v.items() if isinstance(t, (int, float))}
+                for i, v in raw.items() if isinstance(v, dict)}
+
+    def record(self, instance: str, model: str, when: float | None = None) -> bool:
+        """Note a use; returns True when the file should be written now (call `flush`)."""
+        if self._data is None:
+            self._data = self.read()
+        now = time.time() if when is None else when
+        previous = self._data.setdefault(instance, {}).get(model, 0.0)
+        self._data[instance][model] = max(previous, now)
+        return now - self._written >= self.every or previous == 0.0
+
+    def pending(self) -> dict[str, dict[str, float]]:
+        """A copy of what is to be written (taken on the caller's thread; `write` may run on another)."""
+        self._written = time.time()
+        return {i: dict(m) for i, m in (self._data or {}).items()}
+
+    def write(self, data: dict[str, dict[str, float]]) -> None:
+        merged = self.read()  # another process may have recorded meanwhile
+        for instance, models in data.items():
+            for model, t in models.items():
+                merged.setdefault(instance, {})[model] = max(t, merged.get(instance, {}).get(model, 0.0))
+        atomic_write(self.path, json.dumps(merged), 0o600)
+
+    def flush(self) -> None:
+        if self._data is not None:
+            self.write(self.pending())
+
+    def last_use(self, instance: str, model: str) -> float | None:
+        data = self.read()
+        if self._data:
+            data = _merged(data, self._data)
+        return data.get(instance, {}).get(model)
+
+
+
+
+def _merged(base: dict[str, dict[str, float]], over: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {i: dict(m) for i, m in base.items()}
+    for instance, models in over.items():
+        out.setdefault(instance, {}).update(models)
+    return out

@@ -1,0 +1,84 @@
+"""The shared-instance guard: on an instance the team shares, a model that served requests lately is not
+unloaded or switched away without `--force` (a person's decision; agents cannot force)."""
+
+from __future__ import annotations
+
+import time
+
+from lmstudio_tray.core.config_pkg.team import TeamProfile
+from lmstudio_tray.core.control.model_use import ModelUseLog
+from lmstudio_tray.core.models import InstanceSnapshot
+
+
+class SharedInstanceBusy(Exception):
+    """A change on a shared instance would take away a model that served requests lately; the message says
+    what this machine saw, what it cannot see, and how a person forces it.
+
+    `reason` is the refusal without that hint, for surfaces whose caller may not force (the agent's tools).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}, or repeat with --force once you have checked with the team.")
+        self.reason = reason
+
+
+def guard_change(
+    team: TeamProfile | None,
+    instance: str,
+    models: list[str],
+    *,
+    force: bool = False,
+    uses: ModelUseLog | None = None,
+    now: float | None = None,
+) -> None:
+    """Refuse unloading/switching away `models` on a shared instance while any served requests within the
+    team's busy window, unless `force`. Instances the team does not share are never guarded.
+
+    Only this machine's record of use is known (requests that went through its lmstudio-tray), so the
+    message says that much and no more: other machines' sessions on the instance are not visible here."""
+    if force or team is None or instance not in team.shared_instances or team.busy_minutes <= 0:
+        return
+    log_ = uses or ModelUseLog()
+    moment = time.time() if now is None else now
+    busy = []
+    for model in models:
+        last = log_.last_use(instance, model)
+        if last is not None and moment - last < team.busy_minutes * 60:
+            busy.append(f"{model} {max(0, int(moment - last))} s ago")
+    if busy:
+        raise SharedInstanceBusy(
+            f"{instance} is shared by team {team.name!r}, and requests through lmstudio-tray on this machine "
+            f"last used {' and '.join(busy)}. Requests from other machines are not visible here, so whether "
+            f"anyone is using it now is not known. Wait until no request has gone through here for "
+            f"{team.busy_minutes:g} minutes"
+        )
+
+
+def models_affected(snapshot: InstanceSnapshot | None, *, unload: str | None = None,
+                    switch_to: str | None = None) -> list[str]:
+    """Model keys an unload (a key, an instance id, or "all") or a switch would take away."""
+    if snapshot is None:
+        return []
+    loaded = snapshot.loaded_models
+    if switch_to is not None:
+        # a switch keeps embedding models and the target (see actions.switch)
+        return [m.key for m in loaded if m.key != switch_to and m.type not in ("embedding", "embeddings")]
+    if unload == "all":
+        return [m.key for m in loaded]
+    if unload:
+        found = snapshot.find_instance(unload)
+        if found is not None:
+            return [found[0].key]
+        return [m.key for m in loaded if m.key == unload]
+    return []
+
+
+def guard_action(config_team: TeamProfile | None, snapshot: InstanceSnapshot | None, *, unload: str | None = None,
+                 switch_to: str | None = None, force: bool = False, uses: ModelUseLog | None = None) -> None:
+    """The guard for one `models unload/switch` (or the tools' and tray's): SharedInstanceBusy when refused."""
+    if snapshot is None:
+        return
+    guard_change(config_team, snapshot.name, models_affected(snapshot, unload=unload, switch_to=switch_to),
+                 force=force, uses=uses)
+
+

@@ -1,0 +1,48 @@
+"""Finding the local LM Studio server: its port from LM Studio's own settings, confirmed by the greeting
+probe `lms` itself uses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
+from lmstudio_tray.core.support import paths
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    url: str
+    source: Path  # the LM Studio file the port came from
+    confirmed: bool  # the greeting probe answered as LM Studio
+
+
+def local_server_url(home: Path | None = None) -> tuple[str, Path] | None:
+    """The local server's address from LM Studio's own settings (`.internal/http-server-config.json`)."""
+    source = (home or paths.lmstudio_home()) / ".internal" / "http-server-config.json"
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    port = data.get("port") if isinstance(data, dict) else None
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return None
+    return f"http://127.0.0.1:{port}", source
+
+
+async def greets(url: str, token: str | None = None, timeout: float = 1.0) -> bool:
+    """`GET /lmstudio-greeting` answers as LM Studio (the check `lms` itself makes; no token needed)."""
+    client = LMStudioClient(url, token=token, timeout=timeout)
+    try:
+        return await client.greeting()
+    finally:
+        await client.aclose()
+
+
+async def discover_local(home: Path | None = None) -> LocalServer | None:
+    found = local_server_url(home)
+    if found is None:
+        return None
+    url, source = found
+    return LocalServer(url=url, source=source, confirmed=await greets(url))
