@@ -29,7 +29,7 @@ from lmstudio_tray.analytics import attach_analytics
 from lmstudio_tray.analytics.store import Store
 from lmstudio_tray.analytics.writer import BatchWriter
 from lmstudio_tray.api.server import attach_endpoint
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.events import ModelLoaded, VerdictGiven
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator, EmulatorSettings

@@ -26,11 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.core.config import load_config
-from lmstudio_tray.core.config_store import update_config
-from lmstudio_tray.core.files import atomic_write
-from lmstudio_tray.core.profiles import use_profile
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.profiles import use_profile
+from lmstudio_tray.core.config.store import update_config
 from lmstudio_tray.core.runtime import CONFIG_WATCH_SECONDS, Core
+from lmstudio_tray.core.support.files import atomic_write
 from lmstudio_tray.emulator import Emulator, EmulatorSettings
 
 CONFIG = """\

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.core import logging_setup
+from lmstudio_tray.core.support import logs as logging_setup
 
 BODY = json.dumps({"model": "qwen/qwen3-4b-2507", "messages": [{"role": "user", "content": "hello " * 40}]})
 

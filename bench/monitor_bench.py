@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.core.config import Config, InstanceConfig, MonitorConfig
+from lmstudio_tray.core.config.schema import Config, InstanceConfig, MonitorConfig
 from lmstudio_tray.core.events import Event, InstanceOffline, ModelLoaded
 from lmstudio_tray.core.runtime import Core
 
@@ -156,7 +156,7 @@ async def baseline_cpu(urls: list[str], seconds: float) -> float:
 
 async def poll_cost(url: str, polls: int) -> tuple[float, float]:
     """CPU milliseconds per status poll: the tray's client, then a bare httpx GET of the same route."""
-    from lmstudio_tray.core.client import LMStudioClient
+    from lmstudio_tray.core.lmstudio.client import LMStudioClient
 
     client = LMStudioClient(url)
     try:

@@ -34,7 +34,7 @@ except Exception:
     pass
 import jeepney, jeepney.io.blocking, jeepney.wrappers  # noqa: F401  core/secrets.py reads the keyring
 from types import SimpleNamespace
-from lmstudio_tray.core.config import Config
+from lmstudio_tray.core.config.schema import Config
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.notify.base import Message
 import psutil

@@ -70,7 +70,7 @@ ENDPOINT = """
 import asyncio, json, signal, sys
 from pathlib import Path
 from lmstudio_tray.api.server import attach_endpoint
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core
 urls = json.loads(sys.argv[1])
 config = parse_config({

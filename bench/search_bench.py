@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lmstudio_tray.core.control.search import Filters, alternatives, recommend, search
 from lmstudio_tray.core.models import ModelInfo
-from lmstudio_tray.core.search import Filters, alternatives, recommend, search
 from lmstudio_tray.emulator.catalog import default_catalog
 
 

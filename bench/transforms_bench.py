@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.core.transforms import MessageDigest, trim_messages
+from lmstudio_tray.core.hooks.transforms import MessageDigest, trim_messages
 
 
 def session(n: int) -> list[MessageDigest]:

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.core.config import MonitorConfig
+from lmstudio_tray.core.config.schema import MonitorConfig
 from lmstudio_tray.emulator import Emulator, EmulatorSettings
 
 MODEL = "qwen/qwen3-4b-2507"

@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.core.config import ValidationConfig
+from lmstudio_tray.core.config.schema import ValidationConfig
+from lmstudio_tray.core.hooks.verdict import ValidateRequest, evaluate, resolve_model
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadedInstance, ModelInfo
-from lmstudio_tray.core.verdict import ValidateRequest, evaluate, resolve_model
 
 URL = "http://127.0.0.1:1234"
 

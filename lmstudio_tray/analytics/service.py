@@ -27,8 +27,8 @@ from lmstudio_tray.analytics.store import Store, StoreError, default_path, readi
 from lmstudio_tray.analytics.suggestions import WINDOW_S, Suggestion, for_model, suggest
 from lmstudio_tray.analytics.writer import BatchWriter
 from lmstudio_tray.core import events as ev
+from lmstudio_tray.core.hooks.verdict import resolve_model
 from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.verdict import resolve_model
 
 log = logging.getLogger(__name__)
 

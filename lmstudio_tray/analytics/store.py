@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core import paths
+from lmstudio_tray.core.support import paths
 
 DB_NAME = "analytics.sqlite3"
 

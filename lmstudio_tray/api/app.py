@@ -31,15 +31,13 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
-from lmstudio_tray.core.actions import ActionError, SharedBusyError, UnloadResult
-from lmstudio_tray.core.config import Policy
+from lmstudio_tray.core.config.schema import Policy
+from lmstudio_tray.core.control.actions import ActionError, SharedBusyError, UnloadResult
+from lmstudio_tray.core.control.routing import Router
+from lmstudio_tray.core.control.search import search as search_models
 from lmstudio_tray.core.events import VerdictGiven
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo
-from lmstudio_tray.core.routing import Router
-from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.search import search as search_models
-from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
-from lmstudio_tray.core.transforms import (
+from lmstudio_tray.core.hooks.sessions import ForwardedEvent, SessionTracker
+from lmstudio_tray.core.hooks.transforms import (
     MessageDigest,
     ModelUse,
     compaction_notes,
@@ -48,7 +46,9 @@ from lmstudio_tray.core.transforms import (
     system_context,
     trim_messages,
 )
-from lmstudio_tray.core.verdict import ValidateRequest, Verdict, ensure_target, evaluate, resolve_model
+from lmstudio_tray.core.hooks.verdict import ValidateRequest, Verdict, ensure_target, evaluate, resolve_model
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo
+from lmstudio_tray.core.runtime import Core
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from lmstudio_tray.api.security import LoopbackGuard, Receive, Scope, Send
+from lmstudio_tray.core.hooks.sessions import SessionTracker
 from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.sessions import SessionTracker
 
 PREFIX = "/dashboard"
 COOKIE = "lmstudio_tray_dashboard"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.files import atomic_write
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
 
 
 @dataclass(frozen=True)

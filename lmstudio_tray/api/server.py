@@ -24,11 +24,11 @@ from lmstudio_tray import __version__
 from lmstudio_tray.api.app import create_app
 from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.api.security import LoopbackGuard
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.lock import LockError, SingleInstance
-from lmstudio_tray.core.logging_setup import register_secret
+from lmstudio_tray.core.hooks.sessions import SessionTracker
 from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.sessions import SessionTracker
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.lock import LockError, SingleInstance
+from lmstudio_tray.core.support.logs import register_secret
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"

@@ -17,11 +17,11 @@ from lmstudio_tray import __version__
 # Modules under lmstudio_tray.cli that define `register(subparsers)`; each adds its commands and sets
 # `func` (taking the parsed args, returning an exit code) on its parsers.
 COMMAND_MODULES = (
-    "status",
-    "models",
-    "server",
+    "status_cmd",
+    "models_cmd",
+    "server_cmd",
     "config_cmd",
-    "serve",
+    "serve_cmd",
     "emulator_cmd",
     "tray_cmd",
     "opencode_cmd",
@@ -34,15 +34,15 @@ COMMAND_MODULES = (
 )
 # Which module a command lives in, so a command imports only what it needs (the tray stays small).
 COMMAND_HOME = {
-    "status": "status",
-    "load": "models",
-    "switch": "models",
-    "unload": "models",
-    "models": "models",
-    "server": "server",
+    "status": "status_cmd",
+    "load": "models_cmd",
+    "switch": "models_cmd",
+    "unload": "models_cmd",
+    "models": "models_cmd",
+    "server": "server_cmd",
     "config": "config_cmd",
     "token": "config_cmd",
-    "serve": "serve",
+    "serve": "serve_cmd",
     "emulator": "emulator_cmd",
     "run": "tray_cmd",
     "opencode": "opencode_cmd",

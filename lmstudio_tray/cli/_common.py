@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import Config, ConfigError, load_config
-from lmstudio_tray.core.logging_setup import configure_logging, register_secret, set_file_level
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import Config, ConfigError
 from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.secrets import SecretStore, open_store
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.logs import configure_logging, register_secret, set_file_level
+from lmstudio_tray.core.support.secrets import SecretStore, open_store
 
 T = TypeVar("T")
 log = logging.getLogger("lmstudio_tray.cli")

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from lmstudio_tray.cli._common import EXIT_OK, EXIT_USAGE, config_path, print_json, read_config
-from lmstudio_tray.core.config import ConfigError, dump_config
-from lmstudio_tray.core.secrets import open_store
+from lmstudio_tray.core.config.schema import ConfigError, dump_config
+from lmstudio_tray.core.support.secrets import open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -132,7 +132,7 @@ def _refuse(exc: ConfigError, what: str = "Nothing was changed.") -> int:
 
 
 def run_set(args: argparse.Namespace) -> int:
-    from lmstudio_tray.core.config_store import backup_path, parse_value, set_value
+    from lmstudio_tray.core.config.store import backup_path, parse_value, set_value
 
     path = config_path(args)
     try:
@@ -144,7 +144,7 @@ def run_set(args: argparse.Namespace) -> int:
 
 
 def run_unset(args: argparse.Namespace) -> int:
-    from lmstudio_tray.core.config_store import unset_value
+    from lmstudio_tray.core.config.store import unset_value
 
     path = config_path(args)
     try:
@@ -156,7 +156,7 @@ def run_unset(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from lmstudio_tray.core.config_reference import explain, iter_keys
+    from lmstudio_tray.core.config.reference import explain, iter_keys
 
     if not args.key:
         for doc in iter_keys():
@@ -171,8 +171,8 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_preset(args: argparse.Namespace) -> int:
-    from lmstudio_tray.core.presets import PRESETS
-    from lmstudio_tray.core.profiles import apply_preset, use_profile
+    from lmstudio_tray.core.config.presets import PRESETS
+    from lmstudio_tray.core.config.profiles import apply_preset, use_profile
 
     if not args.name:
         for p in PRESETS.values():
@@ -205,7 +205,7 @@ def _format_of(file: Path | None, forced: str | None) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from lmstudio_tray.core.config_store import export_data, render_toml
+    from lmstudio_tray.core.config.store import export_data, render_toml
 
     read_config(args)  # a broken file is reported, not exported
     data = export_data(config_path(args))
@@ -216,7 +216,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.file is None:
         print(text, end="")
         return EXIT_OK
-    from lmstudio_tray.core.files import atomic_write
+    from lmstudio_tray.core.support.files import atomic_write
 
     atomic_write(args.file, text)
     print(f"exported {config_path(args)} to {args.file} ({fmt})", file=sys.stderr)
@@ -224,7 +224,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from lmstudio_tray.core.config_store import backup_path, import_file
+    from lmstudio_tray.core.config.store import backup_path, import_file
 
     path = config_path(args)
     try:

@@ -23,10 +23,12 @@ from lmstudio_tray.cli._common import (
     read_config,
     run_with_core,
 )
-from lmstudio_tray.core import instances as inst
-from lmstudio_tray.core.config import ConfigError
+from lmstudio_tray.core.config import instances as inst
+from lmstudio_tray.core.config.schema import ConfigError
+from lmstudio_tray.core.control import health
+from lmstudio_tray.core.lmstudio import discovery
 from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.secrets import open_store
+from lmstudio_tray.core.support.secrets import open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,7 +91,7 @@ def _live() -> tuple[dict[str, Any], dict[str, Any]]:
     return out[0], out[1]
 
 
-def _seen_only(status: dict[str, Any], configured: set[str]) -> list[inst.InstanceHealth]:
+def _seen_only(status: dict[str, Any], configured: set[str]) -> list[health.InstanceHealth]:
     """Instances the running tray monitors only because an OpenCode provider pointed at them."""
     rows = []
     for s in status.get("instances", []):
@@ -97,7 +99,7 @@ def _seen_only(status: dict[str, Any], configured: set[str]) -> list[inst.Instan
             continue
         state = str(s.get("state"))
         loaded = tuple(i["id"] for m in s.get("models", []) for i in m.get("instances", []) if "id" in i)
-        rows.append(inst.InstanceHealth(
+        rows.append(health.InstanceHealth(
             name=str(s.get("name")), url=str(s.get("url")), active=False, configured=False, state=state,
             reachable=state in ("idle", "ready", "loading"), latency_ms=s.get("latency_ms"), api=s.get("api"),
             loaded=loaded, error=s.get("error"), has_token=False, pools=(),
@@ -108,14 +110,14 @@ def _seen_only(status: dict[str, Any], configured: set[str]) -> list[inst.Instan
 def run_list(args: argparse.Namespace) -> int:
     config = read_config(args)
 
-    async def body(core: Core) -> list[inst.InstanceHealth]:
+    async def body(core: Core) -> list[health.InstanceHealth]:
         tokens: dict[str, bool] = {}
         for name in core.monitor.names:
             try:
                 tokens[name] = bool(core.secrets.get(name))
             except Exception:  # a locked keyring: say "unknown" as no token rather than fail the listing
                 tokens[name] = False
-        return inst.health(config, core.monitor.snapshots(), active=core.active_instance, has_token=tokens,
+        return health.health(config, core.monitor.snapshots(), active=core.active_instance, has_token=tokens,
                            failures=failures)
 
     status, router = _live()
@@ -129,7 +131,7 @@ def run_list(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.reachable for r in rows if r.configured) else EXIT_FAILURE
 
 
-def format_health(rows: list[inst.InstanceHealth]) -> str:
+def format_health(rows: list[health.InstanceHealth]) -> str:
     if not rows:
         return "no instances configured; add one with `lmstudio-tray instances add NAME URL`"
     lines = []
@@ -183,7 +185,7 @@ def run_add(args: argparse.Namespace) -> int:
         store.set(args.name, token)
         where = f"; its API token is in {store.backend}"
     print(f"Added {args.name} ({url}) to {path}{where}.")
-    if not asyncio.run(inst.greets(url, token)):
+    if not asyncio.run(discovery.greets(url, token)):
         print(f"Note: {url} does not answer as LM Studio right now (start its server, or check the URL); "
               "it is monitored anyway.", file=sys.stderr)
     if args.use:
@@ -219,7 +221,7 @@ def run_use(args: argparse.Namespace) -> int:
 
 
 def run_discover(args: argparse.Namespace) -> int:
-    found = asyncio.run(inst.discover_local())
+    found = asyncio.run(discovery.discover_local())
     if found is None:
         print("No local LM Studio found: its settings file (.internal/http-server-config.json in LM Studio's "
               "home) is missing or names no port. Start LM Studio once, or add the server by hand with "

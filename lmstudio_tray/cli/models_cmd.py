@@ -18,11 +18,8 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
-from lmstudio_tray.core.actions import ActionError, LoadResult, UnloadResult
-from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
-from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
-from lmstudio_tray.core.runtime import Core
-from lmstudio_tray.core.search import (
+from lmstudio_tray.core.control.actions import ActionError, LoadResult, UnloadResult
+from lmstudio_tray.core.control.search import (
     TYPES,
     Filters,
     Located,
@@ -36,6 +33,9 @@ from lmstudio_tray.core.search import (
     recommend,
     search,
 )
+from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
+from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
+from lmstudio_tray.core.runtime import Core
 
 FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests through this "
               "machine in the last few minutes (by default that is refused)")

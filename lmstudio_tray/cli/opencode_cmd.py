@@ -180,7 +180,7 @@ def run_uninstall(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from lmstudio_tray.api.discovery import read_endpoint
-    from lmstudio_tray.core import paths
+    from lmstudio_tray.core.support import paths
 
     target = _target(args)
     st = status(target)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json, read_config
-from lmstudio_tray.core import paths, team
-from lmstudio_tray.core.config import Config
-from lmstudio_tray.core.files import atomic_write
+from lmstudio_tray.core.config import loader, team
+from lmstudio_tray.core.config.schema import Config
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
 
 FORMAT = 1
 PRIVATE = "private"
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def profile_of(config: Config) -> team.TeamProfile | None:
-    return team.for_config(config)
+    return loader.for_config(config)
 
 
 # ---- status -----------------------------------------------------------------------------------------

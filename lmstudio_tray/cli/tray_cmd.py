@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lmstudio_tray.core.config import Config, InstanceConfig
+from lmstudio_tray.core.config.schema import Config, InstanceConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
 """The GUI-free core: LM Studio client, instance monitor and status cache, actions, config, secrets.
 
-Nothing in this package imports a GUI toolkit or a web framework. The names below are loaded on first
-use, so importing one small module (`core.paths`, `core.files`) does not pull in httpx and pydantic.
+Nothing in this package imports a GUI toolkit or a web framework. A folder says what its modules are
+about: `lmstudio/` talks to LM Studio, `control/` watches and acts on instances, `config/` is the config
+and its layers, `hooks/` the OpenCode hook logic, `support/` what every part uses. `runtime`, `events`,
+`models` and `clock` are the core's own spine. The names below are loaded on first use, so importing one
+small module (`core.support.paths`) does not pull in httpx and pydantic.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lmstudio_tray.core.actions import ActionError, Actions, LoadResult
-    from lmstudio_tray.core.client import LMStudioClient, LMStudioError
     from lmstudio_tray.core.clock import Clock, FakeClock, SystemClock
-    from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
+    from lmstudio_tray.core.config.loader import load_config
+    from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig
+    from lmstudio_tray.core.control.actions import ActionError, Actions, LoadResult
+    from lmstudio_tray.core.control.monitor import Monitor
     from lmstudio_tray.core.events import Event, EventBus
+    from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
     from lmstudio_tray.core.models import (
         ApiFlavor,
         FailureKind,
@@ -25,18 +30,18 @@ if TYPE_CHECKING:
         ModelInfo,
         StatusReport,
     )
-    from lmstudio_tray.core.monitor import Monitor
     from lmstudio_tray.core.runtime import Core, CoreThread
 
 _HOME = {
-    "actions": ("ActionError", "Actions", "LoadResult"),
-    "client": ("LMStudioClient", "LMStudioError"),
+    "control.actions": ("ActionError", "Actions", "LoadResult"),
+    "lmstudio.client": ("LMStudioClient", "LMStudioError"),
     "clock": ("Clock", "FakeClock", "SystemClock"),
-    "config": ("Config", "ConfigError", "InstanceConfig", "load_config"),
+    "config.schema": ("Config", "ConfigError", "InstanceConfig"),
+    "config.loader": ("load_config",),
     "events": ("Event", "EventBus"),
     "models": ("ApiFlavor", "FailureKind", "InstanceSnapshot", "InstanceState", "LoadedInstance", "LoadProgress",
                "ModelInfo", "StatusReport"),
-    "monitor": ("Monitor",),
+    "control.monitor": ("Monitor",),
     "runtime": ("Core", "CoreThread"),
 }
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}

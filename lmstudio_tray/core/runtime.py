@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from lmstudio_tray.core import team
-from lmstudio_tray.core.actions import Actions
-from lmstudio_tray.core.client import LMStudioClient
 from lmstudio_tray.core.clock import Clock, SystemClock
-from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, load_config
-from lmstudio_tray.core.eta import LoadEstimator
+from lmstudio_tray.core.config import loader
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig
+from lmstudio_tray.core.control.actions import Actions
+from lmstudio_tray.core.control.eta import LoadEstimator
+from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.events import EventBus
-from lmstudio_tray.core.lms import Lms, find_lms
-from lmstudio_tray.core.logging_setup import register_secret
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
+from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
 from lmstudio_tray.core.models import StatusReport
-from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
-from lmstudio_tray.core.secrets import SecretStore, open_store
+from lmstudio_tray.core.support.logs import register_secret
+from lmstudio_tray.core.support.secrets import SecretStore, open_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +57,7 @@ class Core:
         self._secrets_lock = threading.Lock()  # opened by whichever worker thread asks first
         self.lms_path: Path | None = find_lms() if lms_path is True else (lms_path or None)
         self.estimator = LoadEstimator()
-        team.for_config(config)  # the team profile it names, so that reading it later never fetches
+        loader.for_config(config)  # the team profile it names, so that reading it later never fetches
         self.monitor = Monitor(
             config.instances,
             lambda: self.config.monitor,
@@ -67,7 +68,7 @@ class Core:
         )
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
-                               team=team.known_source(lambda: self.config))
+                               team=loader.known_source(lambda: self.config))
         self.actions.server_control_enabled = lambda: self.config.actions.server_control
         self._services: list[Service] = []
         self._started: list[Service] = []
@@ -174,7 +175,7 @@ class Core:
             if new == old or self._stopping:
                 return []
             # the team profile it names may have to be fetched: not on the loop (validate must keep answering)
-            await asyncio.to_thread(team.for_config, new)
+            await asyncio.to_thread(loader.for_config, new)
             changes = await self._switch_monitors(old, new)
             self.config = new  # the switch itself: status shows the new profile once its instances are watched
             for name in self.monitor.names:

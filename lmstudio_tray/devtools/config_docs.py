@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lmstudio_tray.core.config_pkg.presets import PRESETS
-from lmstudio_tray.core.config_pkg.reference import KeyDoc, iter_keys, render_value, section_of
-from lmstudio_tray.core.config_pkg.schema import Config
+from lmstudio_tray.core.config.presets import PRESETS
+from lmstudio_tray.core.config.reference import KeyDoc, iter_keys, render_value, section_of
+from lmstudio_tray.core.config.schema import Config
 from lmstudio_tray.core.support.files import atomic_write
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -24,7 +24,7 @@ REGENERATE = "python -m lmstudio_tray.devtools.config_docs"
 INTRO = """\
 # Configuration reference
 
-<!-- Generated from the schema in lmstudio_tray/core/config.py by `{regen}`.
+<!-- Generated from the schema in lmstudio_tray/core/config/schema.py by `{regen}`.
      Do not edit by hand: tests/core/test_config_docs.py fails when this file is out of date. -->
 
 lmstudio-tray reads one TOML file: `lmstudio-tray config path` prints where it is (`--config PATH` or

@@ -19,11 +19,12 @@ from typing import Any
 import httpx
 
 from lmstudio_tray import __version__
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.client import LMStudioClient, LMStudioError
-from lmstudio_tray.core.config import Config, ConfigError, InstanceConfig, Policy, load_config
-from lmstudio_tray.core.lms import LMS_MISSING, find_lms
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig, Policy
+from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, find_lms
 from lmstudio_tray.core.models import ApiFlavor, FailureKind
+from lmstudio_tray.core.support import paths
 from lmstudio_tray.platform.x11 import system_tray_owned
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
@@ -388,8 +389,8 @@ class Diagnosis:
 
 def read_tokens(config: Config) -> dict[str, str | None]:
     """Instance tokens as the core would use them (env override, keyring, 0600 file), for the probes only."""
-    from lmstudio_tray.core.logging_setup import register_secret
-    from lmstudio_tray.core.secrets import open_store
+    from lmstudio_tray.core.support.logs import register_secret
+    from lmstudio_tray.core.support.secrets import open_store
 
     try:
         store = open_store()

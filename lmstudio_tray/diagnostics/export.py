@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from lmstudio_tray import __version__
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.files import atomic_writer
-from lmstudio_tray.core.logging_setup import (
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_writer
+from lmstudio_tray.core.support.logs import (
     DEFAULT_BACKUPS,
     LOG_FILE_NAME,
     REDACTED,

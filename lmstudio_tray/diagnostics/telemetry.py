@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmstudio_tray.core import paths
 from lmstudio_tray.core.events import ALL_KINDS, Event, VerdictGiven
-from lmstudio_tray.core.files import atomic_write
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
 
 if TYPE_CHECKING:
     from lmstudio_tray.core.runtime import Core

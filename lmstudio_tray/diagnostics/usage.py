@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.search import Performance
+from lmstudio_tray.core.control.search import Performance
 
 DEFAULT_WINDOW_S = 30 * 86400.0
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)

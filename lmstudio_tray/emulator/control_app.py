@@ -6,15 +6,40 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lmstudio_tray.emulator import shapes
 from lmstudio_tray.emulator.engine import LoadAborted, LoadError, LoadJob
 from lmstudio_tray.emulator.faults import Fault
 from lmstudio_tray.emulator.httpserver import Request, Response, json_response
+from lmstudio_tray.emulator.records import RecordedRequest
+from lmstudio_tray.emulator.settings import EmulatorSettings
+from lmstudio_tray.emulator.state import EmulatorState
 
-if TYPE_CHECKING:
-    from lmstudio_tray.emulator.emulator import Emulator
+
+class Controlled(Protocol):
+    """What the control routes drive: the `Emulator` (declared here, so the emulator module imports this one
+    and not the other way round)."""
+
+    settings: EmulatorSettings
+    state: EmulatorState
+
+    @property
+    def api_port(self) -> int: ...
+    @property
+    def server_running(self) -> bool: ...
+    @property
+    def requests(self) -> list[RecordedRequest]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def kill(self) -> None: ...
+    def start_server(self, port: int | None = None, cors: bool | None = None) -> None: ...
+    def stop_server(self) -> None: ...
+    def unload(self, instance_id: str) -> bool: ...
+    def unload_all(self) -> list[str]: ...
+    def update(self, **changes: Any) -> None: ...
+    def add_fault(self, fault: Fault) -> None: ...
+    def clear_faults(self) -> None: ...
+    def clear_requests(self) -> None: ...
 
 PREFIX = "/_emulator"
 LOAD_PREFIX = f"{PREFIX}/load/"
@@ -39,7 +64,7 @@ def _error(message: str, status: int, type_: str = "invalid_request") -> Respons
 
 
 class ControlApp:
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Controlled) -> None:
         self.emulator = emulator
         self.routes: dict[tuple[str, str], Callable[[Request], Response]] = {
             ("GET", "/lmstudio-greeting"): lambda r: json_response({"lmstudio": True}),

@@ -33,7 +33,7 @@ def write_json(path: Path, data: Any) -> None:
 
     The emulator stands in for LM Studio and imports nothing of the app (it must start in milliseconds
     and behave like a separate program), so it keeps this one small writer of its own instead of
-    `lmstudio_tray.core.files`.
+    `lmstudio_tray.core.support.files`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

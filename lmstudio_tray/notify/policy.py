@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from lmstudio_tray.core.clock import Clock
-from lmstudio_tray.core.config import NotificationsConfig
+from lmstudio_tray.core.config.schema import NotificationsConfig
 from lmstudio_tray.core.events import (
     AuthFailed,
     Event,

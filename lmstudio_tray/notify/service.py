@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from lmstudio_tray.core.clock import Clock, SystemClock
-from lmstudio_tray.core.config import NotificationsConfig
+from lmstudio_tray.core.config.schema import NotificationsConfig
 from lmstudio_tray.core.events import Event, EventBus, LoadFailed
 from lmstudio_tray.notify.base import Message, Notifier, NotifyButton, Urgency
 from lmstudio_tray.notify.policy import NOTIFIED, Decision, NotificationPolicy

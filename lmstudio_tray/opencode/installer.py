@@ -31,9 +31,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.files import atomic_write
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
 from lmstudio_tray.opencode.jsonc import JsoncError, load_config, split_bom
 from lmstudio_tray.opencode.jsonc_edit import JsoncEditError, update
 

@@ -8,12 +8,9 @@ whether this machine can show a real tray icon, and runs headless (notifications
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -22,16 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray import __version__
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import Config, dump_config
-from lmstudio_tray.core.files import atomic_write
-from lmstudio_tray.core.lock import LockError, SingleInstance
+from lmstudio_tray.core.config.schema import Config, dump_config
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.core.support.lock import LockError, SingleInstance
 from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.platform.autostart import Autostart
 from lmstudio_tray.platform.memory import release_free_memory
 from lmstudio_tray.platform.x11 import system_tray_owned
+from lmstudio_tray.tray.desktop import copy_to_clipboard, dump_menu, open_with_desktop
 from lmstudio_tray.tray.icons import render_icon
 from lmstudio_tray.tray.menu import APP_TITLE, ActionKind, MenuAction, MenuItem, MenuPrefs
 from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
@@ -47,7 +45,6 @@ ICON_SIZE = 64  # trays scale down; 64 keeps HiDPI panels sharp
 REFRESH_SECONDS = 5.0  # safety net for snapshot changes that publish no event (new downloads)
 APP_ID = "lmstudio-tray"
 SNI = "sni"  # our own backend (tray/sni.py), not one of pystray's
-MENU_DUMP_ENV = "LMSTUDIO_TRAY_MENU_DUMP"  # appindicator uses the icon name as its D-Bus object path
 # pystray backends where a left click runs the menu's default item and cannot open the menu: there
 # "Open dashboard" is that default, a clear action for the click people try first
 DEFAULT_ITEM_BACKENDS = frozenset({"win32", "xorg"})
@@ -151,28 +148,6 @@ def sni_watcher_present(env: dict[str, str] | None = None, timeout: float = 0.5)
         return False
 
 
-def menu_json(item: MenuItem) -> dict[str, Any]:
-    return {
-        "label": item.label,
-        "enabled": item.enabled,
-        "separator": item.separator,
-        "checked": item.checked,
-        "action": None if item.action is None else [item.action.kind.value, item.action.instance, item.action.target],
-        "children": [menu_json(c) for c in item.children],
-    }
-
-
-def dump_menu(items: tuple[MenuItem, ...]) -> None:
-    """What the menu shows, as JSON in $LMSTUDIO_TRAY_MENU_DUMP, for desktop tests and bug reports
-    (a GTK menu cannot be read back)."""
-    dump = os.environ.get(MENU_DUMP_ENV)
-    if dump:
-        try:
-            atomic_write(Path(dump), json.dumps([menu_json(i) for i in items], indent=1))
-        except OSError as exc:
-            log.debug("menu dump failed: %s", exc)
-
-
 # ---- the view --------------------------------------------------------------------------------------
 
 
@@ -236,48 +211,6 @@ class PystrayView:
 
     def quit(self) -> None:
         self.icon.stop()
-
-
-def copy_to_clipboard(text: str) -> bool:
-    """Copy with whatever this OS has; False when nothing works (the caller shows the text instead)."""
-    if sys.platform == "darwin":
-        commands = [["pbcopy"]]
-    elif sys.platform == "win32":
-        commands = [["clip"]]
-    else:
-        commands = [["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"]]
-        if not os.environ.get("WAYLAND_DISPLAY"):
-            commands = commands[1:] + commands[:1]
-    for cmd in commands:
-        if shutil.which(cmd[0]) is None:
-            continue
-        try:
-            # xclip keeps running to serve the selection: do not wait for it.
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True)
-            assert proc.stdin is not None
-            proc.stdin.write(text.encode())
-            proc.stdin.close()
-            return True
-        except OSError as exc:
-            log.debug("%s failed: %s", cmd[0], exc)
-    return False
-
-
-def open_with_desktop(path: str) -> bool:
-    try:
-        if sys.platform == "win32":
-            os.startfile(path)  # type: ignore[attr-defined]
-            return True
-        opener = "open" if sys.platform == "darwin" else "xdg-open"
-        if shutil.which(opener) is None:
-            return False
-        subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-        return True
-    except OSError as exc:
-        log.warning("could not open %s: %s", path, exc)
-        return False
 
 
 # ---- the app ---------------------------------------------------------------------------------------

@@ -14,17 +14,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core import team
-from lmstudio_tray.core.config import (
-    VALIDATION_CATEGORIES,
-    Config,
-    Policy,
-    ValidationConfig,
-    dump_config,
-)
-from lmstudio_tray.core.files import atomic_write
-from lmstudio_tray.core.presets import PRESETS
+from lmstudio_tray.core.config import loader
+from lmstudio_tray.core.config.presets import PRESETS
+from lmstudio_tray.core.config.schema import VALIDATION_CATEGORIES, Config, Policy, ValidationConfig, dump_config
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.support.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +59,7 @@ def menu_prefs(config: Config) -> dict[str, Any]:
 def instance_prefs(config: Config) -> dict[str, Any]:
     """Configured instances, the active one, and which the team profile shares (as the core loaded it:
     this runs on the core's loop when settings change, where nothing may fetch)."""
-    profile = team.known_for(config)
+    profile = loader.known_for(config)
     names = tuple(i.name for i in config.instances)
     return {
         "instances": names,
@@ -100,7 +94,7 @@ class ConfigPreferences:
 
     def save(self, changes: dict[str, Any]) -> dict[str, Any]:
         # the file editor (tomlkit, ~1.8 MiB) loads on the first change, not in every tray that never saves
-        from lmstudio_tray.core.profiles import save_preference
+        from lmstudio_tray.core.config.profiles import save_preference
 
         self._ensure_file()
         return self._apply(save_preference(self.path, self.core.config, changes))
@@ -130,7 +124,7 @@ class ConfigPreferences:
         return self.save({key: name})
 
     def use_profile(self, name: str | None) -> dict[str, Any]:
-        from lmstudio_tray.core.profiles import use_profile
+        from lmstudio_tray.core.config.profiles import use_profile
 
         self._ensure_file()
         return self._apply(use_profile(self.path, name, self.core.config))

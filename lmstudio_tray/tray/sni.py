@@ -291,7 +291,7 @@ class SniView:
         self._signal(ITEM_PATH, ITEM_INTERFACE, "NewToolTip")
 
     def set_menu(self, items: tuple[MenuItem, ...]) -> None:
-        from lmstudio_tray.tray.app import dump_menu
+        from lmstudio_tray.tray.desktop import dump_menu
 
         with self._lock:
             self._layout = build_layout(items, self._ids)
@@ -302,12 +302,12 @@ class SniView:
         dump_menu(items)
 
     def copy_text(self, text: str) -> bool:
-        from lmstudio_tray.tray.app import copy_to_clipboard
+        from lmstudio_tray.tray.desktop import copy_to_clipboard
 
         return copy_to_clipboard(text)
 
     def open_path(self, path: str) -> bool:
-        from lmstudio_tray.tray.app import open_with_desktop
+        from lmstudio_tray.tray.desktop import open_with_desktop
 
         return open_with_desktop(path)
 

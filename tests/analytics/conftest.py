@@ -13,7 +13,7 @@ import pytest
 
 from lmstudio_tray.analytics import Analytics, attach_analytics
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 

@@ -9,7 +9,7 @@ from typing import Any
 from lmstudio_tray.analytics.store import Store
 from lmstudio_tray.analytics.writer import BatchWriter
 from lmstudio_tray.core.events import Event, EventBus
-from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
+from lmstudio_tray.core.hooks.sessions import ForwardedEvent, SessionTracker
 
 BASE = "http://127.0.0.1:1234/v1"
 

@@ -15,8 +15,8 @@ import pytest
 from lmstudio_tray.analytics import analytics_for, attach_analytics, tips_for
 from lmstudio_tray.analytics.resources import is_lmstudio_name
 from lmstudio_tray.analytics.store import reading
-from lmstudio_tray.core.config import parse_config
-from lmstudio_tray.core.eta import DEFAULT_BYTES_PER_SECOND
+from lmstudio_tray.core.config.schema import parse_config
+from lmstudio_tray.core.control.eta import DEFAULT_BYTES_PER_SECOND
 from lmstudio_tray.core.runtime import Core, CoreThread
 from tests.analytics import streams as s
 from tests.analytics.conftest import Stack, wait_for

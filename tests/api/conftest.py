@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
-from lmstudio_tray.core.config import Config, parse_config
+from lmstudio_tray.core.config.schema import Config, parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 

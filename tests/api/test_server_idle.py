@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.api.server import attach_endpoint
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.config import Config, InstanceConfig, MonitorConfig
+from lmstudio_tray.core.config.schema import Config, InstanceConfig, MonitorConfig
 from lmstudio_tray.core.events import Event
 from lmstudio_tray.core.runtime import Core
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core import team
-from lmstudio_tray.core.actions import ActionError
+from lmstudio_tray.core.config import team, team_fetch
+from lmstudio_tray.core.control import model_use
+from lmstudio_tray.core.control.actions import ActionError
 from tests.core.helpers import make_core
 from tests.emulator_fixtures import EmulatorFactory
 
@@ -22,7 +23,7 @@ def profile(tmp_path: Path) -> team.TeamProfile:
     path.write_text('[team]\nname = "ml"\nbusy_minutes = 2\n'
                     '[models]\nrecommended = [{ key = "google/gemma-3-12b", context_length = 12288 }]\n'
                     '[[instances]]\nname = "local"\nurl = "http://127.0.0.1:9"\n')
-    return team.load_team(str(path))
+    return team_fetch.load_team(str(path))
 
 
 async def test_a_loaded_copy_in_use_is_guarded_by_its_instance_id(
@@ -33,7 +34,7 @@ async def test_a_loaded_copy_in_use_is_guarded_by_its_instance_id(
     second = emu.load(QWEN)  # qwen/qwen3-4b-2507:2
     core = make_core(emu.api_url)
     p = profile(tmp_path)
-    uses = team.ModelUseLog(tmp_path / "use.json")
+    uses = model_use.ModelUseLog(tmp_path / "use.json")
     core.actions.team = lambda: p
     core.actions.uses = uses
     try:
@@ -46,7 +47,7 @@ async def test_a_loaded_copy_in_use_is_guarded_by_its_instance_id(
         assert (await core.actions.unload("local", second, force=True)).unloaded == (second,)
 
         # outside the busy window nobody is cut off: no force needed
-        fresh = team.ModelUseLog(tmp_path / "other.json")
+        fresh = model_use.ModelUseLog(tmp_path / "other.json")
         fresh.record("local", QWEN, time.time() - 2 * 60 - 5)
         core.actions.uses = fresh
         assert (await core.actions.unload_all("local")).unloaded == (QWEN,)
@@ -62,7 +63,7 @@ async def test_a_kept_model_in_use_does_not_stop_a_switch_on_a_shared_instance(
     emu.load(QWEN)
     core = make_core(emu.api_url)
     p = profile(tmp_path)
-    uses = team.ModelUseLog(tmp_path / "use.json")
+    uses = model_use.ModelUseLog(tmp_path / "use.json")
     core.actions.team = lambda: p
     core.actions.uses = uses
     try:
@@ -122,7 +123,7 @@ async def test_a_core_applies_its_configs_team_profile_without_any_surface(
     emulator_factory: EmulatorFactory, tmp_path: Path
 ) -> None:
     # the tray's core, even when its endpoint could not start: the team's default context still applies
-    from lmstudio_tray.core.config import parse_config
+    from lmstudio_tray.core.config.schema import parse_config
     from lmstudio_tray.core.runtime import Core
 
     emu = emulator_factory()

@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import (
-    CURRENT_VERSION,
-    Config,
-    ConfigError,
-    Policy,
-    dump_config,
-    load_config,
-    parse_config,
-)
-from lmstudio_tray.core.files import atomic_write
-from lmstudio_tray.core.secrets import FileStore, open_store
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import CURRENT_VERSION, Config, ConfigError, Policy, dump_config, parse_config
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.core.support.secrets import FileStore, open_store
 
 
 def test_missing_file_means_defaults(tmp_path: Path) -> None:

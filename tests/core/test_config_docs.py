@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lmstudio_tray.core.config import Config
-from lmstudio_tray.core.config_reference import DOC_PATH, REGENERATE, explain, render_markdown
+from lmstudio_tray.core.config.reference import explain
+from lmstudio_tray.core.config.schema import Config
+from lmstudio_tray.devtools.config_docs import DOC_PATH, REGENERATE, render_markdown
 
 ROW = re.compile(r"^\| `([^`]+)` \|", re.MULTILINE)
 
@@ -28,7 +29,7 @@ def test_document_is_up_to_date() -> None:
 
 def test_regeneration_is_one_command_with_a_check_mode(tmp_path: Path) -> None:
     out = tmp_path / "configuration.md"
-    cmd = [sys.executable, "-m", "lmstudio_tray.core.config_reference", "--output", str(out)]
+    cmd = [sys.executable, "-m", "lmstudio_tray.devtools.config_docs", "--output", str(out)]
     assert subprocess.run([*cmd, "--check"], capture_output=True).returncode == 1  # missing: out of date
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert subprocess.run([*cmd, "--check"], capture_output=True).returncode == 0

@@ -17,15 +17,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from lmstudio_tray.core.config import ConfigError, Policy, load_config
-from lmstudio_tray.core.config_store import (
-    DELETE,
-    backup_path,
-    merge_config,
-    set_value,
-    unset_value,
-    update_config,
-)
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import ConfigError, Policy
+from lmstudio_tray.core.config.store import DELETE, backup_path, merge_config, set_value, unset_value, update_config
 
 USER_FILE = textwrap.dedent(
     """\
@@ -162,7 +156,7 @@ WRITER = textwrap.dedent(
     """\
     import sys
     from pathlib import Path
-    from lmstudio_tray.core.config_store import update_config
+    from lmstudio_tray.core.config.store import update_config
     path = Path(sys.argv[1])
     i = 0
     print("ready", flush=True)
@@ -287,7 +281,7 @@ def test_export_import_round_trip(tmp_path: Path, ext: str, sample: str) -> None
 
 
 def test_export_never_contains_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lmstudio_tray.core.secrets import open_store
+    from lmstudio_tray.core.support.secrets import open_store
 
     path = tmp_path / "config.toml"
     path.write_text('[[instances]]\nname = "gpu"\nurl = "http://me:hunter2@10.0.0.5:1234"\n')
@@ -296,7 +290,7 @@ def test_export_never_contains_secrets(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "hunter2" not in out and "supersecret" not in out
     assert 'url = "http://10.0.0.5:1234"' in out
-    from lmstudio_tray.core.config_store import _scrub
+    from lmstudio_tray.core.config.store import _scrub
 
     assert _scrub({"team_profile": "https://x.example/team.toml?v=2&access_token=abc&sig=zz"}) == {
         "team_profile": "https://x.example/team.toml?v=2"

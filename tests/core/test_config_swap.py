@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lmstudio_tray.core.config import Config, parse_config
+from lmstudio_tray.core.config.schema import Config, parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.notify.base import LogNotifier

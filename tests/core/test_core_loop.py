@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
-from lmstudio_tray.core import team
-from lmstudio_tray.core.config import load_config, parse_config
+from lmstudio_tray.core.config import team_fetch
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
@@ -155,7 +156,7 @@ def test_validate_keeps_answering_while_a_team_profile_fetch_hangs(
     monkeypatch: pytest.MonkeyPatch, slow_callbacks: Callable[[], list[SlowCallback]],
 ) -> None:
     # long enough that the fetch is still hanging whenever the test looks, however slow the machine is
-    monkeypatch.setattr(team, "FETCH_TIMEOUT", 120.0)
+    monkeypatch.setattr(team_fetch, "FETCH_TIMEOUT", 120.0)
     emulator.load(QWEN)  # every validate below is answered `ready`, without loading anything
     path = tmp_path / "config.toml"
     settings = textwrap.dedent(f"""\

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core
 
 

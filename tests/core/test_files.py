@@ -12,8 +12,8 @@ import pytest
 
 import lmstudio_tray
 from lmstudio_tray.api.discovery import EndpointInfo, write_endpoint
-from lmstudio_tray.core import files
-from lmstudio_tray.core.files import atomic_write, atomic_write_bytes, atomic_writer, temp_glob
+from lmstudio_tray.core.support import files
+from lmstudio_tray.core.support.files import atomic_write, atomic_write_bytes, atomic_writer, temp_glob
 from lmstudio_tray.diagnostics.export import ExportError, write_zip
 
 
@@ -157,7 +157,7 @@ _WRITE_CALLS = {"replace", "rename", "renames", "mkstemp", "NamedTemporaryFile",
 _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
 # core.files is the writer; the emulator stands in for LM Studio, imports nothing of the app and keeps one
 # writer of its own (emulator/home.py).
-_WRITERS = {Path("core/files.py"), Path("emulator/home.py")}
+_WRITERS = {Path("core/support/files.py"), Path("emulator/home.py")}
 
 
 def _writes(node: ast.Call) -> bool:
@@ -185,7 +185,7 @@ def test_every_app_writer_goes_through_core_files() -> None:
             continue
         tree = ast.parse(source.read_text(encoding="utf-8"))
         found += [f"{rel}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Call) and _writes(n)]
-    assert found == [], "write through lmstudio_tray.core.files (atomic_write / atomic_writer) instead"
+    assert found == [], "write through lmstudio_tray.core.support.files (atomic_write / atomic_writer) instead"
 
 
 def test_the_emulator_keeps_a_single_writer_and_imports_nothing_of_the_app() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core import http1
-from lmstudio_tray.core.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio import http1
+from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
 from lmstudio_tray.core.models import FailureKind
 from lmstudio_tray.emulator import Emulator
 from tests.core.http_servers import OK, Server, keep_alive, read_request, self_signed
@@ -361,8 +361,8 @@ def test_plain_http_loads_no_ca_bundle_and_no_httpx(emulator: Emulator) -> None:
     # a fresh interpreter, as the tray starts: the LM Studio client polls over http:// only
     script = textwrap.dedent(f"""
         import asyncio, json, sys
-        from lmstudio_tray.core import http1
-        from lmstudio_tray.core.client import LMStudioClient
+        from lmstudio_tray.core.lmstudio import http1
+        from lmstudio_tray.core.lmstudio.client import LMStudioClient
 
         async def main():
             client = LMStudioClient({emulator.api_url!r})

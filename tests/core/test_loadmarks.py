@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lmstudio_tray.core.loadmarks import LoadMark, LoadMarks, same_server
+from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks, same_server
 
 URL = "http://127.0.0.1:1234"
 GEMMA = "google/gemma-3-12b"

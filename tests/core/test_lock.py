@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core import config_store
-from lmstudio_tray.core.config import ConfigError, load_config
-from lmstudio_tray.core.config_store import ConfigLocked
-from lmstudio_tray.core.files import atomic_write
-from lmstudio_tray.core.lock import LockError, OSLock, SingleInstance, exclusive, pid_file
+from lmstudio_tray.core.config import store as config_store
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import ConfigError
+from lmstudio_tray.core.config.store import ConfigLocked
+from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.core.support.lock import LockError, OSLock, SingleInstance, exclusive, pid_file
 
 HOLD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from lmstudio_tray.core import config_store
-    from lmstudio_tray.core.lock import SingleInstance
+    from lmstudio_tray.core.config import store as config_store
+    from lmstudio_tray.core.support.lock import SingleInstance
 
     kind, path = sys.argv[1], Path(sys.argv[2])
     if kind == "instance":
@@ -117,7 +118,7 @@ def test_a_second_config_writer_waits_for_the_first_and_keeps_its_change(tmp_pat
     atomic_write(path, "version = 2\n")
     first = hold("config", path)
     second = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from lmstudio_tray.core.config_store import "
+        [sys.executable, "-c", "import sys; from pathlib import Path; from lmstudio_tray.core.config.store import "
          "set_value; print('writing', flush=True); set_value(Path(sys.argv[1]), 'notifications.enabled', False)",
          str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -138,7 +139,7 @@ def test_a_config_writer_gives_up_with_a_message_naming_the_lock(tmp_path: Path,
     path = tmp_path / "config.toml"
     atomic_write(path, "version = 2\n")
     first = hold("config", path)
-    script = ("import sys; from pathlib import Path; from lmstudio_tray.core import config_store\n"
+    script = ("import sys; from pathlib import Path; from lmstudio_tray.core.config import store as config_store\n"
               "config_store.LOCK_TIMEOUT = 0.5\n"
               "try:\n"
               "    config_store.set_value(Path(sys.argv[1]), 'notifications.enabled', False)\n"

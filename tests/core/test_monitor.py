@@ -241,7 +241,7 @@ def closed_ports(n: int) -> list[int]:
 
 
 async def test_ad_hoc_instances_are_capped_least_recently_used_first(emulator: Emulator) -> None:
-    from lmstudio_tray.core.monitor import MAX_AD_HOC
+    from lmstudio_tray.core.control.monitor import MAX_AD_HOC
 
     core = make_core(emulator.api_url)
     urls = [f"http://127.0.0.1:{p}" for p in closed_ports(MAX_AD_HOC + 3)]

@@ -16,13 +16,20 @@ import pytest
 
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.cli import main
-from lmstudio_tray.core.actions import ActionError
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.config import ConfigError, Policy, load_config
-from lmstudio_tray.core.config_store import set_value
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.presets import PRESETS
+from lmstudio_tray.core.config.profiles import (
+    apply_preset,
+    list_profiles,
+    preference_key,
+    save_preference,
+    use_profile,
+)
+from lmstudio_tray.core.config.schema import ConfigError, Policy
+from lmstudio_tray.core.config.store import set_value
+from lmstudio_tray.core.control.actions import ActionError
 from lmstudio_tray.core.events import LoadFailed, ModelLoaded
-from lmstudio_tray.core.presets import PRESETS
-from lmstudio_tray.core.profiles import apply_preset, list_profiles, preference_key, save_preference, use_profile
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.notify.policy import NotificationPolicy

@@ -22,11 +22,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from lmstudio_tray.core import http1
-from lmstudio_tray.core.client import LMStudioClient, LMStudioError
-from lmstudio_tray.core.config import InstanceConfig
+from lmstudio_tray.core.config.schema import InstanceConfig
+from lmstudio_tray.core.lmstudio import http1
+from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.proxy import Proxy, ProxyRules
 from lmstudio_tray.core.models import FailureKind
-from lmstudio_tray.core.proxy import Proxy, ProxyRules
 from lmstudio_tray.diagnostics.checks import Status, check_instance
 from lmstudio_tray.emulator import Emulator
 from tests.core.http_servers import Server, keep_alive, self_signed
@@ -260,7 +260,7 @@ async def test_a_socks_proxy_is_refused_with_what_to_do(monkeypatch: pytest.Monk
 
 
 def test_without_proxy_variables_the_settings_module_is_not_even_imported() -> None:
-    code = ("import sys; from lmstudio_tray.core import http1; http1.Pool(); "
+    code = ("import sys; from lmstudio_tray.core.lmstudio import http1; http1.Pool(); "
             "print('urllib.request' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,

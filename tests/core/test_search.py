@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-from lmstudio_tray.core.client import LMStudioClient
-from lmstudio_tray.core.models import ModelInfo
-from lmstudio_tray.core.search import (
+from lmstudio_tray.core.control.search import (
     Filters,
     Performance,
     SearchError,
@@ -26,6 +24,8 @@ from lmstudio_tray.core.search import (
     recommend,
     search,
 )
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
+from lmstudio_tray.core.models import ModelInfo
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.emulator.catalog import default_catalog
 

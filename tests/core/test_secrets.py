@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core.secrets import KeyringStore, backend_name, choose_keyring, open_store
+from lmstudio_tray.core.support.secrets import KeyringStore, backend_name, choose_keyring, open_store
 
 PROBE = """
 import json, sys
-from lmstudio_tray.core.secrets import open_store
+from lmstudio_tray.core.support.secrets import open_store
 store = open_store()
 store.set("probe-inst", "sk-probe-token")
 print(json.dumps({"backend": store.backend, "token": store.get("probe-inst"),
                   "modules": sorted(m for m in sys.modules if m.startswith("keyring.backends."))}))
 """
-DISCOVERY = ("import keyring; from lmstudio_tray.core.secrets import backend_name; "
+DISCOVERY = ("import keyring; from lmstudio_tray.core.support.secrets import backend_name; "
              "print(backend_name(keyring.get_keyring()))")
 
 
@@ -73,7 +73,7 @@ def test_without_a_secret_service_the_choice_is_keyrings_own(tmp_path: Path) -> 
 def test_a_kde_session_keeps_keyrings_ranking(tmp_path: Path) -> None:
     # On KDE, keyring ranks KWallet above the Secret Service: the store must not skip that ranking.
     env = {"XDG_CURRENT_DESKTOP": "KDE", "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus"}
-    code = ("import json, sys; from lmstudio_tray.core.secrets import choose_keyring, backend_name; "
+    code = ("import json, sys; from lmstudio_tray.core.support.secrets import choose_keyring, backend_name; "
             "b = choose_keyring(); print(json.dumps([backend_name(b), 'keyring.backends.kwallet' in sys.modules]))")
     name, kwallet_considered = json.loads(run_python(code, **env))
     assert kwallet_considered
@@ -93,7 +93,7 @@ def test_other_platforms_use_keyrings_discovery(memory_keyring: object, platform
 
 
 def test_the_plain_lookup_says_why_it_cannot_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lmstudio_tray.core.secrets import NeedsKeyring, plain_lookup
+    from lmstudio_tray.core.support.secrets import NeedsKeyring, plain_lookup
 
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
     with pytest.raises(NeedsKeyring) as err:
@@ -103,7 +103,7 @@ def test_the_plain_lookup_says_why_it_cannot_answer(tmp_path: Path, monkeypatch:
 
 def test_a_keyring_config_file_keeps_keyrings_discovery(tmp_path: Path) -> None:
     """A keyringrc.cfg may name a backend: then keyring, not the shortcut, decides (asked without importing it)."""
-    code = ("import json, sys; from lmstudio_tray.core.secrets import secret_service_first; "
+    code = ("import json, sys; from lmstudio_tray.core.support.secrets import secret_service_first; "
             "print(json.dumps([secret_service_first(platform='linux'), 'keyring' in sys.modules]))")
     env = {"XDG_CONFIG_HOME": str(tmp_path), "XDG_CURRENT_DESKTOP": "GNOME"}
     assert json.loads(run_python(code, **env)) == [True, False]

@@ -15,10 +15,11 @@ from lmstudio_tray.analytics import attach_analytics
 from lmstudio_tray.analytics.store import Store, default_path
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.cli import main
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import load_config, parse_config
-from lmstudio_tray.core.lock import SingleInstance
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.lock import SingleInstance
 from lmstudio_tray.emulator import Emulator
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmstudio_tray.core.events import Event, EventBus, SessionFailing
-from lmstudio_tray.core.sessions import ForwardedEvent, SessionTracker
+from lmstudio_tray.core.hooks.sessions import ForwardedEvent, SessionTracker
 
 
 def tracker(threshold: int = 3) -> tuple[SessionTracker, list[Event], list[str]]:

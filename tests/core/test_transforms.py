@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadedInstance, ModelInfo
-from lmstudio_tray.core.transforms import (
+from lmstudio_tray.core.hooks.transforms import (
     MessageDigest,
     ModelUse,
     compaction_notes,
@@ -16,6 +15,7 @@ from lmstudio_tray.core.transforms import (
     system_context,
     trim_messages,
 )
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadedInstance, ModelInfo
 
 
 def snapshot(state: InstanceState = InstanceState.READY, ctx: int = 8192) -> InstanceSnapshot:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmstudio_tray.core.config import Policy, ValidationConfig
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadedInstance, LoadProgress, ModelInfo
-from lmstudio_tray.core.verdict import (
+from lmstudio_tray.core.config.schema import Policy, ValidationConfig
+from lmstudio_tray.core.hooks.verdict import (
     CATEGORIES,
     ValidateRequest,
     base_name,
@@ -16,6 +15,7 @@ from lmstudio_tray.core.verdict import (
     rank_suggestions,
     resolve_model,
 )
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadedInstance, LoadProgress, ModelInfo
 
 POLICY = ValidationConfig().policy
 URL = "http://127.0.0.1:1234"
@@ -106,8 +106,8 @@ def test_loading_with_allow_proceeds_with_retry_after() -> None:
 
 def test_loading_blocked_says_when_to_retry_and_how_to_wait_instead() -> None:
     from lmstudio_tray.cli import build_parser
-    from lmstudio_tray.core.config import Config
-    from lmstudio_tray.core.verdict import LOADING_WAITS_COMMAND
+    from lmstudio_tray.core.config.schema import Config
+    from lmstudio_tray.core.hooks.verdict import LOADING_WAITS_COMMAND
 
     policy = {**POLICY, "loading": Policy.BLOCK}
     v = evaluate(snap(*CATALOG, state=InstanceState.LOADING, loads=LOADING), req("google/gemma-3-4b"), policy)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from lmstudio_tray.core.config import Policy
-from lmstudio_tray.core.team import RecommendedModel, TeamProfile
-from lmstudio_tray.core.verdict import CATEGORIES, evaluate, team_allows
+from lmstudio_tray.core.config.schema import Policy
+from lmstudio_tray.core.config.team import RecommendedModel, TeamProfile
+from lmstudio_tray.core.hooks.verdict import CATEGORIES, evaluate, team_allows
 from tests.core.test_verdict import CATALOG, POLICY, model, req, snap
 
 QWEN = "qwen/qwen3-4b-2507"

@@ -69,7 +69,7 @@ def test_the_tray_reads_its_token_from_the_secret_service(tmp_path: os.PathLike[
     name = f"probe-{uuid.uuid4().hex[:8]}"
     secret_tool_store(name, "sk-from-secret-tool")
     try:
-        code = ("from lmstudio_tray.core.secrets import open_store; s = open_store(); "
+        code = ("from lmstudio_tray.core.support.secrets import open_store; s = open_store(); "
                 f"print(s.backend + '|' + str(s.get({name!r})))")
         assert run_python(code) == "keyring (SecretService)|sk-from-secret-tool"
     finally:
@@ -81,7 +81,7 @@ def test_reading_a_token_loads_no_encryption_library() -> None:
     name = f"probe-{uuid.uuid4().hex[:8]}"
     secret_tool_store(name, "sk-plain-read")
     try:
-        code = ("import json, sys; from lmstudio_tray.core.secrets import open_store; s = open_store(); "
+        code = ("import json, sys; from lmstudio_tray.core.support.secrets import open_store; s = open_store(); "
                 f"v = s.get({name!r}); missing = s.get('no-such-instance'); "
                 "print(json.dumps([s.backend, v, missing, "
                 "sorted(m for m in ('keyring', 'secretstorage', 'cryptography') if m in sys.modules)]))")
@@ -93,7 +93,7 @@ def test_reading_a_token_loads_no_encryption_library() -> None:
 
 
 def test_set_and_delete_go_through_keyring_and_reads_see_them() -> None:
-    from lmstudio_tray.core.secrets import SecretServiceStore
+    from lmstudio_tray.core.support.secrets import SecretServiceStore
 
     name = f"probe-{uuid.uuid4().hex[:8]}"
     store = SecretServiceStore()
@@ -110,7 +110,7 @@ def test_set_and_delete_go_through_keyring_and_reads_see_them() -> None:
 
 
 def test_what_the_plain_lookup_cannot_answer_is_asked_of_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lmstudio_tray.core.secrets as secrets_mod
+    import lmstudio_tray.core.support.secrets as secrets_mod
 
     name = f"probe-{uuid.uuid4().hex[:8]}"
     subprocess.run(["secret-tool", "store", "--label", "probe", "service", "lmstudio-tray", "username", name],

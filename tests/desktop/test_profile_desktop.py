@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from lmstudio_tray.cli import main
-from lmstudio_tray.core.config import load_config
-from lmstudio_tray.core.profiles import apply_preset
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.profiles import apply_preset
 
 from .test_tray_desktop import RunningTray, open_menu, start_tray, stop_tray
 from .xtools import wait_for, xdotool

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lmstudio_tray.core import logging_setup
+from lmstudio_tray.core.support import logs as logging_setup
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from keyring.backends import fail as fail_backend
 from keyrings.alt.file import PlaintextKeyring
 
 from lmstudio_tray.api.discovery import EndpointInfo, write_endpoint
-from lmstudio_tray.core.config import InstanceConfig
+from lmstudio_tray.core.config.schema import InstanceConfig
 from lmstudio_tray.diagnostics.checks import (
     NOTIFICATIONS,
     SNI_WATCHER,
@@ -245,7 +245,7 @@ def _wait_for_endpoint(proc: subprocess.Popen[str], file: Path, timeout: float =
 
 
 def test_endpoint_up_then_killed(tmp_path: Path, emulator: Emulator) -> None:
-    from lmstudio_tray.core import paths
+    from lmstudio_tray.core.support import paths
 
     config = tmp_path / "config.toml"
     config.write_text(f'[[instances]]\nname = "local"\nurl = "{emulator.api_url}"\n', encoding="utf-8")

@@ -12,13 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.logging_setup import (
-    configure_logging,
-    log_file,
-    recent_log_lines,
-    register_secret,
-)
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.logs import configure_logging, log_file, recent_log_lines, register_secret
 from lmstudio_tray.emulator import Emulator
 
 TOKEN = "sk-lm-PlantedToken-9f8e7d6c5b4a"

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.config import Config
+from lmstudio_tray.core.config.schema import Config
 from lmstudio_tray.core.events import ALL_KINDS, EventBus, ModelLoaded, VerdictGiven
+from lmstudio_tray.core.support import paths
 from lmstudio_tray.diagnostics.telemetry import Telemetry, read_counts, telemetry_file
 from lmstudio_tray.emulator import Emulator
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.notify.base import Notifier

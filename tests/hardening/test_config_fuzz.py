@@ -17,7 +17,8 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmstudio_tray.core.config import Config, ConfigError, load_config
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import Config, ConfigError
 
 SETTINGS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 SECTIONS = {name: type(getattr(Config(), name)) for name in ("monitor", "validation", "notifications", "endpoint",

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmstudio_tray.core.config import load_config
-from lmstudio_tray.core.team import TeamProfileError, load_team
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.team import TeamProfileError
+from lmstudio_tray.core.config.team_fetch import load_team
 
 GOOD = b'[team]\nname = "ml"\nlocked = ["notifications.quiet"]\n\n[[instances]]\nname = "gpu"\nurl = "http://10.0.0.7:1234"\n'
 SETTINGS = settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))

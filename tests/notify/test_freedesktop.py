@@ -199,7 +199,7 @@ def test_the_tray_on_linux_picks_freedesktop_without_loading_desktop_notifier(de
     code = (
         "import sys\n"
         "from types import SimpleNamespace\n"
-        "from lmstudio_tray.core.config import Config\n"
+        "from lmstudio_tray.core.config.schema import Config\n"
         "from lmstudio_tray.core.events import EventBus\n"
         "from lmstudio_tray.notify.base import Message\n"
         "from lmstudio_tray.notify.service import make_service\n"

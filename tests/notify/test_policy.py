@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.config import NotificationsConfig
+from lmstudio_tray.core.config.schema import NotificationsConfig
 from lmstudio_tray.core.events import (
     AuthFailed,
     InstanceError,

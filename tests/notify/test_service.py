@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.config import Config, NotificationsConfig
+from lmstudio_tray.core.config.schema import Config, NotificationsConfig
 from lmstudio_tray.core.events import EventBus, InstanceOffline, InstanceOnline, LoadFailed, ModelLoaded
 from lmstudio_tray.notify.backends import NOTIFIER_ENV, DesktopNotifierBackend, PlyerBackend, choose_notifier
 from lmstudio_tray.notify.base import LogNotifier, Message, Notifier, RecordingNotifier

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lmstudio_tray.cli import main
-from lmstudio_tray.core import paths
+from lmstudio_tray.core.support import paths
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.opencode.jsonc import comments_of
 from tests.emulator_fixtures import EmulatorFactory

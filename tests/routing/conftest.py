@@ -16,8 +16,8 @@ import pytest
 
 from lmstudio_tray.api.router import router_for
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
-from lmstudio_tray.core.config import parse_config
-from lmstudio_tray.core.routing import Router
+from lmstudio_tray.core.config.schema import parse_config
+from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 

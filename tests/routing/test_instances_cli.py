@@ -14,7 +14,7 @@ import keyring
 import pytest
 
 from lmstudio_tray.cli import main
-from lmstudio_tray.core.config import load_config
+from lmstudio_tray.core.config.loader import load_config
 from lmstudio_tray.emulator import Emulator
 from tests.emulator_fixtures import EmulatorFactory, LmsHome
 from tests.routing.conftest import GEMMA, QWEN, chat

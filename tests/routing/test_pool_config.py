@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core.config import ConfigError, load_config
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import ConfigError
 
 INSTANCES = """
 [[instances]]

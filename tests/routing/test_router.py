@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config.schema import parse_config
 from tests.routing.conftest import GEMMA, NOMIC, QWEN, Pool, chat
 
 INSTANCE = "x-lmstudio-tray-instance"

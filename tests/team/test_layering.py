@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core import team
-from lmstudio_tray.core.config import load_config
+from lmstudio_tray.core.config import loader, team, team_fetch
+from lmstudio_tray.core.config.loader import load_config
 
 PROFILE = """
 [team]
@@ -74,7 +74,7 @@ def test_config_with_a_team_profile(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert config.monitor.poll_interval == 2.0  # locked
     assert config.validation.policy["not_loaded"].value == "ensure"  # locked
     assert "monitor.poll_interval is locked by team profile 'ml-team'" in caplog.text
-    current = team.current_team({"team_profile": str(profile)})
+    current = loader.current_team({"team_profile": str(profile)})
     assert current is not None and current.allows("qwen/qwen3-4b-2507") and not current.allows("other")
     assert current.context_for("qwen/qwen3-4b-2507") == 32768
     assert current.shared_instances == ("gpu-box",)
@@ -160,23 +160,23 @@ def test_https_profile_cached_and_used_when_the_server_is_gone(
     base, files = https_server
     url = f"{base}/team.toml"
     files["/team.toml"] = PROFILE.encode()
-    profile = team.load_team(url)
+    profile = team_fetch.load_team(url)
     assert profile.name == "ml-team" and not profile.from_cache
-    assert team.cache_file(url).read_text() == PROFILE
-    assert oct(team.cache_file(url).stat().st_mode & 0o777) == "0o600"
+    assert team_fetch.cache_file(url).read_text() == PROFILE
+    assert oct(team_fetch.cache_file(url).stat().st_mode & 0o777) == "0o600"
 
     files["/team.toml"] = b"not = [valid"
     with caplog.at_level(logging.WARNING):
-        again = team.load_team(url, refresh_seconds=0)
+        again = team_fetch.load_team(url, refresh_seconds=0)
     assert again.from_cache and again.warning and "not valid TOML" in again.warning
     del files["/team.toml"]
-    again = team.load_team(url, refresh_seconds=0)
+    again = team_fetch.load_team(url, refresh_seconds=0)
     assert again.from_cache and again.warning and "HTTP 404" in again.warning
     # a fresh copy is reused without asking the server at all
-    assert not team.load_team(url).from_cache
+    assert not team_fetch.load_team(url).from_cache
 
 
 def test_plain_http_is_refused(tmp_path: Path) -> None:
     with pytest.raises(team.TeamProfileError) as err:
-        team.load_team("http://127.0.0.1:9/team.toml")
+        team_fetch.load_team("http://127.0.0.1:9/team.toml")
     assert "https:// only" in str(err.value)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from lmstudio_tray.cli import main
-from lmstudio_tray.core import team
+from lmstudio_tray.core.config import team
+from lmstudio_tray.core.control import model_use
 from tests.api.test_tools_session import assert_commands_exist
 from tests.routing.conftest import GEMMA, QWEN, Pool
 
@@ -98,7 +99,7 @@ async def test_instances_the_team_does_not_share_are_never_guarded(pool_factory:
 async def test_validate_records_use_with_throttled_writes(pool_factory: Any, team_file: Path) -> None:
     pool: Pool = pool_factory({"a": [QWEN]})
     every = pool.router.uses.every = 2.0
-    use_file = team.use_file()
+    use_file = model_use.use_file()
     body = {"model": QWEN, "base_url": pool.emus["a"].api_url + "/v1"}
     started = time.monotonic()
     async with pool.client() as c:
@@ -203,7 +204,7 @@ def test_cli_unload_and_switch_refuse_without_force(
     emu.load(QWEN)
     cfg = cli_config(tmp_path, emu.api_url, profile)
     # what the tray's router or validate wrote a minute ago, seen by the CLI through the file
-    uses = team.ModelUseLog()
+    uses = model_use.ModelUseLog()
     uses.record("a", QWEN, time.time() - 60)
     uses.flush()
 

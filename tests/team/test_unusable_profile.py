@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_tray.core import team
-from lmstudio_tray.core.config import parse_config
+from lmstudio_tray.core.config import loader, team, team_fetch
+from lmstudio_tray.core.config.schema import parse_config
 
 
 def test_a_failed_fetch_is_remembered_until_the_next_config_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,12 +16,12 @@ def test_a_failed_fetch_is_remembered_until_the_next_config_load(monkeypatch: py
         fetches.append(url)
         raise team.TeamProfileError(f"{url}: cannot reach the server")
 
-    monkeypatch.setattr(team, "_fetch", unreachable)
+    monkeypatch.setattr(team_fetch, "_fetch", unreachable)
     config = parse_config({"team_profile": source})
     for _ in range(50):  # what 50 validate calls ask
-        assert team.for_config(config) is None
+        assert loader.for_config(config) is None
     assert len(fetches) == 1
 
-    team.apply_team({"team_profile": source})  # a config load (file change, profile switch) tries again
+    loader.apply_team({"team_profile": source})  # a config load (file change, profile switch) tries again
     assert len(fetches) == 2
-    assert team.for_config(config) is None and len(fetches) == 2
+    assert loader.for_config(config) is None and len(fetches) == 2

@@ -40,8 +40,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from lmstudio_tray.cli import _command_of, build_parser, default_to_run
-from lmstudio_tray.core.config import Config, ProfileConfig
-from lmstudio_tray.core.team import TEAM_ONLY, ModelPolicy, TeamMeta
+from lmstudio_tray.core.config.schema import Config, ProfileConfig
+from lmstudio_tray.core.config.team import TEAM_ONLY, ModelPolicy, TeamMeta
 from lmstudio_tray.emulator.cli import build_parser as build_emulator_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -403,7 +403,9 @@ def _dotted() -> re.Pattern[str]:
 @functools.cache
 def _code_name(head: str, attribute: str) -> bool:
     """`monitor.MAX_AD_HOC`, `team.source_for`, `analytics.reports`: a module of the package and a name in it."""
-    for package in ("lmstudio_tray", "lmstudio_tray.core"):
+    core = "lmstudio_tray.core"
+    folders = ("lmstudio", "control", "config", "hooks", "support")
+    for package in ("lmstudio_tray", core, *(f"{core}.{p}" for p in folders)):
         try:
             module = importlib.import_module(f"{package}.{head}")
         except ImportError:

@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
-from lmstudio_tray.core import team
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.config import NotificationsConfig, ValidationConfig, parse_config
+from lmstudio_tray.core.config import loader, team
+from lmstudio_tray.core.config.schema import NotificationsConfig, ValidationConfig, parse_config
 from lmstudio_tray.core.events import (
     AuthFailed,
     Event,
@@ -40,8 +40,8 @@ from lmstudio_tray.core.events import (
     SessionFailing,
     StateChanged,
 )
+from lmstudio_tray.core.hooks.verdict import ValidateRequest, evaluate
 from lmstudio_tray.core.runtime import Core, CoreThread
-from lmstudio_tray.core.verdict import ValidateRequest, evaluate
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.emulator.catalog import ModelSpec, default_catalog
 from lmstudio_tray.emulator.faults import Fault
@@ -167,7 +167,7 @@ def verdicts(w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             if env is not None:
                 monkeypatch.setenv(team.ENV, str(env))
                 # loaded as a config load would (the core reads only loaded profiles: it never fetches on its loop)
-                team.for_config(w.core.config)
+                loader.for_config(w.core.config)
             for where, emu in places:
                 for model, ctx in REQUESTS:
                     _validate(w, client, emu, where + (" with the team's model list" if env else ""), model, ctx)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core.verdict import CATEGORIES
+from lmstudio_tray.core.hooks.verdict import CATEGORIES
 from tests.emulator_fixtures import EmulatorFactory
 from tests.texts.named import (
     Problem,

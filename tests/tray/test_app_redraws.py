@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.api.discovery import read_endpoint
-from lmstudio_tray.core.config import Config, EndpointConfig, InstanceConfig
+from lmstudio_tray.core.config.schema import Config, EndpointConfig, InstanceConfig
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.emulator import Emulator

@@ -15,8 +15,9 @@ from unittest import mock
 
 import pytest
 
-from lmstudio_tray.core.config import Policy, load_config
-from lmstudio_tray.core.profiles import use_profile
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.profiles import use_profile
+from lmstudio_tray.core.config.schema import Policy
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.tray.menu import ActionKind, MenuAction, MenuItem, MenuPrefs, find

@@ -19,8 +19,8 @@ from unittest import mock
 import pytest
 
 from lmstudio_tray.api.server import attach_endpoint
-from lmstudio_tray.core import team
-from lmstudio_tray.core.config import load_config
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.control import model_use
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.notify.base import RecordingNotifier
@@ -108,7 +108,7 @@ def setup(
             url = "{own.api_url}"
             """))
         # someone's OpenCode session used qwen on the shared box a minute ago (the router/validate record)
-        uses = team.ModelUseLog()
+        uses = model_use.ModelUseLog()
         uses.record("gpu-box", QWEN, time.time() - 60)
         uses.flush()
         tray = Tray(path, notifier)

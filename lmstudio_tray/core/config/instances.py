@@ -7,15 +7,14 @@ picks them up through its config watch. Tokens go to the secret store, never the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import tomlkit
 from pydantic import ValidationError
 from tomlkit.items import AoT
 
-from lmstudio_tray.core.config_pkg import store as config_store
-from lmstudio_tray.core.config_pkg.loader import load_config
-from lmstudio_tray.core.config_pkg.schema import Config, ConfigError, InstanceConfig, normalize_url
+from lmstudio_tray.core.config import store as config_store
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig, normalize_url
 
 
 def _instances_of(doc: tomlkit.TOMLDocument, effective: Config) -> AoT:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.config_pkg.schema import DEFAULT_URL, Config, ConfigError, parse_config
-from lmstudio_tray.core.config_pkg.team import (
+from lmstudio_tray.core.config.schema import DEFAULT_URL, Config, ConfigError, parse_config
+from lmstudio_tray.core.config.team import (
     KEY,
     TeamProfile,
     TeamProfileError,
@@ -21,7 +21,7 @@ from lmstudio_tray.core.config_pkg.team import (
     overridden_locks,
     team_source,
 )
-from lmstudio_tray.core.config_pkg.team_fetch import load_team
+from lmstudio_tray.core.config.team_fetch import load_team
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmstudio_tray.core.config import VALIDATION_CATEGORIES
+from lmstudio_tray.core.config.schema import VALIDATION_CATEGORIES
 
 
 @dataclass(frozen=True)

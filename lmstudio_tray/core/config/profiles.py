@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.config import PROFILE_SECTIONS, Config, ConfigError, ProfileConfig, load_config
-from lmstudio_tray.core.config_store import DELETE, get_in, update_config
-from lmstudio_tray.core.presets import get_preset
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.presets import get_preset
+from lmstudio_tray.core.config.schema import PROFILE_SECTIONS, Config, ConfigError, ProfileConfig
+from lmstudio_tray.core.config.store import DELETE, get_in, update_config
 
 
 @dataclass(frozen=True)

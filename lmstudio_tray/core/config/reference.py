@@ -7,15 +7,12 @@ section someone adds to the schema appears here without touching this module.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import json
-import sys
 import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Union
 
 import annotated_types
@@ -23,10 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from lmstudio_tray.core.config import Config
-from lmstudio_tray.core.files import atomic_write
-from lmstudio_tray.core.presets import PRESETS
-
+from lmstudio_tray.core.config.schema import Config
 
 
 @dataclass(frozen=True)

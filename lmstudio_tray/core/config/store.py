@@ -35,15 +35,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from lmstudio_tray.core.config import (
-    CURRENT_VERSION,
-    Config,
-    ConfigError,
-    migrate,
-    parse_config,
-)
-from lmstudio_tray.core.files import atomic_write, temp_glob
-from lmstudio_tray.core.lock import LockError, LockOS, LockTimeout, exclusive
+from lmstudio_tray.core.config.schema import CURRENT_VERSION, Config, ConfigError, migrate, parse_config
+from lmstudio_tray.core.support.files import atomic_write, temp_glob
+from lmstudio_tray.core.support.lock import LockError, LockOS, LockTimeout, exclusive
 
 DELETE = object()  # value for `update_config` that removes the key
 STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that died
@@ -106,7 +100,7 @@ def validate_text(text: str, path: Path | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
-    from lmstudio_tray.core.team import apply_team
+    from lmstudio_tray.core.config.loader import apply_team
 
     return parse_config(apply_team(data), path)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from lmstudio_tray.core.config_pkg.schema import DEFAULT_URL, Config, ConfigError, Strict, parse_config
+from lmstudio_tray.core.config.schema import ConfigError, Strict, parse_config
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lmstudio_tray.core.config_pkg.team import TeamProfile, TeamProfileError, parse_profile
+from lmstudio_tray.core.config.team import TeamProfile, TeamProfileError, parse_profile
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 

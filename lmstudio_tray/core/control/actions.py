@@ -17,9 +17,12 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.client import LMStudioError
-from lmstudio_tray.core.eta import LoadEstimator
+from lmstudio_tray.core.config.team import TeamProfile
+from lmstudio_tray.core.control.eta import LoadEstimator
+from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks
+from lmstudio_tray.core.control.model_use import ModelUseLog
+from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
+from lmstudio_tray.core.control.shared_guard import SharedInstanceBusy, guard_change, models_affected
 from lmstudio_tray.core.events import (
     EventBus,
     LoadFailed,
@@ -28,12 +31,11 @@ from lmstudio_tray.core.events import (
     ServerStarted,
     ServerStopped,
 )
-from lmstudio_tray.core.lms import LMS_MISSING, Lms, LmsError
-from lmstudio_tray.core.loadmarks import LoadMark, LoadMarks
+from lmstudio_tray.core.hooks.verdict import resolve_model
+from lmstudio_tray.core.lmstudio.client import LMStudioError
+from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, Lms, LmsError
 from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
-from lmstudio_tray.core.monitor import InstanceMonitor, Monitor, is_local_url
-from lmstudio_tray.core.team import ModelUseLog, SharedInstanceBusy, TeamProfile, guard_change, models_affected
-from lmstudio_tray.core.verdict import resolve_model
+from lmstudio_tray.core.support import paths
 
 log = logging.getLogger(__name__)
 LmsFactory = Callable[[InstanceMonitor], "Lms | None"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lmstudio_tray.core.config_pkg.schema import Config
+from lmstudio_tray.core.config.schema import Config
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
 
 HEALTHY = (InstanceState.IDLE, InstanceState.READY, InstanceState.LOADING)

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lmstudio_tray.core.config import normalize_url
-from lmstudio_tray.core.files import atomic_write
+from lmstudio_tray.core.config.schema import normalize_url
+from lmstudio_tray.core.support.files import atomic_write
 
 log = logging.getLogger(__name__)
 # A mark older than this is left over (a process that hung, a clock jump): no load takes a day.

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from lmstudio_tray.core.client import Listing, LMStudioClient, LMStudioError
 from lmstudio_tray.core.clock import Clock, SystemClock
-from lmstudio_tray.core.config import InstanceConfig, MonitorConfig, normalize_url
+from lmstudio_tray.core.config.schema import InstanceConfig, MonitorConfig, normalize_url
 from lmstudio_tray.core.events import (
     AuthFailed,
     EventBus,
@@ -31,6 +30,7 @@ from lmstudio_tray.core.events import (
     ModelUnloaded,
     StateChanged,
 )
+from lmstudio_tray.core.lmstudio.client import Listing, LMStudioClient, LMStudioError
 from lmstudio_tray.core.models import (
     ApiFlavor,
     FailureKind,

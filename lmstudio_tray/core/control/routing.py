@@ -21,12 +21,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmstudio_tray.core import http1
-from lmstudio_tray.core.config import PoolConfig
+from lmstudio_tray.core.config.schema import PoolConfig
+from lmstudio_tray.core.control.model_use import ModelUseLog
+from lmstudio_tray.core.control.monitor import Monitor
+from lmstudio_tray.core.hooks.verdict import resolve_model
+from lmstudio_tray.core.lmstudio import http1
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
-from lmstudio_tray.core.monitor import Monitor
-from lmstudio_tray.core.team import ModelUseLog
-from lmstudio_tray.core.verdict import resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from lmstudio_tray.core.config_pkg.team import TeamProfile
+from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.models import InstanceSnapshot
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmstudio_tray.core.events import EventBus, SessionFailing
-from lmstudio_tray.core.transforms import ModelUse
+from lmstudio_tray.core.hooks.transforms import ModelUse
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from rapidfuzz.distance import Indel
 
-from lmstudio_tray.core.config import Policy
+from lmstudio_tray.core.config.schema import Policy
+from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo
-from lmstudio_tray.core.team import TeamProfile
 
 CATEGORIES = (
     "ready",

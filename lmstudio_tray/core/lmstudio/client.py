@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lmstudio_tray.core import http1
+from lmstudio_tray.core.lmstudio import http1
 from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo
 
 UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from lmstudio_tray.core.proxy import Proxy, ProxyRules
+from lmstudio_tray.core.lmstudio.proxy import Proxy, ProxyRules
 
 __all__ = [
     "ConnectError",

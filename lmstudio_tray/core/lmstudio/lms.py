@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core import paths
+from lmstudio_tray.core.support import paths
 
 LMS_MISSING = (
     "the `lms` command was not found (looked on PATH and in {home}/bin). Start LM Studio once, or run "

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from lmstudio_tray.core.files import atomic_write
+from lmstudio_tray.core.support.files import atomic_write
 
 log = logging.getLogger(__name__)
 

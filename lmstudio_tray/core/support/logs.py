@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from lmstudio_tray.core import paths
+from lmstudio_tray.core.support import paths
 
 LOG_FILE_NAME = "lmstudio-tray.log"
 DEFAULT_MAX_BYTES = 2_000_000

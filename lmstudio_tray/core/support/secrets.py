@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import platformdirs
 
 from lmstudio_tray import APP_NAME
-from lmstudio_tray.core import paths
-from lmstudio_tray.core.files import atomic_write
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import platformdirs
 
-from lmstudio_tray.core.files import atomic_write as atomic_write_text
-from lmstudio_tray.platform.autostart import APP_LABEL, ENTRY_NAME, Autostart, AutostartStatus
+from lmstudio_tray.core.support.files import atomic_write as atomic_write_text
+from lmstudio_tray.platform.autostart.base import APP_LABEL, ENTRY_NAME, Autostart, AutostartStatus
 from lmstudio_tray.platform.command import launch_command
 
 MANAGED_KEY = "X-LMStudioTray-Managed"  # true: our entry; override: ours, switching off a system-wide one

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.files import atomic_write_bytes
-from lmstudio_tray.platform.autostart import BUNDLE_ID, Autostart, AutostartError, AutostartStatus
+from lmstudio_tray.core.support.files import atomic_write_bytes
+from lmstudio_tray.platform.autostart.base import BUNDLE_ID, Autostart, AutostartError, AutostartStatus
 from lmstudio_tray.platform.command import launch_command
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]

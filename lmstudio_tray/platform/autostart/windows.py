@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from lmstudio_tray.platform.autostart import ENTRY_NAME, Autostart, AutostartError, AutostartStatus
+from lmstudio_tray.platform.autostart.base import ENTRY_NAME, Autostart, AutostartError, AutostartStatus
 from lmstudio_tray.platform.command import launch_command
 
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"

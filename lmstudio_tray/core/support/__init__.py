@@ -1,0 +1,1 @@
+"""Support code every part uses: paths, atomic files, locks, logging with redaction, secrets."""
