@@ -30,6 +30,9 @@ step "ruff"
 step "mypy"
 "$venv/bin/mypy"
 
+step "import contracts (pyproject.toml [tool.importlinter])"
+"$venv/bin/lint-imports"
+
 step "pytest (inside a throwaway desktop)"
 export LMSTUDIO_TRAY_REQUIRE_DESKTOP=1 LMSTUDIO_TRAY_REQUIRE_OPENCODE=1
 rm -f .coverage .coverage.*
