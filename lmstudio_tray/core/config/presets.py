@@ -21,7 +21,7 @@ class Preset:
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def changes(self, profile: str | None = None) -> dict[str, Any]:
-        """Dotted keys for `config_store.update_config`, under `profiles.<profile>.` when given."""
+        """Dotted keys for `store.update_config`, under `profiles.<profile>.` when given."""
         prefix = f"profiles.{profile}." if profile else ""
         out: dict[str, Any] = {}
         for section, keys in self.overrides.items():

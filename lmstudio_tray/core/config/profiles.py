@@ -1,7 +1,7 @@
 """Profiles: named sets of overrides in the config file, which one is active, and where a change goes.
 
 The file holds the base settings plus `[profiles.NAME]` tables; `active_profile` names the one that
-applies. Loading the file (`config.load_config`) already applies it, so everything downstream sees the
+applies. Loading the file (`loader.load_config`) already applies it, so everything downstream sees the
 effective settings. Switching writes `active_profile` through the save API; a running core notices the
 file changed and applies the new settings without a restart (`runtime.Core.apply_config`).
 """

@@ -1,4 +1,6 @@
-"""The config file: schema (pydantic), loading with readable errors, migration, atomic writes.
+"""The config's schema (pydantic) and what turns raw data into a `Config`: migration of older layouts,
+validation with errors a person can act on, the active profile applied. Reading the file (with the team
+profile's layer) is `loader`; every write goes through `store`.
 
 A config file the user wrote is never overwritten because it failed to parse: the error names the
 key, the value and the fix, and the file stays as it was.

@@ -141,8 +141,8 @@ class Actions:
         self.bus = bus
         self.estimator = estimator or LoadEstimator()
         self._lms_factory = lms_factory or (lambda _mon: None)
-        # The team profile in effect (shared instances, busy window, recommended contexts) and the record
-        # of recent model use: set by whoever knows the config (`wire_team`), read at each action.
+        # The team profile in effect (shared instances, busy window, recommended contexts), given by whoever
+        # knows the config (the `Core`), and the record of recent model use; both read at each action.
         self.team: TeamSource = team or (lambda: None)
         self.uses: ModelUseLog | None = uses
         # asked at each start/stop, so a profile or preset switch applies without a restart
@@ -203,7 +203,7 @@ class Actions:
             return None
 
     def _guard(self, snap: InstanceSnapshot, models: Iterable[str], *, force: bool = False) -> None:
-        """Refuse cutting off people who use a model on a shared instance (see core.team): `models` are the
+        """Refuse cutting off people who use a model on a shared instance (see `shared_guard`): `models` are the
         keys the action would take away."""
         if force:
             return
@@ -336,7 +336,7 @@ class Actions:
         return None
 
     async def loading_elsewhere(self, instance: str, model: str) -> list[LoadMark]:
-        """Loads of `model` (a key) on `instance` that other lmstudio-tray processes run now (see core.loadmarks)."""
+        """Loads of `model` (a key) on `instance` that other lmstudio-tray processes run now (see `loadmarks`)."""
         try:
             url = self.monitor.instance(instance).config.url
         except KeyError:

@@ -6,7 +6,7 @@ fewest requests in flight (counted here), then the lowest poll latency. A connec
 response starts moves the request to the next candidate; once bytes flow they pass through unchanged.
 
 GUI- and web-free: the endpoint's `api/router.py` only turns ASGI into `Router.open` calls and back.
-The upstream side is `core.http1` (asyncio + httptools) instead of httpx: httpx costs about 2 ms of CPU
+The upstream side is `lmstudio.http1` (asyncio + httptools) instead of httpx: httpx costs about 2 ms of CPU
 per streamed completion, http1 about 0.3 ms, and the router's budget is 2 ms in total.
 """
 

@@ -7,7 +7,7 @@ for http:// URLs) and 1.6 ms of CPU per status poll; this costs a fraction of bo
 What it does: keep-alive pools per (scheme, host, port) with an idle limit and expiry; Content-Length,
 chunked and close-delimited response bodies; per-request timeouts (connect, and the whole request or,
 for streams, the response head); TLS for https:// only, its context made on first use; HTTP(S)_PROXY,
-ALL_PROXY and NO_PROXY exactly as httpx reads them (`core.proxy`): http:// through the proxy in absolute
+ALL_PROXY and NO_PROXY exactly as httpx reads them (`proxy`): http:// through the proxy in absolute
 form, https:// through a CONNECT tunnel. What it does not: redirects, compression, cookies, SOCKS proxies,
 HTTP/2, streamed request bodies.
 

@@ -87,7 +87,7 @@ class _FileLock:
 
 
 class NativeLockOS:
-    """The real OS: filelock for the locks, core.files for the pid file, psutil for liveness."""
+    """The real OS: filelock for the locks, `files` for the pid file, psutil for liveness."""
 
     def lock(self, path: Path) -> OSLock:
         return _FileLock(path)
