@@ -15,6 +15,9 @@ from lmstudio_tray.core.config.schema import VALIDATION_CATEGORIES
 
 @dataclass(frozen=True)
 class Preset:
+    """A shipped bundle of settings: `overrides` maps a section to its keys (a profile's shape); `summary` is the line
+    `config preset` lists, `details` the longer text of docs/configuration.md."""
+
     name: str
     summary: str
     details: str
@@ -83,6 +86,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
+    """The preset named `name`; KeyError listing the presets when there is none."""
     try:
         return PRESETS[name]
     except KeyError:
