@@ -1,6 +1,6 @@
 """`lmstudio-tray config path|show|validate|set|unset|explain|preset|export|import` and `token ...`.
 
-Every command that changes the file goes through `core.config_store`: comments kept, validated first
+Every command that changes the file goes through `core.config.store`: comments kept, validated first
 (a bad change leaves the file byte-identical), previous file kept as `.bak`, atomic write.
 """
 

@@ -8,21 +8,32 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    def monotonic(self) -> float: ...
+    """The time source of everything that waits or measures intervals (polling, backoff, rate limits): `SystemClock` in
+    the app, `FakeClock` in tests."""
 
-    def wall(self) -> float: ...
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back: for intervals and deadlines."""
 
-    async def sleep(self, seconds: float) -> None: ...
+    def wall(self) -> float:
+        """Seconds since the epoch: for timestamps that people and files see."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Suspend the calling coroutine for `seconds`."""
 
 
 class SystemClock:
+    """The real clock: `time.monotonic`, `time.time` and `asyncio.sleep`."""
+
     def monotonic(self) -> float:
+        """`time.monotonic()`: unaffected when the system's clock is set."""
         return time.monotonic()
 
     def wall(self) -> float:
+        """`time.time()`."""
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep(seconds)`."""
         await asyncio.sleep(seconds)
 
 
@@ -35,12 +46,16 @@ class FakeClock:
         self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def monotonic(self) -> float:
+        """The fake time: `start` plus everything `advance` added."""
         return self._now
 
     def wall(self) -> float:
+        """The fake time shifted to `wall_start`; it moves with `monotonic`."""
         return self._now + self._wall_offset
 
     async def sleep(self, seconds: float) -> None:
+        """Suspend until `advance` moves the clock past now + `seconds`; a wait of zero or less only yields to the loop
+        once."""
         if seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -54,6 +69,8 @@ class FakeClock:
         return sorted(deadline - self._now for deadline, fut in self._sleepers if not fut.done())
 
     def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds` and wake every sleeper whose deadline has passed (they resume at the
+        loop's next turn). Call it on the thread of the loop the sleepers run on."""
         self._now += seconds
         due = [(d, f) for d, f in self._sleepers if d <= self._now]
         self._sleepers = [(d, f) for d, f in self._sleepers if d > self._now]

@@ -20,13 +20,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
+    """Base of every bus event; `instance` names the LM Studio instance it is about, subclasses add their facts."""
+
     instance: str
 
     @property
     def kind(self) -> str:
+        """The event's dotted name (`instance.online`, `model.loaded`, `load.progress`, ...), as logs and the analytics
+        store spell it."""
         return _KIND_NAMES[type(self)]
 
     def to_json(self) -> dict[str, Any]:
+        """The event's fields plus its `kind`, as plain JSON data."""
         data = asdict(self)
         data["kind"] = self.kind
         return data
@@ -34,34 +39,47 @@ class Event:
 
 @dataclass(frozen=True)
 class InstanceOnline(Event):
+    """An instance that was offline, refused our token or answered with errors answers normally again."""
+
     url: str = ""
 
 
 @dataclass(frozen=True)
 class InstanceOffline(Event):
+    """An instance stopped answering (not published for an instance that is offline from its first poll on); `reason` is
+    the client's message."""
+
     url: str = ""
     reason: str = ""
 
 
 @dataclass(frozen=True)
 class AuthFailed(Event):
+    """An instance refuses our API token, or wants one we do not have."""
+
     url: str = ""
     reason: str = ""
 
 
 @dataclass(frozen=True)
 class InstanceError(Event):
+    """An instance answers, but with errors or with a body the client cannot read."""
+
     reason: str = ""
 
 
 @dataclass(frozen=True)
 class StateChanged(Event):
+    """An instance's `InstanceState` changed; `old` and `new` are state values (`old` is None for the first poll)."""
+
     old: str | None = None
     new: str = ""
 
 
 @dataclass(frozen=True)
 class ModelLoaded(Event):
+    """A loaded copy (`instance_id`, e.g. `key:2`) of `model` appeared in an instance's listing, whoever loaded it."""
+
     model: str = ""
     instance_id: str = ""
     context_length: int | None = None
@@ -69,12 +87,16 @@ class ModelLoaded(Event):
 
 @dataclass(frozen=True)
 class ModelUnloaded(Event):
+    """A loaded copy (`instance_id`) of `model` disappeared from an instance's listing."""
+
     model: str = ""
     instance_id: str = ""
 
 
 @dataclass(frozen=True)
 class LoadStarted(Event):
+    """`Actions.load` began loading `model`; `eta_seconds` is the estimate from earlier loads on that instance."""
+
     model: str = ""
     eta_seconds: float | None = None
     size_bytes: int | None = None
@@ -82,6 +104,8 @@ class LoadStarted(Event):
 
 @dataclass(frozen=True)
 class LoadProgressed(Event):
+    """New progress of a load the core runs or expects: `progress` 0..1 (None: unknown) and the seconds left."""
+
     model: str = ""
     progress: float | None = None
     eta_seconds: float | None = None
@@ -90,6 +114,8 @@ class LoadProgressed(Event):
 
 @dataclass(frozen=True)
 class LoadFinished(Event):
+    """A load run by `Actions.load` finished after `seconds` (with the model's size, for load-time statistics)."""
+
     model: str = ""
     instance_id: str = ""
     seconds: float = 0.0
@@ -98,6 +124,8 @@ class LoadFinished(Event):
 
 @dataclass(frozen=True)
 class LoadFailed(Event):
+    """A load run by `Actions.load` failed or was cancelled; `reason` is LM Studio's or `lms`'s message."""
+
     model: str = ""
     reason: str = ""
     context_length: int | None = None
@@ -105,16 +133,23 @@ class LoadFailed(Event):
 
 @dataclass(frozen=True)
 class ServerStarted(Event):
+    """`Actions.server_start` started an instance's LM Studio server through `lms`."""
+
     pass
 
 
 @dataclass(frozen=True)
 class ServerStopped(Event):
+    """`Actions.server_stop` stopped an instance's LM Studio server through `lms`."""
+
     pass
 
 
 @dataclass(frozen=True)
 class SessionFailing(Event):
+    """An OpenCode session failed against LM Studio `failures` times in a row; published once per streak by
+    `SessionTracker`, and a success ends the streak."""
+
     session_id: str = ""
     model: str = ""
     failures: int = 0
@@ -206,6 +241,8 @@ class EventBus:
         return unsubscribe
 
     def publish(self, event: Event) -> None:
+        """Hand `event` to the subscribers of its class, synchronously on the calling thread (the core loop). A
+        subscriber that raises is logged and skipped; the exception never reaches the caller."""
         for sub in self._subs.get(type(event), ()):
             try:
                 sub.handler(event)

@@ -47,6 +47,7 @@ class LoadedInstance:
     context_length: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The copy as JSON data (`id`, `context_length`)."""
         return {"id": self.id, "context_length": self.context_length}
 
 
@@ -70,14 +71,17 @@ class ModelInfo:
 
     @property
     def loaded(self) -> bool:
+        """Whether at least one copy of the model is loaded."""
         return bool(self.instances)
 
     @property
     def loaded_context_length(self) -> int | None:
+        """The largest context length among the loaded copies; None when none is loaded or none reports one."""
         lengths = [i.context_length for i in self.instances if i.context_length]
         return max(lengths) if lengths else None
 
     def to_json(self) -> dict[str, Any]:
+        """The model as JSON data: its specs, `loaded` and the loaded copies (the shape of `status --json`)."""
         return {
             "key": self.key,
             "loaded": self.loaded,
@@ -107,6 +111,7 @@ class LoadProgress:
     estimated: bool = True  # True: progress/eta come from our throughput model, not from LM Studio
 
     def to_json(self) -> dict[str, Any]:
+        """The load as JSON data."""
         return {
             "model": self.model,
             "started_at": self.started_at,
@@ -136,15 +141,19 @@ class InstanceSnapshot:
 
     @property
     def loaded_models(self) -> tuple[ModelInfo, ...]:
+        """The models with at least one loaded copy, in listing order."""
         return tuple(m for m in self.models if m.loaded)
 
     def model(self, key: str) -> ModelInfo | None:
+        """The downloaded model whose key is exactly `key`, or None (see `hooks.verdict.resolve_model` for every other
+        spelling)."""
         for m in self.models:
             if m.key == key:
                 return m
         return None
 
     def find_instance(self, instance_id: str) -> tuple[ModelInfo, LoadedInstance] | None:
+        """The model and the loaded copy whose instance id is `instance_id` (`key` or `key:2`), or None."""
         for m in self.models:
             for inst in m.instances:
                 if inst.id == instance_id:
@@ -152,6 +161,7 @@ class InstanceSnapshot:
         return None
 
     def to_json(self) -> dict[str, Any]:
+        """The snapshot as JSON data: one instance of `status --json` and `/v1/status`."""
         return {
             "name": self.name,
             "url": self.url,
@@ -178,6 +188,7 @@ class StatusReport:
     profile: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The report as JSON data: the shape of `status --json` and `/v1/status`."""
         return {
             "active": self.active,
             "profile": self.profile,

@@ -33,6 +33,13 @@ CONFIG_WATCH_SECONDS = 1.0  # how soon a running core notices `profile use` or a
 
 
 class Core:
+    """The core one process runs: the config in effect, the event bus, the monitor with its status cache, the actions
+    and the services (surfaces) that start and stop with it.
+
+    Surfaces hold the `Core` and read `core.config`, `core.status()`, `core.monitor` and `core.actions`; the coroutines
+    run on the core's loop (its own thread under `CoreThread`).
+    """
+
     def __init__(
         self,
         config: Config,
@@ -150,6 +157,8 @@ class Core:
 
     @property
     def active_instance(self) -> str | None:
+        """The instance commands act on by default: the config's `active_instance` when it is monitored, else the first
+        monitored one, None when nothing is."""
         active = self.config.active_instance
         if active and active in self.monitor.names:
             return active
@@ -373,6 +382,8 @@ class CoreThread:
         self.loop.run_forever()
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start the loop thread and wait until the core has started (its first poll done). Raises TimeoutError after
+        `timeout` s, or what the core's start raised (the core is stopped again then)."""
         self._thread.start()
         if not self._ready.wait(timeout):
             raise TimeoutError(f"the core did not start within {timeout:.0f} s")
@@ -380,6 +391,7 @@ class CoreThread:
             raise self._start_error
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule `coro` on the core's loop from any thread; the future gives its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -391,6 +403,8 @@ class CoreThread:
         return self.submit(wrapper()).result()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the core (waiting up to `timeout` s for it), then the loop and the thread; nothing happens when the
+        thread is not running."""
         if not self._thread.is_alive():
             return
         with contextlib.suppress(Exception):

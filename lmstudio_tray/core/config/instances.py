@@ -95,6 +95,3 @@ def use_instance(path: Path, name: str) -> Config:
         raise ConfigError(path, [f"no instance named {name!r} (configured: {', '.join(names) or 'none'}); "
                                  f"add it with `lmstudio-tray instances add {name} URL`"])
     return config_store.update_config(path, {"active_instance": name})
-
-
-# ---- health ----------------------------------------------------------------------------------------

@@ -15,13 +15,16 @@ from lmstudio_tray.core.config.schema import VALIDATION_CATEGORIES
 
 @dataclass(frozen=True)
 class Preset:
+    """A shipped bundle of settings: `overrides` maps a section to its keys (a profile's shape); `summary` is the line
+    `config preset` lists, `details` the longer text of docs/configuration.md."""
+
     name: str
     summary: str
     details: str
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def changes(self, profile: str | None = None) -> dict[str, Any]:
-        """Dotted keys for `config_store.update_config`, under `profiles.<profile>.` when given."""
+        """Dotted keys for `store.update_config`, under `profiles.<profile>.` when given."""
         prefix = f"profiles.{profile}." if profile else ""
         out: dict[str, Any] = {}
         for section, keys in self.overrides.items():
@@ -83,6 +86,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
+    """The preset named `name`; KeyError listing the presets when there is none."""
     try:
         return PRESETS[name]
     except KeyError:

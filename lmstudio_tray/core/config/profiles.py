@@ -1,7 +1,7 @@
 """Profiles: named sets of overrides in the config file, which one is active, and where a change goes.
 
 The file holds the base settings plus `[profiles.NAME]` tables; `active_profile` names the one that
-applies. Loading the file (`config.load_config`) already applies it, so everything downstream sees the
+applies. Loading the file (`loader.load_config`) already applies it, so everything downstream sees the
 effective settings. Switching writes `active_profile` through the save API; a running core notices the
 file changed and applies the new settings without a restart (`runtime.Core.apply_config`).
 """
@@ -21,12 +21,15 @@ from lmstudio_tray.core.config.store import DELETE, get_in, update_config
 
 @dataclass(frozen=True)
 class ProfileInfo:
+    """One profile as `profile list` and `profile show` present it: whether it is active and what it overrides."""
+
     name: str
     description: str
     active: bool
     overrides: dict[str, Any]  # dotted key -> value, what the profile changes
 
     def to_json(self) -> dict[str, Any]:
+        """The profile as JSON data (`profile list --json`, `profile show --json`)."""
         return {"name": self.name, "description": self.description, "active": self.active,
                 "overrides": self.overrides}
 
@@ -52,6 +55,7 @@ def _flatten(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
 
 
 def list_profiles(config: Config) -> list[ProfileInfo]:
+    """Every profile of `config`, in file order, marking the active one."""
     return [
         ProfileInfo(name, p.description, name == config.active_profile, overrides_of(p))
         for name, p in config.profiles.items()
@@ -59,6 +63,7 @@ def list_profiles(config: Config) -> list[ProfileInfo]:
 
 
 def get_profile(config: Config, name: str) -> ProfileInfo:
+    """The profile `name` of `config`; ConfigError listing the profiles (and how to start one) when there is none."""
     for info in list_profiles(config):
         if info.name == name:
             return info

@@ -25,6 +25,8 @@ from lmstudio_tray.core.config.schema import Config
 
 @dataclass(frozen=True)
 class KeyDoc:
+    """One row of the settings reference: the key, its type, default and allowed values, and what it does."""
+
     key: str  # dotted; `[]` marks an array of tables, `<name>` a table name the user picks
     type: str
     default: str
@@ -33,6 +35,8 @@ class KeyDoc:
 
     @property
     def section(self) -> str:
+        """The table the key sits in (`monitor` for `monitor.poll_interval`, `instances[]` for a key of the
+        `[[instances]]` tables); "" for a top-level key."""
         head = self.key.split(".")[0]
         return head if "." in self.key else ""
 
@@ -53,6 +57,8 @@ def _is_model(ann: Any) -> bool:
 
 
 def type_name(ann: Any) -> str:
+    """The type of a schema annotation in a person's words: "number", "array of strings", "tables", "string (optional)",
+    ..."""
     ann, optional = _unwrap_optional(ann)
     origin, args = typing.get_origin(ann), typing.get_args(ann)
     if origin is Literal:
@@ -117,6 +123,7 @@ def _default_value(field: FieldInfo) -> Any:
 
 
 def render_value(value: Any) -> str:
+    """A value as the reference shows it: JSON spelling (`true`, `"text"`, `[1, 2]`), "unset" for None."""
     value = _jsonable(value)
     if value is None:
         return "unset"
@@ -185,6 +192,8 @@ def iter_keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Key
 
 
 def section_of(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The model of `model`'s table field `name` (`MonitorConfig` for "monitor"); None when it is not a table or not a
+    field."""
     ann, _ = _unwrap_optional(model.model_fields[name].annotation) if name in model.model_fields else (None, False)
     return ann if _is_model(ann) else None
 
@@ -229,6 +238,8 @@ def find_keys(key: str) -> list[KeyDoc]:
 
 
 def explain(key: str) -> str:
+    """The text `config explain KEY` prints for `key` (a key or a whole section). KeyError naming close matches when no
+    setting has that name."""
     docs = find_keys(key)
     if not docs:
         close = sorted({d.key for d in iter_keys() if key.split(".")[-1] in d.key})[:8]

@@ -1,4 +1,6 @@
-"""The config file: schema (pydantic), loading with readable errors, migration, atomic writes.
+"""The config's schema (pydantic) and what turns raw data into a `Config`: migration of older layouts,
+validation with errors a person can act on, the active profile applied. Reading the file (with the team
+profile's layer) is `loader`; every write goes through `store`.
 
 A config file the user wrote is never overwritten because it failed to parse: the error names the
 key, the value and the fix, and the file stays as it was.
@@ -38,11 +40,16 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    # Unknown keys are errors: a typo like `poll_intervall` must not be silently ignored.
+    """Base of every config table: unknown keys are errors (a typo like `poll_intervall` must not be ignored), and
+    assignments are validated too."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class InstanceConfig(Strict):
+    """One `[[instances]]` table: an LM Studio server to monitor, by name and base URL (normalised by
+    `normalize_url`)."""
+
     name: str = Field(description="Short unique name shown in the tray, CLI and plugin messages.")
     url: str = Field(description="Base URL of the LM Studio HTTP server, e.g. http://127.0.0.1:1234.")
     lms_host: str | None = Field(
@@ -68,7 +75,12 @@ class InstanceConfig(Strict):
         return normalize_url(v)
 
 
+# The docstrings of the table models below are the section intros of docs/configuration.md
+# (`devtools/config_docs.py` writes it): they are written for users.
 class MonitorConfig(Strict):
+    """How often and how patiently each LM Studio instance is polled, and how long a status answer may come from the
+    cache."""
+
     poll_interval: float = Field(1.0, ge=0.1, le=300, description="Seconds between polls while nothing changes.")
     fast_poll_interval: float = Field(
         0.25, ge=0.05, le=60, description="Seconds between polls while a load runs or right after a change."
@@ -88,6 +100,8 @@ class MonitorConfig(Strict):
 
 
 class Policy(str, Enum):
+    """What the plugin does with a request of one verdict category (the values of `validation.policy`)."""
+
     ALLOW = "allow"  # proceed silently
     WARN = "warn"  # toast, then proceed
     BLOCK = "block"  # the plugin throws: no request reaches LM Studio
@@ -114,6 +128,8 @@ VALIDATION_CATEGORIES = tuple(_default_policy())
 
 
 class ValidationConfig(Strict):
+    """What the OpenCode plugin does with a request, per verdict category, and how long it and an `ensure` may wait."""
+
     policy: dict[str, Policy] = Field(
         default_factory=_default_policy,
         description="What the OpenCode plugin does per verdict category: allow, warn, block or ensure.",
@@ -142,6 +158,8 @@ NOTIFY_CATEGORIES = ("loading", "loaded", "load_failed", "offline", "online", "a
 
 
 class NotificationsConfig(Strict):
+    """Which desktop notifications appear, and how often."""
+
     enabled: bool = Field(True, description="Show desktop notifications at all.")
     quiet: bool = Field(False, description="Only failures notify (load failed, offline, auth, session failing).")
     window: float = Field(
@@ -170,17 +188,24 @@ class NotificationsConfig(Strict):
 
 
 class EndpointConfig(Strict):
+    """The loopback endpoint the OpenCode plugin talks to."""
+
     port: int = Field(DEFAULT_ENDPOINT_PORT, ge=0, le=65535, description="Loopback port; 0 picks any free port.")
     max_body_bytes: int = Field(1_000_000, ge=1024, le=64_000_000, description="Largest request body accepted.")
 
 
 class AnalyticsConfig(Strict):
+    """The local store of usage and performance figures behind `lmstudio-tray stats` and the dashboard: whether it
+    records, and how much it keeps."""
+
     enabled: bool = Field(True, description="Record usage and performance in a local SQLite store (never sent).")
     retention_days: float = Field(90.0, gt=0, le=3650, description="Records older than this many days are deleted.")
     max_rows: int = Field(200_000, ge=1000, le=50_000_000, description="Most rows kept per table; the oldest go first.")
 
 
 class LoggingConfig(Strict):
+    """The log file, and the opt-in local telemetry."""
+
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     telemetry: bool = Field(
         False,
@@ -190,6 +215,8 @@ class LoggingConfig(Strict):
 
 
 class PoolConfig(Strict):
+    """One `[[pools]]` table: the name in the router's address and the instances the pool balances over."""
+
     name: str = Field(description="Name in the router's address: /v1/route/<name>/v1/... on the endpoint.")
     instances: list[str] = Field(min_length=1, description="Names of the [[instances]] this pool balances over.")
 
@@ -202,6 +229,8 @@ class PoolConfig(Strict):
 
 
 class ActionsConfig(Strict):
+    """Which actions the tray, the command line and the plugin's tools offer."""
+
     server_control: bool = Field(
         True,
         description="Offer server start/stop (tray, CLI, plugin tools) where `lms` can reach the server; "
@@ -214,6 +243,8 @@ PROFILE_SECTIONS = ("monitor", "validation", "notifications", "actions")  # tabl
 
 
 class ProfileConfig(Strict):
+    """One `[profiles.NAME]` table: the overrides that apply while `active_profile` names the profile."""
+
     description: str = Field("", description="What the profile is for; shown by `profile list` and in the tray.")
     active_instance: str | None = Field(None, description="Replaces active_instance while the profile is active.")
     instances: list[InstanceConfig] | None = Field(
@@ -228,6 +259,12 @@ class ProfileConfig(Strict):
 
 
 class Config(Strict):
+    """The whole validated config, the schema of `config.toml`; `parse_config` (through `loader.load_config`) gives it
+    with the active profile applied.
+
+    The app never changes a `Config` in place: new settings are a new object (see `runtime.Core.apply_config`).
+    """
+
     version: int = Field(CURRENT_VERSION, description="Layout version of this file; migrated automatically.")
     active_instance: str | None = Field(None, description="Instance the CLI and tools act on by default.")
     instances: list[InstanceConfig] = Field(
@@ -315,6 +352,8 @@ class Config(Strict):
 
 
 def normalize_url(url: str) -> str:
+    """`url` stripped, without a trailing `/` or `/v1` (OpenCode names LM Studio by its OpenAI base URL). ValueError
+    when it is not an http(s) URL."""
     url = url.strip().rstrip("/")
     if not re.match(r"^https?://[^/\s]+", url):
         raise ValueError(f"{url!r} is not an http(s) URL; write it like http://127.0.0.1:1234")

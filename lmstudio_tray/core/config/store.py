@@ -45,6 +45,7 @@ LOCK_TIMEOUT = 10.0  # a config write takes milliseconds: a lock held this long 
 
 
 def backup_path(path: Path) -> Path:
+    """Where the previous content of `path` is kept: `<name>.bak` next to it."""
     return path.with_name(path.name + ".bak")
 
 
@@ -60,6 +61,7 @@ def split_key(key: str) -> list[str]:
 
 
 def read_text(path: Path) -> str | None:
+    """The file's text; None when it does not exist. ConfigError (naming the reason) when it cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -190,6 +192,7 @@ class ConfigLocked(ConfigError):
 
 
 def lock_path(path: Path) -> Path:
+    """The lock file writers of `path` take turns on: `.<name>.lock` next to it."""
     return path.with_name(f".{path.name}.lock")
 
 
@@ -263,10 +266,13 @@ def update_config(path: Path, changes: Mapping[str, Any]) -> Config:
 
 
 def set_value(path: Path, key: str, value: Any) -> Config:
+    """`update_config` for one dotted key."""
     return update_config(path, {key: value})
 
 
 def unset_value(path: Path, key: str) -> Config:
+    """Remove one dotted key from the user's file, so its default (or the team's value) applies again; see
+    `update_config`."""
     return update_config(path, {key: DELETE})
 
 
@@ -332,6 +338,8 @@ def export_data(path: Path) -> dict[str, Any]:
 
 
 def render_toml(data: Mapping[str, Any], header: str | None = None) -> str:
+    """`data` as TOML text, each line of `header` as a comment on top; None values are left out. Not validated: callers
+    write it through `write_validated`."""
     doc = tomlkit.document()
     if header:
         for line in header.splitlines():

@@ -51,6 +51,9 @@ TEAM_ONLY = ("team", "models")  # tables of the profile that are not config keys
 
 
 class TeamMeta(Strict):
+    """The profile's `[team]` table: its name, the keys members cannot override, and the busy window of the
+    shared-instance guard."""
+
     name: str = Field("team", description="Shown in the tray and in `team` commands.")
     locked: list[str] = Field(default_factory=list, description="Dotted config keys members cannot override.")
     busy_minutes: float = Field(5.0, ge=0, le=1440, description="How recently a model must have served requests "
@@ -58,17 +61,24 @@ class TeamMeta(Strict):
 
 
 class RecommendedModel(Strict):
+    """One entry of `[models] recommended`: a model key and the context length members load it with by default."""
+
     key: str
     context_length: int | None = Field(None, ge=256, le=10_000_000)
 
 
 class ModelPolicy(Strict):
+    """The profile's `[models]` table: the models members may use (empty: any) and the recommended ones."""
+
     allowed: list[str] = Field(default_factory=list, description="Models members may use; empty: any.")
     recommended: list[RecommendedModel] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class TeamProfile:
+    """A parsed team profile: its config layer, locked keys, shared instances and model rules, with where and when it
+    was read (`from_cache` and `warning` when the last good copy stands in)."""
+
     name: str
     source: str
     layer: dict[str, Any]  # the config part, merged under the user's file
@@ -82,12 +92,15 @@ class TeamProfile:
     warning: str | None = None
 
     def allows(self, model: str) -> bool:
+        """Whether members may use `model` (always, when the profile names no allowed models)."""
         return not self.allowed or model in self.allowed
 
     def context_for(self, model: str) -> int | None:
+        """The recommended context length of `model`, or None when the profile recommends none."""
         return next((r.context_length for r in self.recommended if r.key == model), None)
 
     def to_json(self) -> dict[str, Any]:
+        """The profile as JSON data, for `team status --json`."""
         return {
             "name": self.name, "source": self.source, "locked": list(self.locked),
             "shared_instances": list(self.shared_instances), "allowed": list(self.allowed),
@@ -215,5 +228,7 @@ def parse_profile(text: str, source: str, *, fetched_at: float) -> TeamProfile:
 
 
 def team_source(user: Mapping[str, Any]) -> str | None:
+    """Where the team profile comes from: `$LMSTUDIO_TRAY_TEAM_PROFILE`, else the user's `team_profile` key; None when
+    neither is set (or blank)."""
     value = os.environ.get(ENV) or user.get(KEY)
     return str(value).strip() or None if value else None

@@ -19,6 +19,8 @@ REFRESH_SECONDS = 600.0  # a fetched URL is reused this long before it is fetche
 
 
 def cache_file(source: str) -> Path:
+    """Where the last good copy of the profile at `source` is kept: the cache dir's `team/` folder, named by a hash of
+    `source`."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     return paths.cache_dir() / "team" / f"{digest}.toml"
 

@@ -63,6 +63,9 @@ class SharedBusyError(ActionError):
 
 @dataclass(frozen=True)
 class LoadResult:
+    """What a load (or a switch) did: the loaded copy's instance id and context length, how long it took, whether the
+    model was loaded already; a switch adds the chat models it unloaded and the ones `keep` saved."""
+
     instance: str
     model: str
     instance_id: str
@@ -74,6 +77,7 @@ class LoadResult:
     kept: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
+        """The result as JSON data (the CLI's `--json` output, the endpoint's answers)."""
         return {
             "instance": self.instance,
             "model": self.model,
@@ -94,6 +98,7 @@ class UnloadResult:
     kept: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
+        """The result as JSON data (the CLI's `--json` output, the endpoint's answers)."""
         return {"unloaded": list(self.unloaded), "kept": list(self.kept)}
 
 
@@ -126,6 +131,14 @@ class _Flight:
 
 
 class Actions:
+    """Load, unload, switch and server start/stop, one implementation for the tray, the CLI, the endpoint and the
+    OpenCode tools.
+
+    The coroutines run on the core's loop. Failures are `ActionError`s with a message a person can act on; on an
+    instance the team shares, taking away a model that served requests lately is refused (`SharedBusyError`) unless
+    forced.
+    """
+
     def __init__(
         self,
         monitor: Monitor,
@@ -141,8 +154,8 @@ class Actions:
         self.bus = bus
         self.estimator = estimator or LoadEstimator()
         self._lms_factory = lms_factory or (lambda _mon: None)
-        # The team profile in effect (shared instances, busy window, recommended contexts) and the record
-        # of recent model use: set by whoever knows the config (`wire_team`), read at each action.
+        # The team profile in effect (shared instances, busy window, recommended contexts), given by whoever
+        # knows the config (the `Core`), and the record of recent model use; both read at each action.
         self.team: TeamSource = team or (lambda: None)
         self.uses: ModelUseLog | None = uses
         # asked at each start/stop, so a profile or preset switch applies without a restart
@@ -196,6 +209,8 @@ class Actions:
         return wanted
 
     def current_team(self) -> TeamProfile | None:
+        """The team profile in effect now, or None; a team source that raises is logged and counts as no profile, so no
+        action fails for it."""
         try:
             return self.team()
         except Exception:  # a broken team source must not stop a load; the guard then has nothing to say
@@ -203,7 +218,7 @@ class Actions:
             return None
 
     def _guard(self, snap: InstanceSnapshot, models: Iterable[str], *, force: bool = False) -> None:
-        """Refuse cutting off people who use a model on a shared instance (see core.team): `models` are the
+        """Refuse cutting off people who use a model on a shared instance (see `shared_guard`): `models` are the
         keys the action would take away."""
         if force:
             return
@@ -213,10 +228,13 @@ class Actions:
             raise SharedBusyError(exc) from None
 
     def is_shared(self, instance: str) -> bool:
+        """Whether the team profile in effect shares `instance` (its unloads and switches are then guarded)."""
         team = self.current_team()
         return team is not None and instance in team.shared_instances
 
     def estimate_load_seconds(self, instance: str, model: str) -> float:
+        """Expected seconds to load `model` on `instance`: its size from the cached snapshot over the throughput learned
+        there (no I/O)."""
         snap = self.monitor.snapshot(instance)
         info = snap.model(model) if snap else None
         return self.estimator.estimate(instance, info.size_bytes if info else None)
@@ -249,6 +267,8 @@ class Actions:
             del self._inflight[key]
 
     def loading(self, instance: str, model: str) -> bool:
+        """Whether a load of `model` on `instance` that this process runs is in flight now (other processes' loads:
+        `loading_elsewhere`)."""
         flight = self._inflight.get((instance, model))
         return flight is not None and not flight.task.done()
 
@@ -336,7 +356,7 @@ class Actions:
         return None
 
     async def loading_elsewhere(self, instance: str, model: str) -> list[LoadMark]:
-        """Loads of `model` (a key) on `instance` that other lmstudio-tray processes run now (see core.loadmarks)."""
+        """Loads of `model` (a key) on `instance` that other lmstudio-tray processes run now (see `loadmarks`)."""
         try:
             url = self.monitor.instance(instance).config.url
         except KeyError:
@@ -402,6 +422,8 @@ class Actions:
         return lms.cancel(model) if lms is not None else False
 
     def can_cancel(self, instance: str, model: str) -> bool:
+        """Whether the load of `model` on `instance` runs through `lms` now, so that `cancel_load` can stop it. No I/O:
+        the tray asks while it builds its menu."""
         return (instance, model) in self._lms_in_use
 
     # ---- unload / switch --------------------------------------------------------------------------
@@ -424,6 +446,8 @@ class Actions:
         return await self._unload_keeping(mon, snap, ids, keep, force)
 
     async def unload_all(self, instance: str, *, force: bool = False, keep: Collection[str] = ()) -> UnloadResult:
+        """Unload every loaded copy on `instance` except what `keep` names; refused on a shared instance like `unload`,
+        unless `force`."""
         mon, snap = await self._usable(instance)
         ids = [i.id for m in snap.loaded_models for i in m.instances]
         return await self._unload_keeping(mon, snap, ids, keep, force)
@@ -502,6 +526,12 @@ class Actions:
         return mon, lms
 
     async def server_start(self, instance: str) -> str:
+        """Start `instance`'s LM Studio server through `lms` (on the port of its URL), poll it and publish
+        `ServerStarted`; returns `lms`'s message.
+
+        ActionError when server control is off, the instance is remote without `lms_host`, `lms` is missing, or the
+        start fails.
+        """
         mon, lms = self._server_lms(instance)
         port = urlsplit(mon.config.url).port
         try:
@@ -517,6 +547,12 @@ class Actions:
         return result.message
 
     async def server_stop(self, instance: str) -> str:
+        """Stop `instance`'s LM Studio server through `lms`, poll it and publish `ServerStopped`; returns `lms`'s
+        message.
+
+        ActionError when server control is off, the instance is remote without `lms_host`, `lms` is missing, or the stop
+        fails.
+        """
         mon, lms = self._server_lms(instance)
         try:
             result = await lms.server_stop()
@@ -530,6 +566,8 @@ class Actions:
         return result.message
 
     async def server_status(self, instance: str) -> dict[str, object]:
+        """Whether `instance`'s server answers (from a snapshot at most 1 s old), with its state, port and whether `lms`
+        can start and stop it."""
         snap = await self.monitor.get(instance, max_age=1.0)
         running = snap.state is not InstanceState.OFFLINE
         return {

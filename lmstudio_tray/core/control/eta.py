@@ -13,14 +13,20 @@ _ALPHA = 0.5  # recent loads matter most: drivers, disk cache and offload settin
 
 
 class LoadEstimator:
+    """Load-time estimates per instance from the smoothed throughput (bytes/s) of its earlier loads; `default_bps` until
+    a load there finished. Used on the core's loop."""
+
     def __init__(self, default_bps: float = DEFAULT_BYTES_PER_SECOND) -> None:
         self.default_bps = default_bps
         self._bps: dict[str, float] = {}
 
     def throughput(self, instance: str) -> float:
+        """Learned bytes per second of loads on `instance` (`default_bps` until one load finished there)."""
         return self._bps.get(instance, self.default_bps)
 
     def record(self, instance: str, size_bytes: int | None, seconds: float) -> None:
+        """Learn from a finished load of `size_bytes` that took `seconds` (ignored without a size or a duration); recent
+        loads weigh most."""
         if not size_bytes or seconds <= 0:
             return
         measured = size_bytes / seconds
@@ -28,6 +34,8 @@ class LoadEstimator:
         self._bps[instance] = measured if old is None else _ALPHA * measured + (1 - _ALPHA) * old
 
     def estimate(self, instance: str, size_bytes: int | None) -> float:
+        """Expected seconds to load `size_bytes` on `instance`; a fixed guess (UNKNOWN_SIZE_SECONDS) when the size is
+        unknown."""
         if not size_bytes:
             return UNKNOWN_SIZE_SECONDS
         return size_bytes / self.throughput(instance)
@@ -40,7 +48,9 @@ class LoadEstimator:
         return fraction, left
 
     def to_json(self) -> dict[str, float]:
+        """The learned figures, instance -> bytes per second (what `restore` takes back)."""
         return dict(self._bps)
 
     def restore(self, data: dict[str, float]) -> None:
+        """Take learned figures back (from `to_json`); values that are not positive numbers are skipped."""
         self._bps.update({k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and v > 0})

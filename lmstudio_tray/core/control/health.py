@@ -14,6 +14,9 @@ HEALTHY = (InstanceState.IDLE, InstanceState.READY, InstanceState.LOADING)
 
 @dataclass(frozen=True)
 class InstanceHealth:
+    """One row of `instances list`: state, reachability and latency of the last poll, API generation, loaded copies,
+    whether a token is stored, the pools the instance is in and the router's recent failures with it."""
+
     name: str
     url: str
     active: bool
@@ -29,6 +32,7 @@ class InstanceHealth:
     recent_failures: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        """The row as JSON data (`instances list --json`)."""
         return {
             "name": self.name, "url": self.url, "active": self.active, "configured": self.configured,
             "state": self.state, "reachable": self.reachable,
@@ -46,6 +50,8 @@ def health(
     has_token: dict[str, bool],
     failures: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[InstanceHealth]:
+    """One `InstanceHealth` per snapshot, from what is known already (no LM Studio call): `has_token` per instance name,
+    `failures` the running router's recent connection failures per instance."""
     configured = {i.name for i in config.instances}
     out = []
     for snap in snapshots:

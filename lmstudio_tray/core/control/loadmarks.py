@@ -33,6 +33,9 @@ _MTIME_SETTLED_NS = 2_000_000_000  # coarser than any file system's mtime resolu
 
 @dataclass(frozen=True)
 class LoadMark:
+    """A load in progress as other processes see it: the server's URL, the model key, the context length, the loading
+    process's pid, when it started (wall clock) and its ETA."""
+
     url: str  # the LM Studio server, as the loading process's config names it
     model: str  # the model key
     context_length: int | None
@@ -64,6 +67,9 @@ def _alive(mark: LoadMark) -> bool:
 
 
 class LoadMarks:
+    """The state dir's `loads/` folder: one file per load an `Actions` of this user runs. File I/O that blocks: from an
+    event loop, call the methods in a worker thread (`none_elsewhere` aside)."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         # the folder's mtime when a scan last found no other process's mark (None: not known to be empty)
@@ -89,6 +95,7 @@ class LoadMarks:
         return path
 
     def remove(self, path: Path | None) -> None:
+        """Delete a mark `add` wrote; None, or a file gone already, is fine."""
         if path is not None:
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -13,6 +13,7 @@ from lmstudio_tray.core.support.files import atomic_write
 
 
 def use_file() -> Path:
+    """The model-use record every lmstudio-tray process of this user shares: `model-use.json` in the state dir."""
     return paths.state_dir() / "model-use.json"
 
 
@@ -30,6 +31,8 @@ class ModelUseLog:
     _written: float = 0.0
 
     def read(self) -> dict[str, dict[str, float]]:
+        """The record in the file, instance -> model -> wall time of its last use; {} when the file is missing or
+        unreadable. A blocking file read."""
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -54,6 +57,8 @@ class ModelUseLog:
         return {i: dict(m) for i, m in (self._data or {}).items()}
 
     def write(self, data: dict[str, dict[str, float]]) -> None:
+        """Merge `data` (from `pending`) into the file, keeping the later time of each use (another process may have
+        written meanwhile), and write it atomically. Blocking: the router calls it in a worker thread."""
         merged = self.read()  # another process may have recorded meanwhile
         for instance, models in data.items():
             for model, t in models.items():
@@ -61,10 +66,13 @@ class ModelUseLog:
         atomic_write(self.path, json.dumps(merged), 0o600)
 
     def flush(self) -> None:
+        """Write what this process recorded, now and on the calling thread (the router's last write when it closes)."""
         if self._data is not None:
             self.write(self.pending())
 
     def last_use(self, instance: str, model: str) -> float | None:
+        """Wall time `model` last served a request on `instance` as this machine saw it (the file, merged with uses not
+        written yet); None if never. Reads the file."""
         data = self.read()
         if self._data:
             data = _merged(data, self._data)

@@ -56,20 +56,31 @@ _STATE_BY_FAILURE = {
 
 @dataclass
 class CacheStats:
+    """How the status cache did: reads it answered (hits) and reads that polled instead (misses; each one a refresh)."""
+
     hits: int = 0
     misses: int = 0
     refreshes: int = 0
 
     def to_json(self) -> dict[str, int]:
+        """The counters as JSON data (`/v1/metrics`)."""
         return {"hits": self.hits, "misses": self.misses, "refreshes": self.refreshes}
 
 
 def is_local_url(url: str) -> bool:
+    """Whether `url`'s host is this machine (localhost, ::1, 127.x.x.x): where `lms` runs the server itself."""
     host = (urlsplit(url).hostname or "").lower()
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
 class InstanceMonitor:
+    """One watched LM Studio instance: its poll loop, its latest snapshot (the status cache entry) and the events its
+    changes publish.
+
+    It runs on the core's loop. `snapshot` is replaced on each change and never changed in place, so any thread may read
+    it.
+    """
+
     def __init__(
         self,
         config: InstanceConfig,
@@ -103,10 +114,12 @@ class InstanceMonitor:
 
     @property
     def name(self) -> str:
+        """The instance's name, from its config."""
         return self.config.name
 
     @property
     def settings(self) -> MonitorConfig:
+        """The `[monitor]` settings in effect now (they change with the config)."""
         return self._settings()
 
     # ---- expected loads (the only source of `loading`: LM Studio lists no loading state) ----------
@@ -114,6 +127,11 @@ class InstanceMonitor:
     def expect_load(
         self, model: str, *, eta_seconds: float | None, deadline: float | None = None, owned: bool = False
     ) -> None:
+        """Show `model` as loading (LM Studio lists no loading state) with `eta_seconds`, and poll fast meanwhile.
+
+        The load ends with `end_load`, or, unless `owned` (an action runs it and ends it), when the model shows up
+        loaded or `deadline` (monotonic; default three times the ETA, at least 30 s) passes.
+        """
         now = self.clock.monotonic()
         if owned:
             self._owned.add(model)
@@ -126,9 +144,12 @@ class InstanceMonitor:
         self.poke()
 
     def expects(self, model: str) -> bool:
+        """Whether a load of `model` is expected (shown as loading) now."""
         return model in self._expected
 
     def update_load(self, model: str, *, progress: float | None, eta_seconds: float | None, estimated: bool) -> None:
+        """New progress of an expected load: the snapshot shows it and `LoadProgressed` is published. Ignored when no
+        load of `model` is expected."""
         current = self._expected.get(model)
         if current is None:
             return
@@ -138,6 +159,7 @@ class InstanceMonitor:
                                        estimated=estimated))
 
     def end_load(self, model: str) -> None:
+        """The load of `model` is over (done, failed or given up): drop it from the snapshot and poll at once."""
         self._owned.discard(model)
         if self._expected.pop(model, None) is not None:
             self._expected_deadline.pop(model, None)
@@ -303,6 +325,9 @@ class InstanceMonitor:
             self.bus.publish(ModelUnloaded(name, model=m.key, instance_id=iid))
 
     def next_delay(self) -> float:
+        """Seconds until the next poll: doubling from `poll_interval` up to `offline_backoff_max` while offline;
+        `fast_poll_interval` while a load is expected or within `fast_window` of the last change; `poll_interval`
+        otherwise."""
         s = self.settings
         snap = self.snapshot
         if snap is not None and snap.state is InstanceState.OFFLINE:
@@ -319,6 +344,8 @@ class InstanceMonitor:
         self._wake.set()
 
     async def run(self) -> None:
+        """The poll loop: sleep `next_delay()` (or until `poke`), poll, repeat. An error in one poll is logged and the
+        loop goes on; it ends only when cancelled."""
         while True:
             # the warm-up already polled once: wait first, so a start costs one request, not two
             if self.snapshot is not None and not self._wake.is_set():
@@ -344,10 +371,12 @@ class InstanceMonitor:
             await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     def start(self) -> None:
+        """Start the poll loop as a task on the running loop; nothing happens while it runs already."""
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:
+        """Cancel the poll loop and any poll in flight, then close the client's connections."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -393,6 +422,7 @@ class Monitor:
 
     @property
     def settings(self) -> MonitorConfig:
+        """The `[monitor]` settings in effect now (they change with the config)."""
         return self._settings()
 
     def _add(self, cfg: InstanceConfig, client: LMStudioClient) -> InstanceMonitor:
@@ -413,9 +443,11 @@ class Monitor:
 
     @property
     def names(self) -> list[str]:
+        """The monitored instances' names, in the order they were added."""
         return list(self._monitors)
 
     def instance(self, name: str) -> InstanceMonitor:
+        """The `InstanceMonitor` of `name`; KeyError naming the monitored instances when there is none."""
         try:
             return self._monitors[name]
         except KeyError:
@@ -423,6 +455,8 @@ class Monitor:
             raise KeyError(f"no monitored instance named {name!r} (monitored: {known})") from None
 
     def instance_for_url(self, url: str) -> str | None:
+        """The monitored instance whose base URL is `url` (normalised; `localhost` and 127.0.0.1 count as the same
+        host), or None, also for a URL that is not http(s)."""
         try:
             wanted = normalize_url(url)
         except ValueError:
@@ -504,6 +538,7 @@ class Monitor:
         self._add(cfg, client)
 
     async def remove_instance(self, name: str) -> None:
+        """Stop watching `name` (its poll loop stopped, its client closed); an unknown name is ignored."""
         self._ad_hoc.pop(name, None)
         mon = self._monitors.pop(name, None)
         if mon is not None:
@@ -512,10 +547,12 @@ class Monitor:
     # ---- cache ------------------------------------------------------------------------------------
 
     def snapshot(self, name: str) -> InstanceSnapshot | None:
+        """The cached snapshot of `name`, without I/O; None before its first poll or for an unknown name."""
         mon = self._monitors.get(name)
         return mon.snapshot if mon else None
 
     def snapshots(self) -> list[InstanceSnapshot]:
+        """The cached snapshot of every instance polled at least once, without I/O."""
         return [m.snapshot for m in self._monitors.values() if m.snapshot is not None]
 
     async def get(self, name: str, *, max_age: float | None = None) -> InstanceSnapshot:
@@ -535,17 +572,22 @@ class Monitor:
         return await mon.refresh()
 
     def invalidate(self, name: str) -> None:
+        """Mark `name`'s snapshot stale and wake its poll loop, so it is polled now (an unknown name is ignored)."""
         mon = self._monitors.get(name)
         if mon is not None:
             mon.poke()
 
     def mark_expected_load(self, name: str, model: str, eta_seconds: float | None) -> None:
+        """Show `model` as loading on `name` (a JIT load a request is about to start), unless a load of it is expected
+        already."""
         mon = self._monitors.get(name)
         if mon is not None and not mon.expects(model):
             mon.expect_load(model, eta_seconds=eta_seconds)
 
     @property
     def lmstudio_calls(self) -> int:
+        """HTTP requests every instance's client has sent to LM Studio so far: the cost the status cache is measured
+        by."""
         return sum(m.client.calls for m in self._monitors.values())
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -555,11 +597,13 @@ class Monitor:
         await asyncio.gather(*(m.refresh() for m in self._monitors.values()), return_exceptions=True)
 
     async def start(self) -> None:
+        """Poll every instance once (`warm_up`), then start their poll loops; instances added later start at once."""
         await self.warm_up()
         self._running = True
         for mon in self._monitors.values():
             mon.start()
 
     async def stop(self) -> None:
+        """Stop every poll loop and close every client."""
         self._running = False
         await asyncio.gather(*(m.stop() for m in self._monitors.values()), return_exceptions=True)

@@ -6,7 +6,7 @@ fewest requests in flight (counted here), then the lowest poll latency. A connec
 response starts moves the request to the next candidate; once bytes flow they pass through unchanged.
 
 GUI- and web-free: the endpoint's `api/router.py` only turns ASGI into `Router.open` calls and back.
-The upstream side is `core.http1` (asyncio + httptools) instead of httpx: httpx costs about 2 ms of CPU
+The upstream side is `lmstudio.http1` (asyncio + httptools) instead of httpx: httpx costs about 2 ms of CPU
 per streamed completion, http1 about 0.3 ms, and the router's budget is 2 ms in total.
 """
 
@@ -52,6 +52,7 @@ class RoutingError(Exception):
         self.status, self.kind, self.message = status, kind, message
 
     def to_json(self) -> dict[str, Any]:
+        """The error body the endpoint sends."""
         # `kind` like the rest of the endpoint; `type`/`code` so OpenAI SDKs show the message as-is
         return {"error": {"kind": self.kind, "message": self.message, "type": self.kind, "code": self.kind}}
 
@@ -68,6 +69,7 @@ class InstanceUsage:
     last_model_use: dict[str, float] = field(default_factory=dict)  # model -> wall time of its last request
 
     def to_json(self) -> dict[str, Any]:
+        """The figures as JSON data (part of `Router.to_json`)."""
         return {
             "outstanding": self.outstanding,
             "served": self.served,
@@ -106,6 +108,8 @@ class Upstream:
                     )
 
     async def close(self) -> None:
+        """Finish with the response (only the first call counts): a completely read keep-alive connection goes back to
+        the pool, one closed mid-stream stops LM Studio's generation."""
         if self._done:
             return
         self._done = True
@@ -141,6 +145,10 @@ def serves(snap: InstanceSnapshot | None, model: str) -> bool:
 
 
 class Router:
+    """The pool router: picks the instance for each OpenAI request from the status cache, forwards it over `http1`,
+    fails over on connection errors before the response starts, and records which model served requests where (for the
+    shared-instance guard). Runs on the core's loop."""
+
     def __init__(
         self,
         pools: Iterable[PoolConfig] | Callable[[], Iterable[PoolConfig]],
@@ -162,10 +170,12 @@ class Router:
 
     @property
     def pools(self) -> dict[str, PoolConfig]:
+        """The configured pools by name, as the config has them now."""
         source = self._pools() if callable(self._pools) else self._pools
         return {p.name: p for p in source}
 
     async def aclose(self) -> None:
+        """Close the idle upstream connections; a model-use write still due is made first (on the calling thread)."""
         if self._trailing is not None:  # the last uses must reach the file before the tray goes
             self._trailing.cancel()
             self._trailing = None
@@ -176,6 +186,7 @@ class Router:
         await self._http.aclose()
 
     def usage_of(self, instance: str) -> InstanceUsage:
+        """The router's figures for `instance`, created empty on first use."""
         usage = self.usage.get(instance)
         if usage is None:
             usage = self.usage[instance] = InstanceUsage()
@@ -189,6 +200,7 @@ class Router:
     # ---- choosing ---------------------------------------------------------------------------------
 
     def pool(self, name: str) -> PoolConfig:
+        """The pool `name`; RoutingError 404 (`unknown_pool`) naming the configured pools when there is none."""
         try:
             return self.pools[name]
         except KeyError:
@@ -368,6 +380,8 @@ class Router:
                                            for i in ids]}
 
     def to_json(self) -> dict[str, Any]:
+        """The router's own figures as JSON data: pools, per-instance usage and failures, and its overhead (p50/p99
+        ms)."""
         data = sorted(self.overhead_ms)
 
         def pct(q: float) -> float | None:

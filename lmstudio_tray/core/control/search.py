@@ -36,6 +36,9 @@ Located = tuple[str, ModelInfo]  # (instance name, model)
 
 @dataclass(frozen=True)
 class Filters:
+    """What a search keeps (`models search`, the tools); None means "any". A `type` other than llm or embedding is a
+    SearchError."""
+
     type: str | None = None  # "llm" (vision models included) or "embedding"
     architecture: str | None = None  # substring, case-insensitive: "qwen" matches qwen3 and qwen2vl
     quantization: str | None = None  # prefix, ignoring case and punctuation: "q4" matches Q4_K_M
@@ -51,6 +54,7 @@ class Filters:
             raise SearchError(f"type {self.type!r} is not one of {', '.join(TYPES)}")
 
     def accepts(self, m: ModelInfo) -> bool:
+        """Whether `m` passes every filter (see `rejects` for why not)."""
         return not self.rejects(m)
 
     def rejects(self, m: ModelInfo) -> str | None:
@@ -80,6 +84,9 @@ class Filters:
 
 @dataclass(frozen=True)
 class Hit:
+    """One result of `search` or `alternatives`: where the model is, `score` (what the results are ordered by), `match`
+    (how well the name matched) and the reasons shown with it."""
+
     instance: str
     model: ModelInfo
     score: float  # what the ranking sorts by: match + usage bonus (+ a nudge for loaded models)
@@ -88,6 +95,7 @@ class Hit:
     reasons: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        """The hit as JSON data: the model's fields plus score, match, uses and reasons."""
         return {
             "instance": self.instance,
             "score": round(self.score, 4),
@@ -99,10 +107,12 @@ class Hit:
 
 
 def has_vision(m: ModelInfo) -> bool:
+    """Whether the model takes images (the `vision` capability, or a `vlm` type)."""
     return "vision" in m.capabilities or m.type == "vlm"
 
 
 def has_tools(m: ModelInfo) -> bool:
+    """Whether the model was trained for tool use."""
     return "tool_use" in m.capabilities
 
 
@@ -208,6 +218,8 @@ def match_tier(match: float) -> int:
 
 
 def usage_bonus(uses: int, most: int) -> float:
+    """The score a model gains from its `uses` relative to the most used one (`most`): at most USAGE_WEIGHT, growing
+    with the logarithm of the count."""
     if uses <= 0 or most <= 0:
         return 0.0
     return USAGE_WEIGHT * math.log1p(uses) / math.log1p(most)
@@ -264,6 +276,7 @@ class Needs:
     words: tuple[str, ...] = field(default_factory=tuple)
 
     def describe(self) -> str:
+        """The needs in words, for messages: "llm, vision, fast"."""
         parts = [self.type]
         parts += [name for name, on in (("vision", self.vision), ("tool use", self.tool_use),
                                         ("reasoning", self.reasoning), ("long context", self.long_context),
@@ -285,6 +298,7 @@ _TASK_WORDS: dict[str, tuple[str, ...]] = {
 
 
 def needs_for(task: str) -> Needs:
+    """What the words of `task` ask of a model (kind, vision, tool use, reasoning, long context, speed)."""
     words = tuple(_words(task))
     hit = {need: any(w.startswith(k) or w == k for w in words for k in keys) for need, keys in _TASK_WORDS.items()}
     return Needs(
@@ -310,12 +324,15 @@ class Performance:
 
 @dataclass(frozen=True)
 class Recommendation:
+    """One recommended model: where it is, its score and the reasons (specs and measured figures) behind it."""
+
     instance: str
     model: ModelInfo
     score: float
     reasons: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """The recommendation as JSON data: the model's fields plus score and reasons."""
         return {"instance": self.instance, "score": round(self.score, 4), "reasons": list(self.reasons),
                 **self.model.to_json()}
 

@@ -45,6 +45,9 @@ class ForwardedEvent:
 
 @dataclass
 class SessionHealth:
+    """What the forwarded events told about one OpenCode session: its instance and model, the current failure streak
+    (and whether it was reported), its messages and compactions, and the models it ran on."""
+
     session_id: str
     instance: str | None = None
     model: str | None = None
@@ -56,6 +59,7 @@ class SessionHealth:
     history: list[ModelUse] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The session as JSON data (part of `/v1/sessions`)."""
         return {
             "session_id": self.session_id,
             "instance": self.instance,
@@ -71,12 +75,15 @@ class SessionHealth:
 
 @dataclass
 class ModelUsage:
+    """Per instance and model: completed assistant messages, their input and output tokens, and session errors."""
+
     messages: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     errors: int = 0
 
     def to_json(self) -> dict[str, int]:
+        """The counts as JSON data (part of `/v1/sessions`)."""
         return {
             "messages": self.messages,
             "input_tokens": self.input_tokens,
@@ -86,6 +93,13 @@ class ModelUsage:
 
 
 class SessionTracker:
+    """Session health and model usage from the OpenCode events the plugin forwards, and the model each session runs on
+    (from validate).
+
+    It keeps the last MAX_SESSIONS sessions, does no I/O and runs on the core's loop; `bus` gets `SessionFailing`,
+    `invalidate` is called with an instance whose cached status LM Studio contradicted.
+    """
+
     def __init__(
         self,
         bus: EventBus,
@@ -111,6 +125,8 @@ class SessionTracker:
         return lambda: self._sinks.remove(sink) if sink in self._sinks else None
 
     def session(self, session_id: str) -> SessionHealth:
+        """The record of `session_id`, created when new (beyond MAX_SESSIONS the least recently seen one is
+        forgotten)."""
         health = self.sessions.get(session_id)
         if health is None:
             health = self.sessions[session_id] = SessionHealth(session_id)
@@ -121,6 +137,7 @@ class SessionTracker:
         return health
 
     def history(self, session_id: str) -> list[ModelUse]:
+        """The models `session_id` ran on, oldest first (a copy; empty for an unknown session)."""
         health = self.sessions.get(session_id)
         return list(health.history) if health else []
 
@@ -147,6 +164,9 @@ class SessionTracker:
             del health.history[:-MAX_HISTORY]
 
     def record(self, ev: ForwardedEvent) -> None:
+        """Take one forwarded event. Errors and retries extend the session's failure streak (`SessionFailing` once it
+        reaches the threshold); a completed assistant message ends it and counts usage; an `APIError` invalidates the
+        instance's cached status. Each event is then handed to the sinks."""
         self.events_seen += 1
         props = ev.properties
         session_id = _str(props.get("sessionID")) or _str(_get(props, "info", "sessionID"))
@@ -242,6 +262,8 @@ class SessionTracker:
         return self.usage.setdefault((instance, model), ModelUsage())
 
     def to_json(self) -> dict[str, Any]:
+        """Everything tracked as JSON data (`/v1/sessions`): counts of events and invalidations, the sessions, and usage
+        per instance and model."""
         return {
             "events": self.events_seen,
             "invalidations": self.invalidations,

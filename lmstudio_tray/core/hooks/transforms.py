@@ -71,6 +71,9 @@ class MessageDigest:
 
 @dataclass(frozen=True)
 class TrimResult:
+    """What `trim_messages` decided: the ids of the messages to keep and to drop, the budget, and the token estimates
+    before and after."""
+
     keep: tuple[str, ...]
     dropped: tuple[str, ...]
     budget: int
@@ -79,9 +82,11 @@ class TrimResult:
 
     @property
     def changed(self) -> bool:
+        """Whether any message was dropped."""
         return bool(self.dropped)
 
     def to_json(self) -> dict[str, Any]:
+        """The decision as JSON data (the endpoint's answer to the plugin)."""
         return {
             "keep": list(self.keep),
             "dropped": list(self.dropped),
@@ -183,6 +188,8 @@ def trim_messages(messages: Sequence[MessageDigest], budget: int) -> TrimResult:
 
 @dataclass(frozen=True)
 class ModelUse:
+    """One model a session ran on, with its instance and loaded context length when known."""
+
     model: str
     instance: str | None = None
     context_length: int | None = None
@@ -223,11 +230,14 @@ _HARMONY_FINAL_RE = re.compile(r"<\|channel\|>\s*final\s*<\|message\|>(.*)$", re
 
 @dataclass(frozen=True)
 class Repair:
+    """The text after `repair_text`, and the names of the repairs applied (none: the text is unchanged)."""
+
     text: str
     repairs: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
+        """Whether any repair applied."""
         return bool(self.repairs)
 
 

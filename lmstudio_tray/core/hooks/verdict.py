@@ -45,6 +45,9 @@ _INSTANCE_SUFFIX_RE = re.compile(r":\d+$")
 
 @dataclass(frozen=True)
 class ValidateRequest:
+    """What the plugin asks about before a request: the model, the provider's base URL, the context the session plans
+    with (OpenCode's `limit.context`) and the session id."""
+
     model: str
     base_url: str | None = None
     context_limit: int | None = None
@@ -53,6 +56,9 @@ class ValidateRequest:
 
 @dataclass(frozen=True)
 class Suggestion:
+    """A model the person probably meant: its key, whether it is loaded (and with which context), a score and why it is
+    suggested."""
+
     key: str
     loaded: bool
     score: float
@@ -60,6 +66,7 @@ class Suggestion:
     context_length: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The suggestion as JSON data (part of the verdict)."""
         return {
             "key": self.key,
             "loaded": self.loaded,
@@ -71,6 +78,9 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class Facts:
+    """What a verdict is based on: the instance and its state, JIT loading, the model the request resolved to with its
+    copies and context lengths, what is loaded, and a load's ETA."""
+
     instance: str | None
     url: str | None
     state: str | None
@@ -83,6 +93,7 @@ class Facts:
     eta_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The facts as JSON data (part of the verdict)."""
         return {
             "instance": self.instance,
             "url": self.url,
@@ -99,6 +110,9 @@ class Facts:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The answer to one validate request: its category and the action the policy gives it, `ok` (the request may go
+    now), and for a person the message, suggestions, steps and warnings."""
+
     ok: bool  # the request may go ahead now (allow/warn); `ensure` needs the load first
     category: str
     action: Policy
@@ -126,6 +140,7 @@ class Verdict:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
+        """The verdict as `/v1/validate` answers it, `text` included."""
         return {
             "ok": self.ok,
             "category": self.category,

@@ -20,6 +20,9 @@ UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
 
 
 class LMStudioError(Exception):
+    """A failure talking to LM Studio, as exactly one `FailureKind`, with a message for a person and the HTTP status
+    when there was one."""
+
     def __init__(self, kind: FailureKind, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
@@ -33,6 +36,9 @@ class _UnknownRoute(Exception):
 
 @dataclass(frozen=True)
 class Listing:
+    """One model listing: the models with their loaded copies, the API generation that answered, and what it revealed
+    about JIT loading (None: nothing)."""
+
     models: tuple[ModelInfo, ...]
     api: ApiFlavor
     jit: bool | None  # what the listing itself reveals about JIT; None when it cannot tell
@@ -40,12 +46,22 @@ class Listing:
 
 @dataclass(frozen=True)
 class LoadResponse:
+    """What LM Studio's REST load answered: the loaded copy's instance id, the load time and the context length it was
+    loaded with."""
+
     instance_id: str
     seconds: float | None
     context_length: int | None
 
 
 class LMStudioClient:
+    """The client of one LM Studio server, over `http1`: model listings from the newest API generation the server has,
+    load and unload over REST v1, and the load-progress stream.
+
+    It sends the instance's API token and turns every failure into an `LMStudioError`. Its connections belong to the
+    event loop that opened them.
+    """
+
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 2.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -56,6 +72,7 @@ class LMStudioClient:
         self._http = http1.Pool(connect_timeout=timeout, max_idle=4, idle_expiry=30.0)
 
     async def aclose(self) -> None:
+        """Close the client's idle connections."""
         await self._http.aclose()
 
     # ---- low level ---------------------------------------------------------------------------------
@@ -148,6 +165,8 @@ class LMStudioClient:
     # ---- probes and listings -----------------------------------------------------------------------
 
     async def greeting(self) -> bool:
+        """Whether the server answers `GET /lmstudio-greeting` as LM Studio (the check `lms` makes); False on any
+        failure."""
         try:
             body = await self._request("GET", "/lmstudio-greeting", timeout=min(self.timeout, 1.0))
         except (LMStudioError, _UnknownRoute):
@@ -192,6 +211,8 @@ class LMStudioClient:
         return Listing(models, flavor, None)
 
     async def openai_model_ids(self) -> list[str]:
+        """The model ids `GET /v1/models` lists (the loaded copies; with JIT loading on, the downloaded models too).
+        LMStudioError when that fails."""
         body = await self._request("GET", "/v1/models")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
@@ -201,6 +222,8 @@ class LMStudioClient:
     # ---- actions -----------------------------------------------------------------------------------
 
     async def load(self, model: str, *, context_length: int | None = None, timeout: float = 600.0) -> LoadResponse:
+        """Load `model` through `POST /api/v1/models/load` (LM Studio 0.4+), waiting up to `timeout` s. LMStudioError
+        when the load fails or the server has no REST load API."""
         body: dict[str, Any] = {"model": model, "echo_load_config": True}
         if context_length:
             body["context_length"] = context_length
@@ -223,6 +246,8 @@ class LMStudioClient:
         )
 
     async def unload(self, instance_id: str) -> None:
+        """Unload one loaded copy (`instance_id`) through `POST /api/v1/models/unload`. LMStudioError when that fails or
+        the server has no REST unload API."""
         try:
             await self._request("POST", "/api/v1/models/unload", json_body={"instance_id": instance_id})
         except _UnknownRoute:
@@ -332,6 +357,8 @@ def _require_list(body: Any, key: str, route: str) -> list[Any]:
 
 
 def parse_v1_models(body: Any) -> tuple[ModelInfo, ...]:
+    """The models of a `GET /api/v1/models` body, their loaded copies sorted by copy number. LMStudioError
+    (`bad_response`) when the body has no `models` list or a model has no key."""
     out: list[ModelInfo] = []
     for raw in _require_list(body, "models", "GET /api/v1/models"):
         if not isinstance(raw, dict) or not isinstance(raw.get("key"), str):

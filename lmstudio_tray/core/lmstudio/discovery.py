@@ -13,6 +13,9 @@ from lmstudio_tray.core.support import paths
 
 @dataclass(frozen=True)
 class LocalServer:
+    """The local LM Studio server as `instances discover` finds it: its URL, the LM Studio file the port came from, and
+    whether it answered the greeting as LM Studio."""
+
     url: str
     source: Path  # the LM Studio file the port came from
     confirmed: bool  # the greeting probe answered as LM Studio
@@ -41,6 +44,8 @@ async def greets(url: str, token: str | None = None, timeout: float = 1.0) -> bo
 
 
 async def discover_local(home: Path | None = None) -> LocalServer | None:
+    """The local server from LM Studio's own settings (None when they name no port), confirmed by the greeting probe.
+    Reads a file on the calling thread: for the CLI, not for the core's loop."""
     found = local_server_url(home)
     if found is None:
         return None

@@ -7,7 +7,7 @@ for http:// URLs) and 1.6 ms of CPU per status poll; this costs a fraction of bo
 What it does: keep-alive pools per (scheme, host, port) with an idle limit and expiry; Content-Length,
 chunked and close-delimited response bodies; per-request timeouts (connect, and the whole request or,
 for streams, the response head); TLS for https:// only, its context made on first use; HTTP(S)_PROXY,
-ALL_PROXY and NO_PROXY exactly as httpx reads them (`core.proxy`): http:// through the proxy in absolute
+ALL_PROXY and NO_PROXY exactly as httpx reads them (`proxy`): http:// through the proxy in absolute
 form, https:// through a CONNECT tunnel. What it does not: redirects, compression, cookies, SOCKS proxies,
 HTTP/2, streamed request bodies.
 
@@ -80,6 +80,9 @@ class ProtocolError(HTTPError):
 
 
 class Origin(NamedTuple):
+    """Where a request goes: scheme, host and port (the key connections are pooled by) and the spelling for the Host
+    header."""
+
     scheme: str  # "http" or "https"
     host: str
     port: int
@@ -87,6 +90,7 @@ class Origin(NamedTuple):
 
     @property
     def key(self) -> tuple[str, str, int]:
+        """(scheme, host, port): the connections to one origin share an entry of the pool."""
         return self.scheme, self.host, self.port
 
 
@@ -375,6 +379,7 @@ class Response:
         return self._conn.body_at
 
     def header(self, name: bytes) -> bytes | None:
+        """The first value of the header `name` (lower-case bytes), or None."""
         for key, value in self.headers:
             if key == name:
                 return value
@@ -385,6 +390,8 @@ class Response:
         return self._conn.body(self)
 
     async def read(self) -> bytes:
+        """Read the whole body into `content` and return it; the connection then goes back to the pool. HTTPError if the
+        server breaks off."""
         chunks = [chunk async for chunk in self.body()]
         self.content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self.content
@@ -536,12 +543,15 @@ class Pool:
         return await self._exchange(conn, wire, deadline, timeout, stream)
 
     async def aclose(self) -> None:
+        """Close every idle connection (those of a closed loop are only dropped); responses still being read keep
+        theirs."""
         for conns in self._idle.values():
             for conn in conns:
                 conn.discard()
         self._idle.clear()
 
     def idle_count(self, origin: Origin) -> int:
+        """The idle connections to `origin` that are still open (for tests and benches)."""
         return sum(1 for c in self._idle.get(origin.key, ()) if not c.closed)
 
     # ---- internals ---------------------------------------------------------------------------------

@@ -31,21 +31,28 @@ _IDENTIFIER = re.compile(r'identifier "([^"]+)"')
 
 @dataclass(frozen=True)
 class LmsResult:
+    """How one `lms` command ended: its exit code and output."""
+
     returncode: int
     stdout: str
     stderr: str
 
     @property
     def message(self) -> str:
+        """What `lms` said last: the last line of its stderr, else of its stdout, else a line naming the exit code."""
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
         return text[-1] if text else f"lms exited with {self.returncode}"
 
 
 class LmsError(Exception):
+    """`lms` could not do what was asked: it did not finish in time, the load was cancelled or failed (the message is
+    `lms`'s last line then)."""
+
     pass
 
 
 def find_lms() -> Path | None:
+    """The `lms` executable: on PATH, else in LM Studio's home `bin/`; None when there is none."""
     exe = "lms.exe" if sys.platform == "win32" else "lms"
     on_path = shutil.which(exe)
     if on_path:
@@ -55,6 +62,9 @@ def find_lms() -> Path | None:
 
 
 class Lms:
+    """Runs `lms` for one LM Studio server: the local one, or a remote one through `--host` (and `--port`). Coroutines
+    on the running loop; on Windows the processes get no console window."""
+
     def __init__(self, path: Path, *, host: str | None = None, port: int | None = None) -> None:
         self.path = path
         self.host = host
@@ -70,6 +80,8 @@ class Lms:
         return args
 
     async def run(self, *args: str, timeout: float = 30.0) -> LmsResult:
+        """Run `lms ARGS` and wait up to `timeout` s; its result whatever the exit code. LmsError (and the process
+        killed) when it takes longer."""
         proc = await asyncio.create_subprocess_exec(
             *self._base(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **_no_window()
         )
@@ -82,13 +94,16 @@ class Lms:
         return LmsResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     async def server_start(self, port: int | None) -> LmsResult:
+        """`lms server start`, on `port` when given; waits up to 60 s."""
         args = ["server", "start"] + (["--port", str(port)] if port else [])
         return await self.run(*args, timeout=60.0)
 
     async def server_stop(self) -> LmsResult:
+        """`lms server stop`; waits up to 30 s."""
         return await self.run("server", "stop", timeout=30.0)
 
     async def server_status(self) -> dict[str, Any]:
+        """`lms server status --json`, parsed: the last JSON object it printed. LmsError when it printed none."""
         result = await self.run("server", "status", "--json", "--quiet", timeout=15.0)
         for line in reversed(result.stdout.strip().splitlines()):
             with contextlib.suppress(ValueError):
@@ -149,6 +164,8 @@ class Lms:
         return match.group(1) if match else key
 
     def cancel(self, key: str) -> bool:
+        """Cancel the running `lms load` of `key` the way a person does (Ctrl-C; on Windows the process is terminated).
+        False when no such load runs."""
         proc = self._procs.get(key)
         if proc is None or proc.returncode is not None:
             return False

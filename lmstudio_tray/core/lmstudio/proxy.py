@@ -143,6 +143,8 @@ class Proxy:
 
     @classmethod
     def parse(cls, url: str) -> Proxy:
+        """The proxy of a proxy URL: credentials move into `authorization`, a missing port becomes the scheme's
+        default."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = _host(parts.hostname or "")
@@ -156,6 +158,7 @@ class Proxy:
 
     @property
     def usable(self) -> bool:
+        """Whether `http1` can speak to this proxy: http:// or https://, with a host."""
         return self.scheme in PROXY_SCHEMES and bool(self.host)
 
 
@@ -174,6 +177,8 @@ class ProxyRules:
 
     @classmethod
     def from_environment(cls, settings: Callable[[], Mapping[str, str]] = environment_settings) -> ProxyRules:
+        """The rules for the environment's proxy settings (`environment_settings`), as an httpx client made now would
+        apply them."""
         return cls(environment_mounts(settings()))
 
     def __bool__(self) -> bool:

@@ -43,28 +43,38 @@ class LockTimeout(LockError):
 
 
 class OSLock(Protocol):
+    """One lock file's OS lock, as `LockOS.lock` gives it."""
+
     def try_acquire(self, timeout: float) -> bool:
         """Take the lock, waiting up to `timeout` seconds (0: one attempt); False when it stays taken."""
 
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Release the lock."""
 
 
 class LockOS(Protocol):
     """What the locks need from the OS."""
 
-    def lock(self, path: Path) -> OSLock: ...
+    def lock(self, path: Path) -> OSLock:
+        """The OS lock of the file `path` (not taken yet)."""
 
-    def read_file(self, path: Path) -> str: ...
+    def read_file(self, path: Path) -> str:
+        """The text of `path`; OSError when it cannot be read."""
 
-    def write_file(self, path: Path, text: str) -> None: ...
+    def write_file(self, path: Path, text: str) -> None:
+        """Write `text` to `path` (atomically, on the real OS)."""
 
-    def remove(self, path: Path) -> None: ...
+    def remove(self, path: Path) -> None:
+        """Delete `path`; a missing file is fine."""
 
-    def pid(self) -> int: ...
+    def pid(self) -> int:
+        """This process's id."""
 
-    def pid_alive(self, pid: int) -> bool: ...
+    def pid_alive(self, pid: int) -> bool:
+        """Whether a process with the id `pid` runs."""
 
-    def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for `seconds`."""
 
 
 class _FileLock:
@@ -87,29 +97,36 @@ class _FileLock:
 
 
 class NativeLockOS:
-    """The real OS: filelock for the locks, core.files for the pid file, psutil for liveness."""
+    """The real OS: filelock for the locks, `files` for the pid file, psutil for liveness."""
 
     def lock(self, path: Path) -> OSLock:
+        """A filelock lock on `path`; the file is created when it is taken."""
         return _FileLock(path)
 
     def read_file(self, path: Path) -> str:
+        """`path`'s text, as UTF-8."""
         return path.read_text(encoding="utf-8")
 
     def write_file(self, path: Path, text: str) -> None:
+        """`files.atomic_write(path, text)`."""
         atomic_write(path, text)
 
     def remove(self, path: Path) -> None:
+        """`path.unlink()`; a missing file is fine."""
         path.unlink(missing_ok=True)
 
     def pid(self) -> int:
+        """`os.getpid()`."""
         return os.getpid()
 
     def pid_alive(self, pid: int) -> bool:
+        """psutil's answer: `os.kill(pid, 0)` would terminate the process on Windows."""
         import psutil  # never os.kill(pid, 0): on Windows that terminates the process
 
         return bool(psutil.pid_exists(pid))
 
     def sleep(self, seconds: float) -> None:
+        """`time.sleep(seconds)`."""
         time.sleep(seconds)
 
 
@@ -154,6 +171,7 @@ class SingleInstance:
         return None
 
     def release(self) -> None:
+        """Give the lock up, removing our pid file first; nothing happens when we do not hold it."""
         if self._lock is None:
             return
         # the pid file goes first: once the lock is free, the file belongs to whoever takes it next

@@ -76,6 +76,7 @@ def register_secret(value: str | None) -> None:
 
 
 def registered_secrets() -> frozenset[str]:
+    """The values handed to `register_secret` so far (the debug export checks its archive against them)."""
     with _secrets_lock:
         return frozenset(_secrets)
 
@@ -89,6 +90,8 @@ def forget_secrets() -> None:
 
 
 def register_env_tokens(environ: dict[str, str] | None = None) -> None:
+    """Register the value of every `LMSTUDIO_TRAY_TOKEN_*` variable of `environ` (default: the process environment) as a
+    secret."""
     for name, value in (environ if environ is not None else os.environ).items():
         if name.startswith(TOKEN_ENV_PREFIX):
             register_secret(value)
@@ -205,6 +208,8 @@ class RedactingFilter(logging.Filter):
     """Redacts the message and arguments of every record before any handler sees them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place once (message and arguments joined, string extras, prompt-named extras); the
+        record is always kept."""
         if record.__dict__.get(_REDACTED_MARK) is True:
             return True  # the file handler's filter ran first; the terminal's has nothing left to do
         try:
@@ -233,6 +238,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts (UTC, ISO 8601), level, logger, msg, pid, thread, extra fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line, redacted unless `RedactingFilter` cleaned it already; kept on the record,
+        because the rotating handler formats each record twice."""
         # The rotating handler formats each record twice (once to decide on rollover): format once.
         cached = record.__dict__.get(_JSON_CACHE)
         if isinstance(cached, str):
@@ -271,10 +278,13 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
+    """The terminal's line: time, level, logger and message, redacted."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as the terminal's line, redacted."""
         return redact(super().format(record))
 
 
@@ -284,6 +294,7 @@ _HANDLER_MARK = "_lmstudio_tray_handler"
 
 
 def log_file() -> Path:
+    """The log file: `lmstudio-tray.log` in the log dir."""
     return paths.log_dir() / LOG_FILE_NAME
 
 

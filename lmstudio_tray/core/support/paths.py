@@ -19,22 +19,27 @@ def _dirs() -> platformdirs.PlatformDirs:
 
 
 def config_dir() -> Path:
+    """The user's config dir: `config.toml` lives here unless `--config` or `$LMSTUDIO_TRAY_CONFIG` say otherwise."""
     return Path(_dirs().user_config_dir)
 
 
 def state_dir() -> Path:
+    """The state dir: the endpoint's discovery file, single-instance locks, load marks, the model-use record."""
     return Path(_dirs().user_state_dir)
 
 
 def data_dir() -> Path:
+    """The data dir: the analytics store, the telemetry counts, the token file when no keyring works."""
     return Path(_dirs().user_data_dir)
 
 
 def log_dir() -> Path:
+    """The log dir: the rotating log file and its backups."""
     return Path(_dirs().user_log_dir)
 
 
 def cache_dir() -> Path:
+    """The cache dir: the last good copies of team profiles."""
     return Path(_dirs().user_cache_dir)
 
 

@@ -33,28 +33,39 @@ SERVICE = APP_NAME
 
 
 class SecretStore(Protocol):
+    """Where API tokens are kept, by instance name; `backend` says where, for messages. Every method may block (keyring,
+    D-Bus, disk): never call them on the core's loop."""
+
     backend: str
 
-    def get(self, name: str) -> str | None: ...
+    def get(self, name: str) -> str | None:
+        """The token of `name`, or None."""
 
-    def set(self, name: str, token: str) -> None: ...
+    def set(self, name: str, token: str) -> None:
+        """Store `token` for `name`, replacing an earlier one."""
 
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str) -> None:
+        """Forget the token of `name`; no error when there is none."""
 
 
 class KeyringStore:
+    """Tokens in a keyring backend: service `lmstudio-tray`, user = the instance name."""
+
     def __init__(self, keyring_backend: KeyringBackend | None = None) -> None:
         self._keyring = keyring_backend if keyring_backend is not None else choose_keyring()
         self.backend = f"keyring ({backend_name(self._keyring)})"
 
     def get(self, name: str) -> str | None:
+        """The token of `name` from the keyring, or None."""
         value = self._keyring.get_password(SERVICE, name)
         return value if isinstance(value, str) else None
 
     def set(self, name: str, token: str) -> None:
+        """Store `token` for `name` in the keyring."""
         self._keyring.set_password(SERVICE, name, token)
 
     def delete(self, name: str) -> None:
+        """Remove the token of `name` from the keyring; no error when there is none."""
         import keyring.errors
 
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
@@ -147,6 +158,8 @@ class SecretServiceStore:
         return self._keyring
 
     def get(self, name: str) -> str | None:
+        """The token of `name`, read over a plain Secret Service session; through keyring when that cannot tell (a
+        locked item, no default collection)."""
         try:
             return plain_lookup({"service": SERVICE, "username": name})
         except NeedsKeyring as exc:
@@ -154,9 +167,11 @@ class SecretServiceStore:
             return self._full().get(name)
 
     def set(self, name: str, token: str) -> None:
+        """Store `token` through keyring's SecretService backend (loaded on first use)."""
         self._full().set(name, token)
 
     def delete(self, name: str) -> None:
+        """Remove the token of `name` through keyring's SecretService backend (loaded on first use)."""
         self._full().delete(name)
 
 
@@ -239,14 +254,17 @@ class FileStore:
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     def get(self, name: str) -> str | None:
+        """The token of `name` from the file, or None (also when the file is unreadable: a warning is logged)."""
         return self._read().get(name)
 
     def set(self, name: str, token: str) -> None:
+        """Store `token` for `name`; the file is rewritten atomically with mode 0600."""
         data = self._read()
         data[name] = token
         atomic_write(self.path, json.dumps(data, indent=1), mode=0o600)
 
     def delete(self, name: str) -> None:
+        """Remove the token of `name`; the file is rewritten (atomically, 0600) only when it had one."""
         data = self._read()
         if data.pop(name, None) is not None:
             atomic_write(self.path, json.dumps(data, indent=1), mode=0o600)
@@ -264,12 +282,16 @@ class EnvStore:
         return "LMSTUDIO_TRAY_TOKEN_" + "".join(c if c.isalnum() else "_" for c in name).upper()
 
     def get(self, name: str) -> str | None:
+        """`$LMSTUDIO_TRAY_TOKEN_<NAME>` (the name upper-cased, other characters as `_`) when set, else the inner
+        store's token."""
         return os.environ.get(self._var(name)) or self.inner.get(name)
 
     def set(self, name: str, token: str) -> None:
+        """Store `token` in the inner store (a set variable still wins when reading)."""
         self.inner.set(name, token)
 
     def delete(self, name: str) -> None:
+        """Forget the token in the inner store (a set variable still wins when reading)."""
         self.inner.delete(name)
 
 
@@ -289,6 +311,9 @@ def _working_keyring() -> KeyringBackend | None:
 
 
 def open_store() -> SecretStore:
+    """The token store for this machine: the plain Secret Service reader where keyring would pick the Secret Service and
+    it answers, else a keyring backend that works, else the 0600 file (with a warning); the environment's variables win
+    over each. Blocking (D-Bus probes): not on the core's loop."""
     if secret_service_first() and _plain_secret_service_works():
         return EnvStore(SecretServiceStore())
     backend = _working_keyring()
