@@ -32,9 +32,10 @@ from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
 from lmstudio_tray.core.config.schema import Policy
-from lmstudio_tray.core.control.actions import ActionError, SharedBusyError, UnloadResult
+from lmstudio_tray.core.control.actions import UnloadResult
 from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.control.search import search as search_models
+from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.hooks.sessions import ForwardedEvent, SessionTracker
 from lmstudio_tray.core.hooks.transforms import (

@@ -11,6 +11,20 @@ from enum import Enum
 from typing import Any
 
 
+class WireEnum(str, Enum):
+    """A str enum that is its value wherever it is written: JSON, `str()`, f-strings (as 3.11's StrEnum).
+
+    For kinds and states passed between modules that also appear in output (the endpoint's JSON, the
+    CLI's --json and text): the enum is the contract, the output stays the plain value.
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
 class InstanceState(str, Enum):
     """What a person should believe about one LM Studio server right now."""
 

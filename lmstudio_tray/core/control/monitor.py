@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.schema import InstanceConfig, MonitorConfig, normalize_url
+from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.events import (
     AuthFailed,
     EventBus,
@@ -30,7 +31,7 @@ from lmstudio_tray.core.events import (
     ModelUnloaded,
     StateChanged,
 )
-from lmstudio_tray.core.lmstudio.client import Listing, LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.client import Listing, LMStudioClient
 from lmstudio_tray.core.models import (
     ApiFlavor,
     FailureKind,

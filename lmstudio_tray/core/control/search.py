@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmstudio_tray.core.errors import SearchError
 from lmstudio_tray.core.models import ModelInfo
 
 MIN_MATCH = 0.45  # below this a fuzzy match is noise ("qwen" vs "gemma")
@@ -25,10 +26,6 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _CTX = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([km]?)\s*$", re.IGNORECASE)
-
-
-class SearchError(ValueError):
-    """A filter value that cannot be understood; the message says which and how to write it."""
 
 
 Located = tuple[str, ModelInfo]  # (instance name, model)
