@@ -34,7 +34,7 @@ from lmstudio_tray.core.control.search import (
 )
 from lmstudio_tray.core.errors import ActionError, SearchError, SharedBusyError
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
-from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
+from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.runtime import Core
 
 FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests through this "
@@ -268,7 +268,7 @@ def _all_models(args: argparse.Namespace) -> list[Located]:
 def _filters(args: argparse.Namespace) -> Filters:
     try:
         return Filters(
-            type=args.type,
+            type=ModelType(args.type) if args.type else None,
             architecture=args.arch,
             quantization=args.quant,
             min_context=parse_context(args.min_ctx) if args.min_ctx else None,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         LoadedInstance,
         LoadProgress,
         ModelInfo,
+        ModelType,
         StatusReport,
     )
     from lmstudio_tray.core.runtime import Core, CoreThread
@@ -42,7 +43,7 @@ _HOME = {
     "config.loader": ("load_config",),
     "events": ("Event", "EventBus"),
     "models": ("ApiFlavor", "FailureKind", "InstanceSnapshot", "InstanceState", "LoadedInstance", "LoadProgress",
-               "ModelInfo", "StatusReport"),
+               "ModelInfo", "ModelType", "StatusReport"),
     "control.monitor": ("Monitor",),
     "runtime": ("Core", "CoreThread"),
 }
@@ -71,6 +72,7 @@ __all__ = [
     "LoadResult",
     "LoadedInstance",
     "ModelInfo",
+    "ModelType",
     "Monitor",
     "StatusReport",
     "SystemClock",

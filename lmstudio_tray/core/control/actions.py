@@ -41,7 +41,7 @@ from lmstudio_tray.core.events import (
 )
 from lmstudio_tray.core.hooks.verdict import resolve_model
 from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, Lms
-from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 
 log = logging.getLogger(__name__)
@@ -484,7 +484,7 @@ class Actions:
         others = [
             i.id
             for m in snap.loaded_models
-            if m.type != "embedding"
+            if m.type is not ModelType.EMBEDDING
             for i in m.instances
             if i.id != result.instance_id
         ]

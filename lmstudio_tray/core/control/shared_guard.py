@@ -8,7 +8,7 @@ import time
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.errors import SharedInstanceBusy
-from lmstudio_tray.core.models import InstanceSnapshot
+from lmstudio_tray.core.models import InstanceSnapshot, ModelType
 
 
 def guard_change(
@@ -51,7 +51,7 @@ def models_affected(snapshot: InstanceSnapshot | None, *, unload: str | None = N
     loaded = snapshot.loaded_models
     if switch_to is not None:
         # a switch keeps embedding models and the target (see actions.switch)
-        return [m.key for m in loaded if m.key != switch_to and m.type not in ("embedding", "embeddings")]
+        return [m.key for m in loaded if m.key != switch_to and m.type is not ModelType.EMBEDDING]
     if unload == "all":
         return [m.key for m in loaded]
     if unload:

@@ -17,7 +17,7 @@ from rapidfuzz.distance import Indel
 
 from lmstudio_tray.core.config.schema import Policy
 from lmstudio_tray.core.config.team import TeamProfile
-from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo, ModelType
 
 CATEGORIES = (
     "ready",
@@ -250,7 +250,7 @@ def rank_suggestions(
     want_full = requested.lower()
     scored: list[Suggestion] = []
     for m in snapshot.models:
-        if m.type == "embedding" or m.type == "embeddings" or m.key == exclude:
+        if m.type is ModelType.EMBEDDING or m.key == exclude:
             continue
         candidates = [m.key, *m.variants]
         same_base = any(base_name(c) == want for c in candidates)

@@ -15,7 +15,7 @@ from typing import Any
 
 from lmstudio_tray.core.errors import ConnectError, HTTPError, LMStudioError, RequestTimeout
 from lmstudio_tray.core.lmstudio import http1
-from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo
+from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo, ModelType
 
 UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
 
@@ -379,7 +379,7 @@ def parse_v1_models(body: Any) -> tuple[ModelInfo, ...]:
         out.append(
             ModelInfo(
                 key=raw["key"],
-                type=_str(raw.get("type")) or "llm",
+                type=ModelType(_str(raw.get("type")) or ModelType.LLM),
                 display_name=_str(raw.get("display_name")),
                 publisher=_str(raw.get("publisher")),
                 architecture=_str(raw.get("architecture")),
@@ -420,13 +420,13 @@ def parse_v0_models(body: Any) -> tuple[ModelInfo, ...]:
     for key, entry in grouped.items():
         raw = entry["raw"]
         caps = {c for c in _list(raw.get("capabilities")) if isinstance(c, str)}
-        mtype = _str(raw.get("type")) or "llm"
-        if mtype == "vlm":
+        mtype = ModelType(_str(raw.get("type")) or ModelType.LLM)  # v0's `embeddings` reads as EMBEDDING
+        if mtype is ModelType.VLM:
             caps.add("vision")
         out.append(
             ModelInfo(
                 key=key,
-                type="embedding" if mtype == "embeddings" else mtype,
+                type=mtype,
                 publisher=_str(raw.get("publisher")),
                 architecture=_str(raw.get("arch")),
                 quantization=_str(raw.get("quantization")),
