@@ -279,13 +279,10 @@ def _routes(app: FastAPI, st: ApiState) -> None:
     async def cached_snapshot(name: str) -> InstanceSnapshot | None:
         """The cache; a stale or invalidated entry is refreshed only within the hook's budget."""
         mon = monitor.instance(name)
-        at = mon.snapshot_at
-        if mon.snapshot is not None and not mon.stale and at is not None and (
-            core.clock.monotonic() - at <= monitor.settings.cache_max_age
-        ):
+        if mon.fresh_snapshot(monitor.settings.cache_max_age) is not None:
             return await monitor.get(name)  # a hit: returns without IO
         budget = core.config.validation.hook_timeout_ms / 2000
-        snap = mon.snapshot
+        snap = mon.snapshot()
         refresh = asyncio.ensure_future(monitor.get(name))
         refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:

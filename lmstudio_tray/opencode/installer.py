@@ -34,7 +34,7 @@ from typing import Any
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
-from lmstudio_tray.opencode.jsonc import JsoncError, load_config, split_bom
+from lmstudio_tray.opencode.jsonc import JsoncError, parse_config_object, split_bom
 from lmstudio_tray.opencode.jsonc_edit import JsoncEditError, update
 
 PLUGIN_NAME = "lmstudio-tray.ts"
@@ -360,7 +360,7 @@ def _read_config(path: Path) -> ConfigFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise InstallError(f"cannot read {path}: {exc}") from None
     try:
-        data = load_config(text)
+        data = parse_config_object(text)
     except JsoncError as exc:
         raise InstallError(f"{path} is not valid JSON/JSONC ({exc}); OpenCode cannot read it either. Fix it "
                            "first; nothing was changed") from None
