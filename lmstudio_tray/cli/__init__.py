@@ -14,45 +14,46 @@ from collections.abc import Sequence
 
 from lmstudio_tray import __version__
 
-# Modules under lmstudio_tray.cli that define `register(subparsers)`; each adds its commands and sets
+COMMANDS_PACKAGE = "lmstudio_tray.cli.commands"
+# Modules under lmstudio_tray.cli.commands that define `register(subparsers)`; each adds its commands and sets
 # `func` (taking the parsed args, returning an exit code) on its parsers.
 COMMAND_MODULES = (
-    "status_cmd",
-    "models_cmd",
-    "server_cmd",
-    "config_cmd",
-    "serve_cmd",
-    "emulator_cmd",
-    "tray_cmd",
-    "opencode_cmd",
-    "autostart_cmd",
-    "profile_cmd",
-    "instances_cmd",
-    "team_cmd",
-    "stats_cmd",
-    "doctor_cmd",
+    "status",
+    "models",
+    "server",
+    "config",
+    "serve",
+    "emulator",
+    "tray",
+    "opencode",
+    "autostart",
+    "profile",
+    "instances",
+    "team",
+    "stats",
+    "doctor",
 )
 # Which module a command lives in, so a command imports only what it needs (the tray stays small).
 COMMAND_HOME = {
-    "status": "status_cmd",
-    "load": "models_cmd",
-    "switch": "models_cmd",
-    "unload": "models_cmd",
-    "models": "models_cmd",
-    "server": "server_cmd",
-    "config": "config_cmd",
-    "token": "config_cmd",
-    "serve": "serve_cmd",
-    "emulator": "emulator_cmd",
-    "run": "tray_cmd",
-    "opencode": "opencode_cmd",
-    "autostart": "autostart_cmd",
-    "profile": "profile_cmd",
-    "instances": "instances_cmd",
-    "team": "team_cmd",
-    "stats": "stats_cmd",
-    "doctor": "doctor_cmd",
-    "dashboard": "stats_cmd",
+    "status": "status",
+    "load": "models",
+    "switch": "models",
+    "unload": "models",
+    "models": "models",
+    "server": "server",
+    "config": "config",
+    "token": "config",
+    "serve": "serve",
+    "emulator": "emulator",
+    "run": "tray",
+    "opencode": "opencode",
+    "autostart": "autostart",
+    "profile": "profile",
+    "instances": "instances",
+    "team": "team",
+    "stats": "stats",
+    "doctor": "doctor",
+    "dashboard": "stats",
 }
 _OPTIONS_WITH_VALUE = {"--config", "--log-level"}
 
@@ -74,9 +75,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only else COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"lmstudio_tray.cli.{name}")
+            module = importlib.import_module(f"{COMMANDS_PACKAGE}.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"lmstudio_tray.cli.{name}":
+            if exc.name == f"{COMMANDS_PACKAGE}.{name}":
                 continue  # a command group not built into this copy
             raise
         module.register(sub)

@@ -2,7 +2,7 @@
 
 Every check is a plain function over real things (the config file, the keyring, PATH, the LM Studio
 servers, the session D-Bus, the X server, the discovery file), so tests run them against the emulator,
-a private dbus-daemon and Xvfb. Nothing here prints; `cli/doctor_cmd.py` renders the results.
+a private dbus-daemon and Xvfb. Nothing here prints; `cli/commands/doctor.py` renders the results.
 """
 
 from __future__ import annotations
