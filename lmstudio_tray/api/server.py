@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import socket
-import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -33,7 +32,6 @@ from lmstudio_tray.core.support.logs import register_secret
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
-SWITCH_INTERVAL = 0.0005
 
 
 class EndpointError(Exception):
@@ -146,10 +144,6 @@ class EndpointServer:
         the port, a half-started server): it is stopped again before the error is raised."""
         if self.running:
             return
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            # Background threads (the analytics writer, the tray's GUI) hold the GIL for up to the switch
-            # interval (5 ms by default) before the loop gets it back: that is the hook path's p99.
-            sys.setswitchinterval(SWITCH_INTERVAL)
         self.token = secrets.token_urlsafe(32)
         register_secret(self.token)
         try:

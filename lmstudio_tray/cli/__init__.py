@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
-import types
 from collections.abc import Sequence
 
 from lmstudio_tray import __version__
@@ -84,20 +82,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _skip_httpx_command_line() -> None:
-    """Keep httpx from importing its own command-line tool (click, rich, pygments) into every process.
-
-    httpx imports `httpx._main` eagerly whenever click and rich are installed (both are, through uvicorn
-    and our progress bars); that costs ~6 MB and ~40 ms in a tray that never runs `httpx` itself.
-    """
-    if "httpx" not in sys.modules:
-        stub = types.ModuleType("httpx._main")
-        stub.main = lambda *args, **kwargs: None  # type: ignore[attr-defined]
-        sys.modules.setdefault("httpx._main", stub)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _skip_httpx_command_line()
+    """The `lmstudio-tray` program. As the entry point it opts into the import trims of
+    `platform.process` (uvicorn's and httpx's command lines left out, see there for what they save)."""
+    from lmstudio_tray.platform.process import skip_httpx_command_line, skip_uvicorn_command_line
+
+    skip_httpx_command_line()
+    skip_uvicorn_command_line()
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `lmstudio-tray emulator ...` hands everything after it to the emulator's own parser.
     if args_list[:1] == ["emulator"]:
@@ -161,6 +152,3 @@ def _has_command(parser: argparse.ArgumentParser, name: str) -> bool:
         if isinstance(action, argparse._SubParsersAction):
             return name in action.choices
     return False
-
-
-logging.getLogger("httpx").setLevel(logging.WARNING)
