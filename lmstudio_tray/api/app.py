@@ -32,9 +32,10 @@ from lmstudio_tray.api.dashboard import mount_dashboard
 from lmstudio_tray.api.router import mount_router
 from lmstudio_tray.api.security import LoopbackGuard, Message, Receive, Scope, Send
 from lmstudio_tray.core.config.schema import Policy
-from lmstudio_tray.core.control.actions import ActionError, SharedBusyError, UnloadResult
+from lmstudio_tray.core.control.actions import UnloadResult
 from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.control.search import search as search_models
+from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.events import VerdictGiven
 from lmstudio_tray.core.hooks.sessions import ForwardedEvent, SessionTracker
 from lmstudio_tray.core.hooks.transforms import (
@@ -46,7 +47,14 @@ from lmstudio_tray.core.hooks.transforms import (
     system_context,
     trim_messages,
 )
-from lmstudio_tray.core.hooks.verdict import ValidateRequest, Verdict, ensure_target, evaluate, resolve_model
+from lmstudio_tray.core.hooks.verdict import (
+    ValidateRequest,
+    Verdict,
+    VerdictCategory,
+    ensure_target,
+    evaluate,
+    resolve_model,
+)
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo
 from lmstudio_tray.core.runtime import Core
 
@@ -67,7 +75,9 @@ TOOL_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 LATENCY_SAMPLES = 10_000
 # verdicts for a model that is not loaded: another lmstudio-tray process may be loading it
-_NOT_LOADED = frozenset({"not_loaded", "jit", "ambiguous"})
+_NOT_LOADED = frozenset({VerdictCategory.NOT_LOADED, VerdictCategory.JIT, VerdictCategory.AMBIGUOUS})
+# verdicts that let a request through for LM Studio to load the model itself (JIT)
+_JIT_LOADS = frozenset({VerdictCategory.JIT, VerdictCategory.AMBIGUOUS})
 
 
 def _error(status: int, kind: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -269,13 +279,10 @@ def _routes(app: FastAPI, st: ApiState) -> None:
     async def cached_snapshot(name: str) -> InstanceSnapshot | None:
         """The cache; a stale or invalidated entry is refreshed only within the hook's budget."""
         mon = monitor.instance(name)
-        at = mon.snapshot_at
-        if mon.snapshot is not None and not mon.stale and at is not None and (
-            core.clock.monotonic() - at <= monitor.settings.cache_max_age
-        ):
+        if mon.fresh_snapshot(monitor.settings.cache_max_age) is not None:
             return await monitor.get(name)  # a hit: returns without IO
         budget = core.config.validation.hook_timeout_ms / 2000
-        snap = mon.snapshot
+        snap = mon.snapshot()
         refresh = asyncio.ensure_future(monitor.get(name))
         refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
@@ -382,7 +389,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         if name is not None and body.session_id and v.facts.model_key:
             st.sessions.note_model(body.session_id, name, v.facts.model_key, v.facts.loaded_context_length,
                                    agent=body.agent)
-        if name is not None and v.category in ("jit", "ambiguous") and v.ok and v.facts.model_key and (
+        if name is not None and v.category in _JIT_LOADS and v.ok and v.facts.model_key and (
             v.facts.jit and not v.facts.instance_ids
         ):
             # LM Studio is about to load it for this request (an ambiguous name: its default variant): show
@@ -421,13 +428,13 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         v = await judged(name, snap, body, {**policy, **dict.fromkeys(policy, Policy.ENSURE)})
         first = v.category
 
-        def answer(ok: bool, now: str, message: str, text: str | None = None,
+        def answer(ok: bool, now: VerdictCategory, message: str, text: str | None = None,
                    load: dict[str, Any] | None = None) -> JSONResponse:
             return JSONResponse({"ok": ok, "category": first, "category_now": now, "message": message,
                                  "text": text or message, "seconds": round(time.perf_counter() - started, 3),
                                  "load": load})
 
-        while name is not None and v.category == "loading" and v.action is Policy.ENSURE:
+        while name is not None and v.category is VerdictCategory.LOADING and v.action is Policy.ENSURE:
             st.metrics.ensures_waiting += 1
             try:
                 finished = await wait_loaded(name, v, deadline)
@@ -436,17 +443,17 @@ def _routes(app: FastAPI, st: ApiState) -> None:
             if not finished:
                 key = v.facts.model_key or v.model
                 msg = f"{key} is still loading after {timeout:g} s; it goes on in the background. Try again shortly."
-                return answer(False, "loading", msg, msg + "\n" + v.text)
+                return answer(False, VerdictCategory.LOADING, msg, msg + "\n" + v.text)
             # the situation changed: judged again as if the request came now, by the configured policy
             snap = await monitor.get(name, max_age=0)
             v = await judged(name, snap, body, core.config.validation.policy)
-        if v.category == "ready":
-            if first != "loading":
-                return answer(True, "ready", v.message)
+        if v.category is VerdictCategory.READY:
+            if first is not VerdictCategory.LOADING:
+                return answer(True, VerdictCategory.READY, v.message)
             ctx = f", context {v.facts.loaded_context_length}" if v.facts.loaded_context_length else ""
             waited = time.perf_counter() - started
-            return answer(True, "ready", f"{v.facts.model_key or v.model} is ready on {name} (waited {waited:.1f} s "
-                                         f"for its load{ctx}).")
+            return answer(True, VerdictCategory.READY, f"{v.facts.model_key or v.model} is ready on {name} "
+                                                       f"(waited {waited:.1f} s for its load{ctx}).")
         if name is None or v.action is not Policy.ENSURE:
             return answer(v.ok, v.category, v.message, v.text)
         return await ensure_load(name, v, body, deadline, answer)
@@ -457,14 +464,14 @@ def _routes(app: FastAPI, st: ApiState) -> None:
         if target is None:
             return answer(False, v.category, v.message, v.text)
         key, context = target
-        old_ids = list(v.facts.instance_ids) if v.category == "context_too_small" else []
+        old_ids = list(v.facts.instance_ids) if v.category is VerdictCategory.CONTEXT_TOO_SMALL else []
         timeout = core.config.validation.ensure_timeout
         try:
             result = await asyncio.wait_for(core.actions.load(name, key, context_length=context),
                                             timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             msg = f"{key} is still loading after {timeout:g} s; it goes on in the background. Try again shortly."
-            return answer(False, "loading", msg, msg + "\n" + v.text)
+            return answer(False, VerdictCategory.LOADING, msg, msg + "\n" + v.text)
         except ActionError as exc:
             return answer(False, v.category, str(exc), f"{exc}\n{v.text}")
         for old in old_ids:
@@ -473,7 +480,7 @@ def _routes(app: FastAPI, st: ApiState) -> None:
                     await core.actions.unload(name, old)
         took = "already loaded" if result.already_loaded else f"loaded in {result.seconds:.1f} s"
         ctx = f", context {result.context_length}" if result.context_length else ""
-        return answer(True, "ready", f"{key} is ready on {name} ({took}{ctx}).", load=result.to_json())
+        return answer(True, VerdictCategory.READY, f"{key} is ready on {name} ({took}{ctx}).", load=result.to_json())
 
     async def wait_loaded(name: str, v: Verdict, deadline: float) -> bool:
         """Wait, until `deadline`, for the load `v` found running: False if it is still running then.

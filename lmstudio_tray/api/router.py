@@ -18,7 +18,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from lmstudio_tray.api.security import Message, Receive, Scope, Send
-from lmstudio_tray.core.control.routing import INSTANCE_HEADER, Router, RoutingError
+from lmstudio_tray.core.control.routing import INSTANCE_HEADER, Router
+from lmstudio_tray.core.errors import RoutingError
 from lmstudio_tray.core.runtime import Core
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import socket
-import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -24,15 +23,15 @@ from lmstudio_tray import __version__
 from lmstudio_tray.api.app import create_app
 from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.api.security import LoopbackGuard
+from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.hooks.sessions import SessionTracker
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.support import paths
-from lmstudio_tray.core.support.lock import LockError, SingleInstance
+from lmstudio_tray.core.support.lock import SingleInstance
 from lmstudio_tray.core.support.logs import register_secret
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
-SWITCH_INTERVAL = 0.0005
 
 
 class EndpointError(Exception):
@@ -145,10 +144,6 @@ class EndpointServer:
         the port, a half-started server): it is stopped again before the error is raised."""
         if self.running:
             return
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            # Background threads (the analytics writer, the tray's GUI) hold the GIL for up to the switch
-            # interval (5 ms by default) before the loop gets it back: that is the hook path's p99.
-            sys.setswitchinterval(SWITCH_INTERVAL)
         self.token = secrets.token_urlsafe(32)
         register_secret(self.token)
         try:

@@ -7,52 +7,51 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
-import types
 from collections.abc import Sequence
 
 from lmstudio_tray import __version__
 
-# Modules under lmstudio_tray.cli that define `register(subparsers)`; each adds its commands and sets
+COMMANDS_PACKAGE = "lmstudio_tray.cli.commands"
+# Modules under lmstudio_tray.cli.commands that define `register(subparsers)`; each adds its commands and sets
 # `func` (taking the parsed args, returning an exit code) on its parsers.
 COMMAND_MODULES = (
-    "status_cmd",
-    "models_cmd",
-    "server_cmd",
-    "config_cmd",
-    "serve_cmd",
-    "emulator_cmd",
-    "tray_cmd",
-    "opencode_cmd",
-    "autostart_cmd",
-    "profile_cmd",
-    "instances_cmd",
-    "team_cmd",
-    "stats_cmd",
-    "doctor_cmd",
+    "status",
+    "models",
+    "server",
+    "config",
+    "serve",
+    "emulator",
+    "tray",
+    "opencode",
+    "autostart",
+    "profile",
+    "instances",
+    "team",
+    "stats",
+    "doctor",
 )
 # Which module a command lives in, so a command imports only what it needs (the tray stays small).
 COMMAND_HOME = {
-    "status": "status_cmd",
-    "load": "models_cmd",
-    "switch": "models_cmd",
-    "unload": "models_cmd",
-    "models": "models_cmd",
-    "server": "server_cmd",
-    "config": "config_cmd",
-    "token": "config_cmd",
-    "serve": "serve_cmd",
-    "emulator": "emulator_cmd",
-    "run": "tray_cmd",
-    "opencode": "opencode_cmd",
-    "autostart": "autostart_cmd",
-    "profile": "profile_cmd",
-    "instances": "instances_cmd",
-    "team": "team_cmd",
-    "stats": "stats_cmd",
-    "doctor": "doctor_cmd",
-    "dashboard": "stats_cmd",
+    "status": "status",
+    "load": "models",
+    "switch": "models",
+    "unload": "models",
+    "models": "models",
+    "server": "server",
+    "config": "config",
+    "token": "config",
+    "serve": "serve",
+    "emulator": "emulator",
+    "run": "tray",
+    "opencode": "opencode",
+    "autostart": "autostart",
+    "profile": "profile",
+    "instances": "instances",
+    "team": "team",
+    "stats": "stats",
+    "doctor": "doctor",
+    "dashboard": "stats",
 }
 _OPTIONS_WITH_VALUE = {"--config", "--log-level"}
 
@@ -74,29 +73,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only else COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"lmstudio_tray.cli.{name}")
+            module = importlib.import_module(f"{COMMANDS_PACKAGE}.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"lmstudio_tray.cli.{name}":
+            if exc.name == f"{COMMANDS_PACKAGE}.{name}":
                 continue  # a command group not built into this copy
             raise
         module.register(sub)
     return parser
 
 
-def _skip_httpx_command_line() -> None:
-    """Keep httpx from importing its own command-line tool (click, rich, pygments) into every process.
-
-    httpx imports `httpx._main` eagerly whenever click and rich are installed (both are, through uvicorn
-    and our progress bars); that costs ~6 MB and ~40 ms in a tray that never runs `httpx` itself.
-    """
-    if "httpx" not in sys.modules:
-        stub = types.ModuleType("httpx._main")
-        stub.main = lambda *args, **kwargs: None  # type: ignore[attr-defined]
-        sys.modules.setdefault("httpx._main", stub)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _skip_httpx_command_line()
+    """The `lmstudio-tray` program. As the entry point it opts into the import trims of
+    `platform.process` (uvicorn's and httpx's command lines left out, see there for what they save)."""
+    from lmstudio_tray.platform.process import skip_httpx_command_line, skip_uvicorn_command_line
+
+    skip_httpx_command_line()
+    skip_uvicorn_command_line()
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `lmstudio-tray emulator ...` hands everything after it to the emulator's own parser.
     if args_list[:1] == ["emulator"]:
@@ -160,6 +152,3 @@ def _has_command(parser: argparse.ArgumentParser, name: str) -> bool:
         if isinstance(action, argparse._SubParsersAction):
             return name in action.choices
     return False
-
-
-logging.getLogger("httpx").setLevel(logging.WARNING)

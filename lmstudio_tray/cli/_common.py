@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import Config, ConfigError
+from lmstudio_tray.core.config.schema import Config
+from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.logs import configure_logging, register_secret, set_file_level

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lmstudio_tray.core.clock import Clock, FakeClock, SystemClock
     from lmstudio_tray.core.config.loader import load_config
-    from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig
-    from lmstudio_tray.core.control.actions import ActionError, Actions, LoadResult
+    from lmstudio_tray.core.config.schema import Config, InstanceConfig
+    from lmstudio_tray.core.control.actions import Actions, LoadResult
     from lmstudio_tray.core.control.monitor import Monitor
+    from lmstudio_tray.core.errors import ActionError, ActionErrorKind, ConfigError, LMStudioError
     from lmstudio_tray.core.events import Event, EventBus
-    from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+    from lmstudio_tray.core.lmstudio.client import LMStudioClient
     from lmstudio_tray.core.models import (
         ApiFlavor,
         FailureKind,
@@ -28,19 +29,21 @@ if TYPE_CHECKING:
         LoadedInstance,
         LoadProgress,
         ModelInfo,
+        ModelType,
         StatusReport,
     )
     from lmstudio_tray.core.runtime import Core, CoreThread
 
 _HOME = {
-    "control.actions": ("ActionError", "Actions", "LoadResult"),
-    "lmstudio.client": ("LMStudioClient", "LMStudioError"),
+    "control.actions": ("Actions", "LoadResult"),
+    "errors": ("ActionError", "ActionErrorKind", "ConfigError", "LMStudioError"),
+    "lmstudio.client": ("LMStudioClient",),
     "clock": ("Clock", "FakeClock", "SystemClock"),
-    "config.schema": ("Config", "ConfigError", "InstanceConfig"),
+    "config.schema": ("Config", "InstanceConfig"),
     "config.loader": ("load_config",),
     "events": ("Event", "EventBus"),
     "models": ("ApiFlavor", "FailureKind", "InstanceSnapshot", "InstanceState", "LoadedInstance", "LoadProgress",
-               "ModelInfo", "StatusReport"),
+               "ModelInfo", "ModelType", "StatusReport"),
     "control.monitor": ("Monitor",),
     "runtime": ("Core", "CoreThread"),
 }
@@ -48,6 +51,7 @@ _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 __all__ = [
     "ActionError",
+    "ActionErrorKind",
     "Actions",
     "ApiFlavor",
     "Clock",
@@ -68,6 +72,7 @@ __all__ = [
     "LoadResult",
     "LoadedInstance",
     "ModelInfo",
+    "ModelType",
     "Monitor",
     "StatusReport",
     "SystemClock",

@@ -11,6 +11,44 @@ from enum import Enum
 from typing import Any
 
 
+class WireEnum(str, Enum):
+    """A str enum that is its value wherever it is written: JSON, `str()`, f-strings (as 3.11's StrEnum).
+
+    For kinds and states passed between modules that also appear in output (the endpoint's JSON, the
+    CLI's --json and text): the enum is the contract, the output stays the plain value.
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class ModelType(WireEnum):
+    """What LM Studio says a model is. LM Studio 0.4 lists a vision model as `llm` with a `vision`
+    capability; older versions say `vlm`, and REST v0 says `embeddings` (read as `embedding`).
+
+    A type this version does not know stays what LM Studio called it (its own member, equal to the text),
+    so the status shows it as LM Studio does and the tray lists it under "Other models".
+    """
+
+    LLM = "llm"
+    VLM = "vlm"
+    EMBEDDING = "embedding"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ModelType | None:
+        if not isinstance(value, str):
+            return None
+        if value == "embeddings":
+            return cls.EMBEDDING
+        other = str.__new__(cls, value)
+        other._name_ = value.upper()
+        other._value_ = value
+        return other
+
+
 class InstanceState(str, Enum):
     """What a person should believe about one LM Studio server right now."""
 
@@ -56,7 +94,7 @@ class ModelInfo:
     """A downloaded model and the instances of it that are loaded."""
 
     key: str
-    type: str = "llm"  # llm | vlm | embedding
+    type: ModelType = ModelType.LLM
     display_name: str | None = None
     publisher: str | None = None
     architecture: str | None = None
@@ -68,6 +106,10 @@ class ModelInfo:
     capabilities: frozenset[str] = frozenset()  # vision, tool_use, reasoning
     variants: tuple[str, ...] = ()
     instances: tuple[LoadedInstance, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, ModelType):  # given as LM Studio's text: the enum from here on
+            object.__setattr__(self, "type", ModelType(self.type))
 
     @property
     def loaded(self) -> bool:

@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config import loader
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig
+from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
+from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import Lms, find_lms

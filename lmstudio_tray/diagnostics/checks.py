@@ -2,7 +2,7 @@
 
 Every check is a plain function over real things (the config file, the keyring, PATH, the LM Studio
 servers, the session D-Bus, the X server, the discovery file), so tests run them against the emulator,
-a private dbus-daemon and Xvfb. Nothing here prints; `cli/doctor_cmd.py` renders the results.
+a private dbus-daemon and Xvfb. Nothing here prints; `cli/commands/doctor.py` renders the results.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import httpx
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig, Policy
-from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.config.schema import Config, InstanceConfig, Policy
+from lmstudio_tray.core.errors import ConfigError, LMStudioError
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, find_lms
 from lmstudio_tray.core.models import ApiFlavor, FailureKind
 from lmstudio_tray.core.support import paths

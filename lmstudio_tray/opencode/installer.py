@@ -31,10 +31,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
+from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
-from lmstudio_tray.opencode.jsonc import JsoncError, load_config, split_bom
+from lmstudio_tray.opencode.jsonc import JsoncError, parse_config_object, split_bom
 from lmstudio_tray.opencode.jsonc_edit import JsoncEditError, update
 
 PLUGIN_NAME = "lmstudio-tray.ts"
@@ -173,7 +173,7 @@ def provider_fields(snap: InstanceSnapshot) -> dict[JsonPath, Any]:
         (*base, "options", "baseURL"): snap.url.rstrip("/") + "/v1",
     }
     for m in sorted(snap.models, key=lambda m: m.key):
-        if m.type == "embedding":
+        if m.type is ModelType.EMBEDDING:
             continue
         mp = (*base, "models", m.key)
         fields[_path(mp, "name")] = m.display_name or m.key
@@ -183,7 +183,7 @@ def provider_fields(snap: InstanceSnapshot) -> dict[JsonPath, Any]:
             fields[_path(mp, "limit", "output")] = output
         if "tool_use" in m.capabilities:
             fields[_path(mp, "tool_call")] = True
-        if m.type == "vlm" or "vision" in m.capabilities:
+        if m.type is ModelType.VLM or "vision" in m.capabilities:
             fields[_path(mp, "attachment")] = True
         if "reasoning" in m.capabilities:
             fields[_path(mp, "reasoning")] = True
@@ -211,7 +211,7 @@ class PoolInfo:
         out: dict[str, tuple[ModelInfo, int | None]] = {}
         for snap in self.members:
             for m in snap.loaded_models:
-                if m.type == "embedding":
+                if m.type is ModelType.EMBEDDING:
                     continue
                 context, _ = model_limits(m)
                 if m.key in out:
@@ -243,7 +243,7 @@ def pool_fields(pool: PoolInfo) -> dict[JsonPath, Any]:
             fields[_path(mp, "limit", "output")] = min(context // 4, OUTPUT_CAP)
         if "tool_use" in m.capabilities:
             fields[_path(mp, "tool_call")] = True
-        if m.type == "vlm" or "vision" in m.capabilities:
+        if m.type is ModelType.VLM or "vision" in m.capabilities:
             fields[_path(mp, "attachment")] = True
         if "reasoning" in m.capabilities:
             fields[_path(mp, "reasoning")] = True
@@ -360,7 +360,7 @@ def _read_config(path: Path) -> ConfigFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise InstallError(f"cannot read {path}: {exc}") from None
     try:
-        data = load_config(text)
+        data = parse_config_object(text)
     except JsoncError as exc:
         raise InstallError(f"{path} is not valid JSON/JSONC ({exc}); OpenCode cannot read it either. Fix it "
                            "first; nothing was changed") from None
@@ -458,7 +458,7 @@ def _install_provider(target: Target, snap: InstanceSnapshot, recorded: dict[str
                       report: Report) -> dict[str, Any]:
     record = _install_fields(target, PROVIDER_ID, provider_fields(snap), recorded, report)
     for m in snap.models:
-        if m.type != "embedding" and m.key not in report.models:
+        if m.type is not ModelType.EMBEDDING and m.key not in report.models:
             report.models[m.key] = None
     return record
 

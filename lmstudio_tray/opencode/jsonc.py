@@ -349,7 +349,7 @@ def split_bom(text: str) -> tuple[str, str]:
     return (BOM, text[1:]) if text.startswith(BOM) else ("", text)
 
 
-def load_config(text: str) -> dict[str, Any]:
+def parse_config_object(text: str) -> dict[str, Any]:
     """An OpenCode config file's object. An empty file counts as `{}` (OpenCode skips it)."""
     _, body = split_bom(text)
     if not body:

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core.config.schema import Config, dump_config
+from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
-from lmstudio_tray.core.support.lock import LockError, SingleInstance
+from lmstudio_tray.core.support.lock import SingleInstance
 from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.platform.autostart import Autostart
 from lmstudio_tray.platform.memory import release_free_memory

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo, StatusReport
+from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo, ModelType, StatusReport
 from lmstudio_tray.notify.policy import format_duration, format_size
 
 APP_TITLE = "LM Studio Tray"
@@ -25,7 +25,8 @@ STATE_WORDS = {
     InstanceState.ERROR: "Error",
 }
 
-TYPE_GROUPS = (("llm", "Language models"), ("vlm", "Vision models"), ("embedding", "Embedding models"))
+TYPE_GROUPS = ((ModelType.LLM, "Language models"), (ModelType.VLM, "Vision models"),
+               (ModelType.EMBEDDING, "Embedding models"))
 
 
 class ActionKind(str, Enum):
@@ -301,13 +302,14 @@ def _model_picker(
 ) -> MenuItem:
     groups: list[MenuItem] = []
     known_types = {t for t, _ in TYPE_GROUPS}
-    for type_key, group_title in (*TYPE_GROUPS, ("", "Other models")):
+    for type_key, group_title in (*TYPE_GROUPS, (None, "Other models")):
         models = sorted(
-            (m for m in snap.models if (_group_of(m) == type_key if type_key else _group_of(m) not in known_types)),
+            (m for m in snap.models
+             if (_group_of(m) is type_key if type_key is not None else _group_of(m) not in known_types)),
             key=lambda m: (m.display_name or m.key).lower(),
         )
         if kind is ActionKind.SWITCH:
-            models = [m for m in models if m.type != "embedding"]  # switching means "the chat model"
+            models = [m for m in models if m.type is not ModelType.EMBEDDING]  # switching means "the chat model"
         if not models:
             continue
         children = tuple(
@@ -328,9 +330,9 @@ def _model_picker(
     return MenuItem(title, children=tuple(groups), enabled=enabled)
 
 
-def _group_of(model: ModelInfo) -> str:
+def _group_of(model: ModelInfo) -> ModelType:
     # LM Studio 0.4 reports vision models as type "llm" with a "vision" capability.
-    return "vlm" if model.type == "llm" and "vision" in model.capabilities else model.type
+    return ModelType.VLM if model.type is ModelType.LLM and "vision" in model.capabilities else model.type
 
 
 def global_section(prefs: MenuPrefs, tips: tuple[str, ...] = ()) -> tuple[MenuItem, ...]:

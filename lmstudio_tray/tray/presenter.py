@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from lmstudio_tray import __version__
+from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.events import STATUS_KINDS, Event
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.notify.base import Message, Notifier, NotifyButton, Urgency
@@ -447,11 +448,11 @@ class TrayPresenter:
             if f.cancelled():
                 return
             exc = f.exception()
-            if exc is not None and anyway is not None and getattr(exc, "kind", None) == "shared_busy":
+            if isinstance(exc, SharedBusyError) and anyway is not None:
                 self._offer_anyway(failure_title, str(exc), anyway, instance, model)
             elif exc is not None:
                 # ActionError carries a message written for people; anything else is our bug.
-                if type(exc).__name__ != "ActionError":
+                if not isinstance(exc, ActionError):
                     log.error("%s", failure_title, exc_info=exc)
                 self._reporter.report(failure_title, str(exc) or type(exc).__name__,
                                       replace_key=f"load:{instance}:{model}" if model else f"action:{instance}")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lmstudio_tray.core.control.actions import ActionError
+from lmstudio_tray.core.errors import ActionError
 from lmstudio_tray.core.events import ALL_KINDS, Event, LoadFailed, LoadProgressed
 from lmstudio_tray.core.models import InstanceState, LoadProgress
 from lmstudio_tray.emulator import Emulator

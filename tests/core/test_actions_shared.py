@@ -10,7 +10,7 @@ import pytest
 
 from lmstudio_tray.core.config import team, team_fetch
 from lmstudio_tray.core.control import model_use
-from lmstudio_tray.core.control.actions import ActionError
+from lmstudio_tray.core.errors import ActionError
 from tests.core.helpers import make_core
 from tests.emulator_fixtures import EmulatorFactory
 

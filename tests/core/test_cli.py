@@ -142,5 +142,5 @@ def test_tray_options_without_a_command_go_to_run() -> None:
 
     argv = default_to_run(["--config", "/tmp/c.toml", "--demo", "--log-level=debug", "--headless"])
     assert argv == ["--config", "/tmp/c.toml", "--log-level=debug", "run", "--demo", "--headless"]
-    args = build_parser("tray_cmd").parse_args(argv)
+    args = build_parser("tray").parse_args(argv)
     assert (args.command, args.demo, args.headless, args.config) == ("run", True, True, "/tmp/c.toml")

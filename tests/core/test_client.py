@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError, split_instance_id
+from lmstudio_tray.core.errors import LMStudioError
+from lmstudio_tray.core.lmstudio.client import LMStudioClient, split_instance_id
 from lmstudio_tray.core.models import ApiFlavor, FailureKind
 from lmstudio_tray.emulator import Emulator, Fault
 from tests.emulator_fixtures import EmulatorFactory

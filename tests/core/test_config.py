@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import CURRENT_VERSION, Config, ConfigError, Policy, dump_config, parse_config
+from lmstudio_tray.core.config.schema import CURRENT_VERSION, Config, Policy, dump_config, parse_config
+from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 from lmstudio_tray.core.support.secrets import FileStore, open_store

@@ -18,8 +18,9 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import ConfigError, Policy
+from lmstudio_tray.core.config.schema import Policy
 from lmstudio_tray.core.config.store import DELETE, backup_path, merge_config, set_value, unset_value, update_config
+from lmstudio_tray.core.errors import ConfigError
 
 USER_FILE = textwrap.dedent(
     """\

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from lmstudio_tray.core.errors import ConnectError, LMStudioError, ProtocolError, RequestTimeout
 from lmstudio_tray.core.lmstudio import http1
-from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.models import FailureKind
 from lmstudio_tray.emulator import Emulator
 from tests.core.http_servers import OK, Server, keep_alive, read_request, self_signed
@@ -92,7 +93,7 @@ async def test_a_post_the_server_may_have_seen_is_never_sent_twice(serve: Callab
     load = http1.encode_request("POST", "/api/v1/models/load?key=x", origin, [], b'{"model": "qwen"}')
     try:
         assert (await pool.request(origin, first, timeout=5)).content == b"ok"
-        with pytest.raises(http1.ProtocolError) as err:
+        with pytest.raises(ProtocolError) as err:
             await pool.request(origin, load, timeout=5)
     finally:
         await pool.aclose()
@@ -261,7 +262,7 @@ async def test_a_malformed_response_is_a_protocol_error(serve: Callable[..., Ser
     server = serve(garbage)
     pool = http1.Pool()
     origin, request = get(server.url())
-    with pytest.raises(http1.ProtocolError, match="malformed response"):
+    with pytest.raises(ProtocolError, match="malformed response"):
         await pool.request(origin, request, timeout=5)
     await pool.aclose()
 
@@ -275,7 +276,7 @@ async def test_a_body_cut_short_is_a_protocol_error(serve: Callable[..., Server]
     server = serve(truncated)
     pool = http1.Pool()
     origin, request = get(server.url())
-    with pytest.raises(http1.ProtocolError, match="before the response was complete") as err:
+    with pytest.raises(ProtocolError, match="before the response was complete") as err:
         await pool.request(origin, request, timeout=5)
     assert err.value.started
     await pool.aclose()
@@ -287,7 +288,7 @@ async def test_connection_refused() -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
     pool = http1.Pool()
     origin, request = get(f"http://127.0.0.1:{port}")
-    with pytest.raises(http1.ConnectError, match="connection refused"):
+    with pytest.raises(ConnectError, match="connection refused"):
         await pool.request(origin, request, timeout=5)
 
 
@@ -300,11 +301,11 @@ async def test_a_server_that_never_answers_times_out_in_about_the_timeout(serve:
     pool = http1.Pool()
     origin, request = get(server.url())
     t0 = time.monotonic()
-    with pytest.raises(http1.RequestTimeout, match=r"no response within 0\.5 s"):
+    with pytest.raises(RequestTimeout, match=r"no response within 0\.5 s"):
         await pool.request(origin, request, timeout=0.5)
     assert time.monotonic() - t0 >= 0.45  # it waited for the timeout (and a server that never answers
     # could only be left by the timeout: the test itself would otherwise hang)
-    with pytest.raises(http1.RequestTimeout, match="response head"):
+    with pytest.raises(RequestTimeout, match="response head"):
         await pool.request(origin, request, timeout=0.5, stream=True)
     assert pool.idle_count(origin) == 0  # a timed-out connection is never reused
     await pool.aclose()
@@ -323,7 +324,7 @@ async def test_a_body_that_stalls_times_out_unless_streamed(serve: Callable[...,
     pool = http1.Pool()
     origin, request = get(server.url())
     try:
-        with pytest.raises(http1.RequestTimeout, match="no response within"):
+        with pytest.raises(RequestTimeout, match="no response within"):
             await pool.request(origin, request, timeout=0.3)  # the whole request, not just its head
         resp = await pool.request(origin, request, timeout=0.3, stream=True)  # the head is in time
         assert b"".join([c async for c in resp.body()]) == b"abcd"
@@ -353,7 +354,7 @@ async def test_https_with_a_trusted_certificate_and_refusal_of_an_unknown_one(
         await trusting.aclose()
 
     default = http1.Pool()  # system CAs + certifi: a self-signed certificate must be refused
-    with pytest.raises(http1.ConnectError, match="TLS handshake failed"):
+    with pytest.raises(ConnectError, match="TLS handshake failed"):
         await default.request(origin, request, timeout=5)
 
 

@@ -15,10 +15,9 @@ import pytest
 
 from lmstudio_tray.core.config import store as config_store
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import ConfigError
-from lmstudio_tray.core.config.store import ConfigLocked
+from lmstudio_tray.core.errors import ConfigError, ConfigLocked, LockError
 from lmstudio_tray.core.support.files import atomic_write
-from lmstudio_tray.core.support.lock import LockError, OSLock, SingleInstance, exclusive, pid_file
+from lmstudio_tray.core.support.lock import OSLock, SingleInstance, exclusive, pid_file
 
 HOLD = textwrap.dedent("""
     import sys

@@ -51,8 +51,9 @@ async def test_every_state_and_the_events_between_them(emulator_factory: Emulato
         )
 
         mon.expect_load("openai/gpt-oss-20b", eta_seconds=12.0)
-        assert mon.snapshot is not None and mon.snapshot.state is InstanceState.LOADING
-        assert mon.snapshot.loads[0].eta_seconds == 12.0
+        snap = mon.snapshot()
+        assert snap is not None and snap.state is InstanceState.LOADING
+        assert snap.loads[0].eta_seconds == 12.0
 
         emu.stop_server()
         snap = await mon.refresh()

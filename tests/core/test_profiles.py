@@ -26,9 +26,9 @@ from lmstudio_tray.core.config.profiles import (
     save_preference,
     use_profile,
 )
-from lmstudio_tray.core.config.schema import ConfigError, Policy
+from lmstudio_tray.core.config.schema import Policy
 from lmstudio_tray.core.config.store import set_value
-from lmstudio_tray.core.control.actions import ActionError
+from lmstudio_tray.core.errors import ActionError, ConfigError
 from lmstudio_tray.core.events import LoadFailed, ModelLoaded
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lmstudio_tray.core.config.schema import InstanceConfig
+from lmstudio_tray.core.errors import ConnectError, LMStudioError
 from lmstudio_tray.core.lmstudio import http1
-from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.proxy import Proxy, ProxyRules
 from lmstudio_tray.core.models import FailureKind
 from lmstudio_tray.diagnostics.checks import Status, check_instance
@@ -182,7 +183,7 @@ async def test_proxy_credentials_from_the_url_for_both_routes(
                 await client.list_models()
         finally:
             await client.aclose()
-        with pytest.raises(http1.ConnectError, match=r"refused the tunnel .*HTTP 407.*put user:password@"):
+        with pytest.raises(ConnectError, match=r"refused the tunnel .*HTTP 407.*put user:password@"):
             await _http1_get(targets.url("https-ip"), targets.trust)
     finally:
         guarded.proc.terminate()
@@ -217,7 +218,7 @@ async def test_an_https_proxy_for_both_routes(proxy: Tinyproxy, targets: Targets
             assert await _http1_get(targets.url("https-ip"), targets.trust) == 200  # TLS inside TLS
             assert _carried(proxy, before, targets.url("https-ip"))
         else:
-            with pytest.raises(http1.ConnectError, match=r"needs Python 3\.11 or newer; give the proxy as http://"):
+            with pytest.raises(ConnectError, match=r"needs Python 3\.11 or newer; give the proxy as http://"):
                 await _http1_get(targets.url("https-ip"), targets.trust)
     finally:
         front.close()
@@ -255,7 +256,7 @@ async def test_a_socks_proxy_is_refused_with_what_to_do(monkeypatch: pytest.Monk
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
     pool = http1.Pool()
     origin, _ = http1.split_url("http://127.0.0.1:1234")
-    with pytest.raises(http1.ConnectError, match=r"socks5://127.0.0.1:1080 cannot be used.*add 127.0.0.1 to NO_PROXY"):
+    with pytest.raises(ConnectError, match=r"socks5://127.0.0.1:1080 cannot be used.*add 127.0.0.1 to NO_PROXY"):
         await pool.request(origin, http1.encode_request("GET", "/", origin), timeout=5)
 
 

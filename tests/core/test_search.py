@@ -15,7 +15,6 @@ import pytest
 from lmstudio_tray.core.control.search import (
     Filters,
     Performance,
-    SearchError,
     alternatives,
     find,
     match_score,
@@ -24,6 +23,7 @@ from lmstudio_tray.core.control.search import (
     recommend,
     search,
 )
+from lmstudio_tray.core.errors import SearchError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.models import ModelInfo
 from lmstudio_tray.emulator import Emulator

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,6 +11,7 @@ from lmstudio_tray.core.config.schema import Policy, ValidationConfig
 from lmstudio_tray.core.hooks.verdict import (
     CATEGORIES,
     ValidateRequest,
+    VerdictCategory,
     base_name,
     ensure_target,
     evaluate,
@@ -54,6 +57,14 @@ def test_ready_proceeds_with_facts() -> None:
     assert v.facts.instance_ids == ("qwen/qwen3-4b-2507",)
     assert v.facts.loaded_context_length == 8192 and v.facts.max_context_length == 32768
     assert v.facts.jit is False and v.facts.instance == "local"
+
+
+def test_the_category_is_an_enum_and_plain_text_in_the_answer() -> None:
+    v = evaluate(snap(*CATALOG), req("google/gemma-3-4b"), POLICY)
+    assert v.category is VerdictCategory.NOT_LOADED
+    assert json.dumps(v.to_json()["category"]) == '"not_loaded"' and f"{v.category}" == "not_loaded"
+    # the config's policy is keyed by the category's text: every category but not_allowed has one
+    assert set(POLICY) == {c.value for c in VerdictCategory} - {"not_allowed"}
 
 
 def test_second_instance_id_resolves_to_its_model() -> None:

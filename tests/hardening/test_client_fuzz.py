@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from lmstudio_tray.core.clock import SystemClock
 from lmstudio_tray.core.config.schema import InstanceConfig, MonitorConfig
 from lmstudio_tray.core.control.monitor import InstanceMonitor
+from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.events import ALL_KINDS, EventBus
-from lmstudio_tray.core.lmstudio.client import LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.models import FailureKind, InstanceState
 from lmstudio_tray.emulator import Emulator, EmulatorSettings, Fault
 

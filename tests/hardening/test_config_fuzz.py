@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import Config, ConfigError
+from lmstudio_tray.core.config.schema import Config
+from lmstudio_tray.core.errors import ConfigError
 
 SETTINGS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 SECTIONS = {name: type(getattr(Config(), name)) for name in ("monitor", "validation", "notifications", "endpoint",

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.team import TeamProfileError
 from lmstudio_tray.core.config.team_fetch import load_team
+from lmstudio_tray.core.errors import TeamProfileError
 
 GOOD = b'[team]\nname = "ml"\nlocked = ["notifications.quiet"]\n\n[[instances]]\nname = "gpu"\nurl = "http://10.0.0.7:1234"\n'
 SETTINGS = settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -26,7 +26,7 @@ import pytest
 
 from lmstudio_tray.analytics.store import DB_NAME
 from lmstudio_tray.emulator import Emulator
-from lmstudio_tray.opencode.jsonc import comments_of, load_config
+from lmstudio_tray.opencode.jsonc import comments_of, parse_config_object
 from tests.opencode.test_e2e import GEMMA, QWEN, Env, _chat_requests, _seed_plugin_package
 
 pytestmark = pytest.mark.opencode
@@ -85,7 +85,7 @@ def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (project / ".opencode" / "plugins" / "lmstudio-tray.ts").is_file()
     text = config.read_text()
-    assert load_config(text)["provider"]["lmstudio"]["models"][QWEN]["limit"]["context"] == 8192
+    assert parse_config_object(text)["provider"]["lmstudio"]["models"][QWEN]["limit"]["context"] == 8192
     if options.get("commented"):
         assert Counter(comments_of(text)) == Counter(comments_of(COMMENTED_CONFIG))
 

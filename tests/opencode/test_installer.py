@@ -14,7 +14,7 @@ from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, write_endpo
 from lmstudio_tray.cli import main
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.emulator import Emulator
-from lmstudio_tray.opencode.jsonc import comments_of, load_config
+from lmstudio_tray.opencode.jsonc import comments_of, parse_config_object
 from tests.opencode.conftest import PLUGIN_FILE, JsoncReference
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -168,7 +168,7 @@ def test_existing_singular_plugin_dir_and_jsonc_file_are_reused(cfg: Path, proje
     assert (project / ".opencode" / "plugin" / "lmstudio-tray.ts").exists()
     assert not (project / ".opencode" / "plugins").exists()
     assert not (project / "opencode.json").exists()
-    doc = load_config(jsonc.read_text())  # still JSONC: the trailing comma stays, as the user wrote it
+    doc = parse_config_object(jsonc.read_text())  # still JSONC: the trailing comma stays, as the user wrote it
     assert doc["theme"] == "x" and "lmstudio" in doc["provider"]
 
 
@@ -221,7 +221,7 @@ def test_a_comment_after_a_trailing_comma_is_valid_jsonc_to_install(cfg: Path, p
     text = '{\n  "instructions": ["a.md", "b.md", // two\n  ],\n}\n'
     config.write_text(text)
     assert run(cfg, "install", "--project", str(project), "--provider") == 0
-    assert "// two" in config.read_text() and "lmstudio" in load_config(config.read_text())["provider"]
+    assert "// two" in config.read_text() and "lmstudio" in parse_config_object(config.read_text())["provider"]
     assert run(cfg, "uninstall", "--project", str(project)) == 0
     assert config.read_text() == text
 

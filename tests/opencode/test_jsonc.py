@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmstudio_tray.opencode.jsonc import JsoncError, load_config, loads
+from lmstudio_tray.opencode.jsonc import JsoncError, loads, parse_config_object
 from tests.opencode.conftest import JsoncReference
 from tests.opencode.jsonc_strategies import Rendered, canon, documents
 
@@ -58,10 +58,10 @@ def _check_same_verdict(ref: JsoncReference, text: str) -> bool:
 def test_issue_examples(jsonc_reference: JsoncReference, text: str, expected: Any) -> None:
     assert _check_same_verdict(jsonc_reference, text) == (expected is not None)
     if expected is not None:
-        assert load_config(text) == expected
+        assert parse_config_object(text) == expected
     else:
         with pytest.raises(JsoncError, match="never closed"):
-            load_config(text)
+            parse_config_object(text)
 
 
 @pytest.mark.parametrize("text", [
@@ -78,7 +78,8 @@ def test_valid_documents_read_as_jsonc_parser_reads_them(jsonc_reference: JsoncR
     assert errors == [], f"the generator made a document jsonc-parser refuses: {doc.text!r}"
     assert canon(loads(doc.text)) == canon(ref_value) == canon(doc.value)
     if isinstance(doc.value, dict):  # a config file: the same, with or without a BOM (OpenCode drops it)
-        assert canon(load_config(doc.text)) == canon(load_config("\ufeff" + doc.text)) == canon(ref_value)
+        with_bom = parse_config_object("\ufeff" + doc.text)
+        assert canon(parse_config_object(doc.text)) == canon(with_bom) == canon(ref_value)
 
 
 @SETTINGS
@@ -157,7 +158,7 @@ def test_broken_documents_are_refused_by_both(jsonc_reference: JsoncReference, d
 ])
 def test_errors_say_what_and_where(text: str, line: int, column: int, words: str) -> None:
     with pytest.raises(JsoncError) as caught:
-        load_config(text)
+        parse_config_object(text)
     assert (caught.value.line, caught.value.column) == (line, column), str(caught.value)
     assert words in str(caught.value)
     assert str(caught.value).startswith(f"line {line}, column {column}: ")
@@ -165,9 +166,9 @@ def test_errors_say_what_and_where(text: str, line: int, column: int, words: str
 
 def test_an_empty_file_is_an_empty_config_but_whitespace_is_not() -> None:
     # OpenCode skips a zero-length file and refuses one holding only whitespace or comments
-    assert load_config("") == {} and load_config("\ufeff") == {}
+    assert parse_config_object("") == {} and parse_config_object("\ufeff") == {}
     with pytest.raises(JsoncError):
-        load_config(" \n")
+        parse_config_object(" \n")
 
 
 def test_nesting_too_deep_is_an_error_not_a_crash() -> None:

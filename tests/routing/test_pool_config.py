@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import ConfigError
+from lmstudio_tray.core.errors import ConfigError
 
 INSTANCES = """
 [[instances]]

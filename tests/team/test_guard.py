@@ -13,6 +13,7 @@ import pytest
 
 from lmstudio_tray.core.config import team, team_fetch
 from lmstudio_tray.core.control import model_use, shared_guard
+from lmstudio_tray.core.errors import SharedInstanceBusy
 from tests.routing.conftest import GEMMA, QWEN, Pool, chat
 
 PROFILE = '[team]\nname = "ml"\nbusy_minutes = 5\n[[instances]]\nname = "a"\nurl = "http://127.0.0.1:9"\n'
@@ -31,7 +32,7 @@ def test_recent_use_on_a_shared_instance_is_refused_unless_forced(tmp_path: Path
     uses.record("a", QWEN, now - 60)
     uses.record("a", GEMMA, now - 600)
     uses.flush()
-    with pytest.raises(shared_guard.SharedInstanceBusy) as err:
+    with pytest.raises(SharedInstanceBusy) as err:
         shared_guard.guard_change(p, "a", [QWEN, GEMMA], uses=uses, now=now)
     message = str(err.value)
     assert "shared by team 'ml'" in message and QWEN in message and "60 s ago" in message
@@ -48,7 +49,7 @@ def test_the_refusal_says_what_this_machine_saw_and_nothing_it_cannot_know(tmp_p
     now = 1_000_000.0
     uses.record("a", QWEN, now - 42)
     uses.record("a", GEMMA, now - 7)
-    with pytest.raises(shared_guard.SharedInstanceBusy) as err:
+    with pytest.raises(SharedInstanceBusy) as err:
         shared_guard.guard_change(p, "a", [QWEN, GEMMA], uses=uses, now=now)
     message = str(err.value)
     # when each model was last used, and that this is the use through this machine's lmstudio-tray
@@ -87,7 +88,7 @@ async def test_router_traffic_makes_the_guard_refuse(pool_factory: Any, tmp_path
         await asyncio.sleep(0.05)
     last = model_use.ModelUseLog().last_use("a", QWEN)
     assert last is not None and time.time() - last < 30
-    with pytest.raises(shared_guard.SharedInstanceBusy):
+    with pytest.raises(SharedInstanceBusy):
         shared_guard.guard_change(p, "a", [QWEN])
     shared_guard.guard_change(p, "a", [GEMMA])  # nobody used gemma on a
     shared_guard.guard_change(p, "a", [QWEN], force=True)
@@ -104,9 +105,9 @@ async def test_guard_for_unload_and_switch_from_the_status_cache(pool_factory: A
     assert sorted(shared_guard.models_affected(snap, unload="all")) == sorted(
         [QWEN, GEMMA, "text-embedding-nomic-embed-text-v1.5"])
     shared_guard.guard_action(p, snap, unload=QWEN, uses=uses)  # qwen is idle
-    with pytest.raises(shared_guard.SharedInstanceBusy):
+    with pytest.raises(SharedInstanceBusy):
         shared_guard.guard_action(p, snap, switch_to=QWEN, uses=uses)  # would unload gemma, in use
-    with pytest.raises(shared_guard.SharedInstanceBusy):
+    with pytest.raises(SharedInstanceBusy):
         shared_guard.guard_action(p, snap, unload="all", uses=uses)
     shared_guard.guard_action(p, snap, unload="all", uses=uses, force=True)
     shared_guard.guard_action(p, snap, switch_to=GEMMA, uses=uses)  # keeps gemma: nothing in use goes away
@@ -120,5 +121,5 @@ async def test_validated_use_counts_like_routed_use(pool_factory: Any, tmp_path:
             break
         await asyncio.sleep(0.05)
     p = profile(tmp_path, PROFILE.replace("http://127.0.0.1:9", pool.emus["a"].api_url))
-    with pytest.raises(shared_guard.SharedInstanceBusy):
+    with pytest.raises(SharedInstanceBusy):
         shared_guard.guard_action(p, pool.core.monitor.snapshot("a"), unload="all")

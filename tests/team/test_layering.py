@@ -14,6 +14,7 @@ import pytest
 
 from lmstudio_tray.core.config import loader, team, team_fetch
 from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.errors import TeamProfileError
 
 PROFILE = """
 [team]
@@ -177,6 +178,6 @@ def test_https_profile_cached_and_used_when_the_server_is_gone(
 
 
 def test_plain_http_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(team.TeamProfileError) as err:
+    with pytest.raises(TeamProfileError) as err:
         team_fetch.load_team("http://127.0.0.1:9/team.toml")
     assert "https:// only" in str(err.value)

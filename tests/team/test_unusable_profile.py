@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_tray.core.config import loader, team, team_fetch
+from lmstudio_tray.core.config import loader, team_fetch
 from lmstudio_tray.core.config.schema import parse_config
+from lmstudio_tray.core.errors import TeamProfileError
 
 
 def test_a_failed_fetch_is_remembered_until_the_next_config_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -14,7 +15,7 @@ def test_a_failed_fetch_is_remembered_until_the_next_config_load(monkeypatch: py
 
     def unreachable(url: str) -> str:
         fetches.append(url)
-        raise team.TeamProfileError(f"{url}: cannot reach the server")
+        raise TeamProfileError(f"{url}: cannot reach the server")
 
     monkeypatch.setattr(team_fetch, "_fetch", unreachable)
     config = parse_config({"team_profile": source})

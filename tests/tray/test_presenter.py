@@ -10,16 +10,13 @@ from unittest import mock
 
 import pytest
 
+from lmstudio_tray.core.errors import ActionError, SharedBusyError, SharedInstanceBusy
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.tray.menu import ActionKind, MenuAction, MenuPrefs, find
 from lmstudio_tray.tray.presenter import TrayPresenter
 
 from .factories import loading, ready, report, snap
 from .redraw import RedrawThread, wait_for
-
-
-class ActionError(Exception):
-    """Same name as core.actions.ActionError: the presenter shows its message as is."""
 
 
 class FakeActions:
@@ -199,6 +196,27 @@ def test_action_failure_becomes_a_notification(h: Harness) -> None:
         "not enough memory to load qwen3-8b (needs 4.7 GB, 2.1 GB free)",
         replace_key="load:local:qwen3-8b",
     )
+
+
+def test_every_action_error_is_reported_as_written_and_not_logged_as_a_bug(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A subclass of ActionError (here the shared-instance refusal, on a click that offers no "anyway")
+    # carries a message written for people just the same: the class decides, not its name.
+    h.actions.fail = SharedBusyError(SharedInstanceBusy("local is shared by team 'lab'"))
+    h.click(MenuAction(ActionKind.LOAD, "local", "qwen3-8b"))
+    h.settle()
+    title, body = h.reporter.report.call_args.args
+    assert title == "Could not load qwen3-8b" and body.startswith("local is shared by team 'lab'")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_look_alike_of_action_error_is_logged_as_a_bug(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    look_alike = type("ActionError", (Exception,), {})  # the name alone says nothing about the message
+    h.actions.fail = look_alike("boom")
+    h.click(MenuAction(ActionKind.LOAD, "local", "qwen3-8b"))
+    h.settle()
+    assert any(r.levelname == "ERROR" and "Could not load" in r.getMessage() for r in caplog.records)
 
 
 def test_unexpected_failure_is_reported_and_logged(h: Harness, caplog: pytest.LogCaptureFixture) -> None:

@@ -14,7 +14,8 @@ from tomlkit.items import AoT
 
 from lmstudio_tray.core.config import store as config_store
 from lmstudio_tray.core.config.loader import load_config
-from lmstudio_tray.core.config.schema import Config, ConfigError, InstanceConfig, normalize_url
+from lmstudio_tray.core.config.schema import Config, InstanceConfig, normalize_url
+from lmstudio_tray.core.errors import ConfigError
 
 
 def _instances_of(doc: tomlkit.TOMLDocument, effective: Config) -> AoT:

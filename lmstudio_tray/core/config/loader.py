@@ -12,16 +12,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.config.schema import DEFAULT_URL, Config, ConfigError, parse_config
-from lmstudio_tray.core.config.team import (
-    KEY,
-    TeamProfile,
-    TeamProfileError,
-    merge_layers,
-    overridden_locks,
-    team_source,
-)
+from lmstudio_tray.core.config.schema import DEFAULT_URL, Config, parse_config
+from lmstudio_tray.core.config.team import KEY, TeamProfile, merge_layers, overridden_locks, team_source
 from lmstudio_tray.core.config.team_fetch import load_team
+from lmstudio_tray.core.errors import ConfigError, TeamProfileError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,8 +15,9 @@ from typing import Any
 
 from lmstudio_tray.core.config.loader import load_config
 from lmstudio_tray.core.config.presets import get_preset
-from lmstudio_tray.core.config.schema import PROFILE_SECTIONS, Config, ConfigError, ProfileConfig
+from lmstudio_tray.core.config.schema import PROFILE_SECTIONS, Config, ProfileConfig
 from lmstudio_tray.core.config.store import DELETE, get_in, update_config
+from lmstudio_tray.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

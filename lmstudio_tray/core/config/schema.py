@@ -17,20 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lmstudio_tray.core.errors import ConfigError
+
 CURRENT_VERSION = 2
 DEFAULT_URL = "http://127.0.0.1:1234"
 DEFAULT_ENDPOINT_PORT = 47823
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class ConfigError(Exception):
-    """A config problem a person can fix; the message says where, what and how."""
-
-    def __init__(self, path: Path | None, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        where = f"{path}: " if path else ""
-        super().__init__(where + "; ".join(problems))
 
 
 class Strict(BaseModel):

@@ -35,9 +35,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from lmstudio_tray.core.config.schema import CURRENT_VERSION, Config, ConfigError, migrate, parse_config
+from lmstudio_tray.core.config.schema import CURRENT_VERSION, Config, migrate, parse_config
+from lmstudio_tray.core.errors import ConfigError, ConfigLocked, LockError, LockTimeout
 from lmstudio_tray.core.support.files import atomic_write, temp_glob
-from lmstudio_tray.core.support.lock import LockError, LockOS, LockTimeout, exclusive
+from lmstudio_tray.core.support.lock import LockOS, exclusive
 
 DELETE = object()  # value for `update_config` that removes the key
 STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that died
@@ -185,10 +186,6 @@ def get_in(data: Mapping[str, Any], key: str) -> Any:
 
 
 # ---- writing ---------------------------------------------------------------------------------------
-
-
-class ConfigLocked(ConfigError):
-    """Another process kept the config's lock for longer than LOCK_TIMEOUT; nothing was changed."""
 
 
 def lock_path(path: Path) -> Path:

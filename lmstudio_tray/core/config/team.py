@@ -37,7 +37,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from lmstudio_tray.core.config.schema import ConfigError, Strict, parse_config
+from lmstudio_tray.core.config.schema import Strict, parse_config
+from lmstudio_tray.core.errors import ConfigError, TeamProfileError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,10 +108,6 @@ class TeamProfile:
             "recommended": [r.model_dump() for r in self.recommended], "busy_minutes": self.busy_minutes,
             "fetched_at": self.fetched_at, "from_cache": self.from_cache, "warning": self.warning,
         }
-
-
-class TeamProfileError(Exception):
-    """The profile (and every cached copy) is unusable; the message says why."""
 
 
 # ---- layering ---------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lmstudio_tray.core.config.team import TeamProfile, TeamProfileError, parse_profile
+from lmstudio_tray.core.config.team import TeamProfile, parse_profile
+from lmstudio_tray.core.errors import TeamProfileError
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 

@@ -22,7 +22,15 @@ from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
-from lmstudio_tray.core.control.shared_guard import SharedInstanceBusy, guard_change, models_affected
+from lmstudio_tray.core.control.shared_guard import guard_change, models_affected
+from lmstudio_tray.core.errors import (
+    ActionError,
+    ActionErrorKind,
+    LmsError,
+    LMStudioError,
+    SharedBusyError,
+    SharedInstanceBusy,
+)
 from lmstudio_tray.core.events import (
     EventBus,
     LoadFailed,
@@ -32,33 +40,14 @@ from lmstudio_tray.core.events import (
     ServerStopped,
 )
 from lmstudio_tray.core.hooks.verdict import resolve_model
-from lmstudio_tray.core.lmstudio.client import LMStudioError
-from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, Lms, LmsError
-from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, Lms
+from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 
 log = logging.getLogger(__name__)
 LmsFactory = Callable[[InstanceMonitor], "Lms | None"]
 TeamSource = Callable[[], "TeamProfile | None"]
 _TICK = 0.5
-
-
-class ActionError(Exception):
-    """An action failed; the message is written for a person and says what to do."""
-
-    def __init__(self, message: str, *, kind: str = "failed") -> None:
-        super().__init__(message)
-        # offline | auth_failed | unknown_model | not_supported | failed | cancelled | shared_busy
-        self.kind = kind
-
-
-class SharedBusyError(ActionError):
-    """Kind `shared_busy`: the change would cut off people using a shared instance. The message tells a
-    person how to force it; `reason` is the refusal alone, for callers that may not force (an agent)."""
-
-    def __init__(self, busy: SharedInstanceBusy) -> None:
-        super().__init__(str(busy), kind="shared_busy")
-        self.reason = busy.reason
 
 
 @dataclass(frozen=True)
@@ -171,19 +160,19 @@ class Actions:
         try:
             mon = self.monitor.instance(instance)
         except KeyError as exc:
-            raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
+            raise ActionError(str(exc.args[0]), kind=ActionErrorKind.UNKNOWN_INSTANCE) from None
         snap = await self.monitor.get(instance, max_age=2.0)
         if snap.state is InstanceState.OFFLINE:
             raise ActionError(
                 f"LM Studio at {snap.url} is not running: start it with {self._command(instance, 'server', 'start')} "
                 "or from LM Studio's Developer tab.",
-                kind="offline",
+                kind=ActionErrorKind.OFFLINE,
             )
         if snap.state is InstanceState.AUTH_FAILED:
             raise ActionError(
                 f"LM Studio at {snap.url} needs an API token: create one in LM Studio (Developer → Server "
                 f"Settings → Manage Tokens) and store it with `lmstudio-tray token set {instance}`.",
-                kind="auth_failed",
+                kind=ActionErrorKind.AUTH_FAILED,
             )
         return mon, snap
 
@@ -286,7 +275,7 @@ class Actions:
             raise ActionError(
                 f"{model!r} is not downloaded on {instance}; see {self._command(instance, 'models', 'list')} for "
                 "what is.",
-                kind="unknown_model",
+                kind=ActionErrorKind.UNKNOWN_MODEL,
             )
         key = info.key if info else model
         done = self._already_loaded(instance, info, context_length)
@@ -323,9 +312,9 @@ class Actions:
             reason = exc.message if isinstance(exc, LMStudioError) else str(exc)
             await self._end_load(mon, key, ticker)  # the status drops the load before anyone hears of it
             self.bus.publish(LoadFailed(instance, model=key, reason=reason, context_length=context_length))
-            kind = "cancelled" if "cancelled" in reason else "failed"
+            kind = ActionErrorKind.CANCELLED if exc.cancelled else ActionErrorKind.FAILED
             if isinstance(exc, LMStudioError) and exc.kind is FailureKind.OFFLINE:
-                kind = "offline"
+                kind = ActionErrorKind.OFFLINE
             raise ActionError(f"Loading {key} on {instance} failed: {reason}", kind=kind) from None
         finally:
             await self._end_load(mon, key, ticker)
@@ -441,7 +430,8 @@ class Actions:
             info = snap.model(target)
             if info is None or not info.loaded:
                 loaded = ", ".join(i.id for m in snap.loaded_models for i in m.instances) or "nothing"
-                raise ActionError(f"{target!r} is not loaded on {instance} (loaded: {loaded}).", kind="not_loaded")
+                raise ActionError(f"{target!r} is not loaded on {instance} (loaded: {loaded}).",
+                                  kind=ActionErrorKind.NOT_LOADED)
             ids = [i.id for i in info.instances]
         return await self._unload_keeping(mon, snap, ids, keep, force)
 
@@ -494,7 +484,7 @@ class Actions:
         others = [
             i.id
             for m in snap.loaded_models
-            if m.type != "embedding"
+            if m.type is not ModelType.EMBEDDING
             for i in m.instances
             if i.id != result.instance_id
         ]
@@ -507,22 +497,22 @@ class Actions:
         try:
             mon = self.monitor.instance(instance)
         except KeyError as exc:
-            raise ActionError(str(exc.args[0]), kind="unknown_instance") from None
+            raise ActionError(str(exc.args[0]), kind=ActionErrorKind.UNKNOWN_INSTANCE) from None
         if not self.server_control_enabled():
             raise ActionError(
                 "server start/stop is turned off in the config (actions.server_control = false, e.g. by the "
                 "remote preset); set it to true to use it here.",
-                kind="not_supported",
+                kind=ActionErrorKind.NOT_SUPPORTED,
             )
         if not is_local_url(mon.config.url) and not mon.config.lms_host:
             raise ActionError(
                 f"{instance} is a remote server ({mon.config.url}); set `lms_host` for it in the config to "
                 "start or stop it with `lms --host`, or use LM Studio on that machine.",
-                kind="not_supported",
+                kind=ActionErrorKind.NOT_SUPPORTED,
             )
         lms = self._lms_factory(mon)
         if lms is None:
-            raise ActionError(LMS_MISSING.format(home=paths.lmstudio_home()), kind="lms_missing")
+            raise ActionError(LMS_MISSING.format(home=paths.lmstudio_home()), kind=ActionErrorKind.LMS_MISSING)
         return mon, lms
 
     async def server_start(self, instance: str) -> str:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.schema import InstanceConfig, MonitorConfig, normalize_url
+from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.events import (
     AuthFailed,
     EventBus,
@@ -30,7 +31,7 @@ from lmstudio_tray.core.events import (
     ModelUnloaded,
     StateChanged,
 )
-from lmstudio_tray.core.lmstudio.client import Listing, LMStudioClient, LMStudioError
+from lmstudio_tray.core.lmstudio.client import Listing, LMStudioClient
 from lmstudio_tray.core.models import (
     ApiFlavor,
     FailureKind,
@@ -77,8 +78,8 @@ class InstanceMonitor:
     """One watched LM Studio instance: its poll loop, its latest snapshot (the status cache entry) and the events its
     changes publish.
 
-    It runs on the core's loop. `snapshot` is replaced on each change and never changed in place, so any thread may read
-    it.
+    It runs on the core's loop. The snapshot `snapshot()` returns is replaced on each change and never changed in
+    place, so any thread may read it.
     """
 
     def __init__(
@@ -97,8 +98,8 @@ class InstanceMonitor:
         self.clock = clock
         self._settings = settings
         self.can_control_server = can_control_server
-        self.snapshot: InstanceSnapshot | None = None
-        self.snapshot_at: float | None = None  # monotonic time of the poll behind `snapshot`
+        self._snapshot: InstanceSnapshot | None = None
+        self.snapshot_at: float | None = None  # monotonic time of the poll behind `snapshot()`
         self.stale = True
         self._known_models: tuple[ModelInfo, ...] | None = None  # kept across offline spells for diffing
         self._last_change: float | None = None
@@ -116,6 +117,17 @@ class InstanceMonitor:
     def name(self) -> str:
         """The instance's name, from its config."""
         return self.config.name
+
+    def snapshot(self) -> InstanceSnapshot | None:
+        """The latest snapshot (None before the first poll), without I/O: as `Monitor.snapshot(name)`."""
+        return self._snapshot
+
+    def fresh_snapshot(self, max_age: float) -> InstanceSnapshot | None:
+        """The latest snapshot if it is at most `max_age` seconds old and nothing invalidated it, else None."""
+        snap, at = self._snapshot, self.snapshot_at
+        if snap is None or self.stale or at is None or self.clock.monotonic() - at > max_age:
+            return None
+        return snap
 
     @property
     def settings(self) -> MonitorConfig:
@@ -167,13 +179,13 @@ class InstanceMonitor:
             self.poke()
 
     def _publish_loads_changed(self) -> None:
-        if self.snapshot is None:
+        if self._snapshot is None:
             return
         loads = tuple(self._expected.values())
-        state = self.snapshot.state
+        state = self._snapshot.state
         if state in (InstanceState.IDLE, InstanceState.READY, InstanceState.LOADING):
-            state = self._healthy_state(self.snapshot.models)
-        self._set_snapshot(replace(self.snapshot, loads=loads, state=state), keep_time=True)
+            state = self._healthy_state(self._snapshot.models)
+        self._set_snapshot(replace(self._snapshot, loads=loads, state=state), keep_time=True)
 
     def _healthy_state(self, models: tuple[ModelInfo, ...]) -> InstanceState:
         if self._expected:
@@ -213,14 +225,14 @@ class InstanceMonitor:
             await self._maybe_check_jit(listing)
         self._expire_expected(listing)
         snap = self._build(listing, error, latency)
-        old = self.snapshot
+        old = self._snapshot
         # the new snapshot first: a subscriber that reads the status on an event (the tray) sees it
         self._set_snapshot(snap)
         self._publish_diff(old, snap)
         return snap
 
     def _set_snapshot(self, snap: InstanceSnapshot, *, keep_time: bool = False) -> None:
-        self.snapshot = snap
+        self._snapshot = snap
         if not keep_time or self.snapshot_at is None:
             self.snapshot_at = self.clock.monotonic()
             self.stale = False
@@ -329,7 +341,7 @@ class InstanceMonitor:
         `fast_poll_interval` while a load is expected or within `fast_window` of the last change; `poll_interval`
         otherwise."""
         s = self.settings
-        snap = self.snapshot
+        snap = self._snapshot
         if snap is not None and snap.state is InstanceState.OFFLINE:
             return float(min(s.offline_backoff_max, s.poll_interval * (2 ** max(0, self._offline_streak - 1))))
         if self._expected:
@@ -348,7 +360,7 @@ class InstanceMonitor:
         loop goes on; it ends only when cancelled."""
         while True:
             # the warm-up already polled once: wait first, so a start costs one request, not two
-            if self.snapshot is not None and not self._wake.is_set():
+            if self._snapshot is not None and not self._wake.is_set():
                 await self._sleep_or_wake(self.next_delay())
             self._wake.clear()
             try:
@@ -549,24 +561,19 @@ class Monitor:
     def snapshot(self, name: str) -> InstanceSnapshot | None:
         """The cached snapshot of `name`, without I/O; None before its first poll or for an unknown name."""
         mon = self._monitors.get(name)
-        return mon.snapshot if mon else None
+        return mon.snapshot() if mon else None
 
     def snapshots(self) -> list[InstanceSnapshot]:
         """The cached snapshot of every instance polled at least once, without I/O."""
-        return [m.snapshot for m in self._monitors.values() if m.snapshot is not None]
+        return [snap for m in self._monitors.values() if (snap := m.snapshot()) is not None]
 
     async def get(self, name: str, *, max_age: float | None = None) -> InstanceSnapshot:
         """The cached snapshot when fresh enough (a hit costs no LM Studio call), else a refresh."""
         mon = self.instance(name)
-        limit = self.settings.cache_max_age if max_age is None else max_age
-        if (
-            mon.snapshot is not None
-            and not mon.stale
-            and mon.snapshot_at is not None
-            and self.clock.monotonic() - mon.snapshot_at <= limit
-        ):
+        hit = mon.fresh_snapshot(self.settings.cache_max_age if max_age is None else max_age)
+        if hit is not None:
             self.stats.hits += 1
-            return mon.snapshot
+            return hit
         self.stats.misses += 1
         self.stats.refreshes += 1
         return await mon.refresh()

@@ -24,6 +24,7 @@ from typing import Any
 from lmstudio_tray.core.config.schema import PoolConfig
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import Monitor
+from lmstudio_tray.core.errors import HTTPError, RoutingError
 from lmstudio_tray.core.hooks.verdict import resolve_model
 from lmstudio_tray.core.lmstudio import http1
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
@@ -42,19 +43,6 @@ INSTANCE_HEADER = "x-lmstudio-tray-instance"
 IDLE_PER_INSTANCE = 32
 IDLE_EXPIRY = 30.0
 OVERHEAD_SAMPLES = 10_000
-
-
-class RoutingError(Exception):
-    """A request the router cannot place; `status` and `kind` become the HTTP answer."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-
-    def to_json(self) -> dict[str, Any]:
-        """The error body the endpoint sends."""
-        # `kind` like the rest of the endpoint; `type`/`code` so OpenAI SDKs show the message as-is
-        return {"error": {"kind": self.kind, "message": self.message, "type": self.kind, "code": self.kind}}
 
 
 @dataclass
@@ -94,7 +82,7 @@ class Upstream:
     _first: bool = True
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The body bytes as the instance sends them (no decoding); raises http1.HTTPError if it breaks off."""
+        """The body bytes as the instance sends them (no decoding); raises HTTPError if it breaks off."""
         resp = self._resp
         async for chunk in resp.body():
             yield chunk
@@ -302,7 +290,7 @@ class Router:
             usage.outstanding += 1
             try:
                 resp = await self._http.request(origin, request, stream=True)
-            except http1.HTTPError as exc:
+            except HTTPError as exc:
                 usage.outstanding -= 1
                 reason = exc.message
                 self._failed(name, reason)

@@ -14,21 +14,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmstudio_tray.core.models import ModelInfo
+from lmstudio_tray.core.errors import SearchError
+from lmstudio_tray.core.models import ModelInfo, ModelType
 
 MIN_MATCH = 0.45  # below this a fuzzy match is noise ("qwen" vs "gemma")
 FUZZY_CAP = 0.75
 WORD_MATCH = 0.8
 USAGE_WEIGHT = 0.3  # the most used model gains at most this much over an equal match
-TYPES = ("llm", "embedding")
+TYPES = (ModelType.LLM, ModelType.EMBEDDING)  # what `--type` takes: vision models count as llm
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _CTX = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([km]?)\s*$", re.IGNORECASE)
-
-
-class SearchError(ValueError):
-    """A filter value that cannot be understood; the message says which and how to write it."""
 
 
 Located = tuple[str, ModelInfo]  # (instance name, model)
@@ -39,7 +36,7 @@ class Filters:
     """What a search keeps (`models search`, the tools); None means "any". A `type` other than llm or embedding is a
     SearchError."""
 
-    type: str | None = None  # "llm" (vision models included) or "embedding"
+    type: ModelType | None = None  # LLM (vision models included) or EMBEDDING
     architecture: str | None = None  # substring, case-insensitive: "qwen" matches qwen3 and qwen2vl
     quantization: str | None = None  # prefix, ignoring case and punctuation: "q4" matches Q4_K_M
     min_size: int | None = None  # bytes
@@ -50,8 +47,10 @@ class Filters:
     loaded: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.type is not None and self.type not in TYPES:
-            raise SearchError(f"type {self.type!r} is not one of {', '.join(TYPES)}")
+        if self.type is not None:
+            if self.type not in TYPES:
+                raise SearchError(f"type {str(self.type)!r} is not one of {', '.join(TYPES)}")
+            object.__setattr__(self, "type", ModelType(self.type))  # the enum, also when given its text
 
     def accepts(self, m: ModelInfo) -> bool:
         """Whether `m` passes every filter (see `rejects` for why not)."""
@@ -59,9 +58,9 @@ class Filters:
 
     def rejects(self, m: ModelInfo) -> str | None:
         """Why `m` fails these filters (for "no match" messages), or None when it passes."""
-        if self.type == "embedding" and m.type != "embedding":
+        if self.type is ModelType.EMBEDDING and m.type is not ModelType.EMBEDDING:
             return "not an embedding model"
-        if self.type == "llm" and m.type == "embedding":
+        if self.type is ModelType.LLM and m.type is ModelType.EMBEDDING:
             return "an embedding model"
         if self.architecture and self.architecture.lower() not in (m.architecture or "").lower():
             return f"architecture {m.architecture or 'unknown'}"
@@ -108,7 +107,7 @@ class Hit:
 
 def has_vision(m: ModelInfo) -> bool:
     """Whether the model takes images (the `vision` capability, or a `vlm` type)."""
-    return "vision" in m.capabilities or m.type == "vlm"
+    return "vision" in m.capabilities or m.type is ModelType.VLM
 
 
 def has_tools(m: ModelInfo) -> bool:
@@ -267,7 +266,7 @@ def search(
 class Needs:
     """What a task asks of a model, read from its words."""
 
-    type: str = "llm"
+    type: ModelType = ModelType.LLM
     vision: bool = False
     tool_use: bool = False
     reasoning: bool = False
@@ -277,7 +276,7 @@ class Needs:
 
     def describe(self) -> str:
         """The needs in words, for messages: "llm, vision, fast"."""
-        parts = [self.type]
+        parts = [str(self.type)]
         parts += [name for name, on in (("vision", self.vision), ("tool use", self.tool_use),
                                         ("reasoning", self.reasoning), ("long context", self.long_context),
                                         ("fast", self.fast)) if on]
@@ -302,7 +301,7 @@ def needs_for(task: str) -> Needs:
     words = tuple(_words(task))
     hit = {need: any(w.startswith(k) or w == k for w in words for k in keys) for need, keys in _TASK_WORDS.items()}
     return Needs(
-        type="embedding" if hit["embedding"] else "llm",
+        type=ModelType.EMBEDDING if hit["embedding"] else ModelType.LLM,
         vision=hit["vision"],
         tool_use=hit["tool_use"],
         reasoning=hit["reasoning"],
@@ -415,7 +414,7 @@ def alternatives(wanted: str, models: Iterable[Located], *, limit: int = 3) -> l
         if name >= MIN_MATCH:
             reasons.append(f"similar name ({name:.2f})")
         if ref is not None:
-            if (ref.type == "embedding") != (m.type == "embedding"):
+            if (ref.type is ModelType.EMBEDDING) != (m.type is ModelType.EMBEDDING):
                 continue
             shared = ref.capabilities & m.capabilities
             score += 0.2 * len(shared)
@@ -429,7 +428,7 @@ def alternatives(wanted: str, models: Iterable[Located], *, limit: int = 3) -> l
             if ref.architecture and ref.architecture == m.architecture:
                 score += 0.2
                 reasons.append(f"same architecture ({m.architecture})")
-        elif m.type == "embedding" and "embed" not in wanted.lower():
+        elif m.type is ModelType.EMBEDDING and "embed" not in wanted.lower():
             continue
         if m.loaded:
             score += 0.1

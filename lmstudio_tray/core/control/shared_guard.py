@@ -7,19 +7,8 @@ import time
 
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
-from lmstudio_tray.core.models import InstanceSnapshot
-
-
-class SharedInstanceBusy(Exception):
-    """A change on a shared instance would take away a model that served requests lately; the message says
-    what this machine saw, what it cannot see, and how a person forces it.
-
-    `reason` is the refusal without that hint, for surfaces whose caller may not force (the agent's tools).
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"{reason}, or repeat with --force once you have checked with the team.")
-        self.reason = reason
+from lmstudio_tray.core.errors import SharedInstanceBusy
+from lmstudio_tray.core.models import InstanceSnapshot, ModelType
 
 
 def guard_change(
@@ -62,7 +51,7 @@ def models_affected(snapshot: InstanceSnapshot | None, *, unload: str | None = N
     loaded = snapshot.loaded_models
     if switch_to is not None:
         # a switch keeps embedding models and the target (see actions.switch)
-        return [m.key for m in loaded if m.key != switch_to and m.type not in ("embedding", "embeddings")]
+        return [m.key for m in loaded if m.key != switch_to and m.type is not ModelType.EMBEDDING]
     if unload == "all":
         return [m.key for m in loaded]
     if unload:

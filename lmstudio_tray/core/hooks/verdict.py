@@ -17,24 +17,31 @@ from rapidfuzz.distance import Indel
 
 from lmstudio_tray.core.config.schema import Policy
 from lmstudio_tray.core.config.team import TeamProfile
-from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo
+from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo, ModelType, WireEnum
 
-CATEGORIES = (
-    "ready",
-    "jit",
-    "loading",
-    "not_loaded",
-    "unknown_model",
-    "ambiguous",
-    "offline",
-    "auth_failed",
-    "context_too_small",
-    "error",
-    "not_allowed",
-)
+
+class VerdictCategory(WireEnum):
+    """What a validation found; the value is the `category` of the endpoint's answer and the key of
+    `validation.policy.<category>` in the config (`not_allowed` always blocks and has no policy)."""
+
+    READY = "ready"
+    JIT = "jit"
+    LOADING = "loading"
+    NOT_LOADED = "not_loaded"
+    UNKNOWN_MODEL = "unknown_model"
+    AMBIGUOUS = "ambiguous"
+    OFFLINE = "offline"
+    AUTH_FAILED = "auth_failed"
+    CONTEXT_TOO_SMALL = "context_too_small"
+    ERROR = "error"
+    NOT_ALLOWED = "not_allowed"
+
+
+CATEGORIES = tuple(VerdictCategory)
 
 # What `ensure` can fix by loading: the rest (auth, unknown model, broken server) needs a person.
-ENSURABLE = frozenset({"not_loaded", "jit", "loading", "context_too_small", "ambiguous"})
+ENSURABLE = frozenset({VerdictCategory.NOT_LOADED, VerdictCategory.JIT, VerdictCategory.LOADING,
+                       VerdictCategory.CONTEXT_TOO_SMALL, VerdictCategory.AMBIGUOUS})
 
 MAX_SUGGESTIONS = 5
 LOADING_WAITS_COMMAND = "lmstudio-tray config set validation.policy.loading ensure"
@@ -114,7 +121,7 @@ class Verdict:
     now), and for a person the message, suggestions, steps and warnings."""
 
     ok: bool  # the request may go ahead now (allow/warn); `ensure` needs the load first
-    category: str
+    category: VerdictCategory
     action: Policy
     model: str
     message: str
@@ -129,9 +136,9 @@ class Verdict:
         """Everything a person needs, multi-line: what the plugin throws or toasts."""
         lines = [self.message]
         loaded = self.facts.loaded_models
-        if loaded and self.category not in ("ready", "loading", "jit"):
+        if loaded and self.category not in (VerdictCategory.READY, VerdictCategory.LOADING, VerdictCategory.JIT):
             lines.append("Loaded now: " + ", ".join(loaded))
-        if self.suggestions and self.category not in ("ready", "loading"):
+        if self.suggestions and self.category not in (VerdictCategory.READY, VerdictCategory.LOADING):
             lines.append("Did you mean: " + ", ".join(_suggestion_label(s) for s in self.suggestions))
         lines.extend(f"Warning: {w}" for w in self.warnings)
         if self.steps:
@@ -158,7 +165,7 @@ class Verdict:
 
 @dataclass
 class _Draft:
-    category: str
+    category: VerdictCategory
     message: str
     model_info: ModelInfo | None = None
     suggestions: list[Suggestion] = field(default_factory=list)
@@ -250,7 +257,7 @@ def rank_suggestions(
     want_full = requested.lower()
     scored: list[Suggestion] = []
     for m in snapshot.models:
-        if m.type == "embedding" or m.type == "embeddings" or m.key == exclude:
+        if m.type is ModelType.EMBEDDING or m.key == exclude:
             continue
         candidates = [m.key, *m.variants]
         same_base = any(base_name(c) == want for c in candidates)
@@ -322,7 +329,7 @@ def _not_allowed(snapshot: InstanceSnapshot, req: ValidateRequest, team: TeamPro
     steps.append(f"The list comes from the team profile ({team.source}); {cli('team', 'status', on_instance=False)} "
                  "shows it. Ask the team to add the model if you need it.")
     return _Draft(
-        "not_allowed",
+        VerdictCategory.NOT_ALLOWED,
         f"{where}: {req.model} is not one of the models team profile {team.name!r} allows.",
         model_info=resolve_model(snapshot, req.model),
         suggestions=suggestions,
@@ -337,7 +344,7 @@ def _unreachable(snapshot: InstanceSnapshot | None, where: str, cli: _Commands) 
     """No status yet, offline, refused token, broken server: nothing about the model can be said."""
     if snapshot is None:
         return _Draft(
-            "offline",
+            VerdictCategory.OFFLINE,
             f"{where}: no status yet; the tray has not reached this LM Studio server.",
             steps=[
                 f"Check that LM Studio is running and its server is on: {cli('server', 'start')}",
@@ -348,7 +355,7 @@ def _unreachable(snapshot: InstanceSnapshot | None, where: str, cli: _Commands) 
     if snapshot.state is InstanceState.OFFLINE:
         reason = f" ({snapshot.error})" if snapshot.error else ""
         return _Draft(
-            "offline",
+            VerdictCategory.OFFLINE,
             f"{where}: LM Studio is not reachable{reason}.",
             steps=[
                 f"Start LM Studio's server: {cli('server', 'start')} (or `lms server start`, or the "
@@ -360,7 +367,7 @@ def _unreachable(snapshot: InstanceSnapshot | None, where: str, cli: _Commands) 
         )
     if snapshot.state is InstanceState.AUTH_FAILED:
         return _Draft(
-            "auth_failed",
+            VerdictCategory.AUTH_FAILED,
             f"{where}: LM Studio refused the API token (authentication is on).",
             steps=[
                 "Create a token in LM Studio: Developer → Server Settings → Manage Tokens",
@@ -371,7 +378,7 @@ def _unreachable(snapshot: InstanceSnapshot | None, where: str, cli: _Commands) 
         )
     reason = snapshot.error or "unexpected answers"
     return _Draft(
-        "error",
+        VerdictCategory.ERROR,
         f"{where}: LM Studio answers with errors ({reason}).",
         steps=[
             "Look at LM Studio's server log (Developer tab) for the failing request",
@@ -407,7 +414,7 @@ def _classify(
         pct = f" {round(load.progress * 100)}%" if load.progress is not None else ""
         eta_text = f", about {round(eta)} s left" if eta is not None else ""
         return _Draft(
-            "loading",
+            VerdictCategory.LOADING,
             f"{where}: {req.model} is loading{pct}{eta_text}.",
             model_info=model,
             steps=["Send the message again when the load has finished" + (f" (about {round(eta)} s)" if eta else "")],
@@ -420,7 +427,7 @@ def _classify(
         suggestions = list(rank_suggestions(snapshot, req.model))
         if len(same) >= 2:
             return _Draft(
-                "ambiguous",
+                VerdictCategory.AMBIGUOUS,
                 f"{where}: {req.model!r} matches {len(same)} downloaded models: "
                 + ", ".join(m.key for m in same)
                 + "; LM Studio may pick another one than you expect.",
@@ -438,7 +445,7 @@ def _classify(
             steps.insert(1, f"JIT loading is off, so this LM Studio lists only loaded models: if {req.model} is "
                          "downloaded, load it in LM Studio first")
         return _Draft(
-            "unknown_model",
+            VerdictCategory.UNKNOWN_MODEL,
             f"{where}: LM Studio has no model {req.model!r}.",
             suggestions=suggestions,
             steps=steps,
@@ -449,7 +456,7 @@ def _classify(
         if req.context_limit and loaded_ctx and loaded_ctx < req.context_limit:
             wanted = min(req.context_limit, model.max_context_length or req.context_limit)
             return _Draft(
-                "context_too_small",
+                VerdictCategory.CONTEXT_TOO_SMALL,
                 f"{where}: {model.key} is loaded with a context of {loaded_ctx} tokens, but OpenCode "
                 f"plans for {req.context_limit}; long sessions will fail with LM Studio's "
                 "\"tokens to keep\" error.",
@@ -462,14 +469,14 @@ def _classify(
                     f"({cli('opencode', 'install', '--provider')} does this)",
                 ],
             )
-        return _Draft("ready", f"{where}: {model.key} is loaded.", model_info=model)
+        return _Draft(VerdictCategory.READY, f"{where}: {model.key} is loaded.", model_info=model)
 
     variants = [v for v in model.variants if v != model.key]
     if snapshot.jit:
         eta_text = f" (about {round(eta_seconds)} s)" if eta_seconds is not None else ""
         if len(variants) >= 2 and req.model == model.key:
             return _Draft(
-                "ambiguous",
+                VerdictCategory.AMBIGUOUS,
                 f"{where}: {model.key} is not loaded and has {len(variants)} quant variants; JIT will load "
                 "its default variant" + eta_text + ".",
                 model_info=model,
@@ -480,7 +487,7 @@ def _classify(
                 eta_seconds=eta_seconds,
             )
         return _Draft(
-            "jit",
+            VerdictCategory.JIT,
             f"{where}: {model.key} is not loaded; LM Studio will load it on demand{eta_text}.",
             model_info=model,
             # on demand, LM Studio picks its own context length; the team's default needs an explicit load
@@ -490,7 +497,7 @@ def _classify(
         )
     jit_text = "JIT loading is off" if snapshot.jit is False else "JIT loading may be off"
     return _Draft(
-        "not_loaded",
+        VerdictCategory.NOT_LOADED,
         f"{where}: {model.key} is not loaded and {jit_text}, so LM Studio would refuse the request.",
         model_info=model,
         suggestions=list(rank_suggestions(snapshot, req.model, exclude=model.key)),
@@ -532,11 +539,11 @@ def evaluate(
     draft = _classify(snapshot, request, cli=cli, instance_name=instance_name, eta_seconds=eta_seconds, team=team)
     draft.steps[:0] = cli.add_step()
     # a team's model list is not a member's preference: no policy lets a model it does not allow pass
-    action = Policy.BLOCK if draft.category == "not_allowed" else policy.get(draft.category, Policy.ALLOW)
+    action = Policy.BLOCK if draft.category is VerdictCategory.NOT_ALLOWED else policy.get(draft.category, Policy.ALLOW)
     if action is Policy.ENSURE and draft.category not in ENSURABLE:
         # Loading cannot fix a dead server or a wrong name: asking for `ensure` there means "do not pass".
         action = Policy.BLOCK
-    if draft.category == "loading":
+    if draft.category is VerdictCategory.LOADING:
         if action is Policy.ENSURE:
             draft.warnings.append("a load is already running; ensure waits for it")
         else:
@@ -547,7 +554,7 @@ def evaluate(
         f"{lm.key} (ctx {lm.loaded_context_length})" if lm.loaded_context_length else lm.key
         for lm in (snapshot.loaded_models if snapshot else ())
     )
-    if snapshot is not None and snapshot.jit is None and draft.category == "not_loaded":
+    if snapshot is not None and snapshot.jit is None and draft.category is VerdictCategory.NOT_LOADED:
         draft.warnings.append("the tray could not tell whether JIT loading is on")
     facts = Facts(
         instance=snapshot.name if snapshot else instance_name,
@@ -582,10 +589,10 @@ def ensure_target(verdict: Verdict, request: ValidateRequest) -> tuple[str, int 
     a load with LM Studio's default would make the next turn `context_too_small`. None (the request names
     no context) leaves the choice to the load: the team's recommended context, else LM Studio's default.
     """
-    if verdict.category not in ENSURABLE or verdict.category == "loading":
+    if verdict.category not in ENSURABLE or verdict.category is VerdictCategory.LOADING:
         return None
     key = verdict.facts.model_key or request.model
-    if verdict.category == "ambiguous" and verdict.facts.model_key is None:
+    if verdict.category is VerdictCategory.AMBIGUOUS and verdict.facts.model_key is None:
         return None
     context = request.context_limit
     if context and verdict.facts.max_context_length:

@@ -13,21 +13,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lmstudio_tray.core.errors import ConnectError, HTTPError, LMStudioError, RequestTimeout
 from lmstudio_tray.core.lmstudio import http1
-from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo
+from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo, ModelType
 
 UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
-
-
-class LMStudioError(Exception):
-    """A failure talking to LM Studio, as exactly one `FailureKind`, with a message for a person and the HTTP status
-    when there was one."""
-
-    def __init__(self, kind: FailureKind, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
 
 
 class _UnknownRoute(Exception):
@@ -98,13 +88,13 @@ class LMStudioClient:
             raise LMStudioError(FailureKind.AUTH_FAILED, f"cannot send {method} {path}: {exc}") from None
         try:
             resp = await self._http.request(self._origin, request, timeout=limit, connect_timeout=limit)
-        except http1.ConnectError as exc:
+        except ConnectError as exc:
             raise LMStudioError(FailureKind.OFFLINE, f"cannot connect to {self.base_url} ({exc.message})") from None
-        except http1.RequestTimeout:
+        except RequestTimeout:
             raise LMStudioError(
                 FailureKind.OFFLINE, f"{self.base_url} did not answer {method} {path} in time"
             ) from None
-        except http1.HTTPError as exc:
+        except HTTPError as exc:
             raise LMStudioError(
                 FailureKind.SERVER_ERROR, f"{self.base_url} dropped the connection ({exc.message})"
             ) from None
@@ -234,6 +224,11 @@ class LMStudioClient:
                 FailureKind.SERVER_ERROR,
                 "this LM Studio has no REST load API (added in 0.4.0); update LM Studio or install `lms`",
             ) from None
+        except LMStudioError as exc:
+            if "cancelled" not in exc.message:
+                raise
+            # cancelled in LM Studio (its window, `lms`): its error says so in words, the only sign there is
+            raise LMStudioError(exc.kind, exc.message, status=exc.status, cancelled=True) from None
         if not isinstance(resp, dict) or not isinstance(resp.get("instance_id"), str):
             raise LMStudioError(FailureKind.BAD_RESPONSE, "load answered without an instance_id")
         cfg = resp.get("load_config")
@@ -273,7 +268,7 @@ class LMStudioClient:
             resp = await self._http.request(
                 self._origin, request, timeout=600.0, stream=True, connect_timeout=self.timeout
             )
-        except http1.HTTPError as exc:
+        except HTTPError as exc:
             raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {exc.message}") from None
         try:
             if resp.status in (401, 403):
@@ -295,7 +290,7 @@ class LMStudioClient:
                         raise LMStudioError(FailureKind.SERVER_ERROR, _error_message(data) or "load failed")
                     elif kind in ("prompt_processing.start", "message.start", "chat.end"):
                         return  # already loaded: no model_load events come
-        except http1.HTTPError as exc:
+        except HTTPError as exc:
             raise LMStudioError(FailureKind.OFFLINE, f"load stream to {self.base_url} failed: {exc.message}") from None
         finally:
             resp.close()  # mid-stream this closes the connection, which ends the chat on LM Studio's side
@@ -384,7 +379,7 @@ def parse_v1_models(body: Any) -> tuple[ModelInfo, ...]:
         out.append(
             ModelInfo(
                 key=raw["key"],
-                type=_str(raw.get("type")) or "llm",
+                type=ModelType(_str(raw.get("type")) or ModelType.LLM),
                 display_name=_str(raw.get("display_name")),
                 publisher=_str(raw.get("publisher")),
                 architecture=_str(raw.get("architecture")),
@@ -425,13 +420,13 @@ def parse_v0_models(body: Any) -> tuple[ModelInfo, ...]:
     for key, entry in grouped.items():
         raw = entry["raw"]
         caps = {c for c in _list(raw.get("capabilities")) if isinstance(c, str)}
-        mtype = _str(raw.get("type")) or "llm"
-        if mtype == "vlm":
+        mtype = ModelType(_str(raw.get("type")) or ModelType.LLM)  # v0's `embeddings` reads as EMBEDDING
+        if mtype is ModelType.VLM:
             caps.add("vision")
         out.append(
             ModelInfo(
                 key=key,
-                type="embedding" if mtype == "embeddings" else mtype,
+                type=mtype,
                 publisher=_str(raw.get("publisher")),
                 architecture=_str(raw.get("arch")),
                 quantization=_str(raw.get("quantization")),

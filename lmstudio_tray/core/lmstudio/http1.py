@@ -35,16 +35,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from lmstudio_tray.core.errors import ConnectError, HTTPError, ProtocolError, RequestTimeout
 from lmstudio_tray.core.lmstudio.proxy import Proxy, ProxyRules
 
 __all__ = [
-    "ConnectError",
-    "HTTPError",
     "Origin",
     "Pool",
-    "ProtocolError",
     "Request",
-    "RequestTimeout",
     "Response",
     "default_ssl_context",
     "encode_request",
@@ -56,27 +53,6 @@ MAX_TUNNEL_HEAD = 64 * 1024  # a proxy's answer to CONNECT is a few lines
 _NO_BODY = (204, 304)
 # safe to send again after the server may have seen them (RFC 9110 9.2.1), when they carry no body
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class HTTPError(Exception):
-    """A request failed. `started`: part of the response had arrived, so it is not safe to send it again."""
-
-    def __init__(self, message: str, *, started: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.started = started
-
-
-class ConnectError(HTTPError):
-    """No connection: refused, unreachable, unknown name, TLS handshake failed, or connect timed out."""
-
-
-class RequestTimeout(HTTPError):
-    """Connected and sent, but the response (for streams: its head) did not arrive in time."""
-
-
-class ProtocolError(HTTPError):
-    """The server sent a malformed response, or closed the connection before the response was complete."""
 
 
 class Origin(NamedTuple):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmstudio_tray.core.errors import LmsError
 from lmstudio_tray.core.support import paths
 
 LMS_MISSING = (
@@ -42,13 +43,6 @@ class LmsResult:
         """What `lms` said last: the last line of its stderr, else of its stdout, else a line naming the exit code."""
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
         return text[-1] if text else f"lms exited with {self.returncode}"
-
-
-class LmsError(Exception):
-    """`lms` could not do what was asked: it did not finish in time, the load was cancelled or failed (the message is
-    `lms`'s last line then)."""
-
-    pass
 
 
 def find_lms() -> Path | None:
@@ -156,10 +150,12 @@ class Lms:
             self._procs.pop(key, None)
         joined = "\n".join(text)
         if proc.returncode == -signal.SIGINT or proc.returncode == 130 or proc.returncode == -signal.SIGTERM:
-            raise LmsError(f"loading {key} was cancelled")
+            raise LmsError(f"loading {key} was cancelled", cancelled=True)
         if proc.returncode != 0:
             lines = [ln.strip() for ln in text if ln.strip() and "%" not in ln]
-            raise LmsError(lines[-1] if lines else f"lms load exited with {proc.returncode}")
+            last = lines[-1] if lines else f"lms load exited with {proc.returncode}"
+            # cancelled in LM Studio itself (its window, another `lms`): lms says so in its last line
+            raise LmsError(last, cancelled="cancelled" in last)
         match = _IDENTIFIER.search(joined)
         return match.group(1) if match else key
 

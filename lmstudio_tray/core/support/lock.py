@@ -21,25 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from lmstudio_tray.core.errors import LockError, LockTimeout
 from lmstudio_tray.core.support.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 HOLDER_WAIT = 2.0  # how long a second start waits for the holder's pid file to name a live process
 POLL = 0.05
-
-
-class LockError(Exception):
-    """A lock file could not be created or taken; the message names the file and what to do."""
-
-
-class LockTimeout(LockError):
-    """Another process kept the lock for longer than the caller was willing to wait."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        self.path = path
-        self.timeout = timeout
-        super().__init__(f"{path} is still locked by another process after {timeout:g} s")
 
 
 class OSLock(Protocol):

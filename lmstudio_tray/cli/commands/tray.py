@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmstudio_tray.cli._common import config_path, read_config
+    from lmstudio_tray.platform.process import shorten_switch_interval
     from lmstudio_tray.tray.app import BackendChoice, choose_backend, run_tray
+
+    shorten_switch_interval()  # the tray serves the endpoint next to its GUI thread (see platform.process)
 
     backend = (
         BackendChoice(None, "tray: --headless given; no icon, notifications only") if args.headless else None

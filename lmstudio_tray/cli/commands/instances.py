@@ -24,8 +24,8 @@ from lmstudio_tray.cli._common import (
     run_with_core,
 )
 from lmstudio_tray.core.config import instances as inst
-from lmstudio_tray.core.config.schema import ConfigError
 from lmstudio_tray.core.control import health
+from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.lmstudio import discovery
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.support.secrets import open_store

@@ -18,12 +18,11 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
-from lmstudio_tray.core.control.actions import ActionError, LoadResult, UnloadResult
+from lmstudio_tray.core.control.actions import LoadResult, UnloadResult
 from lmstudio_tray.core.control.search import (
     TYPES,
     Filters,
     Located,
-    SearchError,
     alternatives,
     find,
     has_tools,
@@ -33,8 +32,9 @@ from lmstudio_tray.core.control.search import (
     recommend,
     search,
 )
+from lmstudio_tray.core.errors import ActionError, SearchError, SharedBusyError
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
-from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo
+from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.runtime import Core
 
 FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests through this "
@@ -43,7 +43,7 @@ FORCE_HELP = ("on an instance shared by your team, unload even a model that serv
 
 def _confirm_anyway(exc: ActionError, *, interactive: bool) -> bool:
     """A refused change on a shared instance: ask at a terminal whether to do it anyway."""
-    if exc.kind != "shared_busy" or not interactive:
+    if not isinstance(exc, SharedBusyError) or not interactive:
         return False
     print(f"lmstudio-tray: {exc}", file=sys.stderr)
     try:
@@ -268,7 +268,7 @@ def _all_models(args: argparse.Namespace) -> list[Located]:
 def _filters(args: argparse.Namespace) -> Filters:
     try:
         return Filters(
-            type=args.type,
+            type=ModelType(args.type) if args.type else None,
             architecture=args.arch,
             quantization=args.quant,
             min_context=parse_context(args.min_ctx) if args.min_ctx else None,

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from lmstudio_tray.cli._common import EXIT_OK, EXIT_USAGE, config_path, print_json, read_config
-from lmstudio_tray.core.config.schema import ConfigError, dump_config
+from lmstudio_tray.core.config.schema import dump_config
+from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.support.secrets import open_store
 
 

@@ -15,7 +15,7 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
-from lmstudio_tray.core.models import InstanceSnapshot
+from lmstudio_tray.core.models import InstanceSnapshot, ModelType
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.opencode.installer import (
     InstallError,
@@ -89,7 +89,7 @@ def _snapshot(args: argparse.Namespace) -> InstanceSnapshot:
     if snap.failure is not None:
         fail(f"cannot read the models of LM Studio '{snap.name}' ({snap.url}): {snap.error}. Start LM Studio "
              "(or its server: `lmstudio-tray server start`) and run this again; nothing was changed.")
-    if not any(m.type != "embedding" for m in snap.models):
+    if not any(m.type is not ModelType.EMBEDDING for m in snap.models):
         fail(f"LM Studio '{snap.name}' lists no chat models; download one first. Nothing was changed.")
     return snap
 

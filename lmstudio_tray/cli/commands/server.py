@@ -13,7 +13,7 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
-from lmstudio_tray.core.control.actions import ActionError
+from lmstudio_tray.core.errors import ActionError
 from lmstudio_tray.core.runtime import Core
 
 

@@ -12,7 +12,7 @@ import sys
 
 from lmstudio_tray.cli._common import EXIT_OK, EXIT_USAGE, config_path, fail, print_json, read_config
 from lmstudio_tray.core.config.profiles import get_profile, list_profiles, use_profile
-from lmstudio_tray.core.config.schema import ConfigError
+from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.runtime import CONFIG_WATCH_SECONDS
 
 
