@@ -8,17 +8,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lmstudio_tray.emulator import home as home_layout
-from lmstudio_tray.emulator import shapes
-from lmstudio_tray.emulator.api_app import ApiApp
-from lmstudio_tray.emulator.catalog import ModelSpec
-from lmstudio_tray.emulator.control_app import ControlApp
-from lmstudio_tray.emulator.faults import Fault
-from lmstudio_tray.emulator.httpserver import HOST, HttpService
-from lmstudio_tray.emulator.records import RecordedRequest
-from lmstudio_tray.emulator.settings import LIVE_SETTINGS, EmulatorSettings
-from lmstudio_tray.emulator.state import EmulatorState
-from lmstudio_tray.emulator.versioning import parse_version
+from lmstudio_tray.emulator.routes import shapes
+from lmstudio_tray.emulator.routes.api_app import ApiApp
+from lmstudio_tray.emulator.routes.control_app import ControlApp
+from lmstudio_tray.emulator.routes.httpserver import HOST, HttpService
+from lmstudio_tray.emulator.state import home as home_layout
+from lmstudio_tray.emulator.state.catalog import ModelSpec
+from lmstudio_tray.emulator.state.faults import Fault
+from lmstudio_tray.emulator.state.records import RecordedRequest
+from lmstudio_tray.emulator.state.settings import LIVE_SETTINGS, EmulatorSettings
+from lmstudio_tray.emulator.state.shared import EmulatorState
+from lmstudio_tray.emulator.state.versioning import parse_version
 
 TTL_SWEEP_SECONDS = 0.25
 

@@ -119,7 +119,7 @@ def test_install_lms_and_remote_mode(tmp_path: Path, emulator: Emulator, emulato
 
 def test_runs_as_module(lms_home: LmsHome) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "lmstudio_tray.emulator.lms_cli", "server", "status", "--json"],
+        [sys.executable, "-m", "lmstudio_tray.emulator.lms", "server", "status", "--json"],
         capture_output=True, text=True, timeout=20,
     )
     assert r.returncode == 0 and json.loads(r.stdout)["port"] == lms_home.emulator.api_port

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from lmstudio_tray.emulator import errors
-from lmstudio_tray.emulator.catalog import Catalog, ModelSpec, default_catalog
-from lmstudio_tray.emulator.engine import Engine, Instance, LoadAborted, LoadError, LoadJob
-from lmstudio_tray.emulator.faults import FaultBook
-from lmstudio_tray.emulator.records import RequestLog
-from lmstudio_tray.emulator.settings import EmulatorSettings
+from lmstudio_tray.emulator.state import errors
+from lmstudio_tray.emulator.state.catalog import Catalog, ModelSpec, default_catalog
+from lmstudio_tray.emulator.state.engine import Engine, Instance, LoadAborted, LoadError, LoadJob
+from lmstudio_tray.emulator.state.faults import FaultBook
+from lmstudio_tray.emulator.state.records import RequestLog
+from lmstudio_tray.emulator.state.settings import EmulatorSettings
 
 ModelKind = Literal["llm", "embedding"]
 

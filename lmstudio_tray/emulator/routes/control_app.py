@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Protocol
 
-from lmstudio_tray.emulator import shapes
-from lmstudio_tray.emulator.engine import LoadAborted, LoadError, LoadJob
-from lmstudio_tray.emulator.faults import Fault
-from lmstudio_tray.emulator.httpserver import Request, Response, json_response
-from lmstudio_tray.emulator.records import RecordedRequest
-from lmstudio_tray.emulator.settings import EmulatorSettings
-from lmstudio_tray.emulator.state import EmulatorState
+from lmstudio_tray.emulator.routes import shapes
+from lmstudio_tray.emulator.routes.httpserver import Request, Response, json_response
+from lmstudio_tray.emulator.state.engine import LoadAborted, LoadError, LoadJob
+from lmstudio_tray.emulator.state.faults import Fault
+from lmstudio_tray.emulator.state.records import RecordedRequest
+from lmstudio_tray.emulator.state.settings import EmulatorSettings
+from lmstudio_tray.emulator.state.shared import EmulatorState
 
 
 class Controlled(Protocol):

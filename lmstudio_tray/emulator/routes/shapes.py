@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmstudio_tray.emulator.catalog import ModelSpec
-from lmstudio_tray.emulator.engine import Instance
-from lmstudio_tray.emulator.versioning import VersionProfile
+from lmstudio_tray.emulator.state.catalog import ModelSpec
+from lmstudio_tray.emulator.state.engine import Instance
+from lmstudio_tray.emulator.state.versioning import VersionProfile
 
 
 def openai_model(identifier: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmstudio_tray.emulator.catalog import ModelSpec
-from lmstudio_tray.emulator.versioning import VersionProfile, parse_version
+from lmstudio_tray.emulator.state.catalog import ModelSpec
+from lmstudio_tray.emulator.state.versioning import VersionProfile, parse_version
 
 # Settings that may change while the emulator runs (Emulator.update).
 LIVE_SETTINGS = frozenset(

@@ -75,7 +75,7 @@ def lms_script(env: dict[str, str]) -> str:
     ]
     lines += [f"os.environ.setdefault({name!r}, {value!r})" for name, value in env.items()]
     lines += [
-        "from lmstudio_tray.emulator.lms_cli import main",
+        "from lmstudio_tray.emulator.lms.cli import main",
         "raise SystemExit(main())",
     ]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmstudio_tray.emulator.catalog import Catalog, ModelSpec
+from lmstudio_tray.emulator.state.catalog import Catalog, ModelSpec
 
 LoadStatus = Literal["loading", "loaded", "failed", "aborted", "cancelled"]
 CANCELLED_MESSAGE = "Model loading was cancelled."
