@@ -32,6 +32,7 @@ REST_V1_ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/models/load"): rest_v1.load,
     ("POST", "/api/v1/models/unload"): rest_v1.unload,
     ("POST", "/api/v1/chat"): rest_v1.chat,
+    ("POST", "/api/v1/models/download"): rest_v1.download,
 }
 HANG_POLL_SECONDS = 0.05
 # With CORS off, preflights fall through to the unknown-route answer, as in LM Studio.
@@ -74,6 +75,8 @@ class ApiApp:
         if request.method == "OPTIONS" and self.state.cors:
             return Response(status=204, headers=CORS_PREFLIGHT)
         self._check_auth(request)
+        # Downloads advance with the clock; every answer shows where they are now (a finished one is listed).
+        self.state.tick_downloads()
         route = self._find_route(request.method, path)
         if route is None:
             return json_response(errors.unexpected_endpoint(request.method, request.path))
@@ -92,8 +95,11 @@ class ApiApp:
                 return REST_V0_ROUTES[key]
             if method == "GET" and path.startswith(rest_v0.MODEL_PREFIX):
                 return rest_v0.model
-        if profile.has_rest_v1 and key in REST_V1_ROUTES:
-            return REST_V1_ROUTES[key]
+        if profile.has_rest_v1:
+            if key in REST_V1_ROUTES:
+                return REST_V1_ROUTES[key]
+            if method == "GET" and path.startswith(rest_v1.DOWNLOAD_STATUS_PREFIX):
+                return rest_v1.download_status
         return None
 
     def _check_auth(self, request: Request) -> None:
