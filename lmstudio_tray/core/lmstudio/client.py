@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmstudio_tray.core.lmstudio import http1
+from lmstudio_tray.core.lmstudio.load_options import LoadOptions
 from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo
 
 UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
@@ -25,6 +26,13 @@ class LMStudioError(Exception):
         self.kind = kind
         self.message = message
         self.status = status
+
+
+class MissingRoute(LMStudioError):
+    """This LM Studio is too old for the route (REST v1 is 0.4.0+): fall back to `lms` where it can help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(FailureKind.SERVER_ERROR, message)
 
 
 class _UnknownRoute(Exception):
@@ -40,9 +48,17 @@ class Listing:
 
 @dataclass(frozen=True)
 class LoadResponse:
+    """REST v1 load: the instance, and the configuration LM Studio says it applied (`load_config`; None
+    where it does not say, e.g. the llama.cpp knobs of an MLX model)."""
+
     instance_id: str
     seconds: float | None
     context_length: int | None
+    type: str | None = None  # llm | embedding
+    eval_batch_size: int | None = None
+    flash_attention: bool | None = None
+    num_experts: int | None = None
+    offload_kv_cache_to_gpu: bool | None = None
 
 
 class LMStudioClient:
@@ -200,35 +216,51 @@ class LMStudioClient:
 
     # ---- actions -----------------------------------------------------------------------------------
 
-    async def load(self, model: str, *, context_length: int | None = None, timeout: float = 600.0) -> LoadResponse:
-        body: dict[str, Any] = {"model": model, "echo_load_config": True}
-        if context_length:
+    async def load(
+        self,
+        model: str,
+        *,
+        context_length: int | None = None,
+        timeout: float = 600.0,
+        options: LoadOptions | None = None,
+    ) -> LoadResponse:
+        """REST v1 load; blocks for the whole load. `options` may set what the REST route documents (context
+        length, eval batch size, flash attention, experts, KV cache on the GPU) and `ttl`; GPU offload,
+        parallel and an identifier need `lms load` (UnsupportedLoadOptions, before anything is sent)."""
+        opts = options or LoadOptions()
+        opts.check_rest()
+        body: dict[str, Any] = {"model": model, **opts.rest_body(), "echo_load_config": True}
+        if context_length and "context_length" not in body:
             body["context_length"] = context_length
         try:
             resp = await self._request("POST", "/api/v1/models/load", json_body=body, timeout=timeout)
         except _UnknownRoute:
-            raise LMStudioError(
-                FailureKind.SERVER_ERROR,
-                "this LM Studio has no REST load API (added in 0.4.0); update LM Studio or install `lms`",
+            raise MissingRoute(
+                "this LM Studio has no REST load API (added in 0.4.0); update LM Studio or install `lms`"
             ) from None
         if not isinstance(resp, dict) or not isinstance(resp.get("instance_id"), str):
             raise LMStudioError(FailureKind.BAD_RESPONSE, "load answered without an instance_id")
         cfg = resp.get("load_config")
-        ctx = cfg.get("context_length") if isinstance(cfg, dict) else None
+        config: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
+        ctx = config.get("context_length")
         seconds = resp.get("load_time_seconds")
         return LoadResponse(
             resp["instance_id"],
             float(seconds) if isinstance(seconds, (int, float)) else None,
-            int(ctx) if isinstance(ctx, int) else context_length,
+            int(ctx) if isinstance(ctx, int) else body.get("context_length"),
+            type=_str(resp.get("type")),
+            eval_batch_size=_int(config.get("eval_batch_size")),
+            flash_attention=_bool(config.get("flash_attention")),
+            num_experts=_int(config.get("num_experts")),
+            offload_kv_cache_to_gpu=_bool(config.get("offload_kv_cache_to_gpu")),
         )
 
     async def unload(self, instance_id: str) -> None:
         try:
             await self._request("POST", "/api/v1/models/unload", json_body={"instance_id": instance_id})
         except _UnknownRoute:
-            raise LMStudioError(
-                FailureKind.SERVER_ERROR,
-                "this LM Studio has no REST unload API (added in 0.4.0); update LM Studio or install `lms`",
+            raise MissingRoute(
+                "this LM Studio has no REST unload API (added in 0.4.0); update LM Studio or install `lms`"
             ) from None
 
     async def chat_load_events(self, model: str, *, context_length: int | None = None) -> AsyncIterator[float]:
@@ -314,6 +346,10 @@ def _int(value: Any) -> int | None:
     if isinstance(value, float) and not math.isfinite(value):  # json reads NaN/Infinity
         return None
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _list(value: Any) -> list[Any]:
