@@ -11,7 +11,10 @@ import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
 from typing import Any
+from urllib.parse import quote
 
 from lmstudio_tray.core.lmstudio import http1
 from lmstudio_tray.core.lmstudio.load_options import LoadOptions
@@ -59,6 +62,42 @@ class LoadResponse:
     flash_attention: bool | None = None
     num_experts: int | None = None
     offload_kv_cache_to_gpu: bool | None = None
+
+
+class DownloadStatus(str, Enum):
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"  # paused in LM Studio (there is no REST route to pause or resume)
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALREADY_DOWNLOADED = "already_downloaded"
+
+    @property
+    def finished(self) -> bool:
+        return self in (DownloadStatus.COMPLETED, DownloadStatus.FAILED, DownloadStatus.ALREADY_DOWNLOADED)
+
+
+@dataclass(frozen=True)
+class DownloadJob:
+    """A REST v1 download job (or one run by `lms get`, `via_lms`); `job_id` is None for already_downloaded."""
+
+    job_id: str | None
+    status: DownloadStatus
+    total_bytes: int | None = None
+    downloaded_bytes: int | None = None
+    bytes_per_second: float | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    estimated_completion: datetime | None = None
+    via_lms: bool = False
+    error: str | None = None  # why it failed, when LM Studio (or `lms get`) says
+
+    @property
+    def fraction(self) -> float | None:
+        if self.status in (DownloadStatus.COMPLETED, DownloadStatus.ALREADY_DOWNLOADED):
+            return 1.0
+        if not self.total_bytes or self.downloaded_bytes is None:
+            return None
+        return min(1.0, self.downloaded_bytes / self.total_bytes)
 
 
 class LMStudioClient:
@@ -263,6 +302,27 @@ class LMStudioClient:
                 "this LM Studio has no REST unload API (added in 0.4.0); update LM Studio or install `lms`"
             ) from None
 
+    async def download(self, model: str, *, quantization: str | None = None) -> DownloadJob:
+        """Start downloading `model` (a catalog id such as `ibm/granite-4-micro`, or a Hugging Face URL with an
+        optional `quantization`); returns the job, or status ALREADY_DOWNLOADED without a job id. LM Studio
+        before 0.4.0 raises MissingRoute: use `lms get` there."""
+        body: dict[str, Any] = {"model": model}
+        if quantization:
+            body["quantization"] = quantization
+        try:
+            resp = await self._request("POST", "/api/v1/models/download", json_body=body, timeout=30.0)
+        except _UnknownRoute:
+            raise MissingRoute("this LM Studio has no REST download API (added in 0.4.0); use `lms get`") from None
+        return parse_download_job(resp, "POST /api/v1/models/download")
+
+    async def download_status(self, job_id: str) -> DownloadJob:
+        path = f"/api/v1/models/download/status/{quote(job_id, safe='')}"
+        try:
+            resp = await self._request("GET", path)
+        except _UnknownRoute:
+            raise MissingRoute("this LM Studio has no REST download API (added in 0.4.0); use `lms get`") from None
+        return parse_download_job(resp, f"GET {path}")
+
     async def chat_load_events(self, model: str, *, context_length: int | None = None) -> AsyncIterator[float]:
         """Trigger a load through `/api/v1/chat` and yield LM Studio's own load progress (0..1).
 
@@ -350,6 +410,41 @@ def _int(value: Any) -> int | None:
 
 def _bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
+
+
+def _time(value: Any) -> datetime | None:
+    """An ISO 8601 time as JavaScript writes it (`2025-10-03T15:33:23.496Z`); None if unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def parse_download_job(body: Any, route: str) -> DownloadJob:
+    if not isinstance(body, dict):
+        raise LMStudioError(FailureKind.BAD_RESPONSE, f"{route} returned no job object")
+    try:
+        status = DownloadStatus(body.get("status"))
+    except ValueError:
+        raise LMStudioError(
+            FailureKind.BAD_RESPONSE, f"{route} returned an unknown status {body.get('status')!r}"
+        ) from None
+    job_id = body.get("job_id")
+    if status is not DownloadStatus.ALREADY_DOWNLOADED and not isinstance(job_id, str):
+        raise LMStudioError(FailureKind.BAD_RESPONSE, f"{route} returned a {status.value} job without a job_id")
+    speed = body.get("bytes_per_second")
+    return DownloadJob(
+        job_id=job_id if isinstance(job_id, str) else None,
+        status=status,
+        total_bytes=_int(body.get("total_size_bytes")),
+        downloaded_bytes=_int(body.get("downloaded_bytes")),
+        bytes_per_second=float(speed) if isinstance(speed, (int, float)) and not isinstance(speed, bool) else None,
+        started_at=_time(body.get("started_at")),
+        completed_at=_time(body.get("completed_at")),
+        estimated_completion=_time(body.get("estimated_completion")),
+    )
 
 
 def _list(value: Any) -> list[Any]:
