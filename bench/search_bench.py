@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmstudio_tray.core.control.search import Filters, alternatives, recommend, search
 from lmstudio_tray.core.models import ModelInfo
-from lmstudio_tray.emulator.catalog import default_catalog
+from lmstudio_tray.emulator.state.catalog import default_catalog
 
 
 def library(n: int) -> list[tuple[str, ModelInfo]]:

@@ -64,14 +64,41 @@ class LMStudioError(Exception):
         self.cancelled = cancelled
 
 
-class LmsError(Exception):
-    """`lms` could not do what was asked: it did not finish in time, the load was cancelled or failed (the
-    message is `lms`'s last line then). `cancelled`: the load was cancelled (Ctrl-C through `Lms.cancel`, or
-    in LM Studio itself)."""
+class MissingRoute(LMStudioError):
+    """This LM Studio is too old for the route (REST v1 is 0.4.0+): fall back to `lms` where it can help."""
 
-    def __init__(self, message: str, *, cancelled: bool = False) -> None:
+    def __init__(self, message: str) -> None:
+        super().__init__(FailureKind.SERVER_ERROR, message)
+
+
+class LmsFailure(WireEnum):
+    """How an `lms` command failed, read from its exit status and the words it printed."""
+
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"  # `lms` itself did not finish in time
+    BAD_OUTPUT = "bad_output"  # `lms` answered something this version of the tray cannot read
+    NOT_INSTALLED = "not_installed"  # LM Studio is not running and there is no installation to wake
+    DAEMON_TIMEOUT = "daemon_timeout"  # LM Studio (llmster) was started but never answered
+    NOT_RUNNING = "not_running"  # nothing to stop
+    DESKTOP_APP = "desktop_app"  # the desktop app is the service: `daemon down` does not stop it
+    BIND_REFUSED = "bind_refused"  # the server did not come up where asked (port in use, address not here)
+    MODEL_NOT_FOUND = "model_not_found"
+    DOWNLOAD_FAILED = "download_failed"
+
+
+class LmsError(Exception):
+    """`lms` could not do what was asked; `kind` says how (a load cancelled with Ctrl-C through `Lms.cancel` or in
+    LM Studio itself is `CANCELLED`), the message says it in words (the message is `lms`'s own error then)."""
+
+    def __init__(self, message: str, kind: LmsFailure = LmsFailure.FAILED, *, cancelled: bool = False) -> None:
         super().__init__(message)
-        self.cancelled = cancelled
+        self.kind = LmsFailure.CANCELLED if cancelled else kind
+
+    @property
+    def cancelled(self) -> bool:
+        """The load was cancelled, not failed."""
+        return self.kind is LmsFailure.CANCELLED
 
 
 # ---- actions ---------------------------------------------------------------------------------------

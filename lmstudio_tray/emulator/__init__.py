@@ -6,21 +6,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lmstudio_tray.emulator.catalog import ModelSpec, default_catalog, load_catalog
     from lmstudio_tray.emulator.emulator import Emulator
-    from lmstudio_tray.emulator.faults import Fault
-    from lmstudio_tray.emulator.records import RecordedRequest
-    from lmstudio_tray.emulator.settings import EmulatorSettings
+    from lmstudio_tray.emulator.state.catalog import ModelSpec, default_catalog, load_catalog
+    from lmstudio_tray.emulator.state.faults import Fault
+    from lmstudio_tray.emulator.state.records import RecordedRequest
+    from lmstudio_tray.emulator.state.settings import EmulatorSettings
 
 # Imported lazily so the fake `lms` (a short-lived process per call) does not pay for the HTTP server modules.
 _EXPORTS = {
     "Emulator": "lmstudio_tray.emulator.emulator",
-    "EmulatorSettings": "lmstudio_tray.emulator.settings",
-    "Fault": "lmstudio_tray.emulator.faults",
-    "ModelSpec": "lmstudio_tray.emulator.catalog",
-    "RecordedRequest": "lmstudio_tray.emulator.records",
-    "default_catalog": "lmstudio_tray.emulator.catalog",
-    "load_catalog": "lmstudio_tray.emulator.catalog",
+    "EmulatorSettings": "lmstudio_tray.emulator.state.settings",
+    "Fault": "lmstudio_tray.emulator.state.faults",
+    "ModelSpec": "lmstudio_tray.emulator.state.catalog",
+    "RecordedRequest": "lmstudio_tray.emulator.state.records",
+    "default_catalog": "lmstudio_tray.emulator.state.catalog",
+    "load_catalog": "lmstudio_tray.emulator.state.catalog",
 }
 
 __all__ = [

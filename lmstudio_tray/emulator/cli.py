@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from lmstudio_tray.emulator.catalog import load_catalog
 from lmstudio_tray.emulator.emulator import Emulator
-from lmstudio_tray.emulator.home import write_json
-from lmstudio_tray.emulator.settings import EmulatorSettings
+from lmstudio_tray.emulator.state.catalog import load_catalog
+from lmstudio_tray.emulator.state.home import write_json
+from lmstudio_tray.emulator.state.settings import EmulatorSettings
 
 
 def build_parser() -> argparse.ArgumentParser:

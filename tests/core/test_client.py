@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lmstudio_tray.core.errors import LMStudioError
-from lmstudio_tray.core.lmstudio.client import LMStudioClient, split_instance_id
+from lmstudio_tray.core.lmstudio.client import LMStudioClient, LoadResponse, split_instance_id
+from lmstudio_tray.core.lmstudio.load_options import LoadOptions, UnsupportedLoadOptions
 from lmstudio_tray.core.models import ApiFlavor, FailureKind
 from lmstudio_tray.emulator import Emulator, Fault
 from tests.emulator_fixtures import EmulatorFactory
@@ -192,6 +193,54 @@ async def test_chat_load_events_report_lmstudio_progress(emulator_factory: Emula
     assert progress and progress[-1] == 1.0
     assert progress == sorted(progress)
     assert any(r["modelKey"] == "qwen/qwen3-4b-2507" for r in emu.loaded())
+
+
+async def test_load_with_rest_options_reports_what_lm_studio_applied(emulator: Emulator) -> None:
+    client = LMStudioClient(emulator.api_url, timeout=5)
+    try:
+        options = LoadOptions(context_length=8192, eval_batch_size=256, flash_attention=False, num_experts=2,
+                              offload_kv_cache_to_gpu=False, ttl=900)
+        loaded = await client.load("openai/gpt-oss-20b", options=options)
+        assert loaded == LoadResponse(
+            "openai/gpt-oss-20b", loaded.seconds, 8192, type="llm", eval_batch_size=256, flash_attention=False,
+            num_experts=2, offload_kv_cache_to_gpu=False,
+        )
+        (record,) = emulator.loaded()
+        assert record["ttlMs"] == 900_000 and record["contextLength"] == 8192
+        embedding = await client.load("text-embedding-nomic-embed-text-v1.5")
+        assert embedding.type == "embedding" and embedding.flash_attention is None
+        with pytest.raises(UnsupportedLoadOptions) as err:  # no REST field for these: `lms load` has them
+            await client.load("openai/gpt-oss-20b", options=LoadOptions(gpu=0.5, parallel=2, identifier="x"))
+        assert err.value.options == ("gpu", "parallel", "identifier") and "`lms load`" in str(err.value)
+        assert len(emulator.loaded()) == 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_rest_load_that_does_not_fit(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(memory_bytes=4 * 1024**3)
+    client = LMStudioClient(emu.api_url, timeout=5)
+    try:
+        with pytest.raises(LMStudioError, match="insufficient system resources") as err:
+            await client.load("openai/gpt-oss-20b")
+        assert err.value.status == 400
+    finally:
+        await client.aclose()
+
+
+async def test_chat_load_events_load_with_the_context_asked_for(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(load_seconds=0.2)
+    client = LMStudioClient(emu.api_url)
+    try:
+        progress = [p async for p in client.chat_load_events("qwen/qwen3-4b-2507", context_length=32768)]
+        assert progress and progress[-1] == 1.0
+        assert [r["contextLength"] for r in emu.loaded()] == [32768]
+        emu.update(memory_bytes=1024**3)  # the next load is refused: an `error` event, a typed error
+        with pytest.raises(LMStudioError, match="insufficient system resources") as err:
+            [p async for p in client.chat_load_events("google/gemma-3-12b")]
+        assert err.value.kind is FailureKind.SERVER_ERROR
+    finally:
+        await client.aclose()
 
 
 def test_split_instance_id() -> None:

@@ -156,8 +156,8 @@ def test_a_refused_export_leaves_an_earlier_export_untouched(tmp_path: Path) -> 
 _WRITE_CALLS = {"replace", "rename", "renames", "mkstemp", "NamedTemporaryFile", "write_text", "write_bytes"}
 _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
 # core.files is the writer; the emulator stands in for LM Studio, imports nothing of the app and keeps one
-# writer of its own (emulator/home.py).
-_WRITERS = {Path("core/support/files.py"), Path("emulator/home.py")}
+# writer of its own (emulator/state/home.py).
+_WRITERS = {Path("core/support/files.py"), Path("emulator/state/home.py")}
 
 
 def _writes(node: ast.Call) -> bool:
@@ -195,7 +195,7 @@ def test_the_emulator_keeps_a_single_writer_and_imports_nothing_of_the_app() -> 
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not {m for m in imported if m.startswith("lmstudio_tray.") and not m.startswith(
             "lmstudio_tray.emulator")}, source
-    home = ast.parse((root / "home.py").read_text(encoding="utf-8"))
+    home = ast.parse((root / "state" / "home.py").read_text(encoding="utf-8"))
     (writer,) = [n for n in home.body if isinstance(n, ast.FunctionDef) and n.name == "write_json"]
 
     def atomic(tree: ast.AST) -> set[int]:  # temporary files and renames: what an atomic writer is made of

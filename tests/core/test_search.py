@@ -27,7 +27,7 @@ from lmstudio_tray.core.errors import SearchError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.models import ModelInfo
 from lmstudio_tray.emulator import Emulator
-from lmstudio_tray.emulator.catalog import default_catalog
+from lmstudio_tray.emulator.state.catalog import default_catalog
 
 QWEN = "qwen/qwen3-4b-2507"
 GEMMA = "google/gemma-3-12b"

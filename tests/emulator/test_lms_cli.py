@@ -27,7 +27,7 @@ def test_server_status_stop_start(lms_home: LmsHome) -> None:
     assert r.returncode == 0 and r.stderr.strip() == f"Stopped the server on port {emu.api_port}."
     assert not emu.server_running
     r = lms(lms_home.lms, "server", "stop")
-    assert r.returncode == 1 and r.stderr.strip() == "The server is not running."
+    assert r.returncode == 1 and r.stderr.strip() == "Error: The server is not running."
     r = lms(lms_home.lms, "server", "status")
     assert r.stdout == "" and r.stderr.strip() == "The server is not running."
     r = lms(lms_home.lms, "server", "start")
@@ -44,14 +44,18 @@ def test_server_status_without_config_file(lms_home: LmsHome) -> None:
 
 def test_load_progress_ps_ls_unload(lms_home: LmsHome) -> None:
     lms_home.emulator.update(load_seconds=0.3)
-    r = lms(lms_home.lms, "load", "qwen3-4b", "-y", "-c", "8192")
-    assert r.returncode == 0, r.stderr
-    lines = r.stderr.splitlines()
-    progress = [line for line in lines if line.startswith(f"Loading {QWEN} ")]
-    assert len(progress) >= 3 and progress[0].endswith(" 0%") and progress[-1].endswith(" 100%")
-    assert lines[-2].startswith("Model loaded successfully in ") and lines[-2].endswith("(2.50 GB)")
-    assert lines[-1] == f'To use the model in the API/SDK, use the identifier "{QWEN}".'
-    assert r.stdout == ""
+    raw = subprocess.run([str(lms_home.lms), "load", "qwen3-4b", "-y", "-c", "8192"], capture_output=True, timeout=20)
+    assert raw.returncode == 0, raw.stderr
+    # the spinner: `\r<text> <frame>` on stdout, cleared at the end
+    spinner = raw.stdout.decode()
+    frames = [f for f in spinner.split("\r") if f.startswith(f"Loading {QWEN} ")]
+    percents = [int(f.split()[2].rstrip("%")) for f in frames]
+    assert len(percents) >= 3 and percents[0] == 0 and percents[-1] == 100 and percents == sorted(percents)
+    assert spinner.endswith("\r\x1b[K")
+    lines = raw.stderr.decode().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("Model loaded successfully in ") and lines[0].endswith("ms.")
+    assert lines[1] == "(2.33 GiB)"  # the size in base-1024 units, on its own line
+    assert lines[2] == f'To use the model in the API/SDK, use the identifier "{QWEN}".'
     lms_home.emulator.update(load_seconds=0.0)
     r = lms(lms_home.lms, "load", QWEN, "--identifier", "second", "--ttl", "600")
     assert r.returncode == 0
@@ -98,10 +102,15 @@ def test_status_command(lms_home: LmsHome) -> None:
     assert r.stderr.startswith("Server:  OFF ") and "No Models Loaded" in r.stderr
 
 
-def test_lms_when_lm_studio_is_not_running(lms_home: LmsHome) -> None:
+def test_lms_when_lm_studio_is_not_installed(lms_home: LmsHome) -> None:
     lms_home.emulator.kill()
+    (lms_home.lmstudio_home / ".internal" / "llmster-install-location.json").unlink()
     r = lms(lms_home.lms, "ps", "--json")
-    assert r.returncode == 1 and r.stdout == "" and "LM Studio" in r.stderr
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "Error: LM Studio daemon is not running and no valid installation could be found or installed.",
+        "Error: Failed to start or connect to local LM Studio API server.",
+    ]
 
 
 def test_install_lms_and_remote_mode(tmp_path: Path, emulator: Emulator, emulator_factory: EmulatorFactory) -> None:
@@ -114,12 +123,16 @@ def test_install_lms_and_remote_mode(tmp_path: Path, emulator: Emulator, emulato
     assert r.returncode == 0 and json.loads(r.stdout) == []
     other.stop_server()
     r = lms(path, "ps", "--json", "--host", "127.0.0.1", "--port", str(other.api_port), env=env)
-    assert r.returncode == 1 and "Failed to connect" in r.stderr
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        f"Error: The server does not appear to be running at 127.0.0.1:{other.api_port}. Please make sure the "
+        "server is running and accessible at the specified address."
+    )
 
 
 def test_runs_as_module(lms_home: LmsHome) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "lmstudio_tray.emulator.lms_cli", "server", "status", "--json"],
+        [sys.executable, "-m", "lmstudio_tray.emulator.lms", "server", "status", "--json"],
         capture_output=True, text=True, timeout=20,
     )
     assert r.returncode == 0 and json.loads(r.stdout)["port"] == lms_home.emulator.api_port
@@ -128,13 +141,15 @@ def test_runs_as_module(lms_home: LmsHome) -> None:
 def test_ctrl_c_cancels_the_load_in_lm_studio(lms_home: LmsHome) -> None:
     lms_home.emulator.update(load_seconds=3.0)
     proc = subprocess.Popen(
-        [str(lms_home.lms), "load", "google/gemma-3-12b", "-y"], stderr=subprocess.PIPE, text=True
+        [str(lms_home.lms), "load", "google/gemma-3-12b", "-y"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert proc.stderr is not None
-    first = proc.stderr.readline()
-    assert first.startswith("Loading google/gemma-3-12b ")
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.read(len("\rLoading google/gemma-3-12b "))
+    assert first == b"\rLoading google/gemma-3-12b "
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=5) == 130
-    assert "Load cancelled." in proc.stderr.read()
+    assert proc.wait(timeout=5) == 1
+    assert proc.stderr.read().decode() == "W Load cancelled.\n"
+    proc.stdout.close()
+    proc.stderr.close()
     state = lms_home.emulator.snapshot()
     assert state["loading"] == [] and state["loaded"] == []

@@ -43,8 +43,8 @@ from lmstudio_tray.core.events import (
 from lmstudio_tray.core.hooks.verdict import ValidateRequest, evaluate
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
-from lmstudio_tray.emulator.catalog import ModelSpec, default_catalog
-from lmstudio_tray.emulator.faults import Fault
+from lmstudio_tray.emulator.state.catalog import ModelSpec, default_catalog
+from lmstudio_tray.emulator.state.faults import Fault
 from lmstudio_tray.notify.base import RecordingNotifier
 from lmstudio_tray.notify.policy import NotificationPolicy
 from lmstudio_tray.notify.service import NotificationService

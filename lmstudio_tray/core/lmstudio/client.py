@@ -11,10 +11,14 @@ import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
 from typing import Any
+from urllib.parse import quote
 
-from lmstudio_tray.core.errors import ConnectError, HTTPError, LMStudioError, RequestTimeout
+from lmstudio_tray.core.errors import ConnectError, HTTPError, LMStudioError, MissingRoute, RequestTimeout
 from lmstudio_tray.core.lmstudio import http1
+from lmstudio_tray.core.lmstudio.load_options import LoadOptions
 from lmstudio_tray.core.models import ApiFlavor, FailureKind, LoadedInstance, ModelInfo, ModelType
 
 UNKNOWN_ROUTE_PREFIX = "Unexpected endpoint or method"
@@ -36,12 +40,56 @@ class Listing:
 
 @dataclass(frozen=True)
 class LoadResponse:
-    """What LM Studio's REST load answered: the loaded copy's instance id, the load time and the context length it was
-    loaded with."""
+    """REST v1 load: the instance, and the configuration LM Studio says it applied (`load_config`; None
+    where it does not say, e.g. the llama.cpp knobs of an MLX model)."""
 
     instance_id: str
     seconds: float | None
     context_length: int | None
+    type: str | None = None  # llm | embedding
+    eval_batch_size: int | None = None
+    flash_attention: bool | None = None
+    num_experts: int | None = None
+    offload_kv_cache_to_gpu: bool | None = None
+
+
+class DownloadStatus(str, Enum):
+    """A download job's status as LM Studio reports it."""
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"  # paused in LM Studio (there is no REST route to pause or resume)
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALREADY_DOWNLOADED = "already_downloaded"
+
+    @property
+    def finished(self) -> bool:
+        """No more progress will come: completed, failed or already downloaded."""
+        return self in (DownloadStatus.COMPLETED, DownloadStatus.FAILED, DownloadStatus.ALREADY_DOWNLOADED)
+
+
+@dataclass(frozen=True)
+class DownloadJob:
+    """A REST v1 download job (or one run by `lms get`, `via_lms`); `job_id` is None for already_downloaded."""
+
+    job_id: str | None
+    status: DownloadStatus
+    total_bytes: int | None = None
+    downloaded_bytes: int | None = None
+    bytes_per_second: float | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    estimated_completion: datetime | None = None
+    via_lms: bool = False
+    error: str | None = None  # why it failed, when LM Studio (or `lms get`) says
+
+    @property
+    def fraction(self) -> float | None:
+        """How much is downloaded, 0..1; None while LM Studio has not said how big the download is."""
+        if self.status in (DownloadStatus.COMPLETED, DownloadStatus.ALREADY_DOWNLOADED):
+            return 1.0
+        if not self.total_bytes or self.downloaded_bytes is None:
+            return None
+        return min(1.0, self.downloaded_bytes / self.total_bytes)
 
 
 class LMStudioClient:
@@ -211,18 +259,27 @@ class LMStudioClient:
 
     # ---- actions -----------------------------------------------------------------------------------
 
-    async def load(self, model: str, *, context_length: int | None = None, timeout: float = 600.0) -> LoadResponse:
-        """Load `model` through `POST /api/v1/models/load` (LM Studio 0.4+), waiting up to `timeout` s. LMStudioError
-        when the load fails or the server has no REST load API."""
-        body: dict[str, Any] = {"model": model, "echo_load_config": True}
-        if context_length:
+    async def load(
+        self,
+        model: str,
+        *,
+        context_length: int | None = None,
+        timeout: float = 600.0,
+        options: LoadOptions | None = None,
+    ) -> LoadResponse:
+        """REST v1 load; blocks for the whole load. `options` may set what the REST route documents (context
+        length, eval batch size, flash attention, experts, KV cache on the GPU) and `ttl`; GPU offload,
+        parallel and an identifier need `lms load` (UnsupportedLoadOptions, before anything is sent)."""
+        opts = options or LoadOptions()
+        opts.check_rest()
+        body: dict[str, Any] = {"model": model, **opts.rest_body(), "echo_load_config": True}
+        if context_length and "context_length" not in body:
             body["context_length"] = context_length
         try:
             resp = await self._request("POST", "/api/v1/models/load", json_body=body, timeout=timeout)
         except _UnknownRoute:
-            raise LMStudioError(
-                FailureKind.SERVER_ERROR,
-                "this LM Studio has no REST load API (added in 0.4.0); update LM Studio or install `lms`",
+            raise MissingRoute(
+                "this LM Studio has no REST load API (added in 0.4.0); update LM Studio or install `lms`"
             ) from None
         except LMStudioError as exc:
             if "cancelled" not in exc.message:
@@ -232,12 +289,18 @@ class LMStudioClient:
         if not isinstance(resp, dict) or not isinstance(resp.get("instance_id"), str):
             raise LMStudioError(FailureKind.BAD_RESPONSE, "load answered without an instance_id")
         cfg = resp.get("load_config")
-        ctx = cfg.get("context_length") if isinstance(cfg, dict) else None
+        config: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
+        ctx = config.get("context_length")
         seconds = resp.get("load_time_seconds")
         return LoadResponse(
             resp["instance_id"],
             float(seconds) if isinstance(seconds, (int, float)) else None,
-            int(ctx) if isinstance(ctx, int) else context_length,
+            int(ctx) if isinstance(ctx, int) else body.get("context_length"),
+            type=_str(resp.get("type")),
+            eval_batch_size=_int(config.get("eval_batch_size")),
+            flash_attention=_bool(config.get("flash_attention")),
+            num_experts=_int(config.get("num_experts")),
+            offload_kv_cache_to_gpu=_bool(config.get("offload_kv_cache_to_gpu")),
         )
 
     async def unload(self, instance_id: str) -> None:
@@ -246,10 +309,31 @@ class LMStudioClient:
         try:
             await self._request("POST", "/api/v1/models/unload", json_body={"instance_id": instance_id})
         except _UnknownRoute:
-            raise LMStudioError(
-                FailureKind.SERVER_ERROR,
-                "this LM Studio has no REST unload API (added in 0.4.0); update LM Studio or install `lms`",
+            raise MissingRoute(
+                "this LM Studio has no REST unload API (added in 0.4.0); update LM Studio or install `lms`"
             ) from None
+
+    async def download(self, model: str, *, quantization: str | None = None) -> DownloadJob:
+        """Start downloading `model` (a catalog id such as `ibm/granite-4-micro`, or a Hugging Face URL with an
+        optional `quantization`); returns the job, or status ALREADY_DOWNLOADED without a job id. LM Studio
+        before 0.4.0 raises MissingRoute: use `lms get` there."""
+        body: dict[str, Any] = {"model": model}
+        if quantization:
+            body["quantization"] = quantization
+        try:
+            resp = await self._request("POST", "/api/v1/models/download", json_body=body, timeout=30.0)
+        except _UnknownRoute:
+            raise MissingRoute("this LM Studio has no REST download API (added in 0.4.0); use `lms get`") from None
+        return parse_download_job(resp, "POST /api/v1/models/download")
+
+    async def download_status(self, job_id: str) -> DownloadJob:
+        """Where download `job_id` stands (`GET /api/v1/models/download/status/{job_id}`); MissingRoute before 0.4.0."""
+        path = f"/api/v1/models/download/status/{quote(job_id, safe='')}"
+        try:
+            resp = await self._request("GET", path)
+        except _UnknownRoute:
+            raise MissingRoute("this LM Studio has no REST download API (added in 0.4.0); use `lms get`") from None
+        return parse_download_job(resp, f"GET {path}")
 
     async def chat_load_events(self, model: str, *, context_length: int | None = None) -> AsyncIterator[float]:
         """Trigger a load through `/api/v1/chat` and yield LM Studio's own load progress (0..1).
@@ -334,6 +418,47 @@ def _int(value: Any) -> int | None:
     if isinstance(value, float) and not math.isfinite(value):  # json reads NaN/Infinity
         return None
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _time(value: Any) -> datetime | None:
+    """An ISO 8601 time as JavaScript writes it (`2025-10-03T15:33:23.496Z`); None if unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def parse_download_job(body: Any, route: str) -> DownloadJob:
+    """A `DownloadJob` from a download route's answer `body`; LMStudioError(BAD_RESPONSE) naming `route` if it is
+    none."""
+    if not isinstance(body, dict):
+        raise LMStudioError(FailureKind.BAD_RESPONSE, f"{route} returned no job object")
+    try:
+        status = DownloadStatus(body.get("status"))
+    except ValueError:
+        raise LMStudioError(
+            FailureKind.BAD_RESPONSE, f"{route} returned an unknown status {body.get('status')!r}"
+        ) from None
+    job_id = body.get("job_id")
+    if status is not DownloadStatus.ALREADY_DOWNLOADED and not isinstance(job_id, str):
+        raise LMStudioError(FailureKind.BAD_RESPONSE, f"{route} returned a {status.value} job without a job_id")
+    speed = body.get("bytes_per_second")
+    return DownloadJob(
+        job_id=job_id if isinstance(job_id, str) else None,
+        status=status,
+        total_bytes=_int(body.get("total_size_bytes")),
+        downloaded_bytes=_int(body.get("downloaded_bytes")),
+        bytes_per_second=float(speed) if isinstance(speed, (int, float)) and not isinstance(speed, bool) else None,
+        started_at=_time(body.get("started_at")),
+        completed_at=_time(body.get("completed_at")),
+        estimated_completion=_time(body.get("estimated_completion")),
+    )
 
 
 def _list(value: Any) -> list[Any]:

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Protocol
 
-from lmstudio_tray.emulator import shapes
-from lmstudio_tray.emulator.engine import LoadAborted, LoadError, LoadJob
-from lmstudio_tray.emulator.faults import Fault
-from lmstudio_tray.emulator.httpserver import Request, Response, json_response
-from lmstudio_tray.emulator.records import RecordedRequest
-from lmstudio_tray.emulator.settings import EmulatorSettings
-from lmstudio_tray.emulator.state import EmulatorState
+from lmstudio_tray.emulator.routes import shapes
+from lmstudio_tray.emulator.routes.httpserver import Request, Response, json_response
+from lmstudio_tray.emulator.state.downloads import DownloadJob
+from lmstudio_tray.emulator.state.engine import LoadAborted, LoadError, LoadJob, LoadOptions
+from lmstudio_tray.emulator.state.faults import Fault
+from lmstudio_tray.emulator.state.records import RecordedRequest
+from lmstudio_tray.emulator.state.settings import EmulatorSettings
+from lmstudio_tray.emulator.state.shared import EmulatorState
 
 
 class Controlled(Protocol):
@@ -31,8 +32,11 @@ class Controlled(Protocol):
     @property
     def requests(self) -> list[RecordedRequest]: ...
     def snapshot(self) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any]: ...
     def kill(self) -> None: ...
-    def start_server(self, port: int | None = None, cors: bool | None = None) -> None: ...
+    def start_server(self, port: int | None = None, cors: bool | None = None, bind: str | None = None) -> None: ...
+    def pause_download(self, job_id: str) -> DownloadJob: ...
+    def resume_download(self, job_id: str) -> DownloadJob: ...
     def stop_server(self) -> None: ...
     def unload(self, instance_id: str) -> bool: ...
     def unload_all(self) -> list[str]: ...
@@ -43,6 +47,7 @@ class Controlled(Protocol):
 
 PREFIX = "/_emulator"
 LOAD_PREFIX = f"{PREFIX}/load/"
+DOWNLOAD_PREFIX = f"{PREFIX}/download/"
 
 
 def job_json(job: LoadJob) -> dict[str, Any]:
@@ -63,6 +68,20 @@ def _error(message: str, status: int, type_: str = "invalid_request") -> Respons
     return json_response({"error": {"type": type_, "message": message}}, status=status)
 
 
+def download_json(job: DownloadJob) -> dict[str, Any]:
+    return {**job.to_json(), "model": job.spec.key, "error": job.error}
+
+
+def _gpu(value: Any) -> float | None:
+    """`lms load --gpu`: already a ratio in [0, 1] (the fake CLI turns off/max into 0/1)."""
+    if value is None:
+        return None
+    ratio = float(value)
+    if not 0 <= ratio <= 1:
+        raise ValueError('"gpu" must be between 0 and 1')
+    return ratio
+
+
 class ControlApp:
     def __init__(self, emulator: Controlled) -> None:
         self.emulator = emulator
@@ -74,7 +93,10 @@ class ControlApp:
             ("POST", f"{PREFIX}/requests/clear"): self.clear_requests,
             ("POST", f"{PREFIX}/server/start"): self.server_start,
             ("POST", f"{PREFIX}/server/stop"): self.server_stop,
+            ("GET", f"{PREFIX}/info"): lambda r: json_response(self.emulator.info()),
             ("POST", f"{PREFIX}/load"): self.load,
+            ("POST", f"{PREFIX}/estimate"): self.estimate,
+            ("POST", f"{PREFIX}/download"): self.download,
             ("POST", f"{PREFIX}/unload"): self.unload,
             ("POST", f"{PREFIX}/unload-all"): self.unload_all,
             ("GET", f"{PREFIX}/faults"): lambda r: json_response(self.emulator.state.faults.snapshot()),
@@ -92,6 +114,11 @@ class ControlApp:
                 route = self.load_status
             elif request.method == "POST" and path.endswith("/cancel"):
                 route = self.load_cancel
+        if route is None and path.startswith(DOWNLOAD_PREFIX):
+            if request.method == "GET":
+                route = self.download_status
+            elif request.method == "POST" and path.endswith(("/pause", "/resume")):
+                route = self.download_pause
         if route is None:
             return _error(f"Unknown control route ({request.method} {path})", 404)
         if request.json_error:
@@ -115,13 +142,17 @@ class ControlApp:
         return json_response({"ok": True})
 
     def server_start(self, request: Request) -> Response:
+        """`system.startHttpServer({port, cors, networkInterface})`."""
         port = request.field("port")
         try:
             self.emulator.start_server(
-                port=int(port) if port is not None else None, cors=request.field("cors")
+                port=int(port) if port is not None else None, cors=request.field("cors"),
+                bind=request.field("networkInterface"),
             )
         except OSError as exc:
-            return _error(f"Failed to start the server: {exc}", 500, "internal_error")
+            details = getattr(exc, "details", None)
+            body = {"error": {"type": "internal_error", "message": f"Error starting server: {exc}", "details": details}}
+            return json_response(body, status=500)
         return json_response({"running": True, "port": self.emulator.api_port})
 
     def server_stop(self, request: Request) -> Response:
@@ -139,6 +170,8 @@ class ControlApp:
         if spec is None:
             return _error(f'Model "{name}" not found.', 404, "model_not_found")
         ttl = request.field("ttl")
+        parallel = request.field("parallel")
+        options = LoadOptions(gpu=_gpu(request.field("gpu")), parallel=int(parallel) if parallel else None)
         try:
             job = state.start_load(
                 spec,
@@ -146,6 +179,7 @@ class ControlApp:
                 context_length=request.field("context_length"),
                 ttl=float(ttl) if ttl is not None else None,
                 variant=name if "@" in name else None,
+                options=options,
             )
         except LoadError as exc:
             return _error(str(exc), 400, "model_load_failed")
@@ -170,6 +204,47 @@ class ControlApp:
         job.cancel_requested.set()
         job.done.wait(1.0)
         return json_response(job_json(job))
+
+    def estimate(self, request: Request) -> Response:
+        """`estimateResourcesUsage(modelKey, {contextLength, gpu: {ratio}})`."""
+        state = self.emulator.state
+        name = request.field("model")
+        spec = state.catalog.find(name) if isinstance(name, str) else None
+        if spec is None:
+            return _error(f'Model "{name}" not found.', 404, "model_not_found")
+        ctx = request.field("context_length")
+        result = state.estimate(spec, context_length=int(ctx) if ctx else None, gpu=_gpu(request.field("gpu")))
+        return json_response({**result.to_json(), "model": spec.key, "type": spec.type})
+
+    def download(self, request: Request) -> Response:
+        """What `lms get` asks through the SDK's download planner; available whatever the version, unlike REST."""
+        state = self.emulator.state
+        name = request.field("model")
+        if not isinstance(name, str) or not name:
+            raise ValueError('"model" is required')
+        state.tick_downloads()
+        owned = state.downloads.find_downloaded(name)
+        if owned is not None:
+            return json_response({"status": "already_downloaded", "model": owned.key})
+        offered = state.downloads.find_offered(name)
+        if offered is None:
+            return _error(f'Model "{name}" was not found in the LM Studio catalog.', 404, "model_not_found")
+        return json_response(download_json(state.start_download(offered)))
+
+    def download_status(self, request: Request) -> Response:
+        self.emulator.state.tick_downloads()
+        job = self.emulator.state.downloads.job(request.path[len(DOWNLOAD_PREFIX):])
+        if job is None:
+            return _error("Unknown download job.", 404, "job_not_found")
+        return json_response(download_json(job))
+
+    def download_pause(self, request: Request) -> Response:
+        job_id, _, action = request.path[len(DOWNLOAD_PREFIX):].rstrip("/").rpartition("/")
+        change = self.emulator.pause_download if action == "pause" else self.emulator.resume_download
+        try:
+            return json_response(download_json(change(job_id)))
+        except KeyError:
+            return _error("Unknown download job.", 404, "job_not_found")
 
     def unload(self, request: Request) -> Response:
         identifier = request.field("identifier")
@@ -197,6 +272,7 @@ class ControlApp:
         return json_response(self.emulator.snapshot()["settings"])
 
     def kill(self, request: Request) -> Response:
-        # Answer first: killing closes this very port.
-        threading.Timer(0.05, self.emulator.kill).start()
-        return json_response({"ok": True})
+        # Answer first: killing closes this very port (and drops this connection).
+        response = json_response({"ok": True})
+        response.after = lambda: threading.Thread(target=self.emulator.kill, name="emulator-kill", daemon=True).start()
+        return response

@@ -46,6 +46,8 @@ class Response:
     stream: Iterator[bytes] | None = None
     # "drop": close without answering; "truncate": promise the full body, send half, close.
     action: Literal["respond", "drop", "truncate"] = "respond"
+    # Run once the whole response has been written (e.g. the process "dying" after it said it would).
+    after: Callable[[], None] | None = None
 
 
 def dumps(data: Any) -> bytes:
@@ -161,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(response.body)
         except OSError:
             self.close_connection = True
+        if response.after is not None:
+            response.after()
 
     def _connection_headers(self) -> None:
         if self.close_connection:
@@ -213,14 +217,14 @@ class HttpService:
         return f"http://{HOST}:{self.port}"
 
     def start(self, port: int | None = None) -> None:
+        """Listen (again); a different `port` moves a running server. The new socket is bound before the old
+        one closes, so a refused bind (OSError: port in use) leaves the server as it was."""
         with self._lock:
-            if port is not None and port != self.port and self._server is not None:
-                self._stop_locked()
-            if port is not None:
-                self.port = port
-            if self._server is not None:
+            if self._server is not None and (port is None or port == self.port):
                 return
-            server = _Server(self.port, self._app)
+            server = _Server(self.port if port is None else port, self._app)
+            if self._server is not None:
+                self._stop_locked()
             # Non-blocking accept: a client that connects and vanishes cannot wedge the serve loop.
             server.socket.setblocking(False)
             self.port = server.server_address[1]

@@ -10,7 +10,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from lmstudio_tray.emulator.httpserver import dumps
+from lmstudio_tray.emulator.routes.httpserver import dumps
 
 
 def random_id(prefix: str, length: int = 21) -> str:

@@ -6,10 +6,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from lmstudio_tray.emulator import content, errors, shapes
-from lmstudio_tray.emulator.engine import Instance, LoadError
-from lmstudio_tray.emulator.httpserver import SSE_TYPE, DropStream, Request, Response, json_response
-from lmstudio_tray.emulator.state import ConnectionLost, EmulatorState, Target
+from lmstudio_tray.emulator.routes import content, shapes
+from lmstudio_tray.emulator.routes.httpserver import SSE_TYPE, DropStream, Request, Response, json_response
+from lmstudio_tray.emulator.state import errors
+from lmstudio_tray.emulator.state.engine import Instance, LoadError, LoadOptions
+from lmstudio_tray.emulator.state.shared import ConnectionLost, EmulatorState, Target
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -32,6 +33,32 @@ def _positive_number(value: Any) -> float | None:
     return None
 
 
+def _option(body: dict[str, Any], name: str, kind: type) -> Any:
+    """A documented load field, checked for its type; absent = None."""
+    value = body.get(name)
+    if value is None:
+        return None
+    valid = isinstance(value, bool) if kind is bool else (
+        isinstance(value, int) and not isinstance(value, bool) and value > 0
+    )
+    if not valid:
+        expected = "a boolean" if kind is bool else "a positive integer"
+        raise errors.v1_error(400, "invalid_request", f'"{name}" must be {expected}', param=name)
+    return value
+
+
+def load_options(body: dict[str, Any]) -> tuple[int | None, LoadOptions]:
+    """The fields DOCS `2_rest/load.md` lists. GPU offload, parallel slots and identifiers are not among them
+    (they are `lms load` flags), so like any unknown field they are ignored."""
+    options = LoadOptions(
+        eval_batch_size=_option(body, "eval_batch_size", int),
+        flash_attention=_option(body, "flash_attention", bool),
+        num_experts=_option(body, "num_experts", int),
+        offload_kv_cache_to_gpu=_option(body, "offload_kv_cache_to_gpu", bool),
+    )
+    return _option(body, "context_length", int), options
+
+
 def load(state: EmulatorState, request: Request) -> Response:
     body = _body(request)
     name = body.get("model")
@@ -40,14 +67,15 @@ def load(state: EmulatorState, request: Request) -> Response:
     spec = state.catalog.find(name)
     if spec is None:
         raise errors.v1_model_not_found(name)
-    ctx = body.get("context_length")
+    context_length, options = load_options(body)
     try:
         job = state.start_load(
             spec,
-            context_length=int(ctx) if isinstance(ctx, int) and not isinstance(ctx, bool) else None,
+            context_length=context_length,
             # Undocumented, but sent by third-party clients; applied like `lms load --ttl`.
             ttl=_positive_number(body.get("ttl")),
             variant=name if "@" in name else None,
+            options=options,
         )
         instance = state.ready(Target(job=job, owns_job=True))
     except LoadError as exc:
@@ -91,8 +119,11 @@ def chat(state: EmulatorState, request: Request) -> Response:
         raise errors.v1_missing_model()
     if state.engine.find_loaded(name) is None and state.catalog.find(name) is None:
         raise errors.v1_model_not_found(name)
-    # The docs say the model "will be automatically loaded if it is not already", whatever the JIT setting.
-    target = state.resolve(name, kind="llm", jit=True)
+    # The docs say the model "will be automatically loaded if it is not already", whatever the JIT setting;
+    # a load this request starts uses its `context_length`.
+    ctx = body.get("context_length")
+    context_length = ctx if isinstance(ctx, int) and not isinstance(ctx, bool) and ctx > 0 else None
+    target = state.resolve(name, kind="llm", jit=True, context_length=context_length)
     prompt = _input_text(body.get("input"))
     if body.get("stream"):
         return Response(content_type=SSE_TYPE, stream=_chat_stream(state, target, prompt, body))
@@ -172,3 +203,35 @@ def _chat_stream(state: EmulatorState, target: Target, prompt: str, body: dict[s
         yield content.sse_event("chat.end", {"type": "chat.end", "result": result})
     finally:
         state.engine.end_use(instance)
+
+
+# --- downloads (DOCS `2_rest/download.md`, `download-status.md`) ------------------------------------------
+DOWNLOAD_STATUS_PREFIX = "/api/v1/models/download/status/"
+
+
+def download(state: EmulatorState, request: Request) -> Response:
+    body = _body(request)
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise errors.v1_missing_model()
+    state.tick_downloads()
+    if state.downloads.find_downloaded(name) is not None:
+        return json_response({"status": "already_downloaded"})
+    offered = state.downloads.find_offered(name)
+    if offered is None:
+        raise errors.v1_error(
+            404, "model_not_found", f'Model "{name}" was not found in the LM Studio catalog.',
+            code="model_not_found", param="model",
+        )
+    job = state.start_download(offered)
+    answer = job.to_json()
+    return json_response({k: answer[k] for k in ("job_id", "status", "total_size_bytes", "started_at")})
+
+
+def download_status(state: EmulatorState, request: Request) -> Response:
+    job_id = request.path[len(DOWNLOAD_STATUS_PREFIX):]
+    state.tick_downloads()
+    job = state.downloads.job(job_id)
+    if job is None:
+        raise errors.v1_error(404, "job_not_found", f'No download job with id "{job_id}".', param="job_id")
+    return json_response(job.to_json())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmstudio_tray.emulator.versioning import VersionProfile
+from lmstudio_tray.emulator.state.versioning import VersionProfile
 
 AUTH_DOC_URL = "https://lmstudio.ai/docs/developer/core/authentication"
 NO_MODELS_LOADED = "No models loaded. Please load a model in the developer page or use the 'lms load' command."

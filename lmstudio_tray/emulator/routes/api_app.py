@@ -5,32 +5,34 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from lmstudio_tray.emulator import errors, openai_routes, rest_v0_routes, rest_v1_routes
-from lmstudio_tray.emulator.faults import Fault
-from lmstudio_tray.emulator.httpserver import Request, Response, dumps, json_response
-from lmstudio_tray.emulator.records import RecordedRequest
-from lmstudio_tray.emulator.state import ConnectionLost, EmulatorState
+from lmstudio_tray.emulator.routes import openai_compat, rest_v0, rest_v1
+from lmstudio_tray.emulator.routes.httpserver import Request, Response, dumps, json_response
+from lmstudio_tray.emulator.state import errors
+from lmstudio_tray.emulator.state.faults import Fault
+from lmstudio_tray.emulator.state.records import RecordedRequest
+from lmstudio_tray.emulator.state.shared import ConnectionLost, EmulatorState
 
 Route = Callable[[EmulatorState, Request], Response]
 CONTROL_PORT_HEADER = "X-LMS-Emulator-Control-Port"
 
 OPENAI_ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/v1/models"): openai_routes.models,
-    ("POST", "/v1/chat/completions"): openai_routes.chat_completions,
-    ("POST", "/v1/completions"): openai_routes.completions,
-    ("POST", "/v1/embeddings"): openai_routes.embeddings,
+    ("GET", "/v1/models"): openai_compat.models,
+    ("POST", "/v1/chat/completions"): openai_compat.chat_completions,
+    ("POST", "/v1/completions"): openai_compat.completions,
+    ("POST", "/v1/embeddings"): openai_compat.embeddings,
 }
 REST_V0_ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/api/v0/models"): rest_v0_routes.models,
-    ("POST", "/api/v0/chat/completions"): lambda s, r: openai_routes.chat_completions(s, r, rest_v0=True),
-    ("POST", "/api/v0/completions"): lambda s, r: openai_routes.completions(s, r, rest_v0=True),
-    ("POST", "/api/v0/embeddings"): lambda s, r: openai_routes.embeddings(s, r, rest_v0=True),
+    ("GET", "/api/v0/models"): rest_v0.models,
+    ("POST", "/api/v0/chat/completions"): lambda s, r: openai_compat.chat_completions(s, r, rest_v0=True),
+    ("POST", "/api/v0/completions"): lambda s, r: openai_compat.completions(s, r, rest_v0=True),
+    ("POST", "/api/v0/embeddings"): lambda s, r: openai_compat.embeddings(s, r, rest_v0=True),
 }
 REST_V1_ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/api/v1/models"): rest_v1_routes.models,
-    ("POST", "/api/v1/models/load"): rest_v1_routes.load,
-    ("POST", "/api/v1/models/unload"): rest_v1_routes.unload,
-    ("POST", "/api/v1/chat"): rest_v1_routes.chat,
+    ("GET", "/api/v1/models"): rest_v1.models,
+    ("POST", "/api/v1/models/load"): rest_v1.load,
+    ("POST", "/api/v1/models/unload"): rest_v1.unload,
+    ("POST", "/api/v1/chat"): rest_v1.chat,
+    ("POST", "/api/v1/models/download"): rest_v1.download,
 }
 HANG_POLL_SECONDS = 0.05
 # With CORS off, preflights fall through to the unknown-route answer, as in LM Studio.
@@ -73,6 +75,8 @@ class ApiApp:
         if request.method == "OPTIONS" and self.state.cors:
             return Response(status=204, headers=CORS_PREFLIGHT)
         self._check_auth(request)
+        # Downloads advance with the clock; every answer shows where they are now (a finished one is listed).
+        self.state.tick_downloads()
         route = self._find_route(request.method, path)
         if route is None:
             return json_response(errors.unexpected_endpoint(request.method, request.path))
@@ -89,10 +93,13 @@ class ApiApp:
         if profile.has_rest_v0:
             if key in REST_V0_ROUTES:
                 return REST_V0_ROUTES[key]
-            if method == "GET" and path.startswith(rest_v0_routes.MODEL_PREFIX):
-                return rest_v0_routes.model
-        if profile.has_rest_v1 and key in REST_V1_ROUTES:
-            return REST_V1_ROUTES[key]
+            if method == "GET" and path.startswith(rest_v0.MODEL_PREFIX):
+                return rest_v0.model
+        if profile.has_rest_v1:
+            if key in REST_V1_ROUTES:
+                return REST_V1_ROUTES[key]
+            if method == "GET" and path.startswith(rest_v1.DOWNLOAD_STATUS_PREFIX):
+                return rest_v1.download_status
         return None
 
     def _check_auth(self, request: Request) -> None:

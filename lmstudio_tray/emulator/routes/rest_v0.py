@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmstudio_tray.emulator import errors, shapes
-from lmstudio_tray.emulator.catalog import ModelSpec
-from lmstudio_tray.emulator.engine import Instance
-from lmstudio_tray.emulator.httpserver import Request, Response, json_response
-from lmstudio_tray.emulator.state import EmulatorState
+from lmstudio_tray.emulator.routes import shapes
+from lmstudio_tray.emulator.routes.httpserver import Request, Response, json_response
+from lmstudio_tray.emulator.state import errors
+from lmstudio_tray.emulator.state.catalog import ModelSpec
+from lmstudio_tray.emulator.state.engine import Instance
+from lmstudio_tray.emulator.state.shared import EmulatorState
 
 MODEL_PREFIX = "/api/v0/models/"
 

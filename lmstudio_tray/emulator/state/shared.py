@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from lmstudio_tray.emulator import errors
-from lmstudio_tray.emulator.catalog import Catalog, ModelSpec, default_catalog
-from lmstudio_tray.emulator.engine import Engine, Instance, LoadAborted, LoadError, LoadJob
-from lmstudio_tray.emulator.faults import FaultBook
-from lmstudio_tray.emulator.records import RequestLog
-from lmstudio_tray.emulator.settings import EmulatorSettings
+from lmstudio_tray.emulator.state import errors
+from lmstudio_tray.emulator.state.catalog import Catalog, ModelSpec, default_catalog, default_download_catalog
+from lmstudio_tray.emulator.state.downloads import DownloadJob, Downloads
+from lmstudio_tray.emulator.state.engine import Engine, Instance, LoadAborted, LoadError, LoadJob, LoadOptions
+from lmstudio_tray.emulator.state.faults import FaultBook
+from lmstudio_tray.emulator.state.records import RequestLog
+from lmstudio_tray.emulator.state.resources import Estimate, estimate
+from lmstudio_tray.emulator.state.settings import EmulatorSettings
 
 ModelKind = Literal["llm", "embedding"]
 
@@ -46,11 +48,18 @@ class EmulatorState:
         self.settings = settings
         self.catalog = Catalog(list(settings.catalog) if settings.catalog is not None else default_catalog())
         self.engine = Engine(self.catalog)
+        offered = settings.download_catalog if settings.download_catalog is not None else default_download_catalog()
+        self.downloads = Downloads(self.catalog, list(offered))
         self.faults = FaultBook()
         self.log = RequestLog()
         # Set when the process "dies" (kill/close): releases hung requests.
         self.dead = threading.Event()
         self.cors = False
+        # The address the HTTP server was asked to bind (`lms server start --bind`); it always listens on
+        # loopback (see docs/emulator.md).
+        self.network_interface = "127.0.0.1"
+        # LM Studio's log entry for the last refused server start, e.g. {"code": "EADDRINUSE", ...}.
+        self.server_error: dict[str, object] | None = None
         self.control_port = 0
 
     @property
@@ -61,8 +70,26 @@ class EmulatorState:
     def load_seconds(self, spec: ModelSpec) -> float:
         return spec.load_seconds if spec.load_seconds is not None else self.settings.load_seconds
 
-    def fail_message(self, spec: ModelSpec) -> str | None:
-        return self.settings.fail_loads.get(spec.key, spec.fail_load)
+    def fail_message(self, spec: ModelSpec, context_length: int | None, gpu: float | None) -> str | None:
+        """Why a load of `spec` fails: a configured failure, else the guardrails when the estimate does not fit."""
+        configured = self.settings.fail_loads.get(spec.key, spec.fail_load)
+        if configured is not None:
+            return configured
+        needs = self.estimate(spec, context_length=context_length, gpu=gpu)
+        return None if needs.passes_guardrails else spec.guardrail_message(needs.total_bytes)
+
+    def estimate(self, spec: ModelSpec, *, context_length: int | None, gpu: float | None) -> Estimate:
+        return estimate(spec, context_length=context_length, gpu=gpu, memory_bytes=self.settings.memory_bytes)
+
+    # --- downloads -----------------------------------------------------------------------------------
+    def tick_downloads(self) -> None:
+        self.downloads.tick(self.settings.download_speed)
+
+    def start_download(self, spec: ModelSpec) -> DownloadJob:
+        fraction = self.settings.fail_downloads.get(spec.key)
+        return self.downloads.start(
+            spec, fail_fraction=float(fraction) if fraction is not None else None, speed=self.settings.download_speed
+        )
 
     def start_load(
         self,
@@ -73,6 +100,7 @@ class EmulatorState:
         ttl: float | None = None,
         jit: bool = False,
         variant: str | None = None,
+        options: LoadOptions | None = None,
     ) -> LoadJob:
         return self.engine.start_load(
             spec,
@@ -81,8 +109,9 @@ class EmulatorState:
             context_length=context_length,
             ttl=ttl,
             jit=jit,
-            fail_message=self.fail_message(spec),
+            fail_message=self.fail_message(spec, context_length, options.gpu if options else None),
             variant=variant,
+            options=options,
         )
 
     def listed_names(self) -> list[str]:
@@ -92,7 +121,10 @@ class EmulatorState:
         return [i.identifier for i in self.engine.loaded()]
 
     # --- inference resolution ------------------------------------------------------------------------
-    def resolve(self, name: str | None, *, kind: ModelKind, jit: bool, ttl: float | None = None) -> Target:
+    def resolve(
+        self, name: str | None, *, kind: ModelKind, jit: bool, ttl: float | None = None,
+        context_length: int | None = None,
+    ) -> Target:
         """Pick or JIT-load the serving instance, raising LM Studio's OpenAI-style errors."""
         profile = self.settings.profile
         self.engine.expire()
@@ -102,7 +134,7 @@ class EmulatorState:
                 return Target(instance=found)
             spec = self.catalog.find(name)
             if spec is not None and jit:
-                return self.jit_target(spec, ttl, variant=name if "@" in name else None)
+                return self.jit_target(spec, ttl, variant=name if "@" in name else None, context_length=context_length)
         loaded = [i for i in self.engine.loaded() if i.spec.is_embedding == (kind == "embedding")]
         if len(loaded) == 1:
             # Quirk #619: with exactly one model loaded, any model name is served by it.
@@ -111,7 +143,9 @@ class EmulatorState:
             raise errors.no_models_loaded(profile)
         raise errors.unknown_model(profile, name or "", self.listed_names())
 
-    def jit_target(self, spec: ModelSpec, ttl: float | None, variant: str | None = None) -> Target:
+    def jit_target(
+        self, spec: ModelSpec, ttl: float | None, variant: str | None = None, context_length: int | None = None
+    ) -> Target:
         """A second JIT request for a model JIT is loading joins that load. A load someone asked for
         explicitly (`lms load`, REST, SDK) is not joined: LM Studio lists no loading state and shows a
         load's progress only to the client that started it, and JIT with several clients has stacked
@@ -124,7 +158,8 @@ class EmulatorState:
         if self.settings.auto_evict:
             self.engine.evict_jit()
         effective_ttl = ttl if ttl is not None else self.settings.default_ttl
-        return Target(job=self.start_load(spec, ttl=effective_ttl, jit=True, variant=variant), owns_job=True)
+        job = self.start_load(spec, ttl=effective_ttl, jit=True, variant=variant, context_length=context_length)
+        return Target(job=job, owns_job=True)
 
     def progress(self, target: Target) -> Iterator[float]:
         """Drive (or follow) the target's load; raises LoadError, or ConnectionLost if the process died."""

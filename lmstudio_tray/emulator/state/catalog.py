@@ -40,6 +40,8 @@ class ModelSpec:
     variants: tuple[str, ...] = ()
     selected_variant: str | None = None
     description: str | None = None
+    # Experts used per token by a mixture-of-experts model (REST v1 `num_experts`); None for dense models.
+    experts: int | None = None
     # None = use the emulator-wide EmulatorSettings.load_seconds.
     load_seconds: float | None = None
     # A message here makes every load of this model fail, like a guardrail refusal or an engine crash.
@@ -57,8 +59,10 @@ class ModelSpec:
     def default_context_length(self) -> int:
         return min(self.max_context_length, 2048 if self.is_embedding else 4096)
 
-    def guardrail_message(self) -> str:
-        return GUARDRAIL_MESSAGE.format(gb=self.size_bytes * 1.2 / 1e9)
+    def guardrail_message(self, required_bytes: int | None = None) -> str:
+        """LM Studio's refusal text; the figure is what the estimate says the load needs."""
+        required = required_bytes if required_bytes is not None else self.size_bytes * 1.2
+        return GUARDRAIL_MESSAGE.format(gb=required / 1e9)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,7 +113,7 @@ def default_catalog() -> list[ModelSpec]:
         ModelSpec(
             key="openai/gpt-oss-20b", display_name="gpt-oss 20B", publisher="openai", architecture="gpt-oss",
             quantization="MXFP4", bits=4, size_bytes=12_109_566_560, params_string="20B",
-            max_context_length=131072, tool_use=True, reasoning=True,
+            max_context_length=131072, tool_use=True, reasoning=True, experts=4,
             path="lmstudio-community/gpt-oss-20b-GGUF/gpt-oss-20b-MXFP4.gguf",
         ),
         ModelSpec(
@@ -123,6 +127,31 @@ def default_catalog() -> list[ModelSpec]:
             publisher="nomic-ai", type="embedding", architecture="nomic-bert", quantization="Q4_K_M", bits=4,
             size_bytes=84_106_624, params_string=None, max_context_length=2048,
             path="nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.Q4_K_M.gguf",
+        ),
+    ]
+
+
+def default_download_catalog() -> list[ModelSpec]:
+    """Models the emulated LM Studio catalog offers but that are not downloaded yet (the first is the one the
+    REST download docs use as their example, with its size)."""
+    return [
+        ModelSpec(
+            key="ibm/granite-4-micro", display_name="Granite 4.0 Micro", publisher="ibm", architecture="granite",
+            quantization="Q4_K_M", bits=4, size_bytes=2_279_145_003, params_string="3B",
+            max_context_length=131072, tool_use=True,
+            path="lmstudio-community/granite-4.0-micro-GGUF/granite-4.0-micro-Q4_K_M.gguf",
+        ),
+        ModelSpec(
+            key="qwen/qwen3-8b", display_name="Qwen3 8B", publisher="qwen", architecture="qwen3",
+            quantization="Q4_K_M", bits=4, size_bytes=5_027_783_488, params_string="8B",
+            max_context_length=131072, tool_use=True, reasoning=True,
+            path="lmstudio-community/Qwen3-8B-GGUF/Qwen3-8B-Q4_K_M.gguf",
+        ),
+        ModelSpec(
+            key="text-embedding-bge-small-en-v1.5", display_name="BGE Small EN v1.5", publisher="CompendiumLabs",
+            type="embedding", architecture="bert", quantization="Q8_0", bits=8, size_bytes=36_755_072,
+            max_context_length=512,
+            path="CompendiumLabs/bge-small-en-v1.5-gguf/bge-small-en-v1.5-q8_0.gguf",
         ),
     ]
 
@@ -142,10 +171,15 @@ class Catalog:
     models: list[ModelSpec] = field(default_factory=list)
 
     def find(self, reference: str) -> ModelSpec | None:
-        for spec in self.models:
+        for spec in list(self.models):
             if spec.key == reference or reference in spec.variants:
                 return spec
         return None
 
     def model_keys(self) -> list[str]:
         return [spec.key for spec in self.models]
+
+    def add(self, spec: ModelSpec) -> None:
+        """A finished download: a new list, so threads iterating the old one are not disturbed."""
+        if self.find(spec.key) is None:
+            self.models = [*self.models, spec]

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmstudio_tray.emulator.catalog import Catalog, ModelSpec
+from lmstudio_tray.emulator.state.catalog import Catalog, ModelSpec
 
 LoadStatus = Literal["loading", "loaded", "failed", "aborted", "cancelled"]
 CANCELLED_MESSAGE = "Model loading was cancelled."
 DEFAULT_PARALLEL = 4
+DEFAULT_EVAL_BATCH = 512
 
 
 class LoadError(Exception):
@@ -22,6 +23,36 @@ class LoadError(Exception):
 
 class LoadAborted(Exception):
     """The emulated LM Studio process died while the load was running."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a load asked for beyond the context length: `lms load --gpu/--parallel` and the REST v1 load
+    fields. None = LM Studio's default (see `resolved`)."""
+
+    gpu: float | None = None  # offload ratio 0..1 (`--gpu off|max|0.5`); None = LM Studio decides
+    parallel: int | None = None
+    eval_batch_size: int | None = None
+    flash_attention: bool | None = None
+    num_experts: int | None = None
+    offload_kv_cache_to_gpu: bool | None = None
+
+    def resolved(self, spec: ModelSpec) -> LoadOptions:
+        """The configuration the instance ends up with: llama.cpp knobs only for GGUF LLMs, experts only for
+        mixture-of-experts models, no parallel slots for embeddings."""
+        if spec.is_embedding:
+            return LoadOptions(gpu=self.gpu)
+        gguf = spec.format == "gguf"
+        return LoadOptions(
+            gpu=self.gpu,
+            parallel=self.parallel or DEFAULT_PARALLEL,
+            eval_batch_size=(self.eval_batch_size or DEFAULT_EVAL_BATCH) if gguf else None,
+            flash_attention=(True if self.flash_attention is None else self.flash_attention) if gguf else None,
+            num_experts=(self.num_experts or spec.experts) if gguf and spec.experts else None,
+            offload_kv_cache_to_gpu=(
+                (True if self.offload_kv_cache_to_gpu is None else self.offload_kv_cache_to_gpu) if gguf else None
+            ),
+        )
 
 
 @dataclass
@@ -35,9 +66,13 @@ class Instance:
     last_used: float
     load_time: float
     variant: str | None = None
-    parallel: int | None = DEFAULT_PARALLEL
+    options: LoadOptions = field(default_factory=LoadOptions)
     # Requests currently being served: drives `lms ps` status/queued.
     active: int = 0
+
+    @property
+    def parallel(self) -> int | None:
+        return self.options.parallel
 
     def expired(self, now: float) -> bool:
         return self.ttl is not None and self.active == 0 and now - self.last_used >= self.ttl
@@ -54,6 +89,7 @@ class LoadJob:
     duration: float
     fail_message: str | None
     variant: str | None
+    options: LoadOptions = field(default_factory=LoadOptions)
     started: float = field(default_factory=time.monotonic)
     progress: float = 0.0
     status: LoadStatus = "loading"
@@ -142,6 +178,7 @@ class Engine:
         jit: bool = False,
         fail_message: str | None = None,
         variant: str | None = None,
+        options: LoadOptions | None = None,
     ) -> LoadJob:
         """Reserve an identifier (key, key:2, ...) and register a load; run it with `run_load`."""
         with self._lock:
@@ -162,6 +199,7 @@ class Engine:
                 duration=max(0.0, duration),
                 fail_message=fail_message,
                 variant=variant or spec.selected_variant,
+                options=(options or LoadOptions()).resolved(spec),
             )
             self._jobs[job.job_id] = job
             self._forget_old_jobs()
@@ -205,7 +243,7 @@ class Engine:
             last_used=now,
             load_time=job.elapsed,
             variant=job.variant,
-            parallel=None if job.spec.is_embedding else DEFAULT_PARALLEL,
+            options=job.options,
         )
         with self._lock:
             self._instances[instance.identifier] = instance

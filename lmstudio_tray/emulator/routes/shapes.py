@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmstudio_tray.emulator.catalog import ModelSpec
-from lmstudio_tray.emulator.engine import Instance
-from lmstudio_tray.emulator.versioning import VersionProfile
+from lmstudio_tray.emulator.state.catalog import ModelSpec
+from lmstudio_tray.emulator.state.engine import Instance
+from lmstudio_tray.emulator.state.versioning import VersionProfile
 
 
 def openai_model(identifier: str) -> dict[str, Any]:
@@ -45,15 +45,17 @@ def v1_quantization(spec: ModelSpec) -> dict[str, Any] | None:
 
 
 def v1_instance(instance: Instance) -> dict[str, Any]:
+    """`loaded_instances[]`: the llama.cpp knobs only where they applied (GGUF LLMs; an MLX model shows
+    only `context_length` and `parallel`, as observed live)."""
+    options = instance.options
     config: dict[str, Any] = {"context_length": instance.context_length}
     if not instance.spec.is_embedding:
-        if instance.spec.format == "mlx":
-            config["parallel"] = instance.parallel
-        else:
-            config.update(
-                eval_batch_size=512, parallel=instance.parallel, flash_attention=True,
-                offload_kv_cache_to_gpu=True,
-            )
+        values = {
+            "eval_batch_size": options.eval_batch_size, "parallel": instance.parallel,
+            "flash_attention": options.flash_attention, "num_experts": options.num_experts,
+            "offload_kv_cache_to_gpu": options.offload_kv_cache_to_gpu,
+        }
+        config.update((name, value) for name, value in values.items() if value is not None)
     return {"id": instance.identifier, "config": config}
 
 
@@ -87,12 +89,11 @@ def v1_model(spec: ModelSpec, instances: list[Instance]) -> dict[str, Any]:
 
 
 def v1_load_config(instance: Instance) -> dict[str, Any]:
-    if instance.spec.is_embedding:
-        return {"context_length": instance.context_length}
-    return {
-        "context_length": instance.context_length, "eval_batch_size": 512, "flash_attention": True,
-        "offload_kv_cache_to_gpu": True,
-    }
+    """`load_config` of a REST load: only what applied to the load (so no `parallel`, which the REST load
+    docs do not list)."""
+    config: dict[str, Any] = v1_instance(instance)["config"]
+    config.pop("parallel", None)
+    return config
 
 
 def sdk_format(spec: ModelSpec) -> str:

@@ -6,10 +6,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from lmstudio_tray.emulator import content, errors, shapes
-from lmstudio_tray.emulator.engine import Instance
-from lmstudio_tray.emulator.httpserver import SSE_TYPE, Request, Response, json_response
-from lmstudio_tray.emulator.state import EmulatorState
+from lmstudio_tray.emulator.routes import content, shapes
+from lmstudio_tray.emulator.routes.httpserver import SSE_TYPE, Request, Response, json_response
+from lmstudio_tray.emulator.state import errors
+from lmstudio_tray.emulator.state.engine import Instance
+from lmstudio_tray.emulator.state.shared import EmulatorState
 
 
 def body_of(request: Request) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The fake `lms` CLI: standard library only, so each call starts as fast as a short-lived process can."""

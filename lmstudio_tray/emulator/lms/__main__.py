@@ -1,0 +1,5 @@
+"""`python -m lmstudio_tray.emulator.lms ...` runs the fake `lms`."""
+
+from lmstudio_tray.emulator.lms.cli import main
+
+raise SystemExit(main())
