@@ -1,5 +1,9 @@
 """A real forwarding proxy for tests: Debian's tinyproxy (installed by scripts/deps/desktop.sh), whose log
-tells which requests it carried."""
+tells which requests it carried.
+
+With `outgoing`, tinyproxy opens its connections to the targets from that loopback address (its `Bind`
+setting), so a target server tells a request the proxy carried from a direct one by the peer address alone.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_tinyproxy(workdir: Path, extra: str = "") -> Tinyproxy:
+def start_tinyproxy(workdir: Path, extra: str = "", *, outgoing: str | None = None) -> Tinyproxy:
     binary = shutil.which("tinyproxy")
     if binary is None:
         problem = "tinyproxy is not installed; run scripts/deps/desktop.sh (as root)"
@@ -53,6 +57,8 @@ def start_tinyproxy(workdir: Path, extra: str = "") -> Tinyproxy:
             pytest.fail(f"{REQUIRE_ENV}=1 but {problem}", pytrace=False)
         pytest.skip(problem)
     workdir.mkdir(parents=True, exist_ok=True)
+    if outgoing is not None:
+        extra = f"Bind {outgoing}\n{extra}"
     for attempt in range(5):  # the free port may be taken by someone else before tinyproxy binds it
         port, log = free_port(), workdir / f"tinyproxy-{attempt}.log"
         conf = workdir / f"tinyproxy-{attempt}.conf"

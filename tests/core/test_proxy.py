@@ -1,8 +1,10 @@
 """Proxies: the core's http1 takes the same route as httpx (what `doctor` uses) for every URL.
 
 Real traffic goes through a real proxy, Debian's tinyproxy (installed by scripts/deps/desktop.sh), to real
-HTTP and HTTPS servers on 127.0.0.1; its log tells which requests it carried. The rules themselves are also
-compared with httpx's own code over generated settings and URLs.
+HTTP and HTTPS servers on 127.0.0.1. Which route each request took, the target server tells: every request
+has a path of its own, and tinyproxy connects to the target from 127.0.0.2 (`PROXY_SIDE`), a client directly
+from 127.0.0.1. (The proxy's log could not tell httpx's request from http1's: CONNECT names only host:port.)
+The rules themselves are also compared with httpx's own code over generated settings and URLs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import ssl
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +33,31 @@ from lmstudio_tray.core.lmstudio.proxy import Proxy, ProxyRules
 from lmstudio_tray.core.models import FailureKind
 from lmstudio_tray.diagnostics.checks import Status, check_instance
 from lmstudio_tray.emulator import Emulator
-from tests.core.http_servers import Server, keep_alive, self_signed
+from tests.core.http_servers import OK, Handler, Server, read_request, self_signed
 from tests.tinyproxy import Tinyproxy, free_port, start_tinyproxy
+
+PROXY_SIDE = "127.0.0.2"  # where tinyproxy's connections to the targets come from; a client's come from 127.0.0.1
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tinyproxy]:
-    tp = start_tinyproxy(tmp_path_factory.mktemp("tinyproxy"))
+    tp = start_tinyproxy(tmp_path_factory.mktemp("tinyproxy"), outgoing=PROXY_SIDE)
     yield tp
     tp.proc.terminate()
     tp.proc.wait(10)
+
+
+def recording(peers: dict[str, str]) -> Handler:
+    """Answers every request with 200, first noting the address it came from under its target (path)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = str(writer.get_extra_info("peername")[0])
+        while (req := await read_request(reader)) is not None:
+            peers[req.split(b" ", 2)[1].decode()] = peer  # before answering: a client that has the answer finds it
+            writer.write(OK)
+            await writer.drain()
+
+    return handler
 
 
 @dataclass
@@ -48,11 +66,17 @@ class Targets:
     https: Server
     trust: ssl.SSLContext
     server_context: ssl.SSLContext  # the servers' certificate, for more TLS servers
+    peers: dict[str, str]  # request target -> the address it came from (both servers)
 
     def url(self, name: str) -> str:
         scheme, host = name.split("-")
         server = self.http if scheme == "http" else self.https
         return f"{scheme}://{'127.0.0.1' if host == 'ip' else 'localhost'}:{server.port}/"
+
+    def proxied(self, path: str) -> bool:
+        """Whether the request for `path` (there is one, answered) came through the proxy."""
+        assert self.peers[path] in (PROXY_SIDE, "127.0.0.1"), self.peers[path]
+        return self.peers[path] == PROXY_SIDE
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +84,9 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
     cert, key = self_signed(tmp_path_factory.mktemp("cert"))
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
-    both = Targets(Server(keep_alive()), Server(keep_alive(), server_ctx), ssl.create_default_context(cafile=str(cert)),
-                   server_ctx)
+    peers: dict[str, str] = {}
+    both = Targets(Server(recording(peers)), Server(recording(peers), server_ctx),
+                   ssl.create_default_context(cafile=str(cert)), server_ctx, peers)
     yield both
     both.http.close()
     both.https.close()
@@ -98,9 +123,9 @@ ROUTES: dict[str, tuple[dict[str, str], set[str]]] = {
 
 async def _http1_get(url: str, trust: ssl.SSLContext) -> int:
     pool = http1.Pool(ssl_context=trust)  # reads the proxy settings now, as an httpx client does
-    origin, prefix = http1.split_url(url)
+    origin, path = http1.split_url(url)
     try:
-        resp = await pool.request(origin, http1.encode_request("GET", prefix + "/", origin), timeout=20)
+        resp = await pool.request(origin, http1.encode_request("GET", path or "/", origin), timeout=20)
     finally:
         await pool.aclose()
     return resp.status
@@ -124,14 +149,15 @@ async def test_http1_and_httpx_take_the_same_route(
                                               http=targets.http.port, https=targets.https.port))
     routes: dict[str, set[str]] = {"httpx": set(), "http1": set()}
     for name in URLS:
-        url = targets.url(name)
-        before = len(proxy.carried())
-        assert httpx.get(url, verify=targets.trust, timeout=20).status_code == 200
-        if _carried(proxy, before, url):
+        path = f"/route/httpx/{uuid.uuid4().hex}"
+        # AsyncClient: a blocking httpx.get would hold this loop, which http1 (the core's code) runs on
+        async with httpx.AsyncClient(verify=targets.trust, timeout=20) as client:
+            assert (await client.get(targets.url(name) + path[1:])).status_code == 200
+        if targets.proxied(path):
             routes["httpx"].add(name)
-        before = len(proxy.carried())
-        assert await _http1_get(url, targets.trust) == 200
-        if _carried(proxy, before, url):
+        path = f"/route/http1/{uuid.uuid4().hex}"
+        assert await _http1_get(targets.url(name) + path[1:], targets.trust) == 200
+        if targets.proxied(path):
             routes["http1"].add(name)
     assert routes["http1"] == routes["httpx"]
     assert routes["httpx"] == expected
