@@ -221,8 +221,10 @@ async def check_instance(inst: InstanceConfig, token: str | None, timeout: float
 async def _lms_version(base_url: str, token: str | None, timeout: float) -> str | None:
     """LM Studio's own version from /lms-status when this build answers it there; None otherwise."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # Building a client loads the CA bundle (~40 ms of CPU): in a worker thread, not on the caller's loop.
+    client = await asyncio.to_thread(httpx.AsyncClient, timeout=min(timeout, 1.5))
     try:
-        async with httpx.AsyncClient(timeout=min(timeout, 1.5)) as http:
+        async with client as http:
             resp = await http.get(f"{base_url}/lms-status", headers=headers)
         body = resp.json()
     except (httpx.HTTPError, ValueError):
