@@ -21,12 +21,12 @@ import uvicorn
 
 from lmstudio_tray import __version__
 from lmstudio_tray.api.app import create_app
-from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.hooks.sessions import SessionTracker
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.endpoint_file import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.core.support.lock import SingleInstance
 from lmstudio_tray.core.support.logs import register_secret
 

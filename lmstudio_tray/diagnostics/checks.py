@@ -338,7 +338,7 @@ def check_notifications(env: Mapping[str, str] | None = None, platform: str | No
 
 def check_endpoint(path: Path | None = None, timeout: float = 2.0) -> CheckResult:
     """The discovery file names a live process, and that endpoint answers /v1/health."""
-    from lmstudio_tray.api.discovery import read_endpoint  # stdlib + psutil only: no FastAPI import
+    from lmstudio_tray.core.support.endpoint_file import read_endpoint  # stdlib + psutil only: no FastAPI import
 
     target = path or paths.endpoint_file()
     start = "start `lmstudio-tray` (the tray) or `lmstudio-tray serve`; the OpenCode plugin needs it running"

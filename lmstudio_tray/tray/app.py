@@ -416,7 +416,7 @@ def open_dashboard_in_browser() -> str | None:
     link when no browser could be started. Blocking: the presenter calls it on a worker thread."""
     import webbrowser
 
-    from lmstudio_tray.api.discovery import dashboard_link
+    from lmstudio_tray.core.support.endpoint_file import dashboard_link
 
     url = dashboard_link()
     return None if webbrowser.open(url) else url

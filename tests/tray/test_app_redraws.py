@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from lmstudio_tray.api.discovery import read_endpoint
 from lmstudio_tray.core.config.schema import Config, EndpointConfig, InstanceConfig
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.support.endpoint_file import read_endpoint
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.notify.base import RecordingNotifier
 from lmstudio_tray.notify.service import NotificationService
