@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from lmstudio_tray.core.clock import Clock, SystemClock
-from lmstudio_tray.core.config import loader
-from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.eta import LoadEstimator
@@ -49,8 +48,11 @@ class Core:
         clock: Clock | None = None,
         secrets: SecretStore | None = None,
         lms_path: Path | bool | None = True,
+        teams: TeamProfiles | None = None,
     ) -> None:
         """`lms_path=True` finds `lms` the usual way; a Path uses that one; None/False: no `lms`.
+        `teams`: the team profiles the load of `config` found (see `load_config`), so that the core does not
+        load its team profile again.
 
         Construction may block (the API tokens come from the keyring, a team profile may be fetched): build
         the core before its loop runs. Once it runs, all of that happens in worker threads.
@@ -65,7 +67,8 @@ class Core:
         self._secrets_lock = threading.Lock()  # opened by whichever worker thread asks first
         self.lms_path: Path | None = find_lms() if lms_path is True else (lms_path or None)
         self.estimator = LoadEstimator()
-        loader.for_config(config)  # the team profile it names, so that reading it later never fetches
+        self.teams = teams if teams is not None else TeamProfiles()
+        self.teams.for_config(config)  # the team profile it names, so that reading it later never fetches
         self.monitor = Monitor(
             config.instances,
             lambda: self.config.monitor,
@@ -76,7 +79,7 @@ class Core:
         )
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
-                               team=loader.known_source(lambda: self.config))
+                               team=self.teams.known_source(lambda: self.config))
         self.actions.server_control_enabled = lambda: self.config.actions.server_control
         self._services: list[Service] = []
         self._started: list[Service] = []
@@ -185,7 +188,7 @@ class Core:
             if new == old or self._stopping:
                 return []
             # the team profile it names may have to be fetched: not on the loop (validate must keep answering)
-            await asyncio.to_thread(loader.for_config, new)
+            await asyncio.to_thread(self.teams.for_config, new)
             changes = await self._switch_monitors(old, new)
             self.config = new  # the switch itself: status shows the new profile once its instances are watched
             for name in self.monitor.names:
@@ -234,7 +237,7 @@ class Core:
             return []
         try:
             # a file of any size, and the team profile it names (HTTPS, 3 s timeout): off the loop
-            new = await asyncio.to_thread(load_config, self.config_path)
+            new = await asyncio.to_thread(load_config, self.config_path, self.teams)
         except ConfigError as exc:
             log.warning("the config file changed but has problems, so the running settings stay: %s", exc)
             return []

@@ -256,7 +256,7 @@ class TrayApp:
         """New settings (a tray click, `profile use`, an edited file): the menu follows (the notification
         service follows on its own, see `make_service`)."""
         if self.presenter is not None:
-            self.presenter.update_prefs(**menu_prefs(config))
+            self.presenter.update_prefs(**menu_prefs(config, self.core.teams))
 
     def _tips(self) -> list[str]:
         from lmstudio_tray.analytics import tips_for
@@ -349,7 +349,7 @@ class TrayApp:
                 dashboard=True,
                 config_path=str(self.config_path or paths.config_file()),
                 logs_path=str(paths.log_dir()),
-                **menu_prefs(self.core.config),
+                **menu_prefs(self.core.config, self.core.teams),
             ),
             set_notifications=preferences.set_notifications,
             set_autostart=autostart.set_enabled if autostart is not None else None,
