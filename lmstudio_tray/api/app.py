@@ -205,9 +205,6 @@ def create_app(
         return JSONResponse(await asyncio.to_thread(app.openapi))
 
     state.router = mount_router(app, core)
-    # the shared-instance guard in core.actions (which every surface acts through) checks the use the
-    # router and validate record here
-    core.actions.uses = state.router.uses
     port_fn: Callable[[], int] = port if callable(port) else (lambda p=port: p)  # type: ignore[misc]
     # the fast path sits in front of FastAPI itself: its per-request telemetry and body-limit layers
     # cost more than the validation does

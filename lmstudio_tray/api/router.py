@@ -122,8 +122,9 @@ def router_for(core: Core) -> Router | None:
 
 def mount_router(app: FastAPI, core: Core) -> Router:
     """Mount the router under /v1/route; its connections close when the core stops."""
+    # the model uses it records go into the core's record, which the shared-instance guard of core.actions reads
     router = Router(lambda: core.config.pools, core.monitor,
-                    connect_timeout=core.config.monitor.request_timeout)
+                    connect_timeout=core.config.monitor.request_timeout, uses=core.model_uses)
 
     async def nothing() -> None:
         return None

@@ -17,6 +17,7 @@ from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.eta import LoadEstimator
+from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
@@ -48,11 +49,13 @@ class Core:
         clock: Clock | None = None,
         secrets: SecretStore | None = None,
         lms_path: Path | bool | None = True,
+        model_uses: ModelUseLog | None = None,
         teams: TeamProfiles | None = None,
     ) -> None:
         """`lms_path=True` finds `lms` the usual way; a Path uses that one; None/False: no `lms`.
-        `teams`: the team profiles the load of `config` found (see `load_config`), so that the core does not
-        load its team profile again.
+        `model_uses`: the record of recent model use (default: the state dir's file), which the actions'
+        shared-instance guard reads and the endpoint's router writes. `teams`: the team profiles the load of
+        `config` found (see `load_config`), so that the core does not load its team profile again.
 
         Construction may block (the API tokens come from the keyring, a team profile may be fetched): build
         the core before its loop runs. Once it runs, all of that happens in worker threads.
@@ -77,10 +80,12 @@ class Core:
             clock=self.clock,
             server_control=lambda cfg: self._can_control(cfg, self.config),
         )
+        # one record of model use: the endpoint's pool router writes it, the guard below reads it
+        self.model_uses = model_uses if model_uses is not None else ModelUseLog()
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
-                               team=self.teams.known_source(lambda: self.config))
-        self.actions.server_control_enabled = lambda: self.config.actions.server_control
+                               team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
+                               server_control=lambda: self.config.actions.server_control)
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
