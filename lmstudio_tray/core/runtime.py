@@ -80,7 +80,7 @@ class Core:
             clock=self.clock,
             server_control=lambda cfg: self._can_control(cfg, self.config),
         )
-        # one record of model use: the endpoint's pool router writes it, the guard below reads it
+        # one record of model use: the endpoint's router writes it (`make_router`), the guard below reads it
         self.model_uses = model_uses if model_uses is not None else ModelUseLog()
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,

@@ -446,16 +446,23 @@ def attach_endpoint_and_analytics(core: Core) -> None:
     An endpoint that cannot start (its port taken, usually by a running `lmstudio-tray serve`) must not
     take the tray down: the icon and notifications still work, and the plugin finds the other endpoint.
     """
-    from lmstudio_tray.analytics import attach_analytics
+    from lmstudio_tray.analytics import Analytics, StoreInsights, attach_analytics
     from lmstudio_tray.diagnostics.telemetry import attach_telemetry
 
+    analytics: Analytics | None = None
+    try:
+        analytics = attach_analytics(core)
+        attach_telemetry(core, command="run")
+    except Exception as exc:  # analytics are an extra; never a reason for the tray not to start
+        log.warning("tray: analytics are off: %s", exc)
+    insights = analytics or StoreInsights()  # the endpoint's tips, forwarded events, the dashboard's data
     servers: list[Any] = []
 
     async def start() -> None:
         # FastAPI and uvicorn take ~0.3 s to import: in a worker thread, so that the core's loop keeps
         # polling (and the icon keeps appearing) meanwhile
         endpoint_server, endpoint_error = await asyncio.to_thread(_endpoint_classes)
-        server = endpoint_server(core)
+        server = endpoint_server(core, insights=insights)
         servers.append(server)
         try:
             await server.start()
@@ -469,11 +476,6 @@ def attach_endpoint_and_analytics(core: Core) -> None:
             await server.stop()
 
     core.add_service(start, stop)
-    try:
-        attach_analytics(core)
-        attach_telemetry(core, command="run")
-    except Exception as exc:  # analytics are an extra; never a reason for the tray not to start
-        log.warning("tray: analytics are off: %s", exc)
 
 
 def run_tray(

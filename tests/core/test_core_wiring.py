@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from lmstudio_tray.api.router import make_router
 from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.runtime import Core
@@ -15,6 +16,7 @@ def test_the_guard_reads_the_one_record_of_model_use_the_core_was_given(tmp_path
     log = ModelUseLog(tmp_path / "model-use.json")
     core = Core(parse_config({}), lms_path=None, model_uses=log)
     assert core.model_uses is log and core.actions.uses is log
+    assert make_router(core).uses is log  # the endpoint's pool router writes it
     fresh = Core(parse_config({}), lms_path=None)
     assert fresh.actions.uses is fresh.model_uses is not None  # also without an endpoint (a CLI command)
 

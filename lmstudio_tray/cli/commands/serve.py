@@ -43,15 +43,15 @@ def _attach_notifications(core: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmstudio_tray.analytics import attach_analytics
+    from lmstudio_tray.analytics import StoreInsights, attach_analytics
     from lmstudio_tray.api.server import EndpointError, attach_endpoint
     from lmstudio_tray.diagnostics.telemetry import attach_telemetry
     from lmstudio_tray.platform.process import shorten_switch_interval
 
     shorten_switch_interval()  # the endpoint's p99 next to busy threads (see platform.process)
     core = make_core(args)
-    server = attach_endpoint(core, port=args.port)
-    attach_analytics(core)
+    analytics = attach_analytics(core)  # the endpoint's insights: tips, forwarded events, the dashboard's data
+    server = attach_endpoint(core, port=args.port, insights=analytics or StoreInsights())
     attach_telemetry(core, command="serve")
     if not args.no_notify:
         _attach_notifications(core)
