@@ -4,10 +4,10 @@
 migrates) the store, applies retention, seeds the load ETA from past loads, subscribes to the bus and
 starts the writer thread. Bus handlers only queue; the writer thread does all SQLite work.
 
-The endpoint is given it as the core's `UsageInsights`: it hands it forwarded OpenCode events and reads the
-dashboard's data and the system transform's tips (cached, never blocking). With analytics off,
-`StoreInsights` stands in: the dashboard still shows what the store holds, and nothing is recorded. The
-tray reads the tips through `tips_for(core)`.
+Other surfaces get it from the composition root (`lmstudio_tray.wiring`) as the core's `UsageInsights`:
+the endpoint hands it forwarded OpenCode events and reads the dashboard's data, the system transform and
+the tray read its tips (cached, never blocking). With analytics off, `StoreInsights` stands in: the
+dashboard still shows what the store holds, and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,6 @@ RECORDED = (ev.VerdictGiven, ev.ModelLoaded, ev.ModelUnloaded, ev.LoadFinished, 
 ETA_HISTORY = 20  # past loads per instance replayed into the load estimator
 PRUNE_INTERVAL_S = 3600.0
 TIPS_INTERVAL_S = 300.0
-
-_REGISTRY: weakref.WeakKeyDictionary[Core, Analytics] = weakref.WeakKeyDictionary()
 
 
 def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, Any]:
@@ -245,21 +242,10 @@ class Analytics:
         return read_history(self.path, since, known_models)
 
 
-def analytics_for(core: Core) -> Analytics | None:
-    return _REGISTRY.get(core)
-
-
-def tips_for(core: Core, model: str | None = None) -> list[str]:
-    """Suggestion texts for the tray's Tips item (all) or about `model`."""
-    analytics = analytics_for(core)
-    return analytics.tip_texts(model) if analytics is not None else []
-
-
 def attach_analytics(core: Core, *, path: Path | None = None, **options: Any) -> Analytics | None:
     """Record analytics whenever `core` runs (registered with `core.add_service`); None when disabled."""
     if not core.config.analytics.enabled:
         return None
     analytics = Analytics(core, path=path, **options)
-    _REGISTRY[core] = analytics
     core.add_service(analytics.start, analytics.stop)
     return analytics

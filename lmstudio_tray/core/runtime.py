@@ -139,7 +139,7 @@ class Core:
         await asyncio.to_thread(self._store_token, instance, token)  # the keyring: D-Bus, maybe a prompt
         with contextlib.suppress(KeyError):
             mon = self.monitor.instance(instance)
-            mon.client.token = token or None
+            mon.client.use_token(token or None)
             mon.poke()
 
     def _store_token(self, instance: str, token: str | None) -> None:

@@ -12,13 +12,14 @@ from typing import Any
 import psutil
 import pytest
 
-from lmstudio_tray.analytics import analytics_for, attach_analytics
+from lmstudio_tray.analytics import attach_analytics
 from lmstudio_tray.analytics.resources import is_lmstudio_name
 from lmstudio_tray.analytics.store import reading
 from lmstudio_tray.api.server import EndpointServer
 from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.control.eta import DEFAULT_BYTES_PER_SECOND
 from lmstudio_tray.core.runtime import Core, CoreThread
+from lmstudio_tray.wiring import attach_surfaces
 from tests.analytics import streams as s
 from tests.analytics.conftest import Stack, wait_for
 
@@ -161,7 +162,7 @@ def test_tips_are_served_from_a_cache_for_the_transform_and_the_tray(stack: Stac
 def test_disabled_analytics_attach_nothing(tmp_path: Path) -> None:
     core = Core(parse_config({"analytics": {"enabled": False}}), lms_path=None)
     assert attach_analytics(core, path=tmp_path / "a.sqlite3") is None
-    assert analytics_for(core) is None
+    assert attach_surfaces(core, command="test", notify=False).analytics is None
     assert not (tmp_path / "a.sqlite3").exists()
 
 
