@@ -31,6 +31,7 @@ from lmstudio_tray.core import events as ev
 from lmstudio_tray.core.hooks.verdict import resolve_model
 from lmstudio_tray.core.ports import NOT_ATTACHED, RecordingStatus
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.threads import not_on_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ TIPS_INTERVAL_S = 300.0
 
 def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, Any]:
     """The dashboard's charts, report and suggestions for the window `since` from the store at `path`.
-    Blocking (SQLite): off the core loop. ValueError names a bad `since`."""
+    Blocking (SQLite): off the core loop (`WrongThread` on it). ValueError names a bad `since`."""
+    not_on_event_loop("reading the analytics history")
     window = parse_since(since)
     now = time.time()
     start = now - window if window != float("inf") else 0.0
@@ -206,7 +208,8 @@ class Analytics:
         return {m.key for snap in self.core.monitor.snapshots() for m in snap.models}
 
     def refresh_tips(self) -> list[Suggestion]:
-        """Recompute the suggestions from the store (blocking: call it off the core loop)."""
+        """Recompute the suggestions from the store (blocking: off the core loop, `WrongThread` on it)."""
+        not_on_event_loop("recomputing the analytics tips")
         now = time.time()
         try:
             with reading(self.path) as conn:

@@ -26,6 +26,7 @@ from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
 from lmstudio_tray.core.models import StatusReport
 from lmstudio_tray.core.support.logs import register_secret
 from lmstudio_tray.core.support.secrets import SecretStore, open_store
+from lmstudio_tray.core.threads import WrongThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -400,11 +401,19 @@ class CoreThread:
             raise self._start_error
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule `coro` on the core's loop from any thread; the future gives its result."""
+        """Schedule `coro` on the core's loop from any thread (never waiting): how a surface's thread hands work
+        to the core; the future gives its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def _not_on_core_thread(self, what: str) -> None:
+        if threading.get_ident() == self._thread.ident:
+            raise WrongThread(f"{what} waits for the core's loop and was called on it: it would wait for "
+                              "itself; on the loop, await the coroutine instead")
+
     def call(self, fn: Callable[[], T]) -> T:
-        """Run a plain function on the core's thread and wait for its result."""
+        """Run a plain function on the core's thread and wait for its result (from another thread only:
+        `WrongThread` on the core's own)."""
+        self._not_on_core_thread("CoreThread.call")
 
         async def wrapper() -> T:
             return fn()
@@ -413,9 +422,10 @@ class CoreThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the core (waiting up to `timeout` s for it), then the loop and the thread; nothing happens when the
-        thread is not running."""
+        thread is not running. From another thread only (`WrongThread` on the core's own)."""
         if not self._thread.is_alive():
             return
+        self._not_on_core_thread("CoreThread.stop")
         with contextlib.suppress(Exception):
             self.submit(self.core.stop()).result(timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -147,7 +147,7 @@ def attach_telemetry(core: Core, *, command: str | None = None) -> Telemetry:
     async def periodic() -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            tel.flush()
+            await asyncio.to_thread(tel.flush)  # reads and rewrites the file: not on the core's loop
 
     async def start() -> None:
         nonlocal task
@@ -158,7 +158,7 @@ def attach_telemetry(core: Core, *, command: str | None = None) -> Telemetry:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        tel.close()
+        await asyncio.to_thread(tel.close)
 
     core.add_service(start, stop)
     return tel

@@ -26,6 +26,7 @@ from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.events import STATUS_KINDS, Event
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.core.ports import Reporter
+from lmstudio_tray.core.threads import not_on_event_loop
 from lmstudio_tray.tray.icons import aggregate, quantize
 from lmstudio_tray.tray.menu import (
     APP_TITLE,
@@ -229,7 +230,8 @@ class TrayPresenter:
         """Re-read the cached status and push only what changed (redrawing menus makes them flicker).
 
         Runs on the tray's side (its redraw thread, or the view's thread for a click), never on the core
-        loop: building the menu and drawing the icon cost far more than a validate does."""
+        loop (`WrongThread`): building the menu and drawing the icon cost far more than a validate does."""
+        not_on_event_loop("the tray's redraw")
         with self._draw_lock:
             self._refresh()
 
