@@ -35,7 +35,12 @@ async def _reject(
 
 
 class LoopbackGuard:
+    """ASGI middleware in front of the whole endpoint: refuses what did not come from a local program that
+    read the token (see the module's docstring); `refused` counts the refusals."""
+
     def __init__(self, app: ASGIApp, *, token: str, port: Callable[[], int], max_body_bytes: int) -> None:
+        """`app`: what a request that passes goes to; `token`: the bearer token; `port`: the port the endpoint
+        listens on (asked at each request); `max_body_bytes`: the body limit."""
         self.app = app
         self._token = f"Bearer {token}".encode()
         self._port = port  # a callable: with port 0 the real port is known only after binding
@@ -43,10 +48,12 @@ class LoopbackGuard:
         self.refused = 0
 
     def allowed_hosts(self) -> frozenset[bytes]:
+        """The Host values a request may carry: 127.0.0.1 and localhost with the endpoint's port."""
         port = self._port()
         return frozenset({f"127.0.0.1:{port}".encode(), f"localhost:{port}".encode()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the request, read its whole body, then hand it on (the body replayed in one message)."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.app(scope, receive, send)
