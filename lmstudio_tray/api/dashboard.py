@@ -113,7 +113,7 @@ class DashboardGate(LoopbackGuard):
         """In front of `inner` (the endpoint's guard), with its hosts and body limit; `auth` holds the codes
         and sessions."""
         super().__init__(inner.app, token=secrets.token_urlsafe(32), port=lambda: 0,
-                         max_body_bytes=inner.max_body_bytes)
+                         max_body_bytes=inner.max_body_bytes, refusals=inner.refusals)
         self.inner = inner
         self.auth = auth
 
@@ -136,12 +136,12 @@ class DashboardGate(LoopbackGuard):
             elif name == b"cookie":
                 cookie = value.decode("latin-1")
         if host not in self.allowed_hosts():
-            self.inner.refused += 1
+            self.refusals.add()
             await _send(send, 421, b'{"error":{"kind":"forbidden_host","message":"use 127.0.0.1 or localhost"}}',
                         b"application/json")
             return
         if origin is not None and origin != b"http://" + host:
-            self.inner.refused += 1
+            self.refusals.add()
             await _send(send, 403, b'{"error":{"kind":"forbidden_origin","message":"other sites may not call '
                                    b'the dashboard"}}', b"application/json")
             return
