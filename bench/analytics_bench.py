@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmstudio_tray.analytics import attach_analytics
+from lmstudio_tray.analytics import Analytics
 from lmstudio_tray.analytics.store import Store
 from lmstudio_tray.analytics.writer import BatchWriter
 from lmstudio_tray.api.server import attach_endpoint
@@ -94,9 +94,12 @@ def start_stack(emu: Emulator, db: Path | None) -> tuple[CoreThread, str, str]:
     cfg = parse_config({"instances": [{"name": "local", "url": emu.api_url}], "endpoint": {"port": 0},
                         "analytics": {"enabled": db is not None}})
     core = Core(cfg, lms_path=None)
-    server = attach_endpoint(core, discovery_file=(db or Path(tempfile.mkdtemp()) / "x").with_suffix(".json"))
-    if db is not None:
-        attach_analytics(core, path=db)
+    # wired as lmstudio_tray.wiring wires them: the endpoint gets the analytics as its insights
+    analytics = Analytics(core, path=db) if db is not None else None
+    server = attach_endpoint(core, discovery_file=(db or Path(tempfile.mkdtemp()) / "x").with_suffix(".json"),
+                             insights=analytics)
+    if analytics is not None:
+        core.add_service(analytics.start, analytics.stop)
     thread = CoreThread(core)
     thread.start()
     return thread, server.url, server.token

@@ -20,9 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGES = [
     "lmstudio_tray/core",
-    # NOT YET CHECKED: the endpoint's public definitions are being documented on another branch (47 lack a
-    # docstring here). Uncomment the next line once that branch is merged.
-    # "lmstudio_tray/api",
+    "lmstudio_tray/api",
 ]
 
 

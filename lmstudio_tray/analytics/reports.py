@@ -121,105 +121,16 @@ class Report:
 
 
 def build_report(conn: sqlite3.Connection, since: float, until: float) -> Report:
-    models: dict[str, ModelStats] = {}
-
-    def stats_for(name: str | None, instance: str | None = None) -> ModelStats:
-        key = name or "(unknown)"
-        m = models.get(key) or models.setdefault(key, ModelStats(key))
-        if instance and instance not in m.instances:
-            m.instances.append(instance)
-        return m
-
+    """Per-model and per-instance figures for the window [since, until] (what `stats` and the dashboard show)."""
     w = (since, until)
-    categories: dict[str, int] = defaultdict(int)
-    validate_ms: dict[str, list[float]] = defaultdict(list)
-    for r in conn.execute("SELECT instance, coalesce(model_key, model) AS m, category, ok, latency_ms, ts "
-                          "FROM verdicts WHERE ts >= ? AND ts <= ?", w):
-        m = stats_for(r[1], r[0])
-        m.verdicts += 1
-        m.verdicts_blocked += 0 if r[3] else 1
-        m.verdict_categories[r[2]] = m.verdict_categories.get(r[2], 0) + 1
-        if r[2] == "context_too_small":
-            m.context_errors += 1
-        m.last_used = max(m.last_used or 0.0, r[5])
-        categories[r[2]] += 1
-        if r[0] and r[4] is not None:
-            validate_ms[r[0]].append(r[4])
+    tally = _Tally()
+    tally.add_verdicts(conn, w)
+    tally.add_turns(conn, w)
+    tally.add_sessions(conn, w)
+    tally.add_loads(conn, w)
+    tally.finish()
 
-    durations: dict[str, list[float]] = defaultdict(list)
-    speeds: dict[str, list[float]] = defaultdict(list)
-    ctx_used: dict[str, list[int]] = defaultdict(list)
-    ctx_share: dict[str, list[float]] = defaultdict(list)
-    for r in conn.execute("SELECT instance, model, input_tokens, output_tokens, reasoning_tokens, "
-                          "cache_read_tokens, duration_s, tokens_per_s, loaded_context, error, ts "
-                          "FROM turns WHERE ts >= ? AND ts <= ?", w):
-        m = stats_for(r[1], r[0])
-        m.turns += 1
-        m.last_used = max(m.last_used or 0.0, r[10])
-        if r[9]:
-            if r[9] != "MessageAbortedError":
-                m.turn_errors += 1
-            if r[9] == "ContextOverflowError":
-                m.context_errors += 1
-            continue
-        m.input_tokens += r[2] or 0
-        m.output_tokens += r[3] or 0
-        m.reasoning_tokens += r[4] or 0
-        if r[6]:
-            durations[m.model].append(r[6])
-        if r[7]:
-            speeds[m.model].append(r[7])
-        used = (r[2] or 0) + (r[5] or 0) + (r[3] or 0) + (r[4] or 0)
-        if used:
-            ctx_used[m.model].append(used)
-        if r[8]:
-            m.loaded_context = max(m.loaded_context or 0, r[8])
-            ctx_share[m.model].append(used / r[8])
-            if used >= NEAR_CONTEXT * r[8]:
-                m.turns_near_context += 1
-
-    for r in conn.execute("SELECT model, instance, outcome FROM sessions WHERE last_seen >= ? AND ts <= ?", w):
-        m = stats_for(r[0], r[1])
-        m.sessions += 1
-        if r[2] == "ok":
-            m.sessions_ok += 1
-        elif r[2] in ("error", "retrying"):
-            m.sessions_failed += 1
-    for r in conn.execute("SELECT model, error_name FROM session_events WHERE kind = 'error' AND ts >= ? AND ts <= ?",
-                          w):
-        if r[1] == "ContextOverflowError":
-            stats_for(r[0]).context_errors += 1
-
-    load_times: dict[str, list[float]] = defaultdict(list)
-    for r in conn.execute("SELECT instance, model, ok, seconds, size_bytes FROM loads WHERE ts >= ? AND ts <= ?", w):
-        m = stats_for(r[1], r[0])
-        if r[2]:
-            m.loads += 1
-            if r[3]:
-                load_times[m.model].append(r[3])
-                m.load_total_s += r[3]
-        else:
-            m.load_failures += 1
-    for r in conn.execute("SELECT model, size_bytes FROM loads WHERE size_bytes IS NOT NULL ORDER BY ts"):
-        if r[0] in models:
-            models[r[0]].size_bytes = r[1]
-
-    for m in models.values():
-        judged = m.sessions_ok + m.sessions_failed
-        m.session_success_rate = m.sessions_ok / judged if judged else None
-        m.turn_success_rate = (m.turns - m.turn_errors) / m.turns if m.turns else None
-        m.latency_p50_s = percentile(durations[m.model], 0.5)
-        m.latency_p95_s = percentile(durations[m.model], 0.95)
-        m.tokens_per_s = statistics.median(speeds[m.model]) if speeds[m.model] else None
-        m.output_per_input = m.output_tokens / m.input_tokens if m.input_tokens else None
-        used = ctx_used[m.model]
-        m.context_used_max = max(used) if used else None
-        p95 = percentile(used, 0.95)
-        m.context_used_p95 = int(p95) if p95 is not None else None
-        m.context_usage_p95 = percentile(ctx_share[m.model], 0.95)
-        m.load_p50_s = percentile(load_times[m.model], 0.5)
-
-    instances = _instance_stats(conn, since, until, validate_ms)
+    instances = _instance_stats(conn, since, until, tally.validate_ms)
     for r in conn.execute("SELECT instance, count(*) FROM loads WHERE ok = 0 AND ts >= ? AND ts <= ? "
                           "GROUP BY instance", w):
         _inst(instances, r[0]).load_failures = r[1]
@@ -227,15 +138,125 @@ def build_report(conn: sqlite3.Connection, since: float, until: float) -> Report
                           "AND ts >= ? AND ts <= ? AND instance IS NOT NULL GROUP BY instance", w):
         _inst(instances, r[0]).session_errors = r[1]
 
-    ordered = sorted(models.values(), key=lambda s: (-(s.turns + s.verdicts), s.model))
+    ordered = sorted(tally.models.values(), key=lambda s: (-(s.turns + s.verdicts), s.model))
     totals = {
         "verdicts": sum(m.verdicts for m in ordered),
         "turns": sum(m.turns for m in ordered),
         "sessions": sum(m.sessions for m in ordered),
         "loads": sum(m.loads for m in ordered),
     }
-    return Report(since, until, ordered, sorted(instances.values(), key=lambda i: i.instance), dict(categories),
-                  totals)
+    return Report(since, until, ordered, sorted(instances.values(), key=lambda i: i.instance),
+                  dict(tally.categories), totals)
+
+
+class _Tally:
+    """The per-model sums of one report, table by table, and the samples its medians and percentiles
+    come from."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelStats] = {}
+        self.categories: dict[str, int] = defaultdict(int)
+        self.validate_ms: dict[str, list[float]] = defaultdict(list)
+        self.durations: dict[str, list[float]] = defaultdict(list)
+        self.speeds: dict[str, list[float]] = defaultdict(list)
+        self.ctx_used: dict[str, list[int]] = defaultdict(list)
+        self.ctx_share: dict[str, list[float]] = defaultdict(list)
+        self.load_times: dict[str, list[float]] = defaultdict(list)
+
+    def stats_for(self, name: str | None, instance: str | None = None) -> ModelStats:
+        key = name or "(unknown)"
+        m = self.models.get(key) or self.models.setdefault(key, ModelStats(key))
+        if instance and instance not in m.instances:
+            m.instances.append(instance)
+        return m
+
+    def add_verdicts(self, conn: sqlite3.Connection, w: tuple[float, float]) -> None:
+        for r in conn.execute("SELECT instance, coalesce(model_key, model) AS m, category, ok, latency_ms, ts "
+                              "FROM verdicts WHERE ts >= ? AND ts <= ?", w):
+            m = self.stats_for(r[1], r[0])
+            m.verdicts += 1
+            m.verdicts_blocked += 0 if r[3] else 1
+            m.verdict_categories[r[2]] = m.verdict_categories.get(r[2], 0) + 1
+            if r[2] == "context_too_small":
+                m.context_errors += 1
+            m.last_used = max(m.last_used or 0.0, r[5])
+            self.categories[r[2]] += 1
+            if r[0] and r[4] is not None:
+                self.validate_ms[r[0]].append(r[4])
+
+    def add_turns(self, conn: sqlite3.Connection, w: tuple[float, float]) -> None:
+        for r in conn.execute("SELECT instance, model, input_tokens, output_tokens, reasoning_tokens, "
+                              "cache_read_tokens, duration_s, tokens_per_s, loaded_context, error, ts "
+                              "FROM turns WHERE ts >= ? AND ts <= ?", w):
+            m = self.stats_for(r[1], r[0])
+            m.turns += 1
+            m.last_used = max(m.last_used or 0.0, r[10])
+            if r[9]:
+                if r[9] != "MessageAbortedError":
+                    m.turn_errors += 1
+                if r[9] == "ContextOverflowError":
+                    m.context_errors += 1
+                continue
+            m.input_tokens += r[2] or 0
+            m.output_tokens += r[3] or 0
+            m.reasoning_tokens += r[4] or 0
+            if r[6]:
+                self.durations[m.model].append(r[6])
+            if r[7]:
+                self.speeds[m.model].append(r[7])
+            used = (r[2] or 0) + (r[5] or 0) + (r[3] or 0) + (r[4] or 0)
+            if used:
+                self.ctx_used[m.model].append(used)
+            if r[8]:
+                m.loaded_context = max(m.loaded_context or 0, r[8])
+                self.ctx_share[m.model].append(used / r[8])
+                if used >= NEAR_CONTEXT * r[8]:
+                    m.turns_near_context += 1
+
+    def add_sessions(self, conn: sqlite3.Connection, w: tuple[float, float]) -> None:
+        for r in conn.execute("SELECT model, instance, outcome FROM sessions WHERE last_seen >= ? AND ts <= ?", w):
+            m = self.stats_for(r[0], r[1])
+            m.sessions += 1
+            if r[2] == "ok":
+                m.sessions_ok += 1
+            elif r[2] in ("error", "retrying"):
+                m.sessions_failed += 1
+        for r in conn.execute("SELECT model, error_name FROM session_events WHERE kind = 'error' AND ts >= ? "
+                              "AND ts <= ?", w):
+            if r[1] == "ContextOverflowError":
+                self.stats_for(r[0]).context_errors += 1
+
+    def add_loads(self, conn: sqlite3.Connection, w: tuple[float, float]) -> None:
+        for r in conn.execute("SELECT instance, model, ok, seconds, size_bytes FROM loads WHERE ts >= ? AND ts <= ?",
+                              w):
+            m = self.stats_for(r[1], r[0])
+            if r[2]:
+                m.loads += 1
+                if r[3]:
+                    self.load_times[m.model].append(r[3])
+                    m.load_total_s += r[3]
+            else:
+                m.load_failures += 1
+        for r in conn.execute("SELECT model, size_bytes FROM loads WHERE size_bytes IS NOT NULL ORDER BY ts"):
+            if r[0] in self.models:
+                self.models[r[0]].size_bytes = r[1]
+
+    def finish(self) -> None:
+        """The rates, medians and percentiles from the sums and samples."""
+        for m in self.models.values():
+            judged = m.sessions_ok + m.sessions_failed
+            m.session_success_rate = m.sessions_ok / judged if judged else None
+            m.turn_success_rate = (m.turns - m.turn_errors) / m.turns if m.turns else None
+            m.latency_p50_s = percentile(self.durations[m.model], 0.5)
+            m.latency_p95_s = percentile(self.durations[m.model], 0.95)
+            m.tokens_per_s = statistics.median(self.speeds[m.model]) if self.speeds[m.model] else None
+            m.output_per_input = m.output_tokens / m.input_tokens if m.input_tokens else None
+            used = self.ctx_used[m.model]
+            m.context_used_max = max(used) if used else None
+            p95 = percentile(used, 0.95)
+            m.context_used_p95 = int(p95) if p95 is not None else None
+            m.context_usage_p95 = percentile(self.ctx_share[m.model], 0.95)
+            m.load_p50_s = percentile(self.load_times[m.model], 0.5)
 
 
 def _inst(instances: dict[str, InstanceStats], name: str) -> InstanceStats:

@@ -4,8 +4,10 @@
 migrates) the store, applies retention, seeds the load ETA from past loads, subscribes to the bus and
 starts the writer thread. Bus handlers only queue; the writer thread does all SQLite work.
 
-Other surfaces reach it through `analytics_for(core)`: the endpoint hands it forwarded OpenCode events,
-the system transform and the tray read `tips()` (cached, never blocking).
+Other surfaces get it from the composition root (`lmstudio_tray.wiring`) as the core's `UsageInsights`:
+the endpoint hands it forwarded OpenCode events and reads the dashboard's data, the system transform and
+the tray read its tips (cached, never blocking). With analytics off, `StoreInsights` stands in: the
+dashboard still shows what the store holds, and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ import logging
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.analytics.records import ModelPresent
-from lmstudio_tray.analytics.reports import build_report
+from lmstudio_tray.analytics.reports import build_report, parse_since, series
 from lmstudio_tray.analytics.resources import ProcessFilter, ResourceSampler, is_lmstudio
 from lmstudio_tray.analytics.store import Store, StoreError, default_path, reading
 from lmstudio_tray.analytics.suggestions import WINDOW_S, Suggestion, for_model, suggest
 from lmstudio_tray.analytics.writer import BatchWriter
 from lmstudio_tray.core import events as ev
 from lmstudio_tray.core.hooks.verdict import resolve_model
+from lmstudio_tray.core.ports import NOT_ATTACHED, RecordingStatus
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.threads import not_on_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,51 @@ ETA_HISTORY = 20  # past loads per instance replayed into the load estimator
 PRUNE_INTERVAL_S = 3600.0
 TIPS_INTERVAL_S = 300.0
 
-_REGISTRY: weakref.WeakKeyDictionary[Core, Analytics] = weakref.WeakKeyDictionary()
+
+def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, Any]:
+    """The dashboard's charts, report and suggestions for the window `since` from the store at `path`.
+    Blocking (SQLite): off the core loop (`WrongThread` on it). ValueError names a bad `since`."""
+    not_on_event_loop("reading the analytics history")
+    window = parse_since(since)
+    now = time.time()
+    start = now - window if window != float("inf") else 0.0
+    try:
+        with reading(path) as conn:
+            report = build_report(conn, start, now)
+            tips = suggest(conn, now, report if window == WINDOW_S else None, known_models)
+            return {"empty": False, "series": series(conn, start, now), "report": report.to_json(),
+                    "suggestions": [t.to_json() for t in tips]}
+    except StoreError as exc:
+        return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": []}
+
+
+class StoreInsights:
+    """The core's `UsageInsights` when analytics is off in this process: the dashboard still shows what the
+    store holds (another process may record into it); no tips, nothing recorded."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+
+    def tip_texts(self, model: str | None = None) -> list[str]:
+        """No tips: they come from a running recorder."""
+        return []
+
+    def record_forwarded(self, record: Mapping[str, Any]) -> None:
+        """Dropped: nothing records here."""
+
+    def recording_status(self) -> RecordingStatus:
+        """Not recording."""
+        return NOT_ATTACHED
+
+    def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
+        """See `read_history`."""
+        return read_history(self.path, since, known_models)
 
 
 class Analytics:
+    """Records the core's events and the forwarded OpenCode events into the store while the core runs;
+    the core's `UsageInsights` for the endpoint and the tray."""
+
     def __init__(
         self,
         core: Core,
@@ -66,11 +110,14 @@ class Analytics:
 
     @property
     def running(self) -> bool:
+        """The writer thread runs (the store opened)."""
         return self.writer is not None
 
     # ---- lifecycle (core loop) --------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open (and migrate) the store, seed the load ETA, subscribe, start the writer. A store that cannot
+        be opened turns analytics off (`error` says why); it never fails the start."""
         cfg = self.core.config.analytics
         try:
             self.store = await asyncio.to_thread(Store, self.path, retention_days=cfg.retention_days,
@@ -97,6 +144,7 @@ class Analytics:
         writer.start()
 
     async def stop(self) -> None:
+        """Unsubscribe, write what is queued, close the store."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -123,11 +171,13 @@ class Analytics:
     # ---- writer-thread chores -----------------------------------------------------------------------
 
     def context_of(self, instance: str, model: str) -> int | None:
+        """The context length `model` is loaded with on `instance` now (for rows that lack it)."""
         snap = self.core.monitor.snapshot(instance)  # an immutable snapshot: safe to read from this thread
         info = resolve_model(snap, model) if snap is not None else None
         return info.loaded_context_length if info is not None else None
 
     def sample(self) -> None:
+        """Queue one resource sample per instance, and the loaded models not noted yet this run."""
         writer = self.writer
         if writer is None:
             return
@@ -154,10 +204,12 @@ class Analytics:
         return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     def known_models(self) -> set[str]:
+        """The keys of every model the instances list (downloaded), for the suggestions."""
         return {m.key for snap in self.core.monitor.snapshots() for m in snap.models}
 
     def refresh_tips(self) -> list[Suggestion]:
-        """Recompute the suggestions from the store (blocking: call it off the core loop)."""
+        """Recompute the suggestions from the store (blocking: off the core loop, `WrongThread` on it)."""
+        not_on_event_loop("recomputing the analytics tips")
         now = time.time()
         try:
             with reading(self.path) as conn:
@@ -176,15 +228,21 @@ class Analytics:
             tips = list(self._tips)
         return for_model(tips, model) if model else tips
 
+    def tip_texts(self, model: str | None = None) -> list[str]:
+        """The cached suggestions as sentences (the system transform's, about `model`; the tray's, all)."""
+        return [t.message for t in self.tips(model)]
 
-def analytics_for(core: Core) -> Analytics | None:
-    return _REGISTRY.get(core)
+    def recording_status(self) -> RecordingStatus:
+        """Whether the writer runs, and how far it is (or why recording is off)."""
+        writer = self.writer
+        if writer is None:
+            return RecordingStatus(recording=False, error=self.error)
+        return RecordingStatus(recording=True, error=self.error, pending=writer.pending,
+                               written=writer.written_items, dropped=writer.dropped)
 
-
-def tips_for(core: Core, model: str | None = None) -> list[str]:
-    """Suggestion texts for the system transform (about `model`) or the tray's Tips item (all)."""
-    analytics = analytics_for(core)
-    return [t.message for t in analytics.tips(model)] if analytics is not None else []
+    def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
+        """See `read_history`: the dashboard's data from this store."""
+        return read_history(self.path, since, known_models)
 
 
 def attach_analytics(core: Core, *, path: Path | None = None, **options: Any) -> Analytics | None:
@@ -192,6 +250,5 @@ def attach_analytics(core: Core, *, path: Path | None = None, **options: Any) ->
     if not core.config.analytics.enabled:
         return None
     analytics = Analytics(core, path=path, **options)
-    _REGISTRY[core] = analytics
     core.add_service(analytics.start, analytics.stop)
     return analytics

@@ -16,17 +16,17 @@ import json
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from lmstudio_tray.api.context import ApiContext
+from lmstudio_tray.api.dashboard_page import APP_CSS, APP_JS, INDEX_HTML
 from lmstudio_tray.api.security import LoopbackGuard, Receive, Scope, Send
-from lmstudio_tray.core.hooks.sessions import SessionTracker
-from lmstudio_tray.core.runtime import Core
 
 PREFIX = "/dashboard"
 COOKIE = "lmstudio_tray_dashboard"
@@ -44,6 +44,8 @@ _SECURITY_HEADERS = [
 
 
 class DashboardCodeOut(BaseModel):
+    """`POST /v1/dashboard/code`: the single-use code and the link that signs a browser in with it."""
+
     code: str
     url: str
     expires_in: float
@@ -53,12 +55,14 @@ class DashboardAuth:
     """Single-use codes and the browser sessions they start (in memory: a restart logs the page out)."""
 
     def __init__(self, code_ttl: float = CODE_TTL_S, session_ttl: float = SESSION_TTL_S) -> None:
+        """A code is good for `code_ttl` seconds, a browser session for `session_ttl`."""
         self.code_ttl = code_ttl
         self.session_ttl = session_ttl
         self._codes: OrderedDict[str, float] = OrderedDict()
         self._sessions: OrderedDict[str, float] = OrderedDict()
 
     def issue_code(self) -> str:
+        """A new single-use code (the oldest are dropped beyond a few dozen)."""
         code = secrets.token_urlsafe(24)
         self._codes[code] = time.monotonic() + self.code_ttl
         while len(self._codes) > _MAX_CODES:
@@ -77,6 +81,7 @@ class DashboardAuth:
         return session
 
     def valid(self, session: str | None) -> bool:
+        """Is `session` (the cookie's value) a live browser session?"""
         if not session:
             return False
         expires = self._sessions.get(session)
@@ -105,15 +110,19 @@ class DashboardGate(LoopbackGuard):
     """Cookie-authenticated /dashboard in front of the token-authenticated endpoint."""
 
     def __init__(self, inner: LoopbackGuard, auth: DashboardAuth) -> None:
+        """In front of `inner` (the endpoint's guard), with its hosts and body limit; `auth` holds the codes
+        and sessions."""
         super().__init__(inner.app, token=secrets.token_urlsafe(32), port=lambda: 0,
-                         max_body_bytes=inner.max_body_bytes)
+                         max_body_bytes=inner.max_body_bytes, refusals=inner.refusals)
         self.inner = inner
         self.auth = auth
 
     def allowed_hosts(self) -> frozenset[bytes]:
+        """The inner guard's: 127.0.0.1 and localhost with the endpoint's port."""
         return self.inner.allowed_hosts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """/dashboard paths: Host, Origin, read-only method, then the code or the cookie; others go on."""
         path = scope.get("path", "")
         if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self.inner(scope, receive, send)
@@ -127,12 +136,12 @@ class DashboardGate(LoopbackGuard):
             elif name == b"cookie":
                 cookie = value.decode("latin-1")
         if host not in self.allowed_hosts():
-            self.inner.refused += 1
+            self.refusals.add()
             await _send(send, 421, b'{"error":{"kind":"forbidden_host","message":"use 127.0.0.1 or localhost"}}',
                         b"application/json")
             return
         if origin is not None and origin != b"http://" + host:
-            self.inner.refused += 1
+            self.refusals.add()
             await _send(send, 403, b'{"error":{"kind":"forbidden_origin","message":"other sites may not call '
                                    b'the dashboard"}}', b"application/json")
             return
@@ -172,91 +181,49 @@ class DashboardGate(LoopbackGuard):
         await self.app(scope, receive, send)
 
 
-def mount_dashboard(app: FastAPI, core: Core, sessions: SessionTracker, guard: LoopbackGuard) -> LoopbackGuard:
-    """Add the dashboard routes, hand forwarded OpenCode events to the analytics store (when attached),
-    and return the gate to serve instead of `guard`."""
-    # Imported here: the endpoint runs without the analytics package's tables ever being created.
-    from lmstudio_tray.analytics import reports as rep
-    from lmstudio_tray.analytics.service import analytics_for
-    from lmstudio_tray.analytics.store import StoreError, default_path, reading
-    from lmstudio_tray.analytics.suggestions import WINDOW_S as WEEK
-    from lmstudio_tray.analytics.suggestions import suggest
-    from lmstudio_tray.analytics.web import APP_CSS, APP_JS, INDEX_HTML
-
-    auth = DashboardAuth()
-    gate = DashboardGate(guard, auth)
-
-    def forward(record: dict[str, Any]) -> None:
-        analytics = analytics_for(core)
-        if analytics is not None:
-            analytics.record_forwarded(record)
-
-    sessions.add_sink(forward)
+def add_dashboard_routes(app: FastAPI, ctx: ApiContext, auth: DashboardAuth,
+                         hosts: Callable[[], frozenset[bytes]]) -> None:
+    """The dashboard's routes: the code route (behind the token), the page and its data (behind the gate,
+    see `DashboardGate`). `hosts` are the Host values the endpoint answers to (the link names one)."""
+    core = ctx.core
 
     @app.post("/v1/dashboard/code", response_model=DashboardCodeOut, tags=["meta"],
-              description="A single-use code (valid for a minute) that signs a browser in to /dashboard.")
+                 description="A single-use code (valid for a minute) that signs a browser in to /dashboard.")
     async def dashboard_code() -> JSONResponse:
         code = auth.issue_code()
-        port = guard.allowed_hosts()
-        host = next((h.decode() for h in sorted(port) if h.startswith(b"127.")), "127.0.0.1")
+        host = next((h.decode() for h in sorted(hosts()) if h.startswith(b"127.")), "127.0.0.1")
         return JSONResponse({"code": code, "url": f"http://{host}{PREFIX}?code={code}", "expires_in": auth.code_ttl})
-
-    def page(text: str, media: str) -> Response:
-        return Response(text.encode(), media_type=media,
-                        headers={k.decode(): v.decode() for k, v in _SECURITY_HEADERS})
 
     @app.get(PREFIX, include_in_schema=False)
     async def dashboard_page() -> Response:
-        return page(INDEX_HTML, "text/html; charset=utf-8")
+        return _page(INDEX_HTML, "text/html; charset=utf-8")
 
     @app.get(PREFIX + "/app.js", include_in_schema=False)
     async def dashboard_js() -> Response:
-        return page(APP_JS, "text/javascript; charset=utf-8")
+        return _page(APP_JS, "text/javascript; charset=utf-8")
 
     @app.get(PREFIX + "/app.css", include_in_schema=False)
     async def dashboard_css() -> Response:
-        return page(APP_CSS, "text/css; charset=utf-8")
+        return _page(APP_CSS, "text/css; charset=utf-8")
 
     @app.get(PREFIX + "/api/live", include_in_schema=False)
     async def dashboard_live() -> JSONResponse:
-        analytics = analytics_for(core)
-        writer = analytics.writer if analytics else None
         return JSONResponse({
             "now": time.time(),
             "status": core.status().to_json(),
-            "analytics": {
-                "recording": writer is not None,
-                "error": analytics.error if analytics else "analytics is not attached to this endpoint",
-                "pending": writer.pending if writer else 0,
-                "written": writer.written_items if writer else 0,
-                "dropped": writer.dropped if writer else 0,
-            },
+            "analytics": ctx.insights.recording_status().to_json(),
         })
 
     @app.get(PREFIX + "/api/history", include_in_schema=False)
     async def dashboard_history(since: str = Query("7d", max_length=16)) -> JSONResponse:
+        known = {m.key for snap in core.monitor.snapshots() for m in snap.models}
         try:
-            window = rep.parse_since(since)
+            data = await asyncio.to_thread(ctx.insights.history, since, known)  # reads the store
         except ValueError as exc:
             return JSONResponse({"error": {"kind": "invalid_request", "message": str(exc)}}, status_code=422)
-        analytics = analytics_for(core)
-        path = analytics.path if analytics else default_path()
-
-        known = {m.key for snap in core.monitor.snapshots() for m in snap.models}
-
-        def compute() -> dict[str, Any]:
-            now = time.time()
-            start = now - window if window != float("inf") else 0.0
-            try:
-                with reading(path) as conn:
-                    report = rep.build_report(conn, start, now)
-                    tips = suggest(conn, now, report if window == WEEK else None, known)
-                    return {"empty": False, "series": rep.series(conn, start, now), "report": report.to_json(),
-                            "suggestions": [t.to_json() for t in tips]}
-            except StoreError as exc:
-                return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": []}
-
-        data = await asyncio.to_thread(compute)
         return JSONResponse(json.loads(json.dumps(data, default=str)))
 
-    return gate
+
+
+def _page(text: str, media: str) -> Response:
+    return Response(text.encode(), media_type=media, headers={k.decode(): v.decode() for k, v in _SECURITY_HEADERS})

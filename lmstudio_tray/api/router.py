@@ -12,10 +12,7 @@ import asyncio
 import json
 import logging
 import time
-import weakref
 from typing import Any
-
-from fastapi import FastAPI
 
 from lmstudio_tray.api.security import Message, Receive, Scope, Send
 from lmstudio_tray.core.control.routing import INSTANCE_HEADER, Router
@@ -48,7 +45,10 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 class RouterApp:
+    """The ASGI app under /v1/route: the router's figures at the root, a pool's OpenAI-compatible API below."""
+
     def __init__(self, router: Router) -> None:
+        """Serves `router`'s pools."""
         self.router = router
 
     def _split(self, scope: Scope) -> tuple[str, str]:
@@ -59,6 +59,7 @@ class RouterApp:
         return pool, sub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one request to a pool's instance and stream its answer back."""
         if scope["type"] != "http":
             return
         received_at = time.perf_counter()
@@ -112,27 +113,11 @@ class RouterApp:
             await upstream.close()
 
 
-_ROUTERS: weakref.WeakKeyDictionary[Core, Router] = weakref.WeakKeyDictionary()
+def make_router(core: Core) -> Router:
+    """The pool router over `core`'s instances, for the config's pools in effect at each request. It records
+    model use in the core's `model_uses`, the record the shared-instance guard of `core.actions` reads."""
+    return Router(lambda: core.config.pools, core.monitor, connect_timeout=core.config.monitor.request_timeout,
+                  uses=core.model_uses)
 
 
-def router_for(core: Core) -> Router | None:
-    """The router serving this core's endpoint (for status pages and tests), if one is mounted."""
-    return _ROUTERS.get(core)
-
-
-def mount_router(app: FastAPI, core: Core) -> Router:
-    """Mount the router under /v1/route; its connections close when the core stops."""
-    router = Router(lambda: core.config.pools, core.monitor,
-                    connect_timeout=core.config.monitor.request_timeout)
-
-    async def nothing() -> None:
-        return None
-
-    core.add_service(nothing, router.aclose)
-    app.state.router = router
-    _ROUTERS[core] = router
-    app.mount(PREFIX, RouterApp(router))
-    return router
-
-
-__all__ = ["INSTANCE_HEADER", "RouterApp", "mount_router", "router_for"]
+__all__ = ["INSTANCE_HEADER", "PREFIX", "RouterApp", "make_router"]

@@ -13,28 +13,38 @@ BaseUrl = Field(
 
 
 class In(BaseModel):
+    """A request body: fields it does not declare are ignored."""
+
     # The plugin may be newer (or older) than the tray: unknown fields are ignored rather than refused.
     # Every field declared here is used for something; a field nothing uses is removed, not kept for show.
     model_config = ConfigDict(extra="ignore")
 
 
 class ErrorDetail(BaseModel):
+    """What went wrong, for a program (`kind`) and for a person (`message`)."""
+
     kind: str = Field(description="machine-readable reason, e.g. invalid_request, unauthorized, offline")
     message: str = Field(description="what went wrong and what to do, for a person")
 
 
 class ErrorOut(BaseModel):
+    """Every error answer of the endpoint."""
+
     error: ErrorDetail
     detail: list[dict[str, Any]] | None = Field(None, description="per-field problems of an invalid body")
 
 
 class HealthOut(BaseModel):
+    """`GET /v1/health`: the endpoint runs (no token needed)."""
+
     ok: bool
     version: str
     pid: int
 
 
 class PluginSettingsOut(BaseModel):
+    """`GET /v1/plugin`: the settings the plugin follows (hook budgets, instances, toasts, policy)."""
+
     hook_timeout_ms: int
     ensure_timeout_ms: int
     instances: list[dict[str, str]] = Field(description="monitored LM Studio instances: name and url")
@@ -46,6 +56,8 @@ class PluginSettingsOut(BaseModel):
 
 
 class ValidateIn(In):
+    """`POST /v1/validate` and `/v1/ensure`: the request OpenCode is about to send."""
+
     model: str = ModelKey
     base_url: str | None = BaseUrl
     context_limit: int | None = Field(None, ge=0, le=100_000_000, description="limit.context OpenCode plans with")
@@ -58,6 +70,8 @@ class ValidateIn(In):
 
 
 class SuggestionOut(BaseModel):
+    """A model to use instead, and why."""
+
     key: str
     loaded: bool
     score: float
@@ -66,6 +80,8 @@ class SuggestionOut(BaseModel):
 
 
 class FactsOut(BaseModel):
+    """What the verdict was made from: the instance, its state and the model as LM Studio lists them."""
+
     instance: str | None
     url: str | None
     state: str | None
@@ -79,6 +95,8 @@ class FactsOut(BaseModel):
 
 
 class VerdictOut(BaseModel):
+    """`POST /v1/validate`: may the request go ahead, and if not, why and what to do."""
+
     ok: bool = Field(description="the request may go ahead now (allow or warn)")
     category: Literal[
         "ready", "jit", "loading", "not_loaded", "unknown_model", "ambiguous", "offline", "auth_failed",
@@ -96,6 +114,8 @@ class VerdictOut(BaseModel):
 
 
 class EnsureOut(BaseModel):
+    """`POST /v1/ensure`: the model loaded (or its load waited for), and whether the request may go ahead."""
+
     ok: bool
     category: str = Field(description="the verdict category before the ensure")
     category_now: str = Field(description="the category the answer is for: `ready` after a load, else what "
@@ -110,6 +130,8 @@ class EnsureOut(BaseModel):
 
 
 class EventIn(In):
+    """One OpenCode event as the plugin forwards it."""
+
     type: str = Field(min_length=1, max_length=128)
     properties: dict[str, Any] = Field(default_factory=dict)
     base_url: str | None = BaseUrl
@@ -119,10 +141,14 @@ class EventIn(In):
 
 
 class EventsIn(In):
+    """`POST /v1/events`: a batch of forwarded OpenCode events."""
+
     events: list[EventIn] = Field(max_length=500)
 
 
 class EventsOut(BaseModel):
+    """How many events were taken."""
+
     accepted: int
 
 
@@ -130,15 +156,21 @@ class EventsOut(BaseModel):
 
 
 class SystemIn(In):
+    """`POST /v1/transform/system`: the model a request goes to."""
+
     model: str = ModelKey
     base_url: str | None = BaseUrl
 
 
 class SystemOut(BaseModel):
+    """Lines to add to the system prompt (LM Studio context, analytics tips)."""
+
     system: list[str]
 
 
 class MessageDigestIn(In):
+    """One message of the conversation, as its size and tool links (never its text)."""
+
     id: str = Field(min_length=1, max_length=256)
     role: str = Field(max_length=32)
     tokens: int = Field(ge=0, le=100_000_000)
@@ -147,6 +179,8 @@ class MessageDigestIn(In):
 
 
 class MessagesIn(In):
+    """`POST /v1/transform/messages`: the conversation to fit into the loaded context window."""
+
     model: str = ModelKey
     base_url: str | None = BaseUrl
     context_limit: int | None = Field(
@@ -156,6 +190,8 @@ class MessagesIn(In):
 
 
 class MessagesOut(BaseModel):
+    """The messages to keep and to drop, and the token budget they were fitted to."""
+
     keep: list[str]
     dropped: list[str]
     budget: int | None
@@ -164,22 +200,30 @@ class MessagesOut(BaseModel):
 
 
 class CompactionIn(In):
+    """`POST /v1/compaction`: the session being compacted."""
+
     session_id: str = Field(min_length=1, max_length=256)
     model: str | None = Field(None, max_length=512)
     base_url: str | None = BaseUrl
 
 
 class CompactionOut(BaseModel):
+    """Notes for the compaction summary (the models the session ran on)."""
+
     context: list[str]
 
 
 class TextIn(In):
+    """`POST /v1/text-complete`: a model answer to repair (leaked chat-template tokens)."""
+
     model: str = ModelKey
     base_url: str | None = BaseUrl
     text: str = Field(max_length=10_000_000)
 
 
 class TextOut(BaseModel):
+    """The repaired text and what was repaired."""
+
     text: str
     changed: bool
     repairs: list[str]
@@ -189,11 +233,15 @@ class TextOut(BaseModel):
 
 
 class TargetIn(In):
+    """A tool call: the LM Studio instance it acts on."""
+
     instance: str | None = Field(None, max_length=64, description="instance name (default: from base_url, else active)")
     base_url: str | None = BaseUrl
 
 
 class LoadIn(TargetIn):
+    """`POST /v1/tools/load`: one model or several, with a context length."""
+
     model: str | None = Field(None, min_length=1, max_length=512)
     models: list[str] = Field(default_factory=list, max_length=20, description="batch form")
     context_length: int | None = Field(None, ge=1, le=10_000_000)
@@ -211,22 +259,30 @@ class SessionTargetIn(TargetIn):
 
 
 class UnloadIn(SessionTargetIn):
+    """`POST /v1/tools/unload`: models (or all) to unload; the session's own stays."""
+
     model: str | None = Field(None, min_length=1, max_length=512)
     models: list[str] = Field(default_factory=list, max_length=50, description="batch form")
     all: bool = False
 
 
 class SwitchIn(SessionTargetIn):
+    """`POST /v1/tools/switch`: the model to load before the other chat models are unloaded."""
+
     model: str = ModelKey
     context_length: int | None = Field(None, ge=1, le=10_000_000)
 
 
 class SearchIn(TargetIn):
+    """`POST /v1/tools/search`: a fuzzy query over the downloaded models."""
+
     query: str = Field(min_length=1, max_length=256)
     limit: int = Field(10, ge=1, le=100)
 
 
 class ToolOut(BaseModel):
+    """Every tool's answer."""
+
     ok: bool = Field(description="everything asked was done (false when a model was kept for the session)")
     instance: str
     text: str = Field(description="the answer as the agent sees it")

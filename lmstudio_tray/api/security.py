@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -34,19 +35,45 @@ async def _reject(
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclass
+class Refusals:
+    """How many requests were turned away: one counter shared by the endpoint's guard and the dashboard's
+    gate (`GET /v1/metrics`). Touched on the core loop only."""
+
+    count: int = 0
+
+    def add(self) -> None:
+        """One more refusal."""
+        self.count += 1
+
+
 class LoopbackGuard:
-    def __init__(self, app: ASGIApp, *, token: str, port: Callable[[], int], max_body_bytes: int) -> None:
+    """ASGI middleware in front of the whole endpoint: refuses what did not come from a local program that
+    read the token (see the module's docstring), counting each refusal in `refusals`."""
+
+    def __init__(self, app: ASGIApp, *, token: str, port: Callable[[], int], max_body_bytes: int,
+                 refusals: Refusals | None = None) -> None:
+        """`app`: what a request that passes goes to; `token`: the bearer token; `port`: the port the endpoint
+        listens on (asked at each request); `max_body_bytes`: the body limit; `refusals`: the counter to add
+        to (a new one without)."""
         self.app = app
         self._token = f"Bearer {token}".encode()
         self._port = port  # a callable: with port 0 the real port is known only after binding
         self.max_body_bytes = max_body_bytes
-        self.refused = 0
+        self.refusals = refusals if refusals is not None else Refusals()
+
+    @property
+    def refused(self) -> int:
+        """Requests turned away so far (by every guard sharing `refusals`)."""
+        return self.refusals.count
 
     def allowed_hosts(self) -> frozenset[bytes]:
+        """The Host values a request may carry: 127.0.0.1 and localhost with the endpoint's port."""
         port = self._port()
         return frozenset({f"127.0.0.1:{port}".encode(), f"localhost:{port}".encode()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the request, read its whole body, then hand it on (the body replayed in one message)."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.app(scope, receive, send)
@@ -68,21 +95,21 @@ class LoopbackGuard:
                 except ValueError:
                     length = -1
         if host not in self.allowed_hosts():
-            self.refused += 1
+            self.refusals.add()
             await _reject(send, 421, "forbidden_host", "this endpoint only answers to 127.0.0.1 or localhost")
             return
         if origin:
-            self.refused += 1
+            self.refusals.add()
             await _reject(send, 403, "forbidden_origin", "requests from web pages (with an Origin header) are refused")
             return
         if scope["path"] not in PUBLIC_PATHS and not hmac.compare_digest(auth, self._token):
-            self.refused += 1
+            self.refusals.add()
             await _reject(send, 401, "unauthorized",
                           "missing or wrong bearer token; read it from the endpoint.json discovery file",
                           [(b"www-authenticate", b"Bearer")])
             return
         if length is not None and (length < 0 or length > self.max_body_bytes):
-            self.refused += 1
+            self.refusals.add()
             await _reject(send, 413, "body_too_large", f"request bodies are limited to {self.max_body_bytes} bytes")
             return
 
@@ -97,7 +124,7 @@ class LoopbackGuard:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_body_bytes:
-                self.refused += 1
+                self.refusals.add()
                 await _reject(send, 413, "body_too_large", f"request bodies are limited to {self.max_body_bytes} bytes")
                 return
             chunks.append(chunk)

@@ -21,12 +21,15 @@ import uvicorn
 
 from lmstudio_tray import __version__
 from lmstudio_tray.api.app import create_app
-from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
+from lmstudio_tray.api.router import make_router
 from lmstudio_tray.api.security import LoopbackGuard
+from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.hooks.sessions import SessionTracker
+from lmstudio_tray.core.ports import NoInsights, UsageInsights
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.endpoint_file import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
 from lmstudio_tray.core.support.lock import SingleInstance
 from lmstudio_tray.core.support.logs import register_secret
 
@@ -68,16 +71,24 @@ class _Server(uvicorn.Server):
 
 
 class EndpointServer:
-    def __init__(self, core: Core, *, port: int | None = None, discovery_file: Path | None = None) -> None:
-        """`port`: this one instead of the config's `endpoint.port` (read at each start)."""
+    """The endpoint of one core: listens on 127.0.0.1, serves `create_app`, publishes the discovery file."""
+
+    def __init__(self, core: Core, *, port: int | None = None, discovery_file: Path | None = None,
+                 insights: UsageInsights | None = None) -> None:
+        """`port`: this one instead of the config's `endpoint.port` (read at each start). `insights`: the
+        analytics surface (tips for the system transform, forwarded events, the dashboard's data), as the
+        composition root passes it; without it the endpoint has none."""
         self.core = core
         self._port = port
         self.discovery_file = discovery_file
+        self.insights: UsageInsights = insights or NoInsights()
         self.token = ""
         self.port = 0
         self.sessions = SessionTracker(
-            core.bus, invalidate=core.monitor.invalidate, instance_for_url=core.monitor.instance_for_url
+            core.bus, invalidate=core.monitor.invalidate, instance_for_url=core.monitor.instance_for_url,
+            sinks=(self.insights.record_forwarded,) if insights is not None else (),
         )
+        self.router: Router | None = None  # the pool router of the last start (its figures outlive a stop)
         self.app: LoopbackGuard | None = None
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -86,14 +97,17 @@ class EndpointServer:
 
     @property
     def url(self) -> str:
+        """Where it listens (once started)."""
         return f"http://{HOST}:{self.port}"
 
     @property
     def running(self) -> bool:
+        """Serving now."""
         return self._task is not None and not self._task.done()
 
     @property
     def requested_port(self) -> int:
+        """The port asked for (0: any free one)."""
         return self.core.config.endpoint.port if self._port is None else self._port
 
     def _bind(self) -> socket.socket:
@@ -176,7 +190,9 @@ class EndpointServer:
 
     def _build(self) -> tuple[LoopbackGuard, uvicorn.Config]:
         """The ASGI app and uvicorn's config, loaded (runs in a worker thread)."""
-        app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions)
+        self.router = make_router(self.core)
+        app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions,
+                         router=self.router, insights=self.insights)
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -220,6 +236,8 @@ class EndpointServer:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+        if self.router is not None:  # its pooled connections, and the last model uses into their file
+            await self.router.aclose()
 
     async def _abort(self) -> None:
         if self._server is not None:
@@ -236,8 +254,9 @@ def _has_httptools() -> bool:
     return importlib.util.find_spec("httptools") is not None
 
 
-def attach_endpoint(core: Core, *, port: int | None = None, discovery_file: Path | None = None) -> EndpointServer:
+def attach_endpoint(core: Core, *, port: int | None = None, discovery_file: Path | None = None,
+                    insights: UsageInsights | None = None) -> EndpointServer:
     """Serve the endpoint whenever `core` runs (registered with `core.add_service`)."""
-    server = EndpointServer(core, port=port, discovery_file=discovery_file)
+    server = EndpointServer(core, port=port, discovery_file=discovery_file, insights=insights)
     core.add_service(server.start, server.stop)
     return server

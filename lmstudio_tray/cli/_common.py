@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.runtime import Core
@@ -62,11 +62,12 @@ def config_path(args: argparse.Namespace) -> Path:
     return paths.config_file(getattr(args, "config", None))
 
 
-def read_config(args: argparse.Namespace) -> Config:
-    """The config, or exit 2 with the problems spelled out (the file is never touched)."""
+def read_config(args: argparse.Namespace, teams: TeamProfiles | None = None) -> Config:
+    """The config, or exit 2 with the problems spelled out (the file is never touched). `teams` remembers the
+    team profile the load found: give the same to a core built from this config (it then never loads again)."""
     path = config_path(args)
     try:
-        config = load_config(path)
+        config = load_config(path, teams)
     except ConfigError as exc:
         print(f"lmstudio-tray: the config file {path} has problems:", file=sys.stderr)
         for problem in exc.problems:
@@ -80,9 +81,11 @@ def read_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def make_core(args: argparse.Namespace, config: Config | None = None) -> Core:
-    cfg = config or read_config(args)
-    return Core(cfg, config_path=config_path(args), secrets=RegisteringStore())
+def make_core(args: argparse.Namespace) -> Core:
+    """A core for the command's config (read here; exit 2 when it has problems)."""
+    teams = TeamProfiles()
+    cfg = read_config(args, teams)
+    return Core(cfg, config_path=config_path(args), secrets=RegisteringStore(), teams=teams)
 
 
 def run_with_core(args: argparse.Namespace, body: Callable[[Core], Awaitable[T]], *, warm: bool = True) -> T:

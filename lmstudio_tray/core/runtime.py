@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from lmstudio_tray.core.clock import Clock, SystemClock
-from lmstudio_tray.core.config import loader
-from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.eta import LoadEstimator
+from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
@@ -26,6 +26,7 @@ from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
 from lmstudio_tray.core.models import StatusReport
 from lmstudio_tray.core.support.logs import register_secret
 from lmstudio_tray.core.support.secrets import SecretStore, open_store
+from lmstudio_tray.core.threads import WrongThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,8 +50,13 @@ class Core:
         clock: Clock | None = None,
         secrets: SecretStore | None = None,
         lms_path: Path | bool | None = True,
+        model_uses: ModelUseLog | None = None,
+        teams: TeamProfiles | None = None,
     ) -> None:
         """`lms_path=True` finds `lms` the usual way; a Path uses that one; None/False: no `lms`.
+        `model_uses`: the record of recent model use (default: the state dir's file), which the actions'
+        shared-instance guard reads and the endpoint's router writes. `teams`: the team profiles the load of
+        `config` found (see `load_config`), so that the core does not load its team profile again.
 
         Construction may block (the API tokens come from the keyring, a team profile may be fetched): build
         the core before its loop runs. Once it runs, all of that happens in worker threads.
@@ -65,7 +71,8 @@ class Core:
         self._secrets_lock = threading.Lock()  # opened by whichever worker thread asks first
         self.lms_path: Path | None = find_lms() if lms_path is True else (lms_path or None)
         self.estimator = LoadEstimator()
-        loader.for_config(config)  # the team profile it names, so that reading it later never fetches
+        self.teams = teams if teams is not None else TeamProfiles()
+        self.teams.for_config(config)  # the team profile it names, so that reading it later never fetches
         self.monitor = Monitor(
             config.instances,
             lambda: self.config.monitor,
@@ -74,10 +81,12 @@ class Core:
             clock=self.clock,
             server_control=lambda cfg: self._can_control(cfg, self.config),
         )
+        # one record of model use: the endpoint's router writes it (`make_router`), the guard below reads it
+        self.model_uses = model_uses if model_uses is not None else ModelUseLog()
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
-                               team=loader.known_source(lambda: self.config))
-        self.actions.server_control_enabled = lambda: self.config.actions.server_control
+                               team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
+                               server_control=lambda: self.config.actions.server_control)
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -131,7 +140,7 @@ class Core:
         await asyncio.to_thread(self._store_token, instance, token)  # the keyring: D-Bus, maybe a prompt
         with contextlib.suppress(KeyError):
             mon = self.monitor.instance(instance)
-            mon.client.token = token or None
+            mon.client.use_token(token or None)
             mon.poke()
 
     def _store_token(self, instance: str, token: str | None) -> None:
@@ -185,7 +194,7 @@ class Core:
             if new == old or self._stopping:
                 return []
             # the team profile it names may have to be fetched: not on the loop (validate must keep answering)
-            await asyncio.to_thread(loader.for_config, new)
+            await asyncio.to_thread(self.teams.for_config, new)
             changes = await self._switch_monitors(old, new)
             self.config = new  # the switch itself: status shows the new profile once its instances are watched
             for name in self.monitor.names:
@@ -234,7 +243,7 @@ class Core:
             return []
         try:
             # a file of any size, and the team profile it names (HTTPS, 3 s timeout): off the loop
-            new = await asyncio.to_thread(load_config, self.config_path)
+            new = await asyncio.to_thread(load_config, self.config_path, self.teams)
         except ConfigError as exc:
             log.warning("the config file changed but has problems, so the running settings stay: %s", exc)
             return []
@@ -392,11 +401,19 @@ class CoreThread:
             raise self._start_error
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule `coro` on the core's loop from any thread; the future gives its result."""
+        """Schedule `coro` on the core's loop from any thread (never waiting): how a surface's thread hands work
+        to the core; the future gives its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def _not_on_core_thread(self, what: str) -> None:
+        if threading.get_ident() == self._thread.ident:
+            raise WrongThread(f"{what} waits for the core's loop and was called on it: it would wait for "
+                              "itself; on the loop, await the coroutine instead")
+
     def call(self, fn: Callable[[], T]) -> T:
-        """Run a plain function on the core's thread and wait for its result."""
+        """Run a plain function on the core's thread and wait for its result (from another thread only:
+        `WrongThread` on the core's own)."""
+        self._not_on_core_thread("CoreThread.call")
 
         async def wrapper() -> T:
             return fn()
@@ -405,9 +422,10 @@ class CoreThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the core (waiting up to `timeout` s for it), then the loop and the thread; nothing happens when the
-        thread is not running."""
+        thread is not running. From another thread only (`WrongThread` on the core's own)."""
         if not self._thread.is_alive():
             return
+        self._not_on_core_thread("CoreThread.stop")
         with contextlib.suppress(Exception):
             self.submit(self.core.stop()).result(timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)

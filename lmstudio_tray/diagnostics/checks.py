@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from lmstudio_tray import __version__
-from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig, Policy
 from lmstudio_tray.core.errors import ConfigError, LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
@@ -57,10 +57,11 @@ class CheckResult:
 # ---- config ----------------------------------------------------------------------------------------------
 
 
-def check_config(path: Path) -> tuple[CheckResult, Config | None]:
-    """The config parses and validates. Returns the config (defaults when the file is absent) or None."""
+def check_config(path: Path, teams: TeamProfiles | None = None) -> tuple[CheckResult, Config | None]:
+    """The config parses and validates. Returns the config (defaults when the file is absent) or None.
+    `teams` remembers the team profile the load found (for a core built from the config later)."""
     try:
-        config = load_config(path)
+        config = load_config(path, teams)
     except ConfigError as exc:
         return CheckResult(
             "config", "Config file", Status.FAIL, f"{path} has problems: " + "; ".join(exc.problems),
@@ -338,7 +339,7 @@ def check_notifications(env: Mapping[str, str] | None = None, platform: str | No
 
 def check_endpoint(path: Path | None = None, timeout: float = 2.0) -> CheckResult:
     """The discovery file names a live process, and that endpoint answers /v1/health."""
-    from lmstudio_tray.api.discovery import read_endpoint  # stdlib + psutil only: no FastAPI import
+    from lmstudio_tray.core.support.endpoint_file import read_endpoint  # stdlib + psutil only: no FastAPI import
 
     target = path or paths.endpoint_file()
     start = "start `lmstudio-tray` (the tray) or `lmstudio-tray serve`; the OpenCode plugin needs it running"
@@ -381,6 +382,7 @@ def check_endpoint(path: Path | None = None, timeout: float = 2.0) -> CheckResul
 class Diagnosis:
     results: list[CheckResult]
     config: Config | None
+    teams: TeamProfiles = field(default_factory=TeamProfiles)  # what the config load found, for a core
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -411,10 +413,11 @@ def read_tokens(config: Config) -> dict[str, str | None]:
 
 def run_checks(config_path: Path, *, endpoint_file: Path | None = None,
                env: Mapping[str, str] | None = None) -> Diagnosis:
-    config_result, config = check_config(config_path)
+    teams = TeamProfiles()
+    config_result, config = check_config(config_path, teams)
     results = [config_result, check_keyring(config.instances if config else None), check_lms()]
     if config is not None:
         results.append(check_waiting_policy(config))
         results += asyncio.run(check_instances(config, read_tokens(config)))
     results += [check_tray_host(env), check_notifications(env), check_endpoint(endpoint_file)]
-    return Diagnosis(results, config)
+    return Diagnosis(results, config, teams)

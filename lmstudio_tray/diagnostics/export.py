@@ -101,7 +101,7 @@ def known_secrets(diagnosis: Diagnosis, endpoint_file: Path | None = None) -> se
         from lmstudio_tray.diagnostics.checks import read_tokens
 
         found |= {t for t in read_tokens(diagnosis.config).values() if t}
-    from lmstudio_tray.api.discovery import read_endpoint
+    from lmstudio_tray.core.support.endpoint_file import read_endpoint
 
     info = read_endpoint(endpoint_file or paths.endpoint_file(), include_stale=True)
     if info is not None and info.token:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmstudio_tray.core.events import ALL_KINDS, Event, VerdictGiven
+from lmstudio_tray.core.events import ALL_KINDS, Event, EventBus, VerdictGiven
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 
@@ -67,8 +67,13 @@ class Telemetry:
         if tel.enabled:
             if command:
                 tel.count(f"command.{command}")
-            tel._unsubscribe = core.bus.subscribe(tel.on_event, *ALL_KINDS)
+            tel.subscribe(core.bus)
         return tel
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Count every event kind `bus` publishes (on the publisher's thread: a counter under a lock)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = bus.subscribe(self.on_event, *ALL_KINDS)
 
     def count(self, name: str, n: int = 1) -> None:
         if not self.enabled:
@@ -142,7 +147,7 @@ def attach_telemetry(core: Core, *, command: str | None = None) -> Telemetry:
     async def periodic() -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            tel.flush()
+            await asyncio.to_thread(tel.flush)  # reads and rewrites the file: not on the core's loop
 
     async def start() -> None:
         nonlocal task
@@ -153,7 +158,7 @@ def attach_telemetry(core: Core, *, command: str | None = None) -> Telemetry:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        tel.close()
+        await asyncio.to_thread(tel.close)
 
     core.add_service(start, stop)
     return tel

@@ -37,6 +37,7 @@ from lmstudio_tray.core.events import (
     SessionFailing,
     StateChanged,
 )
+from lmstudio_tray.core.support.units import format_duration, format_size
 from lmstudio_tray.notify.base import Urgency
 
 # What quiet mode still lets through: things that need a person to act.
@@ -68,28 +69,6 @@ class _Load:
     started: float
     eta: float | None
     shown: bool = False
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_size(size: int | None) -> str:
-    if not size:
-        return ""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover - loop always returns
 
 
 class NotificationPolicy:

@@ -125,6 +125,15 @@ class NotificationService:
                 buttons = self._buttons.get(replace_key, ())
         self._send(Message(title, body, replace_key=replace_key, urgency=urgency, buttons=buttons, kind="action"))
 
+    def offer(self, title: str, body: str, *, button: str, on_press: Callable[[], None], replace_key: str) -> bool:
+        """A message with one button (the tray's "do it anyway"); False, with nothing shown, when notifications
+        are off or this backend has no buttons (the caller then says it in words)."""
+        if not (self.notifier.supports_buttons and self.policy.config.enabled):
+            return False
+        self.notifier.send(Message(title, body, replace_key=replace_key, urgency=Urgency.CRITICAL,
+                                   buttons=(NotifyButton(button, on_press),), kind="action"))
+        return True
+
     def _send(self, message: Message) -> None:
         if message.replace_key is not None:
             with self._buttons_lock:

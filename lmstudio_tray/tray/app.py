@@ -1,19 +1,21 @@
 """The tray process: pystray on the main thread, the core's loop in a worker thread.
 
 Thin on purpose: what the menu contains comes from `menu.build_menu`, what a click does from
-`presenter.TrayPresenter`; this module renders and wires. It also decides, once and in plain words,
-whether this machine can show a real tray icon, and runs headless (notifications only) when not.
+`presenter.TrayPresenter`; this module renders and connects the view to the presenter (the endpoint,
+analytics and notifications are attached by the composition root, `lmstudio_tray.wiring`). It also
+decides, once and in plain words, whether this machine can show a real tray icon, and runs headless
+(notifications only) when not.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,11 +24,11 @@ from lmstudio_tray import __version__
 from lmstudio_tray.core.config.schema import Config, dump_config
 from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.models import InstanceState
+from lmstudio_tray.core.ports import Reporter
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 from lmstudio_tray.core.support.lock import SingleInstance
-from lmstudio_tray.notify.service import NotificationService, make_service
 from lmstudio_tray.platform.autostart import Autostart
 from lmstudio_tray.platform.memory import release_free_memory
 from lmstudio_tray.platform.x11 import system_tray_owned
@@ -37,7 +39,6 @@ from lmstudio_tray.tray.preferences import ConfigPreferences, menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
 
 if TYPE_CHECKING:
-    from lmstudio_tray.api.server import EndpointError, EndpointServer
     from lmstudio_tray.tray.sni import SniView
 
 log = logging.getLogger(__name__)
@@ -218,29 +219,39 @@ class PystrayView:
 
 
 class TrayApp:
+    """The tray: its view on the main thread, the presenter's redraws on the tray's own thread, the core's
+    loop in a `CoreThread`. The surfaces it shows come from the composition root (`lmstudio_tray.wiring`)."""
+
     def __init__(
         self,
         config: Config,
         *,
+        core: Core,
+        reporter: Reporter,
+        tips: Callable[[], list[str]] = list,
+        on_shutdown: Callable[[], None] = lambda: None,
         config_path: Path | None = None,
-        core: Core | None = None,
-        notifications: NotificationService | None = None,
         backend: BackendChoice | None = None,
         about: str = "",
     ) -> None:
+        """`reporter`: the notifications the tray's clicks report through; `tips`: the analytics tips (cached,
+        non-blocking) for the Tips menu; `on_shutdown`: detaches what the composition root attached, before
+        the core stops."""
         self.config = config
         self.config_path = config_path
-        self.core = core or Core(config, config_path=config_path)
+        self.core = core
         # the icon shows once the first status is known; the endpoint and analytics start right after it
         self.core_thread = CoreThread(self.core, defer_services=True)
         self._services_started = False
-        self.notifications = notifications or make_service(self.core)
+        self.reporter = reporter
+        self._tips = tips
+        self._on_shutdown = on_shutdown
         self.backend = backend or choose_backend()
         self.about = about
         self.view: PystrayView | SniView | None = None
         self.presenter: TrayPresenter | None = None
         self._stop = threading.Event()
-        self._unsubscribe: list[Callable[[], None]] = []
+        self._unsubscribe: list[Callable[[], None]] = [on_shutdown]
 
     def _ensure_config(self) -> str | None:
         path = self.config_path or paths.config_file()
@@ -254,26 +265,20 @@ class TrayApp:
 
     def _on_config_change(self, config: Config) -> None:
         """New settings (a tray click, `profile use`, an edited file): the menu follows (the notification
-        service follows on its own, see `make_service`)."""
+        service follows on its own)."""
         if self.presenter is not None:
-            self.presenter.update_prefs(**menu_prefs(config))
-
-    def _tips(self) -> list[str]:
-        from lmstudio_tray.analytics import tips_for
-
-        return tips_for(self.core)
+            self.presenter.update_prefs(**menu_prefs(config, self.core.teams))
 
     def _about_text(self) -> str:
         names = ", ".join(s.name for s in self.core.status().instances) or "none"
         return self.about or f"Watching: {names}. Config: {self.config_path or paths.config_file()}"
 
     def run(self) -> int:
+        """Start the core's thread, show the icon (or run headless), and return once the person quits."""
         # The one line about what kind of tray this is; louder when something is missing.
         nominal = self.backend.backend is not None and self.backend.has_menu
         log.log(logging.INFO if nominal else logging.WARNING, "%s", self.backend.message)
-        self._unsubscribe.append(self.notifications.subscribe(self.core.bus))
         self._unsubscribe.append(self.core.on_config_change(self._on_config_change))
-        attach_endpoint_and_analytics(self.core)
         self.core_thread.start()
         try:
             if self.backend.backend is None:
@@ -295,6 +300,7 @@ class TrayApp:
             self.core_thread.submit(self.core.start_services())
 
     def shutdown(self) -> None:
+        """Stop the redraws, detach from the core (and `on_shutdown`), then stop the core's thread."""
         self._stop.set()
         if self.presenter is not None:
             self.presenter.stop_redraws()
@@ -343,13 +349,13 @@ class TrayApp:
             status=self.core.status,
             actions=self.core.actions,
             submit=self.core_thread.submit,
-            reporter=self.notifications,
+            reporter=self.reporter,
             prefs=MenuPrefs(
                 autostart=autostart_on,
                 dashboard=True,
                 config_path=str(self.config_path or paths.config_file()),
                 logs_path=str(paths.log_dir()),
-                **menu_prefs(self.core.config),
+                **menu_prefs(self.core.config, self.core.teams),
             ),
             set_notifications=preferences.set_notifications,
             set_autostart=autostart.set_enabled if autostart is not None else None,
@@ -416,7 +422,7 @@ def open_dashboard_in_browser() -> str | None:
     link when no browser could be started. Blocking: the presenter calls it on a worker thread."""
     import webbrowser
 
-    from lmstudio_tray.api.discovery import dashboard_link
+    from lmstudio_tray.core.support.endpoint_file import dashboard_link
 
     url = dashboard_link()
     return None if webbrowser.open(url) else url
@@ -434,73 +440,27 @@ def _autostart() -> tuple[Autostart | None, bool | None]:
         return None, None
 
 
-def _endpoint_classes() -> tuple[type[EndpointServer], type[EndpointError]]:
-    from lmstudio_tray.api.server import EndpointError, EndpointServer
-
-    return EndpointServer, EndpointError
-
-
-def attach_endpoint_and_analytics(core: Core) -> None:
-    """The tray serves the OpenCode endpoint and records analytics, like `serve` does.
-
-    An endpoint that cannot start (its port taken, usually by a running `lmstudio-tray serve`) must not
-    take the tray down: the icon and notifications still work, and the plugin finds the other endpoint.
-    """
-    from lmstudio_tray.analytics import attach_analytics
-    from lmstudio_tray.diagnostics.telemetry import attach_telemetry
-
-    servers: list[Any] = []
-
-    async def start() -> None:
-        # FastAPI and uvicorn take ~0.3 s to import: in a worker thread, so that the core's loop keeps
-        # polling (and the icon keeps appearing) meanwhile
-        endpoint_server, endpoint_error = await asyncio.to_thread(_endpoint_classes)
-        server = endpoint_server(core)
-        servers.append(server)
-        try:
-            await server.start()
-        except endpoint_error as exc:
-            log.warning("tray: the OpenCode endpoint is not running here: %s", exc)
-        else:
-            log.info("tray: OpenCode endpoint at %s", server.url)
-
-    async def stop() -> None:
-        for server in servers:
-            await server.stop()
-
-    core.add_service(start, stop)
-    try:
-        attach_analytics(core)
-        attach_telemetry(core, command="run")
-    except Exception as exc:  # analytics are an extra; never a reason for the tray not to start
-        log.warning("tray: analytics are off: %s", exc)
-
-
-def run_tray(
-    config: Config,
-    *,
-    config_path: Path | None = None,
-    core: Core | None = None,
-    backend: BackendChoice | None = None,
-    about: str = "",
-) -> int:
-    """Entry point of `lmstudio-tray run`: one tray per user, then the loop until Quit."""
+@contextlib.contextmanager
+def single_tray() -> Iterator[int | None]:
+    """One tray per user: holds the tray lock while the block runs. Yields None when this process holds it;
+    otherwise the exit code for `lmstudio-tray run`, the reason already printed."""
     lock = SingleInstance(paths.state_dir() / "tray.lock")
     try:
         other = lock.acquire()
     except LockError as exc:
         print(f"lmstudio-tray: {exc}", file=sys.stderr)
-        return 1
+        yield 1
+        return
     if other is not None:
         print(
             f"lmstudio-tray is already running{f' (pid {other})' if other else ''}; "
             "look for its icon in the system tray.",
             file=sys.stderr,
         )
-        return 0
+        yield 0
+        return
     try:
-        app = TrayApp(config, config_path=config_path, core=core, backend=backend, about=about)
-        return app.run()
+        yield None
     finally:
         lock.release()
 
@@ -510,7 +470,6 @@ __all__ = [
     "PystrayView",
     "TrayApp",
     "__version__",
-    "attach_endpoint_and_analytics",
     "choose_backend",
-    "run_tray",
+    "single_tray",
 ]

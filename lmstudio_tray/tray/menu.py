@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo, ModelType, StatusReport
-from lmstudio_tray.notify.policy import format_duration, format_size
+from lmstudio_tray.core.support.units import format_duration, format_size
 
 APP_TITLE = "LM Studio Tray"
 TOOLTIP_MAX = 127  # Windows truncates tray tooltips at 128 characters

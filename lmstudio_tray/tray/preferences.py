@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.config import loader
+from lmstudio_tray.core.config.loader import TeamProfiles
 from lmstudio_tray.core.config.presets import PRESETS
 from lmstudio_tray.core.config.schema import VALIDATION_CATEGORIES, Config, Policy, ValidationConfig, dump_config
 from lmstudio_tray.core.runtime import Core
@@ -43,8 +43,9 @@ def validation_choice(config: Config) -> str | None:
     return None
 
 
-def menu_prefs(config: Config) -> dict[str, Any]:
-    """The MenuPrefs fields that come from the config."""
+def menu_prefs(config: Config, teams: TeamProfiles) -> dict[str, Any]:
+    """The MenuPrefs fields that come from the config (and the team profile it names, as `teams` loaded it:
+    the core's `teams`)."""
     return {
         "notifications": config.notifications.enabled,
         "notify_categories": tuple(config.notifications.categories.items()),
@@ -52,14 +53,14 @@ def menu_prefs(config: Config) -> dict[str, Any]:
         "validation_choices": VALIDATION_CHOICES,
         "profile": config.active_profile,
         "profiles": tuple((name, p.description) for name, p in config.profiles.items()),
-        **instance_prefs(config),
+        **instance_prefs(config, teams),
     }
 
 
-def instance_prefs(config: Config) -> dict[str, Any]:
+def instance_prefs(config: Config, teams: TeamProfiles) -> dict[str, Any]:
     """Configured instances, the active one, and which the team profile shares (as the core loaded it:
     this runs on the core's loop when settings change, where nothing may fetch)."""
-    profile = loader.known_for(config)
+    profile = teams.known_for(config)
     names = tuple(i.name for i in config.instances)
     return {
         "instances": names,
@@ -84,7 +85,7 @@ class ConfigPreferences:
         # The file is written already; the core switches on its own loop (the click must not wait).
         future = self._submit(self.core.apply_config(new))
         future.add_done_callback(_log_failure)
-        return menu_prefs(new)
+        return menu_prefs(new, self.core.teams)
 
     def _ensure_file(self) -> None:
         # Without a file the running settings came from defaults (or demo mode): write them first, so

@@ -25,7 +25,8 @@ from lmstudio_tray import __version__
 from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.events import STATUS_KINDS, Event
 from lmstudio_tray.core.models import InstanceState, StatusReport
-from lmstudio_tray.notify.base import Message, Notifier, NotifyButton, Urgency
+from lmstudio_tray.core.ports import Reporter
+from lmstudio_tray.core.threads import not_on_event_loop
 from lmstudio_tray.tray.icons import aggregate, quantize
 from lmstudio_tray.tray.menu import (
     APP_TITLE,
@@ -176,10 +177,6 @@ class PreferencesLike(Protocol):
     def set_validation(self, choice: str) -> dict[str, Any]: ...
 
 
-class Reporter(Protocol):
-    def report(self, title: str, body: str, *, replace_key: str | None = None, failure: bool = True) -> None: ...
-
-
 class TrayPresenter:
     # What changes the status the tray shows. Not VerdictGiven (one per hook call; it changes nothing
     # here) nor SessionFailing (a notification, not a menu entry).
@@ -233,7 +230,8 @@ class TrayPresenter:
         """Re-read the cached status and push only what changed (redrawing menus makes them flicker).
 
         Runs on the tray's side (its redraw thread, or the view's thread for a click), never on the core
-        loop: building the menu and drawing the icon cost far more than a validate does."""
+        loop (`WrongThread`): building the menu and drawing the icon cost far more than a validate does."""
+        not_on_event_loop("the tray's redraw")
         with self._draw_lock:
             self._refresh()
 
@@ -466,14 +464,11 @@ class TrayPresenter:
         """A change refused on a shared instance: say why, and let the person confirm it with a button (or,
         where notifications have none, tell them the command that forces it)."""
         replace_key = f"load:{instance}:{model}" if model else f"action:{instance}"
-        notifier = getattr(self._reporter, "notifier", None)
-        if isinstance(notifier, Notifier) and notifier.supports_buttons and getattr(self._reporter, "enabled", True):
 
-            def press() -> None:
-                self._run(anyway.retry(), title, instance, model)
+        def press() -> None:
+            self._run(anyway.retry(), title, instance, model)
 
-            notifier.send(Message(title, reason, replace_key=replace_key, urgency=Urgency.CRITICAL,
-                                  buttons=(NotifyButton(anyway.label, press),), kind="action"))
+        if self._reporter.offer(title, reason, button=anyway.label, on_press=press, replace_key=replace_key):
             return
         self._reporter.report(title, f"{reason}\nTo do it anyway: {anyway.command}", replace_key=replace_key)
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lmstudio_tray.analytics import Analytics, attach_analytics
+from lmstudio_tray.analytics import Analytics
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.runtime import Core, CoreThread
@@ -59,10 +59,11 @@ def stack_factory(emulator_factory: Any, tmp_path: Path) -> Iterator[Callable[..
         emu = emulator_factory(**(emu_settings or {}))
         cfg = parse_config({"instances": [{"name": "local", "url": emu.api_url}], "endpoint": {"port": 0}})
         core = Core(cfg, lms_path=None)
-        server = attach_endpoint(core)
         analytics_options.setdefault("flush_interval", 0.1)
-        analytics = attach_analytics(core, path=tmp_path / "analytics.sqlite3", **analytics_options)
-        assert analytics is not None
+        # wired as lmstudio_tray.wiring wires them: the endpoint gets the analytics as its insights
+        analytics = Analytics(core, path=tmp_path / "analytics.sqlite3", **analytics_options)
+        server = attach_endpoint(core, insights=analytics)
+        core.add_service(analytics.start, analytics.stop)
         thread = CoreThread(core)
         thread.start()
         threads.append(thread)

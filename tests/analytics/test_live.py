@@ -12,12 +12,14 @@ from typing import Any
 import psutil
 import pytest
 
-from lmstudio_tray.analytics import analytics_for, attach_analytics, tips_for
+from lmstudio_tray.analytics import attach_analytics
 from lmstudio_tray.analytics.resources import is_lmstudio_name
 from lmstudio_tray.analytics.store import reading
+from lmstudio_tray.api.server import EndpointServer
 from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.control.eta import DEFAULT_BYTES_PER_SECOND
 from lmstudio_tray.core.runtime import Core, CoreThread
+from lmstudio_tray.wiring import attach_surfaces
 from tests.analytics import streams as s
 from tests.analytics.conftest import Stack, wait_for
 
@@ -142,24 +144,25 @@ def test_tips_are_served_from_a_cache_for_the_transform_and_the_tray(stack: Stac
         for _ in range(4):
             c.post("/v1/validate", json={"model": "qwen/qwen3-4b-2570", "base_url": base})
     stack.flushed()
-    analytics = analytics_for(stack.core)
+    analytics = stack.server.insights  # what the endpoint (and the tray) were given
     assert analytics is stack.analytics
-    asyncio.run(asyncio.to_thread(analytics.refresh_tips))
-    texts = tips_for(stack.core, "qwen/qwen3-4b-2570")
+    asyncio.run(asyncio.to_thread(stack.analytics.refresh_tips))
+    texts = analytics.tip_texts("qwen/qwen3-4b-2570")
     assert len(texts) == 1 and "Fix the model id 'qwen/qwen3-4b-2570'" in texts[0] and MODEL in texts[0]
-    assert tips_for(stack.core, MODEL) == []
+    assert analytics.tip_texts(MODEL) == []
     with stack.client() as c:  # OpenCode sees the tip about the model it is about to use, and only that one
         bad = c.post("/v1/transform/system", json={"model": "qwen/qwen3-4b-2570", "base_url": base}).json()
         good = c.post("/v1/transform/system", json={"model": MODEL, "base_url": base}).json()
     assert any("Fix the model id 'qwen/qwen3-4b-2570'" in line for line in bad["system"])
     assert not any(line.startswith("LM Studio tip:") for line in good["system"])
-    assert tips_for(Core(parse_config({}), lms_path=None)) == []  # no analytics attached: no tips, no error
+    # no analytics attached: no tips, no error
+    assert EndpointServer(Core(parse_config({}), lms_path=None)).insights.tip_texts() == []
 
 
 def test_disabled_analytics_attach_nothing(tmp_path: Path) -> None:
     core = Core(parse_config({"analytics": {"enabled": False}}), lms_path=None)
     assert attach_analytics(core, path=tmp_path / "a.sqlite3") is None
-    assert analytics_for(core) is None
+    assert attach_surfaces(core, command="test", notify=False).analytics is None
     assert not (tmp_path / "a.sqlite3").exists()
 
 

@@ -35,6 +35,16 @@ async def test_health_is_public_everything_else_needs_the_token(api: Api) -> Non
         assert r.status_code == 401
 
 
+async def test_the_metrics_count_what_the_guard_and_the_dashboard_gate_refused(api: Api) -> None:
+    before = (await api.client.get("/v1/metrics")).json()["refused"]
+    bare = client_for(api.server, token="")
+    async with bare:
+        assert (await bare.get("/v1/status")).status_code == 401  # the guard: no token
+        assert (await bare.get("/dashboard/api/live", headers={"origin": "http://evil.example"})).status_code == 403
+        assert (await bare.get("/dashboard/api/live")).status_code == 401  # no cookie: not a refusal of a stranger
+    assert (await api.client.get("/v1/metrics")).json()["refused"] == before + 2
+
+
 @pytest.mark.parametrize("host", ["evil.example:{port}", "127.0.0.1:1", "localhost", "127.0.0.2:{port}"])
 async def test_foreign_host_is_refused(api: Api, host: str) -> None:
     host = host.format(port=api.port)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import lmstudio_tray
-from lmstudio_tray.api.discovery import EndpointInfo, write_endpoint
 from lmstudio_tray.core.support import files
+from lmstudio_tray.core.support.endpoint_file import EndpointInfo, write_endpoint
 from lmstudio_tray.core.support.files import atomic_write, atomic_write_bytes, atomic_writer, temp_glob
 from lmstudio_tray.diagnostics.export import ExportError, write_zip
 

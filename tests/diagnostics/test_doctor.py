@@ -16,8 +16,8 @@ import pytest
 from keyring.backends import fail as fail_backend
 from keyrings.alt.file import PlaintextKeyring
 
-from lmstudio_tray.api.discovery import EndpointInfo, write_endpoint
 from lmstudio_tray.core.config.schema import InstanceConfig
+from lmstudio_tray.core.support.endpoint_file import EndpointInfo, write_endpoint
 from lmstudio_tray.diagnostics.checks import (
     NOTIFICATIONS,
     SNI_WATCHER,

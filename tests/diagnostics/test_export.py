@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.api.discovery import EndpointInfo, write_endpoint
 from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.endpoint_file import EndpointInfo, write_endpoint
 from lmstudio_tray.diagnostics.export import ExportError, find_secrets, write_zip
 from lmstudio_tray.emulator import Emulator
 

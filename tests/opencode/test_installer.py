@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from lmstudio_tray.api.discovery import EndpointInfo, read_endpoint, write_endpoint
 from lmstudio_tray.cli import main
 from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.endpoint_file import EndpointInfo, read_endpoint, write_endpoint
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.opencode.jsonc import comments_of, parse_config_object
 from tests.opencode.conftest import PLUGIN_FILE, JsoncReference

@@ -14,7 +14,6 @@ import httpx
 import keyring
 import pytest
 
-from lmstudio_tray.api.router import router_for
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.control.routing import Router
@@ -43,7 +42,7 @@ class Pool:
 
     @property
     def router(self) -> Router:
-        router = router_for(self.core)
+        router = self.server.router
         assert router is not None
         return router
 

@@ -67,15 +67,16 @@ def test_config_with_a_team_profile(tmp_path: Path, caplog: pytest.LogCaptureFix
     profile = write(tmp_path / "share" / "team.toml", PROFILE)
     cfg = write(tmp_path / "config.toml", f'team_profile = "{profile}"\n[notifications]\nwindow = 90\n'
                 "[monitor]\npoll_interval = 0.5\n[validation.policy]\nnot_loaded = \"block\"\n")
+    teams = loader.TeamProfiles()
     with caplog.at_level(logging.WARNING):
-        config = load_config(cfg)
+        config = load_config(cfg, teams)
     assert [i.name for i in config.instances] == ["local", "gpu-box"]  # own default kept, shared added
     assert config.notifications.quiet is True  # team default
     assert config.notifications.window == 90  # the user's own value wins where not locked
     assert config.monitor.poll_interval == 2.0  # locked
     assert config.validation.policy["not_loaded"].value == "ensure"  # locked
     assert "monitor.poll_interval is locked by team profile 'ml-team'" in caplog.text
-    current = loader.current_team({"team_profile": str(profile)})
+    current = teams.current({"team_profile": str(profile)})
     assert current is not None and current.allows("qwen/qwen3-4b-2507") and not current.allows("other")
     assert current.context_for("qwen/qwen3-4b-2507") == 32768
     assert current.shared_instances == ("gpu-box",)
@@ -114,8 +115,9 @@ def test_unusable_profile_without_a_copy_never_stops_a_start(tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     cfg = write(tmp_path / "config.toml", f'team_profile = "{tmp_path / "nowhere.toml"}"\n'
                 "[notifications]\nquiet = true\n")
+    teams = loader.TeamProfiles()
     with caplog.at_level(logging.WARNING):
-        config = load_config(cfg)
+        config = load_config(cfg, teams)
     assert config.notifications.quiet is True and [i.name for i in config.instances] == ["local"]
     assert "no good copy" in caplog.text
 

@@ -19,10 +19,11 @@ def test_a_failed_fetch_is_remembered_until_the_next_config_load(monkeypatch: py
 
     monkeypatch.setattr(team_fetch, "_fetch", unreachable)
     config = parse_config({"team_profile": source})
+    teams = loader.TeamProfiles()  # the core's
     for _ in range(50):  # what 50 validate calls ask
-        assert loader.for_config(config) is None
+        assert teams.for_config(config) is None
     assert len(fetches) == 1
 
-    loader.apply_team({"team_profile": source})  # a config load (file change, profile switch) tries again
+    teams.apply({"team_profile": source})  # a config load (file change, profile switch) tries again
     assert len(fetches) == 2
-    assert loader.for_config(config) is None and len(fetches) == 2
+    assert teams.for_config(config) is None and len(fetches) == 2

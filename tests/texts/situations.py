@@ -22,7 +22,7 @@ import pytest
 
 from lmstudio_tray.api.server import EndpointServer, attach_endpoint
 from lmstudio_tray.core.clock import FakeClock
-from lmstudio_tray.core.config import loader, team
+from lmstudio_tray.core.config import team
 from lmstudio_tray.core.config.schema import NotificationsConfig, ValidationConfig, parse_config
 from lmstudio_tray.core.events import (
     AuthFailed,
@@ -167,7 +167,7 @@ def verdicts(w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             if env is not None:
                 monkeypatch.setenv(team.ENV, str(env))
                 # loaded as a config load would (the core reads only loaded profiles: it never fetches on its loop)
-                loader.for_config(w.core.config)
+                w.core.teams.for_config(w.core.config)
             for where, emu in places:
                 for model, ctx in REQUESTS:
                     _validate(w, client, emu, where + (" with the team's model list" if env else ""), model, ctx)
@@ -234,7 +234,7 @@ def tray_notifications(w: World) -> None:
     presenter = TrayPresenter(
         mock.Mock(), status=w.core.status, actions=w.core.actions, submit=w.thread.submit,
         reporter=NotificationService(notifier, w.core.config.notifications),
-        prefs=MenuPrefs(**menu_prefs(w.core.config)),
+        prefs=MenuPrefs(**menu_prefs(w.core.config, w.core.teams)),
     )
     clicks = [
         MenuAction(ActionKind.SWITCH, "local", GEMMA), MenuAction(ActionKind.UNLOAD, "local", QWEN),

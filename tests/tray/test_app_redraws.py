@@ -17,15 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from lmstudio_tray.api.discovery import read_endpoint
 from lmstudio_tray.core.config.schema import Config, EndpointConfig, InstanceConfig
 from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.core.runtime import Core
+from lmstudio_tray.core.support.endpoint_file import read_endpoint
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.notify.base import RecordingNotifier
-from lmstudio_tray.notify.service import NotificationService
 from lmstudio_tray.tray.app import BackendChoice, TrayApp
 from lmstudio_tray.tray.menu import MenuAction, MenuItem
+from lmstudio_tray.wiring import attach_surfaces
 
 from .redraw import wait_for
 
@@ -87,8 +87,13 @@ class ScriptedView:
 class ScriptedTray(TrayApp):
     def __init__(self, config: Config, view: ScriptedView) -> None:
         self.counting = CountingCore(config)
-        super().__init__(config, core=self.counting, backend=BackendChoice("scripted", "tray: test view"),
-                         notifications=NotificationService(RecordingNotifier(), config.notifications))
+        # attached as `lmstudio-tray run` attaches them, notifications into a recording backend
+        surfaces = attach_surfaces(self.counting, command="run", notifier=RecordingNotifier(),
+                                   endpoint_required=False)
+        assert surfaces.notifications is not None
+        super().__init__(config, core=self.counting, reporter=surfaces.notifications,
+                         tips=surfaces.insights.tip_texts, on_shutdown=surfaces.close,
+                         backend=BackendChoice("scripted", "tray: test view"))
         self._view = view
 
     def _make_view(self, backend: str) -> Any:

@@ -43,11 +43,11 @@ class Tray:
         self.prefs = ConfigPreferences(self.core, path, self.thread.submit)
         self.presenter = TrayPresenter(
             self.view, status=self.core.status, actions=self.core.actions, submit=self.thread.submit,
-            reporter=self.reporter, prefs=MenuPrefs(**menu_prefs(self.core.config)),
+            reporter=self.reporter, prefs=MenuPrefs(**menu_prefs(self.core.config, self.core.teams)),
             set_notifications=self.prefs.set_notifications, preferences=self.prefs,
         )
         # what TrayApp does: changes from anywhere (CLI, editor) and status events reach the menu
-        self.core.on_config_change(lambda cfg: self.presenter.update_prefs(**menu_prefs(cfg)))
+        self.core.on_config_change(lambda cfg: self.presenter.update_prefs(**menu_prefs(cfg, self.core.teams)))
         self.core.bus.subscribe(self.presenter.on_event, *self.presenter.EVENTS)
         self.presenter.refresh()
         self.redraws = RedrawThread(self.presenter)

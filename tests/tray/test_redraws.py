@@ -96,6 +96,9 @@ class _NoReports:
     def report(self, title: str, body: str, *, replace_key: str | None = None, failure: bool = True) -> None:
         raise AssertionError(f"unexpected report: {title}: {body}")
 
+    def offer(self, title: str, body: str, *, button: str, on_press: Callable[[], None], replace_key: str) -> bool:
+        raise AssertionError(f"unexpected offer: {title}: {body}")
+
 
 @pytest.fixture
 def tray() -> Iterator[Tray]:

@@ -57,9 +57,9 @@ class Tray:
         self.presenter = TrayPresenter(
             self.view, status=self.core.status, actions=self.core.actions, submit=self.thread.submit,
             reporter=NotificationService(notifier, self.core.config.notifications),
-            prefs=MenuPrefs(**menu_prefs(self.core.config)), preferences=self.prefs,
+            prefs=MenuPrefs(**menu_prefs(self.core.config, self.core.teams)), preferences=self.prefs,
         )
-        self.core.on_config_change(lambda cfg: self.presenter.update_prefs(**menu_prefs(cfg)))
+        self.core.on_config_change(lambda cfg: self.presenter.update_prefs(**menu_prefs(cfg, self.core.teams)))
         self.presenter.refresh()
 
     def menu(self) -> tuple[MenuItem, ...]:

@@ -62,7 +62,7 @@ def _status(diagnosis: Diagnosis, args: argparse.Namespace) -> dict[str, Any] | 
         return None
     from lmstudio_tray.core.runtime import Core
 
-    core = Core(diagnosis.config, config_path=config_path(args), secrets=RegisteringStore())
+    core = Core(diagnosis.config, config_path=config_path(args), secrets=RegisteringStore(), teams=diagnosis.teams)
 
     async def body() -> dict[str, Any]:
         try:

@@ -74,7 +74,7 @@ def _problem(exc: ConfigError) -> int:
 
 def _live() -> tuple[dict[str, Any], dict[str, Any]]:
     """The running tray's /v1/status and router figures (best effort: empty when it is not running)."""
-    from lmstudio_tray.api.discovery import read_endpoint
+    from lmstudio_tray.core.support.endpoint_file import read_endpoint
 
     ep = read_endpoint()
     if ep is None:

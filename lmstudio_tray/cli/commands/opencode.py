@@ -179,8 +179,8 @@ def run_uninstall(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from lmstudio_tray.api.discovery import read_endpoint
     from lmstudio_tray.core.support import paths
+    from lmstudio_tray.core.support.endpoint_file import read_endpoint
 
     target = _target(args)
     st = status(target)

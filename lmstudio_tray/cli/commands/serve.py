@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
@@ -28,33 +27,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _attach_notifications(core: Any) -> None:
-    try:
-        module = importlib.import_module("lmstudio_tray.notify.service")
-    except ImportError:
-        return
-    attach = getattr(module, "attach_notifications", None)
-    if attach is None:
-        return
-    try:
-        attach(core)
-    except Exception as exc:  # no notification daemon on a headless box is normal
-        log.info("desktop notifications unavailable: %s", exc)
-
-
 def run(args: argparse.Namespace) -> int:
-    from lmstudio_tray.analytics import attach_analytics
-    from lmstudio_tray.api.server import EndpointError, attach_endpoint
-    from lmstudio_tray.diagnostics.telemetry import attach_telemetry
+    from lmstudio_tray.api.server import EndpointError
     from lmstudio_tray.platform.process import shorten_switch_interval
+    from lmstudio_tray.wiring import attach_surfaces
 
     shorten_switch_interval()  # the endpoint's p99 next to busy threads (see platform.process)
     core = make_core(args)
-    server = attach_endpoint(core, port=args.port)
-    attach_analytics(core)
-    attach_telemetry(core, command="serve")
-    if not args.no_notify:
-        _attach_notifications(core)
+    surfaces = attach_surfaces(core, command="serve", port=args.port, notify=not args.no_notify)
 
     def on_event(event: Event) -> None:
         print(f"{event.kind} {event.instance}: " + ", ".join(
@@ -82,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                   "running.", file=sys.stderr)
             await core.stop()
             return EXIT_FAILURE
-        print(f"lmstudio-tray endpoint: {server.url}", flush=True)
+        print(f"lmstudio-tray endpoint: {surfaces.endpoint.url}", flush=True)
         for snap in core.status().instances:
             print(f"{snap.name} ({snap.url}): {snap.state.value}", file=sys.stderr, flush=True)
         try:
@@ -95,3 +75,5 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(main())
     except KeyboardInterrupt:
         return 130
+    finally:
+        surfaces.close()

@@ -135,7 +135,7 @@ def render_text(report: dict[str, Any], tips: list[dict[str, Any]], window: str)
 def run_dashboard(args: argparse.Namespace) -> int:
     import webbrowser
 
-    from lmstudio_tray.api.discovery import EndpointUnavailable, dashboard_link
+    from lmstudio_tray.core.support.endpoint_file import EndpointUnavailable, dashboard_link
 
     try:
         url = dashboard_link()

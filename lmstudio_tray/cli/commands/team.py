@@ -46,16 +46,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.set_defaults(func=run_report)
 
 
-def profile_of(config: Config) -> team.TeamProfile | None:
-    return loader.for_config(config)
+def profile_of(config: Config, teams: loader.TeamProfiles | None = None) -> team.TeamProfile | None:
+    """The team profile `config` names (as `teams` loaded it; loaded now without)."""
+    return (teams if teams is not None else loader.TeamProfiles()).for_config(config)
 
 
 # ---- status -----------------------------------------------------------------------------------------
 
 
 def run_status(args: argparse.Namespace) -> int:
-    config = read_config(args)
-    profile = profile_of(config)
+    teams = loader.TeamProfiles()
+    config = read_config(args, teams)
+    profile = profile_of(config, teams)
     if profile is None:
         source = team.team_source({team.KEY: config.team_profile} if config.team_profile else {})
         if source:
@@ -149,8 +151,9 @@ def usage_summary(config: Config, profile: team.TeamProfile | None, *, days: flo
 
 
 def run_export(args: argparse.Namespace) -> int:
-    config = read_config(args)
-    profile = profile_of(config)
+    teams = loader.TeamProfiles()
+    config = read_config(args, teams)
+    profile = profile_of(config, teams)
     if args.days <= 0:
         print("lmstudio-tray: --days must be more than 0", file=sys.stderr)
         return EXIT_USAGE

@@ -12,8 +12,14 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
+
+if TYPE_CHECKING:
+    from lmstudio_tray.core.config.loader import TeamProfiles
+    from lmstudio_tray.core.runtime import Core
+    from lmstudio_tray.tray.app import BackendChoice
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +47,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmstudio_tray.cli._common import config_path, read_config
+    from lmstudio_tray.core.config.loader import TeamProfiles
     from lmstudio_tray.platform.process import shorten_switch_interval
-    from lmstudio_tray.tray.app import BackendChoice, choose_backend, run_tray
+    from lmstudio_tray.tray.app import BackendChoice, choose_backend
 
     shorten_switch_interval()  # the tray serves the endpoint next to its GUI thread (see platform.process)
 
@@ -51,14 +58,37 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.demo:
         return _run_demo(backend)
-    config = read_config(args)
-    return run_tray(config, config_path=config_path(args), backend=backend or choose_backend())
+    teams = TeamProfiles()
+    config = read_config(args, teams)
+    return run_tray(config, config_path=config_path(args), backend=backend or choose_backend(), teams=teams)
 
 
-def _run_demo(backend: object) -> int:
+def run_tray(config: Config, *, config_path: Path, backend: BackendChoice, core: Core | None = None,
+             teams: TeamProfiles | None = None, about: str = "") -> int:
+    """One tray per user: the core (this one, or a new one for `config` with the `teams` its load found),
+    the surfaces attached by the composition root with the tray's endpoint optional, then the tray until
+    Quit."""
+    from lmstudio_tray.core.runtime import Core
+    from lmstudio_tray.tray.app import TrayApp, single_tray
+    from lmstudio_tray.wiring import attach_surfaces
+
+    with single_tray() as refused:
+        if refused is not None:
+            return refused
+        core = core or Core(config, config_path=config_path, teams=teams)
+        # an endpoint that cannot start (its port taken, usually by a running `serve`) must not take the tray
+        # down: the icon and notifications still work, and the plugin finds the other endpoint
+        surfaces = attach_surfaces(core, command="run", endpoint_required=False)
+        assert surfaces.notifications is not None  # notify=True
+        app = TrayApp(config, core=core, reporter=surfaces.notifications, tips=surfaces.insights.tip_texts,
+                      on_shutdown=surfaces.close, config_path=config_path, backend=backend, about=about)
+        return app.run()
+
+
+def _run_demo(backend: BackendChoice | None) -> int:
     from lmstudio_tray.core.runtime import Core
     from lmstudio_tray.emulator import Emulator, EmulatorSettings
-    from lmstudio_tray.tray.app import BackendChoice, choose_backend, run_tray
+    from lmstudio_tray.tray.app import choose_backend
 
     with tempfile.TemporaryDirectory(prefix="lmstudio-tray-demo-") as tmp:
         home = Path(tmp) / ".lmstudio"
@@ -68,12 +98,11 @@ def _run_demo(backend: object) -> int:
             lms = home / "bin" / ("lms.cmd" if sys.platform == "win32" else "lms")
             core = Core(config, config_path=Path(tmp) / "config.toml", lms_path=lms if lms.exists() else None)
             print(f"lmstudio-tray demo: emulated LM Studio at {emulator.api_url}", file=sys.stderr)
-            chosen = backend if isinstance(backend, BackendChoice) else choose_backend()
             return run_tray(
                 config,
                 config_path=Path(tmp) / "config.toml",
                 core=core,
-                backend=chosen,
+                backend=backend or choose_backend(),
                 about="Demo mode: the LM Studio here is a built-in emulator.",
             )
         finally:

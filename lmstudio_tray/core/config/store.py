@@ -103,9 +103,9 @@ def validate_text(text: str, path: Path | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
-    from lmstudio_tray.core.config.loader import apply_team
+    from lmstudio_tray.core.config.loader import TeamProfiles
 
-    return parse_config(apply_team(data), path)
+    return parse_config(TeamProfiles().apply(data), path)
 
 
 # ---- editing ---------------------------------------------------------------------------------------

@@ -138,7 +138,11 @@ class Actions:
         team: TeamSource | None = None,
         uses: ModelUseLog | None = None,
         marks: LoadMarks | None = None,
+        server_control: Callable[[], bool] | None = None,
     ) -> None:
+        """`team`: the team profile in effect; `uses`: the record of recent model use the shared-instance guard
+        reads (the same one the endpoint's router writes); `server_control`: whether starting and stopping
+        LM Studio's server is allowed now (asked at each start/stop)."""
         self.monitor = monitor
         self.bus = bus
         self.estimator = estimator or LoadEstimator()
@@ -148,7 +152,7 @@ class Actions:
         self.team: TeamSource = team or (lambda: None)
         self.uses: ModelUseLog | None = uses
         # asked at each start/stop, so a profile or preset switch applies without a restart
-        self.server_control_enabled: Callable[[], bool] = lambda: True
+        self.server_control_enabled: Callable[[], bool] = server_control or (lambda: True)
         self._inflight: dict[tuple[str, str], _Flight] = {}
         # loads other lmstudio-tray processes run (a terminal's `lmstudio-tray load`, the tray, the endpoint)
         self.marks = marks if marks is not None else LoadMarks(paths.state_dir() / "loads")

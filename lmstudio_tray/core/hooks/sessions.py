@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,9 @@ class SessionTracker:
         invalidate: Callable[[str], None] | None = None,
         instance_for_url: Callable[[str], str | None] | None = None,
         threshold: int = FAILURE_THRESHOLD,
+        sinks: Sequence[EventSink] = (),
     ) -> None:
+        """`sinks` also get every recorded event (the analytics store's queue); see `add_sink`."""
         self.bus = bus
         self._invalidate = invalidate or (lambda _name: None)
         self._instance_for_url = instance_for_url or (lambda _url: None)
@@ -117,7 +119,7 @@ class SessionTracker:
         self.events_seen = 0
         self.invalidations = 0
         self._counted: OrderedDict[str, None] = OrderedDict()
-        self._sinks: list[EventSink] = []
+        self._sinks: list[EventSink] = list(sinks)
 
     def add_sink(self, sink: EventSink) -> Callable[[], None]:
         """Also hand every recorded event to `sink` (the analytics store). Returns a remover."""

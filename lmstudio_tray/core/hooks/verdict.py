@@ -17,7 +17,15 @@ from rapidfuzz.distance import Indel
 
 from lmstudio_tray.core.config.schema import Policy
 from lmstudio_tray.core.config.team import TeamProfile
-from lmstudio_tray.core.models import ApiFlavor, InstanceSnapshot, InstanceState, ModelInfo, ModelType, WireEnum
+from lmstudio_tray.core.models import (
+    ApiFlavor,
+    InstanceSnapshot,
+    InstanceState,
+    LoadProgress,
+    ModelInfo,
+    ModelType,
+    WireEnum,
+)
 
 
 class VerdictCategory(WireEnum):
@@ -397,6 +405,7 @@ def _classify(
     eta_seconds: float | None,
     team: TeamProfile | None = None,
 ) -> _Draft:
+    """The category of a request over the status, with its message, suggestions and steps."""
     where = _where(snapshot, instance_name, req.base_url)
     if snapshot is None or snapshot.state in _UNREACHABLE:
         return _unreachable(snapshot, where, cli)
@@ -410,91 +419,117 @@ def _classify(
         None,
     )
     if load is not None:
-        eta = load.eta_seconds if load.eta_seconds is not None else eta_seconds
-        pct = f" {round(load.progress * 100)}%" if load.progress is not None else ""
-        eta_text = f", about {round(eta)} s left" if eta is not None else ""
-        return _Draft(
-            VerdictCategory.LOADING,
-            f"{where}: {req.model} is loading{pct}{eta_text}.",
-            model_info=model,
-            steps=["Send the message again when the load has finished" + (f" (about {round(eta)} s)" if eta else "")],
-            retry_after_ms=int(max(eta or 1.0, 0.25) * 1000),
-            eta_seconds=eta,
-        )
-
+        return _loading(load, req, model, where, eta_seconds)
     if model is None:
-        same = _same_base_models(snapshot, req.model)
-        suggestions = list(rank_suggestions(snapshot, req.model))
-        if len(same) >= 2:
-            return _Draft(
-                VerdictCategory.AMBIGUOUS,
-                f"{where}: {req.model!r} matches {len(same)} downloaded models: "
-                + ", ".join(m.key for m in same)
-                + "; LM Studio may pick another one than you expect.",
-                suggestions=suggestions,
-                steps=[f"Name the exact model key in opencode.json ({cli('opencode', 'install', '--provider')} "
-                       "writes the real keys)"],
-            )
-        steps = [
-            f"List what LM Studio has: {cli('models', 'list')}",
-            "Use an exact key in opencode.json, or rewrite the provider: "
-            + cli("opencode", "install", "--provider"),
-        ]
-        if snapshot.jit is False and snapshot.api is not ApiFlavor.REST_V1:
-            # REST v1 lists every downloaded model; the older listings show only loaded ones with JIT off
-            steps.insert(1, f"JIT loading is off, so this LM Studio lists only loaded models: if {req.model} is "
-                         "downloaded, load it in LM Studio first")
-        return _Draft(
-            VerdictCategory.UNKNOWN_MODEL,
-            f"{where}: LM Studio has no model {req.model!r}.",
-            suggestions=suggestions,
-            steps=steps,
-        )
-
+        return _unknown_model(snapshot, req, where, cli)
     if model.loaded:
-        loaded_ctx = model.loaded_context_length
-        if req.context_limit and loaded_ctx and loaded_ctx < req.context_limit:
-            wanted = min(req.context_limit, model.max_context_length or req.context_limit)
-            return _Draft(
-                VerdictCategory.CONTEXT_TOO_SMALL,
-                f"{where}: {model.key} is loaded with a context of {loaded_ctx} tokens, but OpenCode "
-                f"plans for {req.context_limit}; long sessions will fail with LM Studio's "
-                "\"tokens to keep\" error.",
-                model_info=model,
-                steps=[
-                    "Reload it with a larger context: "
-                    + cli("switch", model.key, "-c", wanted)
-                    + " (loads a copy with that context, then unloads the small one and the other chat models)",
-                    f"Or lower limit.context of {req.model} in opencode.json to {loaded_ctx} "
-                    f"({cli('opencode', 'install', '--provider')} does this)",
-                ],
-            )
-        return _Draft(VerdictCategory.READY, f"{where}: {model.key} is loaded.", model_info=model)
-
-    variants = [v for v in model.variants if v != model.key]
+        return _loaded(model, req, where, cli)
     if snapshot.jit:
-        eta_text = f" (about {round(eta_seconds)} s)" if eta_seconds is not None else ""
-        if len(variants) >= 2 and req.model == model.key:
-            return _Draft(
-                VerdictCategory.AMBIGUOUS,
-                f"{where}: {model.key} is not loaded and has {len(variants)} quant variants; JIT will load "
-                "its default variant" + eta_text + ".",
-                model_info=model,
-                suggestions=[Suggestion(v, False, 1.0, "quant variant") for v in variants[:MAX_SUGGESTIONS]],
-                # `load` takes model keys, not `key@quant`: a variant is chosen by the name OpenCode sends
-                steps=[f"To use another variant, name it in opencode.json: {', '.join(variants[:MAX_SUGGESTIONS])}",
-                       _load_step(cli, model.key, recommended)],
-                eta_seconds=eta_seconds,
-            )
+        return _on_demand(model, req, where, cli, eta_seconds, recommended)
+    return _not_loaded(snapshot, model, req, where, cli, eta_seconds, recommended)
+
+
+def _loading(load: LoadProgress, req: ValidateRequest, model: ModelInfo | None, where: str,
+             eta_seconds: float | None) -> _Draft:
+    """A load of the model is under way."""
+    eta = load.eta_seconds if load.eta_seconds is not None else eta_seconds
+    pct = f" {round(load.progress * 100)}%" if load.progress is not None else ""
+    eta_text = f", about {round(eta)} s left" if eta is not None else ""
+    return _Draft(
+        VerdictCategory.LOADING,
+        f"{where}: {req.model} is loading{pct}{eta_text}.",
+        model_info=model,
+        steps=["Send the message again when the load has finished" + (f" (about {round(eta)} s)" if eta else "")],
+        retry_after_ms=int(max(eta or 1.0, 0.25) * 1000),
+        eta_seconds=eta,
+    )
+
+
+def _unknown_model(snapshot: InstanceSnapshot, req: ValidateRequest, where: str, cli: _Commands) -> _Draft:
+    """No downloaded model has the requested name: ambiguous between several, or unknown."""
+    same = _same_base_models(snapshot, req.model)
+    suggestions = list(rank_suggestions(snapshot, req.model))
+    if len(same) >= 2:
         return _Draft(
-            VerdictCategory.JIT,
-            f"{where}: {model.key} is not loaded; LM Studio will load it on demand{eta_text}.",
+            VerdictCategory.AMBIGUOUS,
+            f"{where}: {req.model!r} matches {len(same)} downloaded models: "
+            + ", ".join(m.key for m in same)
+            + "; LM Studio may pick another one than you expect.",
+            suggestions=suggestions,
+            steps=[f"Name the exact model key in opencode.json ({cli('opencode', 'install', '--provider')} "
+                   "writes the real keys)"],
+        )
+    steps = [
+        f"List what LM Studio has: {cli('models', 'list')}",
+        "Use an exact key in opencode.json, or rewrite the provider: "
+        + cli("opencode", "install", "--provider"),
+    ]
+    if snapshot.jit is False and snapshot.api is not ApiFlavor.REST_V1:
+        # REST v1 lists every downloaded model; the older listings show only loaded ones with JIT off
+        steps.insert(1, f"JIT loading is off, so this LM Studio lists only loaded models: if {req.model} is "
+                     "downloaded, load it in LM Studio first")
+    return _Draft(
+        VerdictCategory.UNKNOWN_MODEL,
+        f"{where}: LM Studio has no model {req.model!r}.",
+        suggestions=suggestions,
+        steps=steps,
+    )
+
+
+def _loaded(model: ModelInfo, req: ValidateRequest, where: str, cli: _Commands) -> _Draft:
+    """The model is loaded: ready, unless with a smaller context than OpenCode plans for."""
+    loaded_ctx = model.loaded_context_length
+    if req.context_limit and loaded_ctx and loaded_ctx < req.context_limit:
+        wanted = min(req.context_limit, model.max_context_length or req.context_limit)
+        return _Draft(
+            VerdictCategory.CONTEXT_TOO_SMALL,
+            f"{where}: {model.key} is loaded with a context of {loaded_ctx} tokens, but OpenCode "
+            f"plans for {req.context_limit}; long sessions will fail with LM Studio's "
+            "\"tokens to keep\" error.",
             model_info=model,
-            # on demand, LM Studio picks its own context length; the team's default needs an explicit load
-            steps=[_load_step(cli, model.key, recommended)],
-            retry_after_ms=None if eta_seconds is None else int(eta_seconds * 1000),
+            steps=[
+                "Reload it with a larger context: "
+                + cli("switch", model.key, "-c", wanted)
+                + " (loads a copy with that context, then unloads the small one and the other chat models)",
+                f"Or lower limit.context of {req.model} in opencode.json to {loaded_ctx} "
+                f"({cli('opencode', 'install', '--provider')} does this)",
+            ],
+        )
+    return _Draft(VerdictCategory.READY, f"{where}: {model.key} is loaded.", model_info=model)
+
+
+def _on_demand(model: ModelInfo, req: ValidateRequest, where: str, cli: _Commands, eta_seconds: float | None,
+               recommended: int | None) -> _Draft:
+    """Not loaded, and JIT loading is on: LM Studio loads it for the request (its default variant when the
+    key has several)."""
+    variants = [v for v in model.variants if v != model.key]
+    eta_text = f" (about {round(eta_seconds)} s)" if eta_seconds is not None else ""
+    if len(variants) >= 2 and req.model == model.key:
+        return _Draft(
+            VerdictCategory.AMBIGUOUS,
+            f"{where}: {model.key} is not loaded and has {len(variants)} quant variants; JIT will load "
+            "its default variant" + eta_text + ".",
+            model_info=model,
+            suggestions=[Suggestion(v, False, 1.0, "quant variant") for v in variants[:MAX_SUGGESTIONS]],
+            # `load` takes model keys, not `key@quant`: a variant is chosen by the name OpenCode sends
+            steps=[f"To use another variant, name it in opencode.json: {', '.join(variants[:MAX_SUGGESTIONS])}",
+                   _load_step(cli, model.key, recommended)],
             eta_seconds=eta_seconds,
         )
+    return _Draft(
+        VerdictCategory.JIT,
+        f"{where}: {model.key} is not loaded; LM Studio will load it on demand{eta_text}.",
+        model_info=model,
+        # on demand, LM Studio picks its own context length; the team's default needs an explicit load
+        steps=[_load_step(cli, model.key, recommended)],
+        retry_after_ms=None if eta_seconds is None else int(eta_seconds * 1000),
+        eta_seconds=eta_seconds,
+    )
+
+
+def _not_loaded(snapshot: InstanceSnapshot, model: ModelInfo, req: ValidateRequest, where: str, cli: _Commands,
+                eta_seconds: float | None, recommended: int | None) -> _Draft:
+    """Not loaded, and JIT loading is off (or may be): LM Studio would refuse the request."""
     jit_text = "JIT loading is off" if snapshot.jit is False else "JIT loading may be off"
     return _Draft(
         VerdictCategory.NOT_LOADED,

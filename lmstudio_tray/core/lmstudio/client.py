@@ -113,6 +113,10 @@ class LMStudioClient:
         """Close the client's idle connections."""
         await self._http.aclose()
 
+    def use_token(self, token: str | None) -> None:
+        """Send `token` (None: none) from the next request on: a token stored or deleted while running."""
+        self.token = token
+
     # ---- low level ---------------------------------------------------------------------------------
 
     def _encode(self, method: str, path: str, json_body: Any) -> http1.Request:

@@ -21,6 +21,8 @@ from lmstudio_tray.core.support.files import atomic_write
 
 @dataclass(frozen=True)
 class EndpointInfo:
+    """What `endpoint.json` holds: where the running endpoint listens, its bearer token and its process."""
+
     url: str
     token: str
     pid: int
@@ -28,11 +30,13 @@ class EndpointInfo:
     version: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The file's JSON object."""
         return {"url": self.url, "token": self.token, "pid": self.pid, "started_at": self.started_at,
                 "version": self.version}
 
 
 def pid_alive(pid: int) -> bool:
+    """Does process `pid` run (not a zombie)? This process counts; psutil when installed, else `kill(pid, 0)`."""
     if pid <= 0:
         return False
     if pid == os.getpid():
@@ -54,6 +58,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def write_endpoint(info: EndpointInfo, path: Path | None = None) -> Path:
+    """Write `info` to `path` (default: the state dir's `endpoint.json`), 0600 from the first byte, atomically;
+    returns the path. Blocking: the endpoint calls it in a worker thread."""
     target = path or paths.endpoint_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # Windows, or a dir we do not own: the file mode still protects

@@ -1,0 +1,254 @@
+"""The agent's tools: list, load, unload, switch, search models; start, stop, ask about LM Studio's server.
+
+Every answer is a `ToolOut` (`ok`, `instance`, `text` for the agent, `data`, `kept`). An agent acts for a
+person but is not one: on an instance the team shares it cannot force a change, and it never takes away
+the model its own OpenCode session runs on (that is listed in `kept` instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from lmstudio_tray.api import schemas as s
+from lmstudio_tray.api.context import TOOL_ERRORS, ApiContext, ApiError
+from lmstudio_tray.core.control.actions import UnloadResult
+from lmstudio_tray.core.control.search import search as search_models
+from lmstudio_tray.core.errors import ActionError, SharedBusyError
+
+T = TypeVar("T")
+
+
+def add_tool_routes(app: FastAPI, ctx: ApiContext) -> None:
+    """`/v1/tools/...`: each route is one of the functions below, given `ctx` and the request body."""
+
+    @app.post("/v1/tools/list", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_list(body: s.TargetIn) -> JSONResponse:
+        return await list_models(ctx, body)
+
+    @app.post("/v1/tools/load", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_load(body: s.LoadIn) -> JSONResponse:
+        return await load(ctx, body)
+
+    @app.post("/v1/tools/unload", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"],
+                 description="Unload models, never the one the calling session runs on (listed in `kept`).")
+    async def tool_unload(body: s.UnloadIn) -> JSONResponse:
+        return await unload(ctx, body)
+
+    @app.post("/v1/tools/switch", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"],
+                 description="Load a model, then unload the other chat models except the one the calling session "
+                 "runs on (listed in `kept`).")
+    async def tool_switch(body: s.SwitchIn) -> JSONResponse:
+        return await switch(ctx, body)
+
+    @app.post("/v1/tools/server/start", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_server_start(body: s.TargetIn) -> JSONResponse:
+        return await server_start(ctx, body)
+
+    @app.post("/v1/tools/server/stop", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"],
+                 description="Stop LM Studio's server; refused (409 in_use_by_session) on the instance the calling "
+                 "session runs on.")
+    async def tool_server_stop(body: s.SessionTargetIn) -> JSONResponse:
+        return await server_stop(ctx, body)
+
+    @app.post("/v1/tools/server/status", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_server_status(body: s.TargetIn) -> JSONResponse:
+        return await server_status(ctx, body)
+
+    @app.post("/v1/tools/search", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
+    async def tool_search(body: s.SearchIn) -> JSONResponse:
+        return await search(ctx, body)
+
+
+
+# ---- what every tool shares --------------------------------------------------------------------------
+
+
+def target(ctx: ApiContext, body: s.TargetIn) -> str:
+    """The instance a tool acts on: named, or serving the session's base_url, or the active one."""
+    name = ctx.resolve(body.base_url, body.instance)
+    if name is None:
+        name = ctx.core.active_instance
+    if name is None:
+        raise ApiError(404, "unknown_instance", "no LM Studio instance is configured")
+    return name
+
+
+def tool(ok: bool, name: str, text: str, data: Any = None, kept: Sequence[str] = ()) -> JSONResponse:
+    """A tool's answer."""
+    return JSONResponse({"ok": ok, "instance": name, "text": text, "data": data, "kept": list(kept)})
+
+
+def session_keep(ctx: ApiContext, body: s.SessionTargetIn, name: str) -> list[str]:
+    """The model the calling OpenCode session runs on, if that is on instance `name`: what validate last
+    saw for the session, and what the plugin says. A tool must not take it away: the session's next turn
+    would be blocked before the agent even read the tool's answer."""
+    keep: list[str] = []
+    use = ctx.sessions.current(body.session_id) if body.session_id else None
+    if use is not None and use.instance in (None, name):
+        keep.append(use.model)
+    if body.session_model:
+        # the plugin sends the session's own base_url; a URL no instance has may still be this server
+        where = ctx.resolve(body.base_url) if body.base_url else None
+        if where in (None, name):
+            keep.append(body.session_model)
+    return list(dict.fromkeys(keep))
+
+
+def kept_text(kept: Sequence[str]) -> str:
+    """Why the models in `kept` stay loaded, and what the person can do about it."""
+    names = ", ".join(kept)
+    return (f"Kept {names} loaded: this OpenCode session runs on it, and unloading it would stop the session "
+            "before it reads this answer. Only the person can move the session to another model: with "
+            f"/models in OpenCode. After that, {names} can be unloaded.")
+
+
+def as_cli(ctx: ApiContext, name: str, command: str) -> str:
+    """The `lmstudio-tray ... --force` command a person would run instead of the agent."""
+    where = f" --instance {name}" if len(ctx.core.monitor.names) > 1 else ""
+    return f"`lmstudio-tray {command}{where} --force`"
+
+
+async def by_agent(action: Awaitable[T], person_command: str) -> T:
+    """An action an agent asked for. On an instance the team shares, an agent cannot push a change
+    through (no `force` here): the refusal says so and names the command a person would use."""
+    try:
+        return await action
+    except SharedBusyError as exc:
+        raise ApiError(409, "shared_busy", f"{exc.reason}. An agent cannot force a change on an instance "
+                       f"the team shares; if the team agrees, the person can run {person_command}.") from None
+
+
+# ---- the tools ---------------------------------------------------------------------------------------
+
+
+async def list_models(ctx: ApiContext, body: s.TargetIn) -> JSONResponse:
+    """The instance's state and every downloaded model, loaded ones with their instances."""
+    name = target(ctx, body)
+    snap = await ctx.core.monitor.get(name, max_age=2.0)
+    lines = [f"LM Studio '{name}' ({snap.url}): {snap.state.value}, JIT "
+             + {True: "on", False: "off", None: "unknown"}[snap.jit]]
+    for m in snap.models:
+        if m.loaded:
+            ids = ", ".join(f"{i.id} (ctx {i.context_length})" for i in m.instances)
+            lines.append(f"- {m.key} [{m.type}] loaded: {ids}")
+        else:
+            lines.append(f"- {m.key} [{m.type}] not loaded, max ctx {m.max_context_length}")
+    if not snap.models:
+        lines.append("(no models listed)")
+    return tool(True, name, "\n".join(lines), [m.to_json() for m in snap.models])
+
+
+async def load(ctx: ApiContext, body: s.LoadIn) -> JSONResponse:
+    """Load one model (its failure is a 409) or several (each failure is a line of the answer)."""
+    name = target(ctx, body)
+    keys = [k for k in [body.model, *body.models] if k]
+    if not keys:
+        raise ApiError(422, "invalid_request", "model: give a model key (or models: [...])")
+    results, lines, ok = [], [], True
+    for key in dict.fromkeys(keys):
+        try:
+            r = await ctx.core.actions.load(name, key, context_length=body.context_length)
+        except ActionError as exc:
+            ok = False
+            lines.append(f"{key}: failed: {exc}")
+            continue
+        results.append(r.to_json())
+        how = "was already loaded" if r.already_loaded else f"loaded in {r.seconds:.1f} s"
+        lines.append(f"{r.model} {how} as {r.instance_id} (context {r.context_length or 'default'})")
+    if not ok and len(keys) == 1:
+        raise ApiError(409, "failed", lines[0].split(": failed: ", 1)[-1])
+    return tool(ok, name, "\n".join(lines), results)
+
+
+async def unload(ctx: ApiContext, body: s.UnloadIn) -> JSONResponse:
+    """Unload models (or all), never the one the calling session runs on."""
+    name = target(ctx, body)
+    actions = ctx.core.actions
+    keep = session_keep(ctx, body, name)
+    results: list[UnloadResult] = []
+    if body.all:
+        results.append(await by_agent(actions.unload_all(name, keep=keep), as_cli(ctx, name, "unload --all")))
+    else:
+        keys = [k for k in [body.model, *body.models] if k]
+        if not keys:
+            raise ApiError(422, "invalid_request", "model: give a model key, models: [...], or all: true")
+        for key in dict.fromkeys(keys):
+            results.append(await by_agent(actions.unload(name, key, keep=keep), as_cli(ctx, name, f"unload {key}")))
+    done = [i for r in results for i in r.unloaded]
+    kept = list(dict.fromkeys(i for r in results for i in r.kept))
+    if done:
+        text = f"Unloaded {', '.join(done)} on {name}."
+    else:
+        text = f"Nothing was unloaded on {name}." if kept else f"Nothing was loaded on {name}."
+    if kept:
+        text += " " + kept_text(kept)
+    return tool(not kept, name, text, done, kept)
+
+
+async def switch(ctx: ApiContext, body: s.SwitchIn) -> JSONResponse:
+    """Load a model, then unload the other chat models but the session's own."""
+    name = target(ctx, body)
+    r = await by_agent(ctx.core.actions.switch(name, body.model, context_length=body.context_length,
+                                               keep=session_keep(ctx, body, name)),
+                       as_cli(ctx, name, f"switch {body.model}"))
+    how = f"{r.model} ({r.instance_id}, context {r.context_length or 'default'})"
+    text = f"Loaded {how} on {name}" if r.kept else f"Switched {name} to {how}"
+    text += f"; unloaded {', '.join(r.unloaded)}." if r.unloaded else "; no other chat model was loaded."
+    if r.kept:
+        text += " " + kept_text(r.kept)
+    return tool(not r.kept, name, text, r.to_json(), r.kept)
+
+
+async def server_start(ctx: ApiContext, body: s.TargetIn) -> JSONResponse:
+    """Start LM Studio's server."""
+    name = target(ctx, body)
+    msg = await ctx.core.actions.server_start(name)
+    return tool(True, name, msg or f"Started the server of {name}.")
+
+
+async def server_stop(ctx: ApiContext, body: s.SessionTargetIn) -> JSONResponse:
+    """Stop LM Studio's server, unless the calling session runs on it."""
+    name = target(ctx, body)
+    keep = session_keep(ctx, body, name)
+    if keep:
+        # there is no keeping a model loaded on a stopped server: refuse, the session would stop with it
+        where = f" --instance {name}" if len(ctx.core.monitor.names) > 1 else ""
+        raise ApiError(409, "in_use_by_session", f"Not stopping the server of {name}: this OpenCode session "
+                       f"runs on {keep[0]} there and would stop before it reads this answer. Only the person "
+                       f"can move the session to another model: with /models in OpenCode; the person can "
+                       f"then stop the server with `lmstudio-tray server stop{where}`.")
+    msg = await ctx.core.actions.server_stop(name)
+    return tool(True, name, msg or f"Stopped the server of {name}.")
+
+
+async def server_status(ctx: ApiContext, body: s.TargetIn) -> JSONResponse:
+    """Whether LM Studio's server runs, and what is loaded."""
+    name = target(ctx, body)
+    info = await ctx.core.actions.server_status(name)
+    snap = ctx.core.monitor.snapshot(name)
+    loaded = ", ".join(m.key for m in snap.loaded_models) if snap else ""
+    text = (f"LM Studio '{name}' at {info['url']} is {'running' if info['running'] else 'not running'} "
+            f"({info['state']}); loaded: {loaded or 'nothing'}.")
+    return tool(True, name, text, info)
+
+
+async def search(ctx: ApiContext, body: s.SearchIn) -> JSONResponse:
+    """Downloaded models matching a query, ranked like `models search`."""
+    name = target(ctx, body)
+    snap = await ctx.core.monitor.get(name, max_age=5.0)
+    # Fuzzy name match ranked with a nudge for loaded models: the same ranking as `models search`.
+    hits = [h.model for h in search_models([(name, m) for m in snap.models], body.query, limit=body.limit)]
+    if not hits:
+        text = f"No downloaded model on {name} matches {body.query!r}."
+    else:
+        text = "\n".join(
+            f"- {m.key}" + (" (loaded)" if m.loaded else "")
+            + (f", {m.quantization}" if m.quantization else "")
+            + (f", max ctx {m.max_context_length}" if m.max_context_length else "")
+            for m in hits
+        )
+    return tool(True, name, text, [m.to_json() for m in hits])
