@@ -5,6 +5,7 @@ model-use.json), and the refusal claims no more than that record shows."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from lmstudio_tray.core.config import team, team_fetch
 from lmstudio_tray.core.control import model_use, shared_guard
-from lmstudio_tray.core.errors import SharedInstanceBusy
+from lmstudio_tray.core.errors import SharedBusyError, SharedInstanceBusy
 from tests.routing.conftest import GEMMA, QWEN, Pool, chat
 
 PROFILE = '[team]\nname = "ml"\nbusy_minutes = 5\n[[instances]]\nname = "a"\nurl = "http://127.0.0.1:9"\n'
@@ -123,3 +124,25 @@ async def test_validated_use_counts_like_routed_use(pool_factory: Any, tmp_path:
     p = profile(tmp_path, PROFILE.replace("http://127.0.0.1:9", pool.emus["a"].api_url))
     with pytest.raises(SharedInstanceBusy):
         shared_guard.guard_action(p, pool.core.monitor.snapshot("a"), unload="all")
+
+
+async def test_an_unload_reads_the_use_file_in_a_worker_thread_not_on_the_core_loop(
+    pool_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool: Pool = pool_factory({"a": [QWEN]})
+    p = profile(tmp_path, PROFILE.replace("http://127.0.0.1:9", pool.emus["a"].api_url))
+    other = model_use.ModelUseLog()  # another lmstudio-tray process on this machine used qwen just now
+    other.record("a", QWEN)
+    other.flush()
+    readers: list[threading.Thread] = []
+    read = model_use.ModelUseLog.read
+
+    def spied(self: model_use.ModelUseLog) -> dict[str, dict[str, float]]:
+        readers.append(threading.current_thread())
+        return read(self)
+
+    monkeypatch.setattr(model_use.ModelUseLog, "read", spied)
+    monkeypatch.setattr(pool.core.actions, "current_team", lambda: p)
+    with pytest.raises(SharedBusyError, match="last used"):
+        await pool.core.actions.unload("a", QWEN)
+    assert readers and threading.current_thread() not in readers  # the file was read, never on the loop

@@ -22,7 +22,7 @@ from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
-from lmstudio_tray.core.control.shared_guard import guard_change, models_affected
+from lmstudio_tray.core.control.shared_guard import guard_change, models_affected, shares
 from lmstudio_tray.core.errors import (
     ActionError,
     ActionErrorKind,
@@ -210,13 +210,16 @@ class Actions:
             log.warning("could not read the team profile", exc_info=True)
             return None
 
-    def _guard(self, snap: InstanceSnapshot, models: Iterable[str], *, force: bool = False) -> None:
+    async def _guard(self, snap: InstanceSnapshot, models: Iterable[str], *, force: bool = False) -> None:
         """Refuse cutting off people who use a model on a shared instance (see `shared_guard`): `models` are the
-        keys the action would take away."""
-        if force:
+        keys the action would take away. The model-use file other processes write is read in a worker thread."""
+        team = self.current_team()
+        if force or not shares(team, snap.name):
             return
+        uses = self.uses if self.uses is not None else ModelUseLog()
+        recorded = await asyncio.to_thread(uses.read)
         try:
-            guard_change(self.current_team(), snap.name, list(dict.fromkeys(models)), uses=self.uses)
+            guard_change(team, snap.name, list(dict.fromkeys(models)), uses=uses, recorded=recorded)
         except SharedInstanceBusy as exc:
             raise SharedBusyError(exc) from None
 
@@ -450,7 +453,8 @@ class Actions:
                               keep: Collection[str], force: bool) -> UnloadResult:
         protected = kept_ids(snap, keep)
         go = [i for i in ids if i not in protected]
-        self._guard(snap, [m.key for m in snap.loaded_models if any(i.id in go for i in m.instances)], force=force)
+        taken = [m.key for m in snap.loaded_models if any(i.id in go for i in m.instances)]
+        await self._guard(snap, taken, force=force)
         done = await self._unload_ids(mon, go) if go else []
         return UnloadResult(tuple(done), tuple(i for i in ids if i in protected))
 
@@ -480,7 +484,7 @@ class Actions:
         target = self._resolve(before, model)
         protected = kept_ids(before, keep)
         affected = models_affected(before, switch_to=target.key if target else model)
-        self._guard(before, [k for k in affected if not _all_kept(before, k, protected)], force=force)
+        await self._guard(before, [k for k in affected if not _all_kept(before, k, protected)], force=force)
         result = await self.load(instance, model, context_length=context_length)
         mon = self.monitor.instance(instance)
         snap = await self.monitor.get(instance, max_age=0)

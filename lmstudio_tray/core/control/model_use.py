@@ -70,15 +70,14 @@ class ModelUseLog:
         if self._data is not None:
             self.write(self.pending())
 
-    def last_use(self, instance: str, model: str) -> float | None:
+    def last_use(self, instance: str, model: str, recorded: dict[str, dict[str, float]] | None = None) -> float | None:
         """Wall time `model` last served a request on `instance` as this machine saw it (the file, merged with uses not
-        written yet); None if never. Reads the file."""
-        data = self.read()
+        written yet); None if never. Reads the file unless `recorded` is what `read` returned (read it off the core
+        loop and pass it in there)."""
+        data = self.read() if recorded is None else recorded
         if self._data:
             data = _merged(data, self._data)
         return data.get(instance, {}).get(model)
-
-
 
 
 def _merged(base: dict[str, dict[str, float]], over: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

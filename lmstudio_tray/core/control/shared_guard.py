@@ -11,6 +11,11 @@ from lmstudio_tray.core.errors import SharedInstanceBusy
 from lmstudio_tray.core.models import InstanceSnapshot, ModelType
 
 
+def shares(team: TeamProfile | None, instance: str) -> bool:
+    """Whether `team` guards changes on `instance` (it shares it and keeps a busy window)."""
+    return team is not None and instance in team.shared_instances and team.busy_minutes > 0
+
+
 def guard_change(
     team: TeamProfile | None,
     instance: str,
@@ -19,19 +24,21 @@ def guard_change(
     force: bool = False,
     uses: ModelUseLog | None = None,
     now: float | None = None,
+    recorded: dict[str, dict[str, float]] | None = None,
 ) -> None:
     """Refuse unloading/switching away `models` on a shared instance while any served requests within the
-    team's busy window, unless `force`. Instances the team does not share are never guarded.
+    team's busy window, unless `force`. Instances the team does not share are never guarded. `recorded`: the
+    model-use file as `ModelUseLog.read` returned it, when the caller read it off its event loop.
 
     Only this machine's record of use is known (requests that went through its lmstudio-tray), so the
     message says that much and no more: other machines' sessions on the instance are not visible here."""
-    if force or team is None or instance not in team.shared_instances or team.busy_minutes <= 0:
+    if force or team is None or not shares(team, instance):
         return
     log_ = uses or ModelUseLog()
     moment = time.time() if now is None else now
     busy = []
     for model in models:
-        last = log_.last_use(instance, model)
+        last = log_.last_use(instance, model, recorded)
         if last is not None and moment - last < team.busy_minutes * 60:
             busy.append(f"{model} {max(0, int(moment - last))} s ago")
     if busy:
