@@ -274,6 +274,9 @@ def choose_by_keyboard(tray: RunningTray, label: str, button: str = "3") -> None
 def test_a_left_click_opens_the_menu_and_open_dashboard_signs_the_browser_in(tray: RunningTray,
                                                                             tmp_path: Path) -> None:
     assert any(i["label"] == "Open dashboard" for i in tray.menu())
+    # the endpoint starts beside the icon: before it answers, the item can only say it is not running yet
+    discovery = tray.state_home / "lmstudio-tray" / "endpoint.json"
+    wait_for(discovery.exists, 30, what="the endpoint's discovery file")
     choose_by_keyboard(tray, "Open dashboard", button="1")  # the menu opens on a left click too
     opened = tmp_path / "opened.txt"
     wait_for(opened.exists, 15, what="the browser started with the dashboard link")
