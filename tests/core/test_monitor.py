@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
+
+import pytest
 
 from lmstudio_tray.core.clock import FakeClock
+from lmstudio_tray.core.config.schema import InstanceConfig
 from lmstudio_tray.core.events import (
     ALL_KINDS,
     STATUS_KINDS,
@@ -15,6 +19,7 @@ from lmstudio_tray.core.events import (
     ModelLoaded,
     StateChanged,
 )
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState
 from lmstudio_tray.emulator import Emulator, Fault
 from tests.core.helpers import Recorder, make_core
@@ -304,3 +309,29 @@ async def test_an_event_is_published_once_the_status_shows_it(emulator_factory: 
             assert [(lp.model, lp.progress) for lp in snap.loads] == [(event.model, event.progress)], event
         elif isinstance(event, InstanceOffline):
             assert snap.state is InstanceState.OFFLINE, event
+
+
+async def test_status_read_while_an_instance_is_added_sees_the_instances_before_or_after(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Core.status() runs on the tray's thread while the loop adds and removes instances (a config switch, an
+    # ad-hoc URL); here the addition lands in the middle of the read, which is where a thread switch can put it.
+    core = make_core(emulator.api_url)
+    try:
+        await core.monitor.warm_up()
+        local = core.monitor.instance("local")
+        snapshot = type(local).snapshot
+        added: list[str] = []
+
+        def snapshot_then_add(mon: Any) -> InstanceSnapshot | None:
+            if not added:
+                added.append("late")
+                core.monitor.add_instance(InstanceConfig(name="late", url=emulator.api_url),
+                                          LMStudioClient(emulator.api_url))
+            return snapshot(mon)
+
+        monkeypatch.setattr(type(local), "snapshot", snapshot_then_add)
+        assert [s.name for s in core.status().instances] == ["local"]  # the instances as the read began
+        assert "late" in core.monitor.names
+    finally:
+        await core.monitor.stop()

@@ -423,6 +423,8 @@ class Monitor:
         self.clock = clock or SystemClock()
         self._client_factory = client_factory
         self._server_control = server_control or (lambda _cfg: False)
+        # Replaced, never changed in place: the tray's thread reads it (Core.status) while the loop adds and removes
+        # instances, and iterating a dict that changes size raises.
         self._monitors: dict[str, InstanceMonitor] = {}
         self._ad_hoc: OrderedDict[str, None] = OrderedDict()  # least recently asked-for first
         self._adding: dict[str, asyncio.Future[str]] = {}  # ad-hoc instances whose client is being built
@@ -446,7 +448,7 @@ class Monitor:
             self._settings,
             can_control_server=self._server_control(cfg),
         )
-        self._monitors[cfg.name] = mon
+        self._monitors = {**self._monitors, cfg.name: mon}
         if self._running:
             mon.start()
         return mon
@@ -552,7 +554,8 @@ class Monitor:
     async def remove_instance(self, name: str) -> None:
         """Stop watching `name` (its poll loop stopped, its client closed); an unknown name is ignored."""
         self._ad_hoc.pop(name, None)
-        mon = self._monitors.pop(name, None)
+        mon = self._monitors.get(name)
+        self._monitors = {k: v for k, v in self._monitors.items() if k != name}
         if mon is not None:
             await mon.stop()
 
