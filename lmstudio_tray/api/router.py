@@ -2,7 +2,7 @@
 
 Plain ASGI mounted under the FastAPI app, so it sits behind the same loopback guard (Host, Origin,
 bearer token, body limit) and adds as little as possible to the time to first byte: the request body
-the guard already read goes to `core.routing.Router`, and the chosen instance's response is streamed
+the guard already read goes to `core.control.routing.Router`, and the chosen instance's response is streamed
 back chunk by chunk as it arrives.
 """
 
