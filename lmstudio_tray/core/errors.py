@@ -113,7 +113,7 @@ class ActionErrorKind(WireEnum):
     UNKNOWN_INSTANCE = "unknown_instance"  # no instance of that name is configured
     UNKNOWN_MODEL = "unknown_model"  # the model is not downloaded there
     NOT_LOADED = "not_loaded"  # an unload of a model that is not loaded
-    NOT_SUPPORTED = "not_supported"  # server control turned off, or a remote server without `lms_host`
+    NOT_SUPPORTED = "not_supported"  # server control turned off, or a remote server (only its machine can)
     LMS_MISSING = "lms_missing"  # server control needs the `lms` command, which was not found
     CANCELLED = "cancelled"  # the load was cancelled
     SHARED_BUSY = "shared_busy"  # refused on a shared instance: see SharedBusyError

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.loader import TeamProfiles, load_config
@@ -123,17 +122,13 @@ class Core:
     def _can_control(self, cfg: InstanceConfig, config: Config) -> bool:
         if not config.actions.server_control:
             return False
-        return self.lms_path is not None and (is_local_url(cfg.url) or bool(cfg.lms_host))
+        # `lms server start|stop` act only on this machine's LM Studio: a remote server is started over there
+        return self.lms_path is not None and is_local_url(cfg.url)
 
     def _make_lms(self, mon: InstanceMonitor) -> Lms | None:
-        if self.lms_path is None:
+        if self.lms_path is None or not is_local_url(mon.config.url):
             return None
-        cfg = mon.config
-        if is_local_url(cfg.url):
-            return Lms(self.lms_path)
-        if cfg.lms_host:
-            return Lms(self.lms_path, host=cfg.lms_host, port=urlsplit(cfg.url).port)
-        return None
+        return Lms(self.lms_path)
 
     async def set_token(self, instance: str, token: str | None) -> None:
         """Store (or delete) an instance's API token and use it from the next request on."""
