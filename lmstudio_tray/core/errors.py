@@ -117,6 +117,10 @@ class ActionErrorKind(WireEnum):
     LMS_MISSING = "lms_missing"  # server control needs the `lms` command, which was not found
     CANCELLED = "cancelled"  # the load was cancelled
     SHARED_BUSY = "shared_busy"  # refused on a shared instance: see SharedBusyError
+    NOT_CONFIRMED = "not_confirmed"  # a risky change (serving the network without API tokens) was not confirmed
+    BIND_REFUSED = "bind_refused"  # LM Studio could not serve on that port or address
+    NOT_INSTALLED = "not_installed"  # no LM Studio or llmster installation to start
+    DESKTOP_APP = "desktop_app"  # the desktop app runs LM Studio: only a person quits it
 
 
 class ActionError(Exception):

@@ -18,6 +18,7 @@ from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
+from lmstudio_tray.core.control.server_control import ServerControl
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
@@ -86,6 +87,14 @@ class Core:
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
                                team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
                                server_control=lambda: self.config.actions.server_control)
+        # this machine's LM Studio: its server's settings and the service itself (llmster or the desktop app)
+        self.server_control = ServerControl(
+            lambda: Lms(self.lms_path) if self.lms_path is not None else None,
+            self.bus,
+            local_instances=self._local_instances,
+            poke=lambda name: self.monitor.instance(name).poke(),
+            enabled=lambda: self.config.actions.server_control,
+        )
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -124,6 +133,11 @@ class Core:
             return False
         # `lms server start|stop` act only on this machine's LM Studio: a remote server is started over there
         return self.lms_path is not None and is_local_url(cfg.url)
+
+    def _local_instances(self) -> list[tuple[str, str]]:
+        """(name, url) of the monitored instances on this machine: the ones this machine's LM Studio serves."""
+        urls = ((name, self.monitor.instance(name).config.url) for name in self.monitor.names)
+        return [(name, url) for name, url in urls if is_local_url(url)]
 
     def _make_lms(self, mon: InstanceMonitor) -> Lms | None:
         if self.lms_path is None or not is_local_url(mon.config.url):
