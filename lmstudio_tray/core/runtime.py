@@ -91,7 +91,7 @@ class Core:
         self.server_control = ServerControl(
             lambda: Lms(self.lms_path) if self.lms_path is not None else None,
             self.bus,
-            local_instances=self._local_instances,
+            local_instances=self.local_instances,
             poke=lambda name: self.monitor.instance(name).poke(),
             enabled=lambda: self.config.actions.server_control,
         )
@@ -134,7 +134,7 @@ class Core:
         # `lms server start|stop` act only on this machine's LM Studio: a remote server is started over there
         return self.lms_path is not None and is_local_url(cfg.url)
 
-    def _local_instances(self) -> list[tuple[str, str]]:
+    def local_instances(self) -> list[tuple[str, str]]:
         """(name, url) of the monitored instances on this machine: the ones this machine's LM Studio serves."""
         urls = ((name, self.monitor.instance(name).config.url) for name in self.monitor.names)
         return [(name, url) for name, url in urls if is_local_url(url)]

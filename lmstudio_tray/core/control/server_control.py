@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lmstudio_tray.core.control.monitor import is_local_url
 from lmstudio_tray.core.errors import ActionError, ActionErrorKind, LmsError, LmsFailure, LMStudioError
 from lmstudio_tray.core.events import EventBus, ServerStarted, ServerStopped
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
@@ -198,6 +199,21 @@ class ServerControl:
             auth=auth,
         )
         return self.last
+
+    async def status_of(self, status: dict[str, object]) -> dict[str, object]:
+        """An instance's `Actions.server_status` plus LM Studio's settings (bind, reach, cors, jit, auth_required)
+        when the instance is this machine's server; None for each where they cannot be known (a remote server,
+        no `lms`)."""
+        extra: dict[str, object] = dict.fromkeys(("bind", "reach", "cors", "jit", "auth_required"))
+        url = status.get("url")
+        if isinstance(url, str) and is_local_url(url):
+            try:
+                settings = await self.settings()
+            except ActionError as exc:
+                log.info("server settings unknown: %s", exc)
+            else:
+                extra = {key: value for key, value in settings.to_json().items() if key in extra}
+        return {**status, **extra}
 
     async def _auth(self, port: int) -> AuthRequired:
         client = LMStudioClient(f"http://{LOOPBACK}:{port}", token=None, timeout=self._probe_timeout)
@@ -397,6 +413,6 @@ def _daemon_error(exc: LmsError) -> ActionError:
 
 
 __all__ = [
-    "ALL_INTERFACES", "LOOPBACK", "AuthRequired", "ServerApplied", "ServerChange", "ServerControl", "ServerPlan",
-    "ServerSettings", "network_risk",
+    "ALL_INTERFACES", "LOOPBACK", "AuthRequired", "Reach", "ServerApplied", "ServerChange", "ServerControl",
+    "ServerPlan", "ServerSettings", "network_risk",
 ]
