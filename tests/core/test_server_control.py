@@ -4,9 +4,10 @@ and the LM Studio service started and stopped, with every failure path."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -19,7 +20,14 @@ from lmstudio_tray.core.control.server_control import (
     network_risk,
 )
 from lmstudio_tray.core.errors import ActionError, ActionErrorKind
-from lmstudio_tray.core.events import ALL_KINDS
+from lmstudio_tray.core.events import (
+    ALL_KINDS,
+    InstanceOffline,
+    InstanceOnline,
+    ServerSettingsRead,
+    ServerStarted,
+    ServerStopped,
+)
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.runtime import Core
 from tests.core.helpers import Recorder
@@ -251,3 +259,30 @@ async def test_start_lmstudio_says_when_the_service_runs_but_its_server_does_not
     with pytest.raises(ActionError, match="llmster is running, but its server did not start") as err:
         await core.server_control.start_lmstudio(busy_port)
     assert err.value.kind is ActionErrorKind.BIND_REFUSED and emu.alive
+
+
+async def test_refresh_on_status_changes_keeps_what_the_tray_shows(core: Core, lms_home: LmsHome) -> None:
+    """The tray's menu reads `last` and `service` without waiting: they follow the local instance's changes."""
+    emu, rec = lms_home.emulator, Recorder()
+    control = core.server_control
+    core.bus.subscribe(rec, ServerSettingsRead)
+    core.bus.subscribe(control.on_status_change, InstanceOnline, InstanceOffline, ServerStarted, ServerStopped)
+    assert control.last is None and control.service is None
+
+    async def settled(check: Callable[[], bool]) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not check():
+            assert asyncio.get_running_loop().time() < deadline, "the refresh never came"
+            await asyncio.sleep(0.02)
+
+    emu.stop_server()
+    await core.monitor.get("local", max_age=0)  # the poll that sees it: InstanceOffline
+    await settled(lambda: control.last is not None and not control.last.running)
+    assert control.service is not None and control.service.running and rec.kinds()[-1] == "server.settings"
+    emu.kill()
+    control.on_status_change(InstanceOffline("local"))
+    await settled(lambda: control.service is not None and not control.service.running)
+    assert control.last is not None and control.last.auth is AuthRequired.UNKNOWN
+    control.on_status_change(InstanceOffline("elsewhere"))  # not this machine's: nothing to read
+    await asyncio.sleep(0)
+    assert rec.kinds().count("server.settings") == 2  # one read per change of "local"

@@ -25,7 +25,7 @@ from typing import Any
 
 from lmstudio_tray.core.control.monitor import is_local_url
 from lmstudio_tray.core.errors import ActionError, ActionErrorKind, LmsError, LmsFailure, LMStudioError
-from lmstudio_tray.core.events import EventBus, ServerStarted, ServerStopped
+from lmstudio_tray.core.events import Event, EventBus, ServerSettingsRead, ServerStarted, ServerStopped
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, DaemonStatus, Lms
 from lmstudio_tray.core.lmstudio.server_config import (
@@ -166,6 +166,9 @@ class ServerControl:
         self._enabled = enabled
         self._probe_timeout = probe_timeout
         self.last: ServerSettings | None = None  # the settings last read, for surfaces that must not wait
+        self.service: DaemonStatus | None = None  # whether LM Studio's service ran when last asked
+        self._refreshing: asyncio.Task[None] | None = None
+        self._again = False
 
     def _runner(self) -> Lms:
         lms = self._lms()
@@ -199,6 +202,36 @@ class ServerControl:
             auth=auth,
         )
         return self.last
+
+    async def refresh(self) -> None:
+        """Read the settings and whether the service runs into `last` and `service` (for the tray's menu, which
+        must not wait), then publish `ServerSettingsRead`; a failure leaves what was known."""
+        try:
+            self.service = await self._runner().daemon_status()
+            if self.service.running:
+                await self.settings()
+            elif self.last is not None:
+                self.last = replace(self.last, running=False, auth=AuthRequired.UNKNOWN)
+        except (ActionError, LmsError) as exc:
+            log.info("LM Studio's service and server settings unknown: %s", exc)
+        for name, _url in self._local():
+            self.bus.publish(ServerSettingsRead(name))
+
+    def on_status_change(self, event: Event) -> None:
+        """Bus subscriber (for `InstanceOnline`, `InstanceOffline`, `ServerStarted`, `ServerStopped` on the core's
+        loop): a local instance came or went, so read LM Studio anew, once at a time, in a task."""
+        if not any(name == event.instance for name, _url in self._local()):
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            self._again = True  # read once more when the running read is done: it may predate this change
+            return
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh_until_current())
+
+    async def _refresh_until_current(self) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            await self.refresh()
 
     async def status_of(self, status: dict[str, object]) -> dict[str, object]:
         """An instance's `Actions.server_status` plus LM Studio's settings (bind, reach, cors, jit, auth_required)
