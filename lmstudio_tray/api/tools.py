@@ -226,13 +226,19 @@ async def server_stop(ctx: ApiContext, body: s.SessionTargetIn) -> JSONResponse:
 
 
 async def server_status(ctx: ApiContext, body: s.TargetIn) -> JSONResponse:
-    """Whether LM Studio's server runs, and what is loaded."""
+    """Whether LM Studio's server runs, what is loaded and, on this machine, its settings (read only: no tool
+    changes who may connect or CORS, an agent must not expose LM Studio to the network)."""
     name = target(ctx, body)
-    info = await ctx.core.actions.server_status(name)
+    info = await ctx.core.server_control.status_of(await ctx.core.actions.server_status(name))
     snap = ctx.core.monitor.snapshot(name)
     loaded = ", ".join(m.key for m in snap.loaded_models) if snap else ""
     text = (f"LM Studio '{name}' at {info['url']} is {'running' if info['running'] else 'not running'} "
             f"({info['state']}); loaded: {loaded or 'nothing'}.")
+    if info.get("bind") is not None:
+        who = "this machine only" if info["reach"] == "this_machine" else f"the local network ({info['bind']})"
+        jit = "unknown" if info["jit"] is None else ("on" if info["jit"] else "off")
+        text += (f" Server settings: reachable from {who}, CORS {'on' if info['cors'] else 'off'}, "
+                 f"Just-in-Time loading {jit}, API token required: {info['auth_required']}.")
     return tool(True, name, text, info)
 
 

@@ -39,6 +39,7 @@ COMMAND_HOME = {
     "unload": "models",
     "models": "models",
     "server": "server",
+    "daemon": "server",
     "config": "config",
     "token": "config",
     "serve": "serve",

@@ -113,10 +113,14 @@ class ActionErrorKind(WireEnum):
     UNKNOWN_INSTANCE = "unknown_instance"  # no instance of that name is configured
     UNKNOWN_MODEL = "unknown_model"  # the model is not downloaded there
     NOT_LOADED = "not_loaded"  # an unload of a model that is not loaded
-    NOT_SUPPORTED = "not_supported"  # server control turned off, or a remote server without `lms_host`
+    NOT_SUPPORTED = "not_supported"  # server control turned off, or a remote server (only its machine can)
     LMS_MISSING = "lms_missing"  # server control needs the `lms` command, which was not found
     CANCELLED = "cancelled"  # the load was cancelled
     SHARED_BUSY = "shared_busy"  # refused on a shared instance: see SharedBusyError
+    NOT_CONFIRMED = "not_confirmed"  # a risky change (serving the network without API tokens) was not confirmed
+    BIND_REFUSED = "bind_refused"  # LM Studio could not serve on that port or address
+    NOT_INSTALLED = "not_installed"  # no LM Studio or llmster installation to start
+    DESKTOP_APP = "desktop_app"  # the desktop app runs LM Studio: only a person quits it
 
 
 class ActionError(Exception):

@@ -146,6 +146,14 @@ class ServerStopped(Event):
 
 
 @dataclass(frozen=True)
+class ServerSettingsRead(Event):
+    """`ServerControl.refresh` read this machine's LM Studio anew (its server's settings, whether its service
+    runs); published for each local instance, so a status display redraws what it shows of them."""
+
+    pass
+
+
+@dataclass(frozen=True)
 class SessionFailing(Event):
     """An OpenCode session failed against LM Studio `failures` times in a row; published once per streak by
     `SessionTracker`, and a success ends the streak."""
@@ -182,6 +190,7 @@ _KIND_NAMES: dict[type[Event], str] = {
     LoadFailed: "load.failed",
     ServerStarted: "server.started",
     ServerStopped: "server.stopped",
+    ServerSettingsRead: "server.settings",
     SessionFailing: "session.failing",
     VerdictGiven: "validate.verdict",
 }
@@ -190,7 +199,7 @@ _KIND_NAMES: dict[type[Event], str] = {
 INSTANCE_KINDS: tuple[type[Event], ...] = (InstanceOnline, InstanceOffline, AuthFailed, InstanceError, StateChanged)
 MODEL_KINDS: tuple[type[Event], ...] = (ModelLoaded, ModelUnloaded)
 LOAD_KINDS: tuple[type[Event], ...] = (LoadStarted, LoadProgressed, LoadFinished, LoadFailed)
-SERVER_KINDS: tuple[type[Event], ...] = (ServerStarted, ServerStopped)
+SERVER_KINDS: tuple[type[Event], ...] = (ServerStarted, ServerStopped, ServerSettingsRead)
 # Published with (right after) a change of what `Core.status()` reports: what a status display redraws on.
 STATUS_KINDS: tuple[type[Event], ...] = INSTANCE_KINDS + MODEL_KINDS + LOAD_KINDS + SERVER_KINDS
 ALL_KINDS: tuple[type[Event], ...] = tuple(_KIND_NAMES)

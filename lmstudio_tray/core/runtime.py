@@ -10,7 +10,6 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.loader import TeamProfiles, load_config
@@ -19,6 +18,7 @@ from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
+from lmstudio_tray.core.control.server_control import ServerControl
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
@@ -87,6 +87,14 @@ class Core:
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
                                team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
                                server_control=lambda: self.config.actions.server_control)
+        # this machine's LM Studio: its server's settings and the service itself (llmster or the desktop app)
+        self.server_control = ServerControl(
+            lambda: Lms(self.lms_path) if self.lms_path is not None else None,
+            self.bus,
+            local_instances=self.local_instances,
+            poke=lambda name: self.monitor.instance(name).poke(),
+            enabled=lambda: self.config.actions.server_control,
+        )
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -123,17 +131,18 @@ class Core:
     def _can_control(self, cfg: InstanceConfig, config: Config) -> bool:
         if not config.actions.server_control:
             return False
-        return self.lms_path is not None and (is_local_url(cfg.url) or bool(cfg.lms_host))
+        # `lms server start|stop` act only on this machine's LM Studio: a remote server is started over there
+        return self.lms_path is not None and is_local_url(cfg.url)
+
+    def local_instances(self) -> list[tuple[str, str]]:
+        """(name, url) of the monitored instances on this machine: the ones this machine's LM Studio serves."""
+        urls = ((name, self.monitor.instance(name).config.url) for name in self.monitor.names)
+        return [(name, url) for name, url in urls if is_local_url(url)]
 
     def _make_lms(self, mon: InstanceMonitor) -> Lms | None:
-        if self.lms_path is None:
+        if self.lms_path is None or not is_local_url(mon.config.url):
             return None
-        cfg = mon.config
-        if is_local_url(cfg.url):
-            return Lms(self.lms_path)
-        if cfg.lms_host:
-            return Lms(self.lms_path, host=cfg.lms_host, port=urlsplit(cfg.url).port)
-        return None
+        return Lms(self.lms_path)
 
     async def set_token(self, instance: str, token: str | None) -> None:
         """Store (or delete) an instance's API token and use it from the next request on."""

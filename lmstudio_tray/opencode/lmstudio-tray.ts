@@ -524,7 +524,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     lmstudio_switch_model: defineTool("Load a model and unload the other chat models, except the one this session runs on (only the person switches this session's model, with /models).", { model: modelProp, context_length: ctxProp }, ["model"], "/v1/tools/switch", loadTimeout(), true),
     lmstudio_server_start: defineTool("Start LM Studio's HTTP server.", {}, [], "/v1/tools/server/start", 30_000),
     lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server (not the one this session runs on).", {}, [], "/v1/tools/server/stop", 30_000, true),
-    lmstudio_server_status: defineTool("Tell whether LM Studio's server is running and what is loaded.", {}, [], "/v1/tools/server/status"),
+    lmstudio_server_status: defineTool("Tell whether LM Studio's server is running, what is loaded and (on this machine) its settings: who may connect, CORS, JIT loading, whether API tokens are required.", {}, [], "/v1/tools/server/status"),
     lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name.", { query: { type: "string", description: "Part of a model name" } }, ["query"], "/v1/tools/search"),
   }
   const requiredByTool = new Map<string, string[]>(Object.entries(tools).map(([name, t]) => [name, t.required]))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from lmstudio_tray import __version__
 from lmstudio_tray.core.config.schema import Config, dump_config
 from lmstudio_tray.core.errors import LockError
+from lmstudio_tray.core.events import InstanceOffline, InstanceOnline, ServerStarted, ServerStopped
 from lmstudio_tray.core.models import InstanceState
 from lmstudio_tray.core.ports import Reporter
 from lmstudio_tray.core.runtime import Core, CoreThread
@@ -364,11 +365,18 @@ class TrayApp:
             preferences=preferences,
             tips=self._tips,
             open_dashboard=open_dashboard_in_browser,
+            server=self.core.server_control,
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter
         # only what changes the tray, and the core loop only marks it dirty: the redraw runs in setup()
         self._unsubscribe.append(self.core.bus.subscribe(presenter.on_event, *presenter.EVENTS))
+        # what the menu shows of this machine's LM Studio (server settings, "Start LM Studio"), read anew off
+        # the menu's path whenever a local instance comes or goes
+        self._unsubscribe.append(self.core.bus.subscribe(
+            self.core.server_control.on_status_change, InstanceOnline, InstanceOffline, ServerStarted, ServerStopped))
+        if self.core.local_instances():  # an instance offline from the start publishes no change: read it now
+            self.core_thread.submit(self.core.server_control.refresh())
         presenter.refresh()
         self._install_signal_handlers(view, backend)
 

@@ -36,6 +36,7 @@ class ActionKind(str, Enum):
     UNLOAD_ALL = "unload_all"
     SERVER_START = "server_start"
     SERVER_STOP = "server_stop"
+    START_LMSTUDIO = "start_lmstudio"
     CANCEL_LOAD = "cancel_load"
     COPY_ID = "copy_id"
     TOGGLE_NOTIFICATIONS = "toggle_notifications"
@@ -108,6 +109,10 @@ class MenuContext:
     can_cancel: Callable[[str, str], bool] = lambda instance, model: False
     busy: frozenset[tuple[str, str]] = frozenset()  # (instance, model) with a click still being handled
     tips: tuple[str, ...] = ()  # suggestions from the usage analytics, each with the numbers behind it
+    # this machine's LM Studio (core/control/server_control.py), for the local instances: its server's
+    # settings in words ("port 1234, this machine only, CORS off"), and False when its service is not running
+    server_line: str | None = None
+    lmstudio_running: bool | None = None
 
 
 def find(items: tuple[MenuItem, ...], label: str) -> MenuItem:
@@ -274,17 +279,23 @@ def instance_section(snap: InstanceSnapshot, ctx: MenuContext, *, header: bool =
         else MenuItem("Copy model id", enabled=False)
     )
 
-    server = _server_item(snap, online)
+    server = _server_item(snap, online, ctx)
     if server is not None:
         items.append(SEPARATOR)
+        if ctx.server_line and not snap.remote:
+            items.append(MenuItem(f"Server: {ctx.server_line}", enabled=False))
         items.append(server)
     return tuple(items)
 
 
-def _server_item(snap: InstanceSnapshot, online: bool) -> MenuItem | None:
+def _server_item(snap: InstanceSnapshot, online: bool, ctx: MenuContext) -> MenuItem | None:
     if not snap.can_control_server and snap.remote:
         return None  # nothing here can reach a remote server's process: do not offer it
     controllable = snap.can_control_server
+    if snap.state is InstanceState.OFFLINE and not snap.remote and ctx.lmstudio_running is False:
+        # nothing runs at all: `lms daemon up` starts llmster (or the desktop app), then its server
+        label = "Start LM Studio" if controllable else "Start LM Studio (needs the lms CLI)"
+        return MenuItem(label, MenuAction(ActionKind.START_LMSTUDIO, snap.name), enabled=controllable)
     if online or snap.state is InstanceState.AUTH_FAILED or snap.state is InstanceState.ERROR:
         label = "Stop server" if controllable else "Stop server (needs the lms CLI)"
         return MenuItem(label, MenuAction(ActionKind.SERVER_STOP, snap.name), enabled=controllable)

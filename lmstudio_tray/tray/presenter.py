@@ -19,7 +19,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from lmstudio_tray import __version__
 from lmstudio_tray.core.errors import ActionError, SharedBusyError
@@ -28,6 +29,10 @@ from lmstudio_tray.core.models import InstanceState, StatusReport
 from lmstudio_tray.core.ports import Reporter
 from lmstudio_tray.core.threads import not_on_event_loop
 from lmstudio_tray.tray.icons import aggregate, quantize
+
+if TYPE_CHECKING:  # types only: the tray imports no `lms` code until a core hands it one
+    from lmstudio_tray.core.control.server_control import ServerSettings
+    from lmstudio_tray.core.lmstudio.lms import DaemonStatus
 from lmstudio_tray.tray.menu import (
     APP_TITLE,
     ActionKind,
@@ -145,6 +150,19 @@ class ActionsLike(Protocol):
     def can_cancel(self, instance: str, model: str) -> bool: ...
 
 
+class ServerControlLike(Protocol):
+    """This machine's LM Studio (core.control.server_control.ServerControl): what the menu shows of it, read
+    without waiting, and "Start LM Studio"."""
+
+    @property
+    def last(self) -> ServerSettings | None: ...
+
+    @property
+    def service(self) -> DaemonStatus | None: ...
+
+    async def start_lmstudio(self, port: int | None = None) -> str: ...
+
+
 class ForcibleActions(Protocol):
     """The forced variants (core.actions.Actions): for "Unload anyway" after a shared-instance refusal."""
 
@@ -199,6 +217,7 @@ class TrayPresenter:
         tips: Callable[[], Sequence[str]] | None = None,
         open_dashboard: Callable[[], str | None] | None = None,
         redraw_interval: float = REDRAW_INTERVAL,
+        server: ServerControlLike | None = None,
     ) -> None:
         """`open_dashboard` opens the local dashboard in a browser (blocking; it runs on a worker thread)
         and returns None, or the single-use link when no browser could be started."""
@@ -215,6 +234,7 @@ class TrayPresenter:
         self._preferences = preferences
         self._tips = tips
         self._open_dashboard = open_dashboard
+        self._server = server
         self._lock = threading.RLock()
         self._draw_lock = threading.Lock()  # one refresh at a time: read the status, then push it
         self._redraws = Redraws(self.refresh, interval=redraw_interval)
@@ -244,8 +264,12 @@ class TrayPresenter:
         with self._lock:
             state, progress = aggregate(report)
             icon = (state, quantize(progress))
+            settings = self._server.last if self._server is not None else None
+            service = self._server.service if self._server is not None else None
             ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy),
-                              tips=self._current_tips())
+                              tips=self._current_tips(),
+                              server_line=settings.describe() if settings is not None else None,
+                              lmstudio_running=service.running if service is not None else None)
             menu = build_menu(report, ctx)
             tip = tooltip(report)
             if icon != self._shown_icon:
@@ -320,6 +344,8 @@ class TrayPresenter:
             self._run(acts.server_start(inst), f"Could not start the server of {inst}", inst)
         elif kind is ActionKind.SERVER_STOP:
             self._run(acts.server_stop(inst), f"Could not stop the server of {inst}", inst)
+        elif kind is ActionKind.START_LMSTUDIO and self._server is not None:
+            self._start_lmstudio(self._server, inst)
         elif kind is ActionKind.CANCEL_LOAD:
             self._run(acts.cancel_load(inst, target), f"Could not cancel loading {target}", inst, target,
                       falsy_means=f"{inst} cannot cancel this load; it will finish or fail by itself.")
@@ -403,6 +429,20 @@ class TrayPresenter:
         with self._lock:
             self.prefs = _replace(self.prefs, **changed)
         self.refresh()  # a click: on the view's thread, and the person waits for the tick
+
+    def _start_lmstudio(self, server: ServerControlLike, instance: str) -> None:
+        """Say that LM Studio is starting (it may take a minute), then what came of it, in the same bubble."""
+        snap = next((s for s in self._status().instances if s.name == instance), None)
+        port = urlsplit(snap.url).port if snap is not None else None
+        key = f"action:{instance}"
+        self._reporter.report("Starting LM Studio", "Starting LM Studio and its server…", replace_key=key,
+                              failure=False)
+
+        async def start_and_tell() -> None:
+            said = await server.start_lmstudio(port)
+            self._reporter.report("LM Studio started", said, replace_key=key, failure=False)
+
+        self._run(start_and_tell(), "Could not start LM Studio", instance)
 
     def update_prefs(self, **changes: Any) -> None:
         """New preference values when the config changed under us (called on the core loop)."""

@@ -8,9 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from lmstudio_tray.core.errors import ActionError
+from lmstudio_tray.core.config.schema import Config, InstanceConfig
+from lmstudio_tray.core.errors import ActionError, ActionErrorKind
 from lmstudio_tray.core.events import ALL_KINDS, Event, LoadFailed, LoadProgressed
 from lmstudio_tray.core.models import InstanceState, LoadProgress
+from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.emulator import Emulator
 from tests.core.helpers import Recorder, make_core
 from tests.emulator_fixtures import EmulatorFactory, LmsHome
@@ -349,5 +351,23 @@ async def test_lms_load_gives_lmstudio_progress_and_can_be_cancelled(lms_home: L
         assert err.value.kind == "cancelled"
         await asyncio.sleep(0.3)
         assert not any(r["modelKey"] == GEMMA for r in emu.loaded())
+    finally:
+        await core.monitor.stop()
+
+
+async def test_a_remote_server_is_started_and_stopped_only_on_its_machine(lms_home: LmsHome) -> None:
+    """`lms server start|stop` have no --host option: a remote instance (even with `lms_host` set) gets a clear
+    refusal naming what to do on that machine, `lms` is not run, and it is not offered as controllable."""
+    emu = lms_home.emulator
+    config = Config(instances=[InstanceConfig(name="box", url="http://192.0.2.7:1234", lms_host="192.0.2.7")])
+    core = Core(config, lms_path=lms_home.lms)
+    try:
+        for action in (core.actions.server_start, core.actions.server_stop):
+            with pytest.raises(ActionError, match="only on the machine it runs on") as err:
+                await action("box")
+            assert err.value.kind is ActionErrorKind.NOT_SUPPORTED
+            assert "`lms server start` on that machine" in str(err.value)
+        assert emu.server_running
+        assert core.monitor.instance("box").can_control_server is False
     finally:
         await core.monitor.stop()

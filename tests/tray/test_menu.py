@@ -213,3 +213,32 @@ def test_tooltip_is_capped() -> None:
     many = tuple(snap(InstanceState.OFFLINE, name=f"instance-number-{i}") for i in range(10))
     text = tooltip(report(*many))
     assert len(text) == TOOLTIP_MAX and text.endswith("…")
+
+
+def test_nothing_running_here_offers_start_lmstudio_and_shows_the_server_settings() -> None:
+    ctx = MenuContext(server_line="port 1234, this machine only, CORS off", lmstudio_running=False)
+    menu = build_menu(report(snap(InstanceState.OFFLINE)), ctx)
+    start = find(menu, "Start LM Studio")
+    assert start.enabled and start.action == MenuAction(ActionKind.START_LMSTUDIO, "local")
+    assert "Start server" not in labels(menu)
+    line = find(menu, "Server: port 1234, this machine only, CORS off")
+    assert not line.enabled and line.action is None
+    without_lms = build_menu(report(snap(InstanceState.OFFLINE, can_control_server=False)), ctx)
+    item = find(without_lms, "Start LM Studio (needs the lms CLI)")
+    assert not item.enabled
+
+
+def test_with_lmstudio_running_or_unknown_offline_offers_the_server_only() -> None:
+    for running in (True, None):
+        menu = build_menu(report(snap(InstanceState.OFFLINE)), MenuContext(lmstudio_running=running))
+        assert find(menu, "Start server").enabled and "Start LM Studio" not in labels(menu)
+    online = build_menu(report(ready()), MenuContext(server_line="port 1234, local network (0.0.0.0), CORS on",
+                                                     lmstudio_running=True))
+    assert find(online, "Server: port 1234, local network (0.0.0.0), CORS on")
+    assert find(online, "Stop server").enabled
+
+
+def test_a_remote_instance_shows_no_local_server_settings_nor_start_lmstudio() -> None:
+    ctx = MenuContext(server_line="port 1234, this machine only, CORS off", lmstudio_running=False)
+    menu = build_menu(report(snap(InstanceState.OFFLINE, remote=True, can_control_server=False)), ctx)
+    assert not any(label.startswith(("Server:", "Start ", "Stop ")) for label in labels(flatten(menu)))

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("name", help="short name, e.g. gpu-box")
     sp.add_argument("url", help="its base URL, e.g. http://10.0.0.7:1234")
     sp.add_argument("--token-stdin", action="store_true", help="read its API token from stdin into the keyring")
-    sp.add_argument("--lms-host", metavar="HOST", help="host for `lms --host` to start/stop it remotely")
+    # kept for scripts written for older versions; `lms server start|stop` cannot reach another machine
+    sp.add_argument("--lms-host", metavar="HOST", help=argparse.SUPPRESS)
     sp.add_argument("--use", action="store_true", help="make it the active instance too")
     sp.set_defaults(func=run_add)
 

@@ -40,8 +40,8 @@ class InstanceConfig(Strict):
     url: str = Field(description="Base URL of the LM Studio HTTP server, e.g. http://127.0.0.1:1234.")
     lms_host: str | None = Field(
         default=None,
-        description="Host given to `lms --host` to start/stop this server remotely; unset hides start/stop "
-        "for remote instances.",
+        description="No effect, kept so older config files stay valid: LM Studio's `lms server start|stop` act "
+        "only on the machine they run on, so a remote server is started and stopped on its own machine.",
     )
     timeout: float | None = Field(
         default=None, gt=0, le=120, description="Per-request timeout in seconds (overrides monitor.request_timeout)."

@@ -167,11 +167,10 @@ class Actions:
             raise ActionError(str(exc.args[0]), kind=ActionErrorKind.UNKNOWN_INSTANCE) from None
         snap = await self.monitor.get(instance, max_age=2.0)
         if snap.state is InstanceState.OFFLINE:
-            raise ActionError(
-                f"LM Studio at {snap.url} is not running: start it with {self._command(instance, 'server', 'start')} "
-                "or from LM Studio's Developer tab.",
-                kind=ActionErrorKind.OFFLINE,
-            )
+            how = (f"start it with {self._command(instance, 'server', 'start')} or from LM Studio's Developer tab"
+                   if is_local_url(snap.url) else "start it on that machine (`lms server start` or LM Studio's "
+                   "Developer tab there)")
+            raise ActionError(f"LM Studio at {snap.url} is not running: {how}.", kind=ActionErrorKind.OFFLINE)
         if snap.state is InstanceState.AUTH_FAILED:
             raise ActionError(
                 f"LM Studio at {snap.url} needs an API token: create one in LM Studio (Developer → Server "
@@ -512,10 +511,13 @@ class Actions:
                 "remote preset); set it to true to use it here.",
                 kind=ActionErrorKind.NOT_SUPPORTED,
             )
-        if not is_local_url(mon.config.url) and not mon.config.lms_host:
+        if not is_local_url(mon.config.url):
+            # `lms server start|stop|status` have no --host option: they act on the LM Studio of the machine
+            # they run on (lmstudio-ai/lms src/subcommands/server.ts).
             raise ActionError(
-                f"{instance} is a remote server ({mon.config.url}); set `lms_host` for it in the config to "
-                "start or stop it with `lms --host`, or use LM Studio on that machine.",
+                f"{instance} is a remote server ({mon.config.url}): LM Studio starts and stops its server only "
+                "on the machine it runs on (`lms server start|stop` have no --host option); run `lms server "
+                "start` on that machine, or use the Developer tab of LM Studio there.",
                 kind=ActionErrorKind.NOT_SUPPORTED,
             )
         lms = self._lms_factory(mon)
@@ -527,8 +529,8 @@ class Actions:
         """Start `instance`'s LM Studio server through `lms` (on the port of its URL), poll it and publish
         `ServerStarted`; returns `lms`'s message.
 
-        ActionError when server control is off, the instance is remote without `lms_host`, `lms` is missing, or the
-        start fails.
+        ActionError when server control is off, the instance is remote (only that machine can start it), `lms` is
+        missing, or the start fails.
         """
         mon, lms = self._server_lms(instance)
         port = urlsplit(mon.config.url).port
@@ -548,8 +550,8 @@ class Actions:
         """Stop `instance`'s LM Studio server through `lms`, poll it and publish `ServerStopped`; returns `lms`'s
         message.
 
-        ActionError when server control is off, the instance is remote without `lms_host`, `lms` is missing, or the stop
-        fails.
+        ActionError when server control is off, the instance is remote (only that machine can stop it), `lms` is
+        missing, or the stop fails.
         """
         mon, lms = self._server_lms(instance)
         try:
