@@ -182,3 +182,21 @@ async def test_old_lm_studio_downloads_through_lms_get(
         assert kinds[0] == "download.started" and "download.completed" in kinds and kinds[-1] == "download.failed"
     finally:
         await core.stop()
+
+
+async def test_waiting_after_the_end_still_gets_the_result(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(download_speed=1.0)
+    core = make_core(emu.api_url)
+    ended = asyncio.Event()
+    core.bus.subscribe(lambda _e: ended.set(), DownloadCompleted)
+    try:
+        await core.monitor.warm_up()
+        started = await core.downloads.start("local", GRANITE)
+        assert started.job_id is not None
+        emu.finish_downloads()
+        await ended.wait()
+        await until(lambda: not core.downloads.active(), "the follow to end")
+        result = await core.downloads.wait("local", started.job_id)
+        assert result.status is DownloadStatus.COMPLETED
+    finally:
+        await core.stop()

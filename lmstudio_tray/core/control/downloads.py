@@ -40,6 +40,7 @@ LmsFactory = Callable[[InstanceMonitor], "Lms | None"]
 POLL_SECONDS = 0.5
 # LM Studio not answering this many polls in a row ends the follow: the download is then reported as failed.
 UNREACHABLE_POLLS = 6
+ENDED_KEPT = 50  # finished downloads remembered for a late `wait`
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class Downloads:
         self.poll_seconds = poll_seconds
         self._downloaders: dict[str, Downloader] = {}
         self._follows: dict[tuple[str, str], _Follow] = {}
+        # how the latest downloads ended, so that a `wait` or a status call after the end still gets the result
+        self._ended: dict[tuple[str, str], DownloadResult] = {}
 
     def active(self) -> tuple[DownloadState, ...]:
         """The downloads followed now (no I/O: the tray reads it while it builds its menu)."""
@@ -135,12 +138,23 @@ class Downloads:
         key = (mon.name, job.job_id)
         self._follows[key] = follow
         follow.task = asyncio.ensure_future(self._follow(mon, downloader, follow))
-        follow.task.add_done_callback(lambda _t: self._follows.pop(key, None))
+        follow.task.add_done_callback(lambda task: self._end(key, task))
         return follow
 
+    def _end(self, key: tuple[str, str], task: asyncio.Task[DownloadResult]) -> None:
+        self._follows.pop(key, None)
+        if task.cancelled() or task.exception() is not None:
+            return
+        self._ended[key] = task.result()
+        while len(self._ended) > ENDED_KEPT:
+            del self._ended[next(iter(self._ended))]
+
     async def wait(self, instance: str, job_id: str) -> DownloadResult:
-        """The end of a download this process follows (shielded: a caller giving up does not stop the follow).
-        KeyError when it follows no such job."""
+        """The end of a download this process follows or followed lately (shielded: a caller giving up does not stop
+        the follow). KeyError when it knows no such job."""
+        ended = self._ended.get((instance, job_id))
+        if ended is not None:
+            return ended
         follow = self._follows.get((instance, job_id))
         if follow is None or follow.task is None:
             raise KeyError(f"no download {job_id!r} is followed on {instance}")
