@@ -140,14 +140,19 @@ class ValidationConfig(Strict):
         return merged
 
 
-NOTIFY_CATEGORIES = ("loading", "loaded", "load_failed", "offline", "online", "auth", "server", "session")
+NOTIFY_CATEGORIES = (
+    "loading", "loaded", "load_failed", "offline", "online", "auth", "server", "session", "downloaded",
+    "download_failed",
+)
 
 
 class NotificationsConfig(Strict):
     """Which desktop notifications appear, and how often."""
 
     enabled: bool = Field(True, description="Show desktop notifications at all.")
-    quiet: bool = Field(False, description="Only failures notify (load failed, offline, auth, session failing).")
+    quiet: bool = Field(
+        False, description="Only failures notify (load failed, offline, auth, session failing, download failed)."
+    )
     window: float = Field(
         60.0, ge=0, le=86400, description="At most one notification per kind and instance per window (s)."
     )
