@@ -5,11 +5,19 @@ LM Studio offline before and during a download."""
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from lmstudio_tray.cli import build_parser
+from lmstudio_tray.core.config.loader import load_config
+from lmstudio_tray.core.config.schema import OpenCodeToolsConfig
+from lmstudio_tray.core.config.store import parse_value, set_value
+from lmstudio_tray.core.control.downloads import agent_may_download, agent_refusal
 from lmstudio_tray.core.control.search import search
 from lmstudio_tray.core.errors import ActionError, ActionErrorKind
 from lmstudio_tray.core.events import (
@@ -200,3 +208,29 @@ async def test_waiting_after_the_end_still_gets_the_result(emulator_factory: Emu
         assert result.status is DownloadStatus.COMPLETED
     finally:
         await core.stop()
+
+
+def test_agents_download_only_what_the_config_allows() -> None:
+    off = OpenCodeToolsConfig()
+    assert not agent_may_download(off, GRANITE)
+    refusal = agent_refusal(off, GRANITE)
+    assert "`lmstudio-tray config set opencode.tools.downloads allowlist`" in refusal
+    assert f"""`lmstudio-tray config set opencode.tools.download_allow '["{GRANITE}"]'`""" in refusal
+    allow = OpenCodeToolsConfig(downloads="allowlist", download_allow=["qwen/*", "IBM/granite-4-micro"])
+    assert agent_may_download(allow, "qwen/qwen3-8b") and agent_may_download(allow, "qwen/qwen3-8b@q4_k_m")
+    assert agent_may_download(allow, "ibm/Granite-4-Micro")
+    assert not agent_may_download(allow, "google/gemma-3-12b")
+    refusal = agent_refusal(allow, "google/gemma-3-12b")
+    assert "opencode.tools.download_allow: qwen/*, IBM/granite-4-micro" in refusal
+    assert """'["qwen/*", "IBM/granite-4-micro", "google/gemma-3-12b"]'""" in refusal
+
+
+def test_the_commands_a_refusal_names_parse_and_set_valid_values(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    for command in re.findall(r"`lmstudio-tray ([^`]+)`", agent_refusal(OpenCodeToolsConfig(), GRANITE)):
+        args = shlex.split(command)
+        build_parser().parse_args(["--config", str(path), *args])
+        if args[:2] == ["config", "set"]:
+            set_value(path, args[2], parse_value(args[3]))
+    tools = load_config(path).opencode.tools
+    assert agent_may_download(tools, GRANITE)  # doing what the refusal says allows the download

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lmstudio_tray.core.config.schema import OpenCodeToolsConfig
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor
 from lmstudio_tray.core.errors import ActionError, ActionErrorKind, LmsFailure, LMStudioError, MissingRoute
 from lmstudio_tray.core.events import (
@@ -260,6 +263,29 @@ class Downloads:
         await asyncio.gather(*tasks, return_exceptions=True)
         for downloader in list(self._downloaders.values()):
             await downloader.aclose()
+
+
+def agent_may_download(tools: OpenCodeToolsConfig, model: str) -> bool:
+    """Whether the config lets an agent (the OpenCode tool) start downloading `model`: `downloads = "allowlist"` and
+    a `download_allow` pattern matching the name, with or without its `@quantization`."""
+    if tools.downloads != "allowlist":
+        return False
+    names = {model.strip().lower(), model.strip().split("@", 1)[0].lower()}
+    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in tools.download_allow for name in names)
+
+
+def agent_refusal(tools: OpenCodeToolsConfig, model: str) -> str:
+    """Why an agent may not download `model`, and what the person has to set to allow it."""
+    allow = json.dumps([*tools.download_allow, model])
+    add = f"`lmstudio-tray config set opencode.tools.download_allow '{allow}'`"
+    yourself = f"or download it yourself with `lmstudio-tray get {model}`."
+    if tools.downloads != "allowlist":
+        return (f"Downloading models from OpenCode is off: a download is gigabytes, so a person decides. To let agents "
+                f"download {model}, the person sets `lmstudio-tray config set opencode.tools.downloads allowlist` "
+                f"and {add}; {yourself}")
+    listed = ", ".join(tools.download_allow) or "nothing yet"
+    return (f"{model} is not among the models OpenCode may download (opencode.tools.download_allow: {listed}). A "
+            f"person can add it with {add}, {yourself}")
 
 
 def _start_error(instance: str, model: str, exc: LMStudioError) -> ActionError:
