@@ -25,6 +25,7 @@ from lmstudio_tray.core.events import (
     DownloadCompleted,
     DownloadFailed,
     DownloadProgressed,
+    Event,
 )
 from lmstudio_tray.core.lmstudio.client import DownloadStatus
 from lmstudio_tray.core.models import DownloadFailure
@@ -234,3 +235,31 @@ def test_the_commands_a_refusal_names_parse_and_set_valid_values(tmp_path: Path)
             set_value(path, args[2], parse_value(args[3]))
     tools = load_config(path).opencode.tools
     assert agent_may_download(tools, GRANITE)  # doing what the refusal says allows the download
+
+
+async def test_on_the_final_event_the_status_no_longer_lists_the_download(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(download_speed=1.0, fail_downloads={"qwen/qwen3-8b": 0.5})
+    core = make_core(emu.api_url)
+    seen: list[tuple[str, bool]] = []
+
+    def on_end(event: Event) -> None:
+        job_id = getattr(event, "job_id", "")
+        waiting = asyncio.ensure_future(core.downloads.wait("local", job_id))  # a waiter the event starts
+        seen.append((event.kind, job_id in [d.job_id for d in core.status().downloads]))
+        waiters.append(waiting)
+
+    waiters: list[asyncio.Future[object]] = []
+    core.bus.subscribe(on_end, DownloadCompleted, DownloadFailed)
+    try:
+        await core.monitor.warm_up()
+        a = await core.downloads.start("local", GRANITE)
+        b = await core.downloads.start("local", "qwen/qwen3-8b")
+        assert a.job_id is not None and b.job_id is not None
+        emu.finish_downloads()
+        await core.downloads.wait("local", a.job_id)
+        await core.downloads.wait("local", b.job_id)
+        results = await asyncio.gather(*waiters)  # none of them a KeyError
+        assert sorted(seen) == [("download.completed", False), ("download.failed", False)]
+        assert len(results) == 2
+    finally:
+        await core.stop()

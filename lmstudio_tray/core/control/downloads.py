@@ -141,16 +141,17 @@ class Downloads:
         key = (mon.name, job.job_id)
         self._follows[key] = follow
         follow.task = asyncio.ensure_future(self._follow(mon, downloader, follow))
-        follow.task.add_done_callback(lambda task: self._end(key, task))
+        follow.task.add_done_callback(lambda _task: self._follows.pop(key, None))  # also when cancelled
         return follow
 
-    def _end(self, key: tuple[str, str], task: asyncio.Task[DownloadResult]) -> None:
-        self._follows.pop(key, None)
-        if task.cancelled() or task.exception() is not None:
-            return
-        self._ended[key] = task.result()
+    def _conclude(self, state: DownloadState, result: DownloadResult) -> DownloadResult:
+        """The download ended: out of `active()` and into the results `wait` gives, before the event tells anyone."""
+        key = (state.instance, state.job_id)
+        self._ended[key] = result
         while len(self._ended) > ENDED_KEPT:
             del self._ended[next(iter(self._ended))]
+        self._follows.pop(key, None)
+        return result
 
     async def wait(self, instance: str, job_id: str) -> DownloadResult:
         """The end of a download this process follows or followed lately (shielded: a caller giving up does not stop
@@ -209,24 +210,29 @@ class Downloads:
             cause = DownloadFailure.UNKNOWN_MODEL if lms_kind is LmsFailure.MODEL_NOT_FOUND else DownloadFailure.FAILED
             follow.state = replace(state, downloaded_bytes=job.downloaded_bytes, total_bytes=job.total_bytes)
             return self._failed(follow, cause, job.error or "LM Studio reported the download as failed")
-        # the new model must be in the status before anyone hears it is there
+        # the new model must be in the status before anyone hears it is there, and the download out of it
         with contextlib.suppress(Exception):
             await mon.refresh()
         if job.status is DownloadStatus.ALREADY_DOWNLOADED:
+            result = self._conclude(state, _result(state, job))
             self.bus.publish(DownloadAlreadyDownloaded(state.instance, model=state.model))
-            return _result(state, job)
+            return result
         seconds = time.monotonic() - follow.started
+        result = self._conclude(state, replace(_result(state, job), seconds=seconds))
         self.bus.publish(DownloadCompleted(state.instance, model=state.model, job_id=state.job_id,
                                            total_bytes=job.total_bytes, seconds=seconds))
-        return replace(_result(state, job), seconds=seconds)
+        return result
 
     def _failed(self, follow: _Follow, cause: DownloadFailure, reason: str) -> DownloadResult:
         state = follow.state
+        result = self._conclude(state, DownloadResult(
+            state.instance, state.model, state.job_id, DownloadStatus.FAILED, state.total_bytes,
+            state.downloaded_bytes, via_lms=state.via_lms, cause=cause, reason=reason,
+        ))
         self.bus.publish(DownloadFailed(state.instance, model=state.model, job_id=state.job_id, reason=reason,
                                         cause=cause, downloaded_bytes=state.downloaded_bytes,
                                         total_bytes=state.total_bytes))
-        return DownloadResult(state.instance, state.model, state.job_id, DownloadStatus.FAILED, state.total_bytes,
-                              state.downloaded_bytes, via_lms=state.via_lms, cause=cause, reason=reason)
+        return result
 
     async def _usable(self, instance: str) -> InstanceMonitor:
         try:
