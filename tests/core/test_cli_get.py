@@ -35,7 +35,7 @@ class Cli:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lmstudio_tray", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env or dict(os.environ),
+            text=True, env=env or dict(os.environ), preexec_fn=_as_at_a_terminal,
         )
         self.lines: list[str] = []
 
@@ -58,6 +58,12 @@ class Cli:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _as_at_a_terminal() -> None:
+    """Ctrl-C as a command at a terminal gets it: a runner that started the tests in the background (a script's
+    `&`) leaves SIGINT ignored, and Python keeps it ignored in its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
