@@ -280,6 +280,14 @@ class SearchIn(TargetIn):
     limit: int = Field(10, ge=1, le=100)
 
 
+class DownloadIn(TargetIn):
+    """`POST /v1/tools/download`: a model to download; only what `[opencode.tools]` in the config allows."""
+
+    model: str = Field(min_length=1, max_length=512, description="a catalog name (`ibm/granite-4-micro`) or a "
+                       "Hugging Face URL")
+    quantization: str | None = Field(None, min_length=1, max_length=64, description="e.g. Q4_K_M (Hugging Face)")
+
+
 class ToolOut(BaseModel):
     """Every tool's answer."""
 

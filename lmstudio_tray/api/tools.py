@@ -1,4 +1,4 @@
-"""The agent's tools: list, load, unload, switch, search models; start, stop, ask about LM Studio's server.
+"""The agent's tools: list, load, unload, switch, search and download models; start, stop, ask about LM Studio's server.
 
 Every answer is a `ToolOut` (`ok`, `instance`, `text` for the agent, `data`, `kept`). An agent acts for a
 person but is not one: on an instance the team shares it cannot force a change, and it never takes away
@@ -16,8 +16,11 @@ from fastapi.responses import JSONResponse
 from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.context import TOOL_ERRORS, ApiContext, ApiError
 from lmstudio_tray.core.control.actions import UnloadResult
+from lmstudio_tray.core.control.downloads import DownloadResult, agent_may_download, agent_refusal
 from lmstudio_tray.core.control.search import search as search_models
 from lmstudio_tray.core.errors import ActionError, SharedBusyError
+from lmstudio_tray.core.lmstudio.client import DownloadStatus
+from lmstudio_tray.core.support.units import format_duration, format_size
 
 T = TypeVar("T")
 
@@ -61,6 +64,14 @@ def add_tool_routes(app: FastAPI, ctx: ApiContext) -> None:
     @app.post("/v1/tools/search", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
     async def tool_search(body: s.SearchIn) -> JSONResponse:
         return await search(ctx, body)
+
+    @app.post("/v1/tools/download", response_model=s.ToolOut, tags=["tools"],
+              responses={**TOOL_ERRORS, 403: {"model": s.ErrorOut, "description": "the config does not let agents "
+                                               "download this model; the message says what the person sets"}},
+              description="Start downloading a model (or report on its download): only models the person allowed "
+              "in `[opencode.tools]`. Calling it again for the same model follows the same download.")
+    async def tool_download(body: s.DownloadIn) -> JSONResponse:
+        return await download(ctx, body)
 
 
 
@@ -258,3 +269,35 @@ async def search(ctx: ApiContext, body: s.SearchIn) -> JSONResponse:
             for m in hits
         )
     return tool(True, name, text, [m.to_json() for m in hits])
+
+
+async def download(ctx: ApiContext, body: s.DownloadIn) -> JSONResponse:
+    """Start a download the config allows agents, or say how far the running one is; refused (403) otherwise."""
+    name = target(ctx, body)
+    allowed = ctx.core.config.opencode.tools
+    if not agent_may_download(allowed, body.model):
+        raise ApiError(403, "download_not_allowed", agent_refusal(allowed, body.model))
+    result = await ctx.core.downloads.start(name, body.model, quantization=body.quantization)
+    return tool(True, name, download_text(ctx, result), result.to_json())
+
+
+def download_text(ctx: ApiContext, r: DownloadResult) -> str:
+    """What the agent reads about a download: done already, or how far it is and how to follow it."""
+    if r.status is DownloadStatus.ALREADY_DOWNLOADED:
+        return f"{r.model} is downloaded on {r.instance}; load it with lmstudio_load_model."
+    follow = (f"It runs inside LM Studio (job {r.job_id}). To see how far it is, call lmstudio_download_model "
+              "again with the same model: that follows this download, it never starts a second one. Once done, "
+              "the model is listed by lmstudio_list_models.")
+    state = ctx.core.downloads.following(r.instance, r.job_id) if r.job_id else None
+    if not r.attached or state is None:
+        size = f" ({format_size(r.total_bytes)})" if r.total_bytes else ""
+        return f"Started downloading {r.model}{size} on {r.instance}. {follow}"
+    figures = []
+    if state.fraction is not None:
+        figures.append(f"{state.fraction * 100:.0f} % of {format_size(state.total_bytes)}")
+    if state.paused:
+        figures.append("paused in LM Studio (a person resumes it there)")
+    elif state.bytes_per_second and state.total_bytes and state.downloaded_bytes is not None:
+        left = (state.total_bytes - state.downloaded_bytes) / state.bytes_per_second
+        figures.append(f"{format_size(int(state.bytes_per_second))}/s, about {format_duration(left)} left")
+    return f"{r.model} is downloading on {r.instance}: {', '.join(figures) or 'starting'}. {follow}"

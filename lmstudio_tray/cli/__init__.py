@@ -37,6 +37,7 @@ COMMAND_HOME = {
     "load": "models",
     "switch": "models",
     "unload": "models",
+    "get": "models",
     "models": "models",
     "server": "server",
     "daemon": "server",

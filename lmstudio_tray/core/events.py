@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lmstudio_tray.core.models import DownloadFailure
+
 log = logging.getLogger(__name__)
 
 
@@ -154,6 +156,61 @@ class ServerSettingsRead(Event):
 
 
 @dataclass(frozen=True)
+class DownloadStarted(Event):
+    """The core started following a download of `model`: LM Studio's `job_id` (an `lms get` run: `via_lms`), its size
+    when known; `attached` when the job was already running (asked for again)."""
+
+    model: str = ""
+    job_id: str = ""
+    total_bytes: int | None = None
+    via_lms: bool = False
+    attached: bool = False
+
+
+@dataclass(frozen=True)
+class DownloadProgressed(Event):
+    """New figures of a followed download: bytes so far, the size, LM Studio's speed (None: not said), paused in LM
+    Studio."""
+
+    model: str = ""
+    job_id: str = ""
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+    bytes_per_second: float | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class DownloadCompleted(Event):
+    """A followed download finished after `seconds`; the instance's model list was refreshed before this was
+    published, so the model is in the status already."""
+
+    model: str = ""
+    job_id: str = ""
+    total_bytes: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DownloadFailed(Event):
+    """A download failed (`cause` says why, as a kind); `reason` is LM Studio's or `lms`'s words."""
+
+    model: str = ""
+    job_id: str = ""
+    reason: str = ""
+    cause: DownloadFailure = DownloadFailure.FAILED
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class DownloadAlreadyDownloaded(Event):
+    """A download was asked for a model that is downloaded already: nothing was downloaded."""
+
+    model: str = ""
+
+
+@dataclass(frozen=True)
 class SessionFailing(Event):
     """An OpenCode session failed against LM Studio `failures` times in a row; published once per streak by
     `SessionTracker`, and a success ends the streak."""
@@ -191,6 +248,11 @@ _KIND_NAMES: dict[type[Event], str] = {
     ServerStarted: "server.started",
     ServerStopped: "server.stopped",
     ServerSettingsRead: "server.settings",
+    DownloadStarted: "download.started",
+    DownloadProgressed: "download.progress",
+    DownloadCompleted: "download.completed",
+    DownloadFailed: "download.failed",
+    DownloadAlreadyDownloaded: "download.already_downloaded",
     SessionFailing: "session.failing",
     VerdictGiven: "validate.verdict",
 }
@@ -200,8 +262,11 @@ INSTANCE_KINDS: tuple[type[Event], ...] = (InstanceOnline, InstanceOffline, Auth
 MODEL_KINDS: tuple[type[Event], ...] = (ModelLoaded, ModelUnloaded)
 LOAD_KINDS: tuple[type[Event], ...] = (LoadStarted, LoadProgressed, LoadFinished, LoadFailed)
 SERVER_KINDS: tuple[type[Event], ...] = (ServerStarted, ServerStopped, ServerSettingsRead)
+DOWNLOAD_KINDS: tuple[type[Event], ...] = (
+    DownloadStarted, DownloadProgressed, DownloadCompleted, DownloadFailed, DownloadAlreadyDownloaded,
+)
 # Published with (right after) a change of what `Core.status()` reports: what a status display redraws on.
-STATUS_KINDS: tuple[type[Event], ...] = INSTANCE_KINDS + MODEL_KINDS + LOAD_KINDS + SERVER_KINDS
+STATUS_KINDS: tuple[type[Event], ...] = INSTANCE_KINDS + MODEL_KINDS + LOAD_KINDS + SERVER_KINDS + DOWNLOAD_KINDS
 ALL_KINDS: tuple[type[Event], ...] = tuple(_KIND_NAMES)
 
 Handler = Callable[[Event], None]

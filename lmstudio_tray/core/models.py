@@ -221,6 +221,51 @@ class InstanceSnapshot:
         }
 
 
+class DownloadFailure(WireEnum):
+    """Why a download failed, for surfaces that act on it (the CLI's exit code, the tool's answer)."""
+
+    FAILED = "failed"  # LM Studio (or `lms get`) reported the download as failed; the reason says why
+    UNKNOWN_MODEL = "unknown_model"  # the catalog has no such model
+    UNREACHABLE = "unreachable"  # LM Studio stopped answering while the core followed the download
+    NO_ROUTE = "no_route"  # no REST download route (LM Studio before 0.4.0) and no `lms` to run `lms get`
+
+
+@dataclass(frozen=True)
+class DownloadState:
+    """A download the core follows now: the model as asked, LM Studio's job (or an `lms get` run, `via_lms`),
+    the bytes so far and LM Studio's speed (None where it has not said)."""
+
+    instance: str
+    model: str
+    job_id: str
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+    bytes_per_second: float | None = None
+    paused: bool = False
+    via_lms: bool = False
+
+    @property
+    def fraction(self) -> float | None:
+        """How much is downloaded, 0..1; None while the size is unknown."""
+        if not self.total_bytes or self.downloaded_bytes is None:
+            return None
+        return min(1.0, self.downloaded_bytes / self.total_bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The download as JSON data (`status --json`, the endpoint)."""
+        return {
+            "instance": self.instance,
+            "model": self.model,
+            "job_id": self.job_id,
+            "downloaded_bytes": self.downloaded_bytes,
+            "total_bytes": self.total_bytes,
+            "bytes_per_second": self.bytes_per_second,
+            "fraction": self.fraction,
+            "paused": self.paused,
+            "via_lms": self.via_lms,
+        }
+
+
 @dataclass(frozen=True)
 class StatusReport:
     """All instances at once: what `status --json`, `/v1/status` and the tray show."""
@@ -228,6 +273,7 @@ class StatusReport:
     instances: tuple[InstanceSnapshot, ...] = field(default_factory=tuple)
     active: str | None = None
     profile: str | None = None
+    downloads: tuple[DownloadState, ...] = ()  # downloads in progress that this process follows
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data: the shape of `status --json` and `/v1/status`."""
@@ -235,4 +281,5 @@ class StatusReport:
             "active": self.active,
             "profile": self.profile,
             "instances": [s.to_json() for s in self.instances],
+            "downloads": [d.to_json() for d in self.downloads],
         }

@@ -15,6 +15,7 @@ from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
+from lmstudio_tray.core.control.downloads import Downloads
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
@@ -95,6 +96,7 @@ class Core:
             poke=lambda name: self.monitor.instance(name).poke(),
             enabled=lambda: self.config.actions.server_control,
         )
+        self.downloads = Downloads(self.monitor, self.bus, lms_factory=self._make_lms)
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -172,6 +174,7 @@ class Core:
             instances=tuple(self.monitor.snapshots()),
             active=self.active_instance,
             profile=self.config.active_profile,
+            downloads=self.downloads.active(),
         )
 
     @property
@@ -354,6 +357,7 @@ class Core:
         # no settings switch may add a monitor behind the stop's back
         async with self._apply_lock:
             self._stopping = True
+            await self.downloads.aclose()  # `lms get` runs stop; REST downloads go on inside LM Studio
             await self.monitor.stop()
 
 

@@ -23,6 +23,8 @@ from lmstudio_tray.core.clock import Clock
 from lmstudio_tray.core.config.schema import NotificationsConfig
 from lmstudio_tray.core.events import (
     AuthFailed,
+    DownloadCompleted,
+    DownloadFailed,
     Event,
     InstanceError,
     InstanceOffline,
@@ -41,12 +43,13 @@ from lmstudio_tray.core.support.units import format_duration, format_size
 from lmstudio_tray.notify.base import Urgency
 
 # What quiet mode still lets through: things that need a person to act.
-FAILURE_CATEGORIES = frozenset({"load_failed", "offline", "auth", "session"})
+FAILURE_CATEGORIES = frozenset({"load_failed", "offline", "auth", "session", "download_failed"})
 _ONLINE_STATES = frozenset({"idle", "ready", "loading"})
 # The events `decide` looks at (the bus delivers only these; never the per-hook `VerdictGiven`).
 NOTIFIED: tuple[type[Event], ...] = (
     StateChanged, LoadStarted, LoadProgressed, LoadFinished, ModelLoaded, LoadFailed, InstanceOffline,
-    InstanceOnline, InstanceError, AuthFailed, ServerStarted, ServerStopped, SessionFailing,
+    InstanceOnline, InstanceError, AuthFailed, ServerStarted, ServerStopped, SessionFailing, DownloadCompleted,
+    DownloadFailed,
 )
 FLAP_TRANSITIONS = 3  # offline, online, offline inside flap_window = flapping
 
@@ -125,6 +128,8 @@ class NotificationPolicy:
     def _candidate(self, event: Event, now: float) -> tuple[Decision, str] | None:
         """Bookkeeping plus wording. Returns the decision and the subject that identifies the news."""
         name = event.instance
+        if isinstance(event, (DownloadCompleted, DownloadFailed)):
+            return _download(event)
         if isinstance(event, StateChanged):
             # The monitor says "online" only after an outage; the first poll shows up as a state change.
             if event.new in _ONLINE_STATES:
@@ -278,6 +283,21 @@ class NotificationPolicy:
             event, "loading", "loading", f"Loading {model}",
             f"On {event.instance}{detail}.", _load_key(event.instance, model), Urgency.LOW,
         )
+
+
+def _download(event: DownloadCompleted | DownloadFailed) -> tuple[Decision, str]:
+    """A download's end: completed (with how to load it) or failed (with LM Studio's reason)."""
+    key = f"download:{event.instance}:{event.model}"
+    if isinstance(event, DownloadCompleted):
+        size = format_size(event.total_bytes)
+        detail = ", ".join(p for p in (size, f"in {format_duration(event.seconds)}" if event.seconds >= 1 else "") if p)
+        body = (f"On {event.instance}{f' ({detail})' if detail else ''}. Load it with "
+                f"`lmstudio-tray load {event.model}`.")
+        return Decision(event, "downloaded", "downloaded", f"{event.model} downloaded", body, key), event.model
+    reason = event.reason or "LM Studio gave no reason"
+    body = f"{event.instance}: {reason.rstrip('. ')}. Try again with `lmstudio-tray get {event.model}`."
+    return (Decision(event, "download_failed", "download_failed", f"Could not download {event.model}", body, key,
+                     Urgency.CRITICAL), f"{event.model}\n{reason}")
 
 
 def _load_key(instance: str, model: str) -> str:

@@ -49,7 +49,8 @@ type Verdict = {
   facts: { instance: string | null; model_key: string | null; eta_seconds: number | null; loaded_context_length: number | null }
 }
 type LoadProgress = { model: string; progress: number | null; eta_seconds: number | null }
-type StatusReport = { instances?: { name: string; loads?: LoadProgress[] }[] }
+type DownloadProgress = { instance: string; model: string; job_id: string; fraction: number | null; total_bytes: number | null; bytes_per_second: number | null; paused: boolean }
+type StatusReport = { instances?: { name: string; loads?: LoadProgress[]; models?: { key: string }[] }[]; downloads?: DownloadProgress[] }
 
 const SERVICE = "lmstudio-tray"
 const DEFAULT_SETTINGS: PluginSettings = {
@@ -67,6 +68,8 @@ const SETTINGS_TTL_MS = 30_000
 // While a request waits for a load, the loading toast is refreshed from the tray's status this often.
 const PROGRESS_MS = 1_000
 const ENDPOINT_RETRY_MS = 2_000
+// A download the download tool started is followed in a toast, from the tray's status, this often.
+const DOWNLOAD_PROGRESS_MS = 3_000
 
 // OpenCode retries a failed request (1.18: up to 5 times, about a minute) when the error's message looks
 // transient, and it applies that to an error a plugin throws to stop the request too. Its patterns match
@@ -144,6 +147,14 @@ function loadingText(model: string, progress: number | null | undefined, eta: nu
   const pct = typeof progress === "number" ? ` ${Math.round(progress * 100)}%` : ""
   const left = typeof eta === "number" ? `${pct ? "," : ""} about ${Math.max(1, Math.round(eta))} s left` : ""
   return `Loading ${model}${pct}${left}…`
+}
+
+/** "Downloading <model> 45% of 2.3 GB, 250 MB/s" from the tray's status of a download. */
+function downloadingText(d: DownloadProgress): string {
+  const gb = typeof d.total_bytes === "number" ? ` of ${(d.total_bytes / 1e9).toFixed(1)} GB` : ""
+  const pct = typeof d.fraction === "number" ? ` ${Math.round(d.fraction * 100)}%${gb}` : ""
+  const speed = d.paused ? ", paused in LM Studio" : typeof d.bytes_per_second === "number" ? `, ${Math.round(d.bytes_per_second / 1e6)} MB/s` : ""
+  return `Downloading ${d.model}${pct}${speed}`
 }
 
 type LoopbackResponse = { status: number; text: string }
@@ -418,6 +429,45 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     }
   }
 
+  // One toast loop per download, however often the tool is called for it.
+  const downloadWatchers = new Set<string>()
+
+  /** Toast a download's progress from the tray's status until it ends, then toast the model being there. */
+  const watchDownload = (instance: string, jobId: string, model: string): void => {
+    const id = `${instance}\n${jobId}`
+    if (downloadWatchers.has(id)) return
+    downloadWatchers.add(id)
+    void (async () => {
+      let last = ""
+      let misses = 0
+      try {
+        while (misses < 5) {
+          await sleep(DOWNLOAD_PROGRESS_MS)
+          let status: StatusReport
+          try {
+            status = await tray.call<StatusReport>("/v1/status", undefined, 1000)
+            misses = 0
+          } catch {
+            misses++
+            continue
+          }
+          const d = status.downloads?.find((x) => x.instance === instance && x.job_id === jobId)
+          if (!d) {
+            const there = status.instances?.find((i) => i.name === instance)?.models?.some((m) => m.key === model)
+            if (there) await toast("downloaded", { title: "LM Studio", message: `${model} downloaded`, variant: "success", duration: 5000 })
+            return
+          }
+          const message = downloadingText(d)
+          if (message === last) continue
+          last = message
+          await toast("downloaded", { title: "LM Studio", message, variant: "info", duration: 2 * DOWNLOAD_PROGRESS_MS })
+        }
+      } finally {
+        downloadWatchers.delete(id)
+      }
+    })()
+  }
+
   const validate = async (sessionID: string, agent: string, model: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
     const settings = await tray.pluginSettings()
     let v: Verdict
@@ -485,7 +535,8 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
 
   // A tool that could take the model away from its own session (unload, switch, server stop) names the
   // session and its model: the tray keeps that model, or refuses, and says how the person switches (/models).
-  const toolCall = (path: string, props: Record<string, Prop>, timeoutMs: number, aboutSession: boolean) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
+  type ToolAnswer = { text?: string; instance?: string; data?: unknown }
+  const toolCall = (path: string, props: Record<string, Prop>, timeoutMs: number, aboutSession: boolean, onAnswer?: (res: ToolAnswer) => void) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
     const s = sessionFor(context.sessionID)
     const body: Json = { base_url: s?.baseURL }
     // only the arguments the tool declares: whatever else a model invents (force, instance, base_url) stays out
@@ -499,19 +550,28 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       body.session_model = s?.model
     }
     try {
-      const res = await tray.call<{ text?: string }>(path, body, timeoutMs, context.abort)
+      const res = await tray.call<ToolAnswer>(path, body, timeoutMs, context.abort)
+      onAnswer?.(res)
       return res.text ?? JSON.stringify(res)
     } catch (err) {
       return `lmstudio-tray: ${errorText(err)}`
     }
   }
 
-  const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000, aboutSession = false) => ({
+  const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000, aboutSession = false, onAnswer?: (res: ToolAnswer) => void) => ({
     description,
     args: props,
     required,
-    execute: toolCall(path, props, timeoutMs, aboutSession),
+    execute: toolCall(path, props, timeoutMs, aboutSession, onAnswer),
   })
+
+  // A download the tool started (or follows) gets a progress toast, the way a load does.
+  const onDownload = (res: ToolAnswer): void => {
+    const data = asRecord(res.data)
+    const jobId = str(data?.job_id)
+    const model = str(data?.model)
+    if (res.instance && jobId && model && data?.status === "downloading") watchDownload(res.instance, jobId, model)
+  }
 
   const loadTimeout = (): number => tray.cachedSettings().ensure_timeout_ms + 5000
   const modelProp: Prop = { type: "string", description: "LM Studio model key, e.g. qwen/qwen3-4b-2507" }
@@ -526,6 +586,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server (not the one this session runs on).", {}, [], "/v1/tools/server/stop", 30_000, true),
     lmstudio_server_status: defineTool("Tell whether LM Studio's server is running, what is loaded and (on this machine) its settings: who may connect, CORS, JIT loading, whether API tokens are required.", {}, [], "/v1/tools/server/status"),
     lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name.", { query: { type: "string", description: "Part of a model name" } }, ["query"], "/v1/tools/search"),
+    lmstudio_download_model: defineTool("Download a model into LM Studio: only models the person allowed in lmstudio-tray's config (a download is gigabytes). Answers with the job; call it again with the same model to see how far it is.", { model: { type: "string", description: "A catalog name such as ibm/granite-4-micro, or a Hugging Face URL" }, quantization: { type: "string", description: "Quantization to download from a Hugging Face URL, e.g. Q4_K_M (optional)" } }, ["model"], "/v1/tools/download", 45_000, false, onDownload),
   }
   const requiredByTool = new Map<string, string[]>(Object.entries(tools).map(([name, t]) => [name, t.required]))
 

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState, LoadProgress, ModelInfo, ModelType, StatusReport
+from lmstudio_tray.core.models import (
+    DownloadState,
+    InstanceSnapshot,
+    InstanceState,
+    LoadProgress,
+    ModelInfo,
+    ModelType,
+    StatusReport,
+)
 from lmstudio_tray.core.support.units import format_duration, format_size
 
 APP_TITLE = "LM Studio Tray"
@@ -153,6 +161,19 @@ def load_text(load: LoadProgress) -> str:
     return f"Loading {load.model}" + (f" — {', '.join(parts)}" if parts else "…")
 
 
+def download_text(download: DownloadState, *, instance: bool = False) -> str:
+    """One download in progress: percent, size and LM Studio's speed (or that it is paused there)."""
+    where = f" on {download.instance}" if instance else ""
+    parts = []
+    if download.fraction is not None:
+        parts.append(f"{download.fraction * 100:.0f} % of {format_size(download.total_bytes)}")
+    if download.paused:
+        parts.append("paused in LM Studio")
+    elif download.bytes_per_second:
+        parts.append(f"{format_size(int(download.bytes_per_second))}/s")
+    return f"Downloading {download.model}{where}" + (f" — {', '.join(parts)}" if parts else "…")
+
+
 def state_line(snap: InstanceSnapshot) -> str:
     words = STATE_WORDS[snap.state]
     if snap.state is InstanceState.READY:
@@ -212,6 +233,11 @@ def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[Me
             if snap.name == report.active:
                 label += "  (active)"
             items.append(MenuItem(label, children=instance_section(snap, ctx, header=False)))
+    # downloads in progress, one line each (they are about the machine, not one model list)
+    many = len(report.instances) > 1
+    if report.downloads:
+        items.append(SEPARATOR)
+    items.extend(MenuItem(download_text(d, instance=many), enabled=False) for d in report.downloads)
     items.append(SEPARATOR)
     items.extend(global_section(ctx.prefs, ctx.tips))
     return tuple(items)
@@ -378,6 +404,8 @@ NOTIFY_CATEGORY_WORDS = {
     "auth": "API token problems",
     "server": "Server started or stopped",
     "session": "OpenCode session failing",
+    "downloaded": "Download completed",
+    "download_failed": "Download failed",
 }
 VALIDATION_WORDS = {
     "default": "Default (block what cannot answer)",

@@ -69,7 +69,8 @@ def installed(opencode_bin: Path, tmp_path: Path, emulator_factory: Any,
     project = tmp_path / "project"
     project.mkdir()
     cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[[instances]]\nname = "local"\nurl = "{emu.api_url}"\n\n[endpoint]\nport = 0\n')
+    cfg.write_text(f'[[instances]]\nname = "local"\nurl = "{emu.api_url}"\n\n[endpoint]\nport = 0\n'
+                   + options.get("config", ""))
     env = {**os.environ, "HOME": str(home), "USERPROFILE": str(home), **xdg, "PWD": str(project),
            "OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1",
            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "npm_config_registry": "http://127.0.0.1:9/",
@@ -151,6 +152,30 @@ def test_load_model_tool_loads_a_model_in_lm_studio(installed: Env) -> None:
                  for m in r.json.get("messages", []) if m.get("role") == "tool"]
     assert any(GEMMA in json.dumps(m.get("content")) and "loaded" in json.dumps(m.get("content")) for m in tool_msgs)
     assert "tool result:" in proc.stdout
+
+
+def _tool_results(env: Env) -> str:
+    """Every tool result the model got back, as one text."""
+    return json.dumps([m.get("content") for r in env.emu.requests if r.path.endswith("/chat/completions")
+                       and isinstance(r.json, dict) for m in r.json.get("messages", []) if m.get("role") == "tool"])
+
+
+@pytest.mark.parametrize("installed", [{"config": '\n[opencode.tools]\ndownloads = "allowlist"\n'
+                                                  'download_allow = ["ibm/*"]\n'}], indirect=True)
+def test_download_tool_starts_an_allowed_download(installed: Env) -> None:
+    installed.emu.update(download_speed=1.0)
+    proc = installed.run('CALLTOOL:lmstudio_download_model {"model": "ibm/granite-4-micro"}', timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [d["model"] for d in installed.emu.downloads()] == ["ibm/granite-4-micro"], installed.emu.downloads()
+    results = _tool_results(installed)
+    assert "Started downloading ibm/granite-4-micro" in results and "lmstudio_download_model again" in results
+
+
+def test_download_tool_refuses_what_the_person_did_not_allow(installed: Env) -> None:
+    proc = installed.run('CALLTOOL:lmstudio_download_model {"model": "ibm/granite-4-micro"}', timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert installed.emu.downloads() == []
+    assert "opencode.tools.downloads allowlist" in _tool_results(installed)
 
 
 def _free_port() -> int:

@@ -1,4 +1,5 @@
-"""`load`, `unload`, `switch` and `models list/search/recommend/compare`: the model actions from a terminal."""
+"""`load`, `unload`, `switch`, `get` (in cli/downloads.py) and `models list/search/recommend/compare`: the model
+actions from a terminal."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
+from lmstudio_tray.cli.downloads import add_get_parser
 from lmstudio_tray.core.control.actions import LoadResult, UnloadResult
 from lmstudio_tray.core.control.search import (
     TYPES,
@@ -79,6 +81,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     instance_arg(p)
     p.set_defaults(func=run_unload)
+
+    add_get_parser(sub, instance_arg)
 
     p = sub.add_parser("models", help="downloaded and loaded models")
     msub = p.add_subparsers(dest="models_command", metavar="COMMAND")

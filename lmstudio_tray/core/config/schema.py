@@ -140,14 +140,19 @@ class ValidationConfig(Strict):
         return merged
 
 
-NOTIFY_CATEGORIES = ("loading", "loaded", "load_failed", "offline", "online", "auth", "server", "session")
+NOTIFY_CATEGORIES = (
+    "loading", "loaded", "load_failed", "offline", "online", "auth", "server", "session", "downloaded",
+    "download_failed",
+)
 
 
 class NotificationsConfig(Strict):
     """Which desktop notifications appear, and how often."""
 
     enabled: bool = Field(True, description="Show desktop notifications at all.")
-    quiet: bool = Field(False, description="Only failures notify (load failed, offline, auth, session failing).")
+    quiet: bool = Field(
+        False, description="Only failures notify (load failed, offline, auth, session failing, download failed)."
+    )
     window: float = Field(
         60.0, ge=0, le=86400, description="At most one notification per kind and instance per window (s)."
     )
@@ -224,6 +229,35 @@ class ActionsConfig(Strict):
     )
 
 
+class OpenCodeToolsConfig(Strict):
+    """What the OpenCode plugin's tools may do when an agent calls them."""
+
+    downloads: Literal["off", "allowlist"] = Field(
+        "off",
+        description="Whether the lmstudio_download_model tool may start a download: off (never, the default) or "
+        "allowlist (only models that match download_allow). Downloads are gigabytes: a person decides.",
+    )
+    download_allow: list[str] = Field(
+        default_factory=list,
+        description="Models the tool may download while downloads = \"allowlist\": names or shell-style patterns "
+        "(`qwen/*`, `ibm/granite-4-micro`, `https://huggingface.co/lmstudio-community/*`), case-insensitive.",
+    )
+
+    @field_validator("download_allow")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        empty = [i for i, p in enumerate(v) if not p.strip()]
+        if empty:
+            raise ValueError(f"entry {empty[0]} is empty; give a model name or a pattern such as \"qwen/*\"")
+        return [p.strip() for p in v]
+
+
+class OpenCodeConfig(Strict):
+    """The OpenCode plugin."""
+
+    tools: OpenCodeToolsConfig = Field(default_factory=OpenCodeToolsConfig)  # type: ignore[arg-type]
+
+
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 PROFILE_SECTIONS = ("monitor", "validation", "notifications", "actions")  # tables a profile may override
 
@@ -263,6 +297,7 @@ class Config(Strict):
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)  # type: ignore[arg-type]
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
     actions: ActionsConfig = Field(default_factory=ActionsConfig)  # type: ignore[arg-type]
+    opencode: OpenCodeConfig = Field(default_factory=OpenCodeConfig)  # type: ignore[arg-type]
     active_profile: str | None = Field(
         None, description="Profile whose overrides apply; unset: the settings as written, without a profile."
     )

@@ -12,10 +12,9 @@ import contextlib
 import itertools
 from dataclasses import dataclass, replace
 
-from lmstudio_tray.core.errors import LmsError, LMStudioError, MissingRoute
+from lmstudio_tray.core.errors import LmsError, LmsFailure, MissingRoute
 from lmstudio_tray.core.lmstudio.client import DownloadJob, DownloadStatus, LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import DownloadProgress, Lms
-from lmstudio_tray.core.models import FailureKind
 
 LMS_PREFIX = "lms-get-"
 
@@ -28,6 +27,7 @@ class UnknownDownload(KeyError):
 class _LmsJob:
     job: DownloadJob
     task: asyncio.Task[None] | None = None
+    failure: LmsFailure | None = None  # how `lms get` failed, when it did
 
 
 class Downloader:
@@ -39,13 +39,13 @@ class Downloader:
         self._ids = itertools.count(1)
 
     async def start(self, model: str, *, quantization: str | None = None) -> DownloadJob:
-        """Start downloading `model`. Raises LMStudioError (LM Studio refused or cannot be reached)."""
+        """Start downloading `model`. Raises LMStudioError (LM Studio refused or cannot be reached), MissingRoute when
+        there is neither the REST route nor `lms`."""
         try:
             return await self.client.download(model, quantization=quantization)
         except MissingRoute:
             if self.lms is None:
-                raise LMStudioError(
-                    FailureKind.SERVER_ERROR,
+                raise MissingRoute(
                     "this LM Studio has no REST download API (added in 0.4.0) and the `lms` command was not "
                     "found to download with `lms get`; update LM Studio, or install `lms` (`npx lmstudio "
                     "install-cli`)",
@@ -66,6 +66,11 @@ class Downloader:
             raise UnknownDownload(job_id)
         return await self.client.download_status(job_id)
 
+    def failure(self, job_id: str) -> LmsFailure | None:
+        """How the `lms get` run `job_id` failed (e.g. MODEL_NOT_FOUND); None for a REST job or one that went well."""
+        local = self._local.get(job_id)
+        return local.failure if local is not None else None
+
     async def wait(self, job_id: str) -> DownloadJob:
         """Until an `lms get` job ends (a REST job is polled by the caller, at its own pace)."""
         local = self._local.get(job_id)
@@ -85,6 +90,7 @@ class Downloader:
         try:
             result = await lms.get(model, on_progress=on_progress)
         except LmsError as exc:
+            local.failure = exc.kind
             local.job = replace(local.job, status=DownloadStatus.FAILED, bytes_per_second=None, error=str(exc))
             return
         if result.already_downloaded:
