@@ -640,7 +640,8 @@ class Actions:
         return done
 
     async def switch(self, instance: str, model: str, *, context_length: int | None = None,
-                     force: bool = False, keep: Collection[str] = ()) -> LoadResult:
+                     force: bool = False, keep: Collection[str] = (),
+                     options: LoadOptions | None = None) -> LoadResult:
         """Load `model`, then unload the other LLMs except what `keep` names. A failed load leaves the old
         model in place.
 
@@ -653,7 +654,7 @@ class Actions:
         protected = kept_ids(before, keep)
         affected = models_affected(before, switch_to=target.key if target else model)
         await self._guard(before, [k for k in affected if not _all_kept(before, k, protected)], force=force)
-        result = await self.load(instance, model, context_length=context_length)
+        result = await self.load(instance, model, context_length=context_length, options=options)
         mon = self.monitor.instance(instance)
         snap = await self.monitor.get(instance, max_age=0)
         protected = kept_ids(snap, keep)
