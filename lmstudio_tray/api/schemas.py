@@ -240,11 +240,17 @@ class TargetIn(In):
 
 
 class LoadIn(TargetIn):
-    """`POST /v1/tools/load`: one model or several, with a context length."""
+    """`POST /v1/tools/load`: one model or several, with the load options (each optional; GPU offload, parallel
+    and identifier need `lms`, this machine's LM Studio)."""
 
     model: str | None = Field(None, min_length=1, max_length=512)
     models: list[str] = Field(default_factory=list, max_length=20, description="batch form")
     context_length: int | None = Field(None, ge=1, le=10_000_000)
+    gpu: str | None = Field(None, max_length=16, description="GPU offload: off, max or a ratio between 0 and 1")
+    ttl: int | None = Field(None, ge=1, le=10_000_000, description="unload after this many idle seconds")
+    parallel: int | None = Field(None, ge=1, le=1024, description="requests the loaded model serves at once")
+    identifier: str | None = Field(None, min_length=1, max_length=256, description="the loaded copy's name in the "
+                                   "API (one model only)")
 
 
 class SessionTargetIn(TargetIn):

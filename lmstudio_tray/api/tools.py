@@ -20,6 +20,7 @@ from lmstudio_tray.core.control.downloads import DownloadResult, agent_may_downl
 from lmstudio_tray.core.control.search import search as search_models
 from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.lmstudio.client import DownloadStatus
+from lmstudio_tray.core.lmstudio.load_options import LoadOptions, parse_gpu
 from lmstudio_tray.core.support.units import format_duration, format_size
 
 T = TypeVar("T")
@@ -153,25 +154,39 @@ async def list_models(ctx: ApiContext, body: s.TargetIn) -> JSONResponse:
     return tool(True, name, "\n".join(lines), [m.to_json() for m in snap.models])
 
 
+def load_options(body: s.LoadIn, count: int) -> LoadOptions:
+    """The load options of a load tool call; a 422 naming the bad one."""
+    if body.identifier is not None and count > 1:
+        raise ApiError(422, "invalid_request", "identifier: names one loaded copy; load one model with it")
+    try:
+        gpu = parse_gpu(body.gpu) if body.gpu is not None else None
+        return LoadOptions(context_length=body.context_length, gpu=gpu, ttl=body.ttl, parallel=body.parallel,
+                           identifier=body.identifier)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+
+
 async def load(ctx: ApiContext, body: s.LoadIn) -> JSONResponse:
     """Load one model (its failure is a 409) or several (each failure is a line of the answer)."""
     name = target(ctx, body)
     keys = [k for k in [body.model, *body.models] if k]
     if not keys:
         raise ApiError(422, "invalid_request", "model: give a model key (or models: [...])")
-    results, lines, ok = [], [], True
+    options = load_options(body, len(dict.fromkeys(keys)))
+    results, lines, ok, kind = [], [], True, "failed"
     for key in dict.fromkeys(keys):
         try:
-            r = await ctx.core.actions.load(name, key, context_length=body.context_length)
+            r = await ctx.core.actions.load(name, key, options=options)
         except ActionError as exc:
-            ok = False
+            ok, kind = False, exc.kind.value  # `not_supported`, `wont_fit`, `cancelled`... say which
             lines.append(f"{key}: failed: {exc}")
             continue
         results.append(r.to_json())
         how = "was already loaded" if r.already_loaded else f"loaded in {r.seconds:.1f} s"
+        lines.extend(r.warnings)
         lines.append(f"{r.model} {how} as {r.instance_id} (context {r.context_length or 'default'})")
     if not ok and len(keys) == 1:
-        raise ApiError(409, "failed", lines[0].split(": failed: ", 1)[-1])
+        raise ApiError(409, kind, lines[0].split(": failed: ", 1)[-1])
     return tool(ok, name, "\n".join(lines), results)
 
 

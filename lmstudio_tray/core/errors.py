@@ -121,6 +121,7 @@ class ActionErrorKind(WireEnum):
     BIND_REFUSED = "bind_refused"  # LM Studio could not serve on that port or address
     NOT_INSTALLED = "not_installed"  # no LM Studio or llmster installation to start
     DESKTOP_APP = "desktop_app"  # the desktop app runs LM Studio: only a person quits it
+    WONT_FIT = "wont_fit"  # LM Studio's estimate says the load will not fit, and `[loads] fit_check` refuses it
 
 
 class ActionError(Exception):

@@ -134,6 +134,25 @@ class LoadFailed(Event):
 
 
 @dataclass(frozen=True)
+class LoadWaiting(Event):
+    """`Actions.load` waits for another lmstudio-tray process (`pid`) that loads `model` on the same server; its
+    progress follows as `LoadProgressed` events."""
+
+    model: str = ""
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class LoadWarned(Event):
+    """Something a person should know before a load runs: LM Studio's estimate says it will not fit, or no estimate is
+    available there; `message` says it in words, `fits` is the estimate's verdict (None: no estimate)."""
+
+    model: str = ""
+    message: str = ""
+    fits: bool | None = None
+
+
+@dataclass(frozen=True)
 class ServerStarted(Event):
     """`Actions.server_start` started an instance's LM Studio server through `lms`."""
 
@@ -245,6 +264,8 @@ _KIND_NAMES: dict[type[Event], str] = {
     LoadProgressed: "load.progress",
     LoadFinished: "load.finished",
     LoadFailed: "load.failed",
+    LoadWaiting: "load.waiting",
+    LoadWarned: "load.warned",
     ServerStarted: "server.started",
     ServerStopped: "server.stopped",
     ServerSettingsRead: "server.settings",
@@ -260,7 +281,7 @@ _KIND_NAMES: dict[type[Event], str] = {
 # Groups subscribers name instead of spelling out every kind.
 INSTANCE_KINDS: tuple[type[Event], ...] = (InstanceOnline, InstanceOffline, AuthFailed, InstanceError, StateChanged)
 MODEL_KINDS: tuple[type[Event], ...] = (ModelLoaded, ModelUnloaded)
-LOAD_KINDS: tuple[type[Event], ...] = (LoadStarted, LoadProgressed, LoadFinished, LoadFailed)
+LOAD_KINDS: tuple[type[Event], ...] = (LoadStarted, LoadProgressed, LoadFinished, LoadFailed, LoadWaiting, LoadWarned)
 SERVER_KINDS: tuple[type[Event], ...] = (ServerStarted, ServerStopped, ServerSettingsRead)
 DOWNLOAD_KINDS: tuple[type[Event], ...] = (
     DownloadStarted, DownloadProgressed, DownloadCompleted, DownloadFailed, DownloadAlreadyDownloaded,

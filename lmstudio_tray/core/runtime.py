@@ -87,7 +87,8 @@ class Core:
         # every surface (tray, CLI, tools) gets the team's shared-instance guard and default context lengths
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
                                team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
-                               server_control=lambda: self.config.actions.server_control)
+                               server_control=lambda: self.config.actions.server_control,
+                               fit_check=lambda: self.config.loads.fit_check)
         # this machine's LM Studio: its server's settings and the service itself (llmster or the desktop app)
         self.server_control = ServerControl(
             lambda: Lms(self.lms_path) if self.lms_path is not None else None,

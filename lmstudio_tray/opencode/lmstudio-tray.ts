@@ -396,10 +396,11 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   // One progress loop per load however many requests wait for it (the answer, the title, other sessions).
   const watchers = new Map<string, { waiting: number }>()
 
-  /** Refresh the loading toast from the tray's status until the returned function has been called. */
+  /** Refresh the one loading toast from the tray's status (LM Studio's own progress where it reports it) until the
+   * returned function has been called. OpenCode's TUI shows one toast at a time and a new one replaces it in place,
+   * so each refresh updates the same toast. `instance` null: the load of `key` on whichever instance runs it. */
   const watchLoad = (instance: string | null, key: string, model: string): (() => void) => {
-    if (!instance) return () => undefined
-    const id = `${instance}\n${key}`
+    const id = `${instance ?? "*"}\n${key}`
     let entry = watchers.get(id)
     if (entry) entry.waiting++
     else {
@@ -412,7 +413,8 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
           await sleep(PROGRESS_MS)
           try {
             const status = await tray.call<StatusReport>("/v1/status", undefined, 500)
-            const load = status.instances?.find((i) => i.name === instance)?.loads?.find((l) => l.model === key)
+            const load = status.instances?.filter((i) => instance === null || i.name === instance)
+              .flatMap((i) => i.loads ?? []).find((l) => l.model === key)
             const message = load ? loadingText(model, load.progress, load.eta_seconds) : last
             if (message === last || watchers.get(id) !== mine) continue
             last = message
@@ -549,12 +551,17 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       body.session_id = context.sessionID
       body.session_model = s?.model
     }
+    // a load tool shows the load's progress in the one loading toast while it runs
+    const watching = path === "/v1/tools/load" ? [body.model, ...(Array.isArray(body.models) ? body.models : [])]
+      .filter((m): m is string => typeof m === "string").map((m) => watchLoad(null, m, m)) : []
     try {
       const res = await tray.call<ToolAnswer>(path, body, timeoutMs, context.abort)
       onAnswer?.(res)
       return res.text ?? JSON.stringify(res)
     } catch (err) {
       return `lmstudio-tray: ${errorText(err)}`
+    } finally {
+      for (const stop of watching) stop()
     }
   }
 
@@ -577,9 +584,16 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   const modelProp: Prop = { type: "string", description: "LM Studio model key, e.g. qwen/qwen3-4b-2507" }
   const modelsProp: Prop = { type: "array", items: { type: "string" }, description: "Several model keys (batch form)" }
   const ctxProp: Prop = { type: "integer", description: "Context length in tokens (optional)" }
+  // what `lmstudio-tray load` takes; GPU offload, parallel and identifier need LM Studio on this machine (`lms`)
+  const loadOptionProps: Record<string, Prop> = {
+    gpu: { type: "string", description: "GPU offload: off, max or a ratio between 0 and 1 (optional)" },
+    ttl: { type: "integer", description: "Unload after this many seconds without requests (optional)" },
+    parallel: { type: "integer", description: "Requests the loaded model serves at once (optional)" },
+    identifier: { type: "string", description: "Name of the loaded copy in the API; one model only (optional)" },
+  }
   const tools = {
     lmstudio_list_models: defineTool("List the models LM Studio has downloaded and which are loaded, with their context lengths.", {}, [], "/v1/tools/list"),
-    lmstudio_load_model: defineTool("Load a model (or several) into LM Studio so requests to it do not fail.", { model: modelProp, models: modelsProp, context_length: ctxProp }, [], "/v1/tools/load", loadTimeout()),
+    lmstudio_load_model: defineTool("Load a model (or several) into LM Studio so requests to it do not fail. Before a load on this machine LM Studio's memory estimate is checked: the answer says when it will not fit.", { model: modelProp, models: modelsProp, context_length: ctxProp, ...loadOptionProps }, [], "/v1/tools/load", loadTimeout()),
     lmstudio_unload_model: defineTool("Unload a model (or several, or all with all=true) from LM Studio to free memory. The model this session runs on stays loaded.", { model: modelProp, models: modelsProp, all: { type: "boolean", description: "Unload every loaded model" } }, [], "/v1/tools/unload", 15_000, true),
     lmstudio_switch_model: defineTool("Load a model and unload the other chat models, except the one this session runs on (only the person switches this session's model, with /models).", { model: modelProp, context_length: ctxProp }, ["model"], "/v1/tools/switch", loadTimeout(), true),
     lmstudio_server_start: defineTool("Start LM Studio's HTTP server.", {}, [], "/v1/tools/server/start", 30_000),

@@ -128,6 +128,20 @@ def test_unload_all_tool_keeps_the_sessions_model(proxied: tuple[Env, EndpointPr
     assert "tool result:" in proc.stdout
 
 
+def test_load_tool_passes_its_options_and_the_answer_says_what_it_did(proxied: tuple[Env, EndpointProxy]) -> None:
+    env, proxy = proxied
+    proc = env.run(f'CALLTOOL:lmstudio_load_model {{"model": "{GEMMA}", "context_length": 8192, "ttl": 900}}',
+                   timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (body,) = proxy.bodies("/v1/tools/load")
+    assert (body["model"], body["context_length"], body["ttl"]) == (GEMMA, 8192, 900), body
+    [inst] = [i for i in env.emu.state.engine.loaded() if i.spec.key == GEMMA]
+    assert (inst.context_length, inst.ttl) == (8192, 900)
+    # the agent read the answer: loaded, and that no memory estimate was made (the tray here has no `lms`)
+    results = [t for t in _tool_results(env) if GEMMA in t]
+    assert any("loaded in" in t and "No memory estimate" in t for t in results), _tool_results(env)
+
+
 def test_the_plugin_sends_only_fields_the_endpoint_uses(proxied: tuple[Env, EndpointProxy]) -> None:
     env, proxy = proxied
     proc = env.run("say hi")

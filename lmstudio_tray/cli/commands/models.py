@@ -35,7 +35,9 @@ from lmstudio_tray.core.control.search import (
     search,
 )
 from lmstudio_tray.core.errors import ActionError, SearchError, SharedBusyError
-from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted
+from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted, LoadWaiting, LoadWarned
+from lmstudio_tray.core.lmstudio.lms import LoadEstimate
+from lmstudio_tray.core.lmstudio.load_options import LoadOptions, parse_gpu
 from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.runtime import Core
 
@@ -59,17 +61,48 @@ def _interactive(args: argparse.Namespace) -> bool:
     return not getattr(args, "json", False) and sys.stdin.isatty() and sys.stderr.isatty()
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: use a whole number of at least 1")
+    return value
+
+
+def _gpu(text: str) -> float:
+    try:
+        return parse_gpu(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _load_options(p: argparse.ArgumentParser) -> None:
+    """The `lms load` options, on `load` and `switch`."""
+    p.add_argument("--context-length", "-c", type=_positive, metavar="N", help="context length to load with")
+    p.add_argument("--gpu", type=_gpu, metavar="off|max|0..1",
+                   help="GPU offload: off, max or a ratio between 0 and 1 (needs `lms`: this machine's LM Studio)")
+    p.add_argument("--ttl", type=_positive, metavar="S", help="unload after S seconds without requests")
+    p.add_argument("--parallel", type=_positive, metavar="N",
+                   help="requests the loaded model serves at once (needs `lms`)")
+    p.add_argument("--identifier", metavar="ID", help="name the loaded copy ID in the API (needs `lms`)")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("load", help="load a model (shows progress and ETA)")
+    p = sub.add_parser("load", help="load a model (shows LM Studio's progress)")
     p.add_argument("model", help="model key, e.g. qwen/qwen3-4b-2507")
-    p.add_argument("--context-length", "-c", type=int, metavar="N", help="context length to load with")
+    _load_options(p)
+    p.add_argument("--check", action="store_true",
+                   help="only ask LM Studio whether the load would fit in memory (`lms load --estimate-only`); "
+                   "exit 1 when it would not")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     instance_arg(p)
     p.set_defaults(func=run_load, switch=False, force=False)
 
     p = sub.add_parser("switch", help="load a model, then unload the other chat models")
     p.add_argument("model")
-    p.add_argument("--context-length", "-c", type=int, metavar="N")
+    _load_options(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     instance_arg(p)
@@ -95,19 +128,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_list, json=False, loaded=False, instance=None)
 
 
+def _options_of(args: argparse.Namespace) -> LoadOptions:
+    return LoadOptions(context_length=args.context_length, gpu=args.gpu, ttl=args.ttl, parallel=args.parallel,
+                       identifier=args.identifier)
+
+
 def run_load(args: argparse.Namespace) -> int:
+    if getattr(args, "check", False):
+        return run_check(args)
+    try:
+        options = _options_of(args)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+
     async def body(core: Core) -> LoadResult:
         name = pick_instance(core, args.instance)
-        with _Progress(core, enabled=not args.json and sys.stderr.isatty()) as _:
+        with _Progress(core, bar=not args.json and sys.stderr.isatty()) as _:
             if args.switch:
                 try:
-                    return await core.actions.switch(name, args.model, context_length=args.context_length,
-                                                     force=args.force)
+                    return await core.actions.switch(name, args.model, options=options, force=args.force)
                 except ActionError as exc:
                     if not _confirm_anyway(exc, interactive=_interactive(args)):
                         raise
-                return await core.actions.switch(name, args.model, context_length=args.context_length, force=True)
-            return await core.actions.load(name, args.model, context_length=args.context_length)
+                return await core.actions.switch(name, args.model, options=options, force=True)
+            return await core.actions.load(name, args.model, options=options)
 
     try:
         result = run_with_core(args, body)
@@ -122,6 +166,31 @@ def run_load(args: argparse.Namespace) -> int:
         ctx = f", context {result.context_length}" if result.context_length else ""
         print(f"Loaded {result.model} as {result.instance_id} on {result.instance} in {result.seconds:.1f} s{ctx}.")
     return EXIT_OK
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """`load MODEL --check`: LM Studio's memory estimate, nothing loaded."""
+    options = _options_of(args)
+
+    async def body(core: Core) -> LoadEstimate:
+        return await core.actions.estimate(pick_instance(core, args.instance), args.model, options=options)
+
+    try:
+        est = run_with_core(args, body)
+    except ActionError as exc:
+        fail(str(exc))
+        return EXIT_FAILURE
+    if args.json:
+        print_json({"model": est.model, "context_length": est.context_length, "gpu_offload": est.gpu_offload,
+                    "gpu_memory_bytes": est.gpu_memory_bytes, "total_memory_bytes": est.total_memory_bytes,
+                    "low_confidence": est.low_confidence, "fits": est.fits})
+    else:
+        ctx = f" with context {est.context_length}" if est.context_length else ""
+        verdict = "fits" if est.fits else "will NOT fit (LM Studio's resource guardrails would refuse it)"
+        sure = " (low confidence)" if est.low_confidence else ""
+        print(f"{est.model}{ctx}: about {human_size(est.total_memory_bytes)} in all, "
+              f"{human_size(est.gpu_memory_bytes)} on the GPU{sure}; {verdict}.")
+    return EXIT_OK if est.fits else EXIT_FAILURE
 
 
 def run_unload(args: argparse.Namespace) -> int:
@@ -178,43 +247,62 @@ def _noop() -> None:
 
 
 class _Progress:
-    """A rich progress bar with ETA fed by the core's load events (only on a terminal)."""
+    """What a load says while it runs, fed by the core's load events: its warnings and that it waits for another
+    process's load (always, on stderr), and a rich progress bar (only on a terminal)."""
 
-    def __init__(self, core: Core, *, enabled: bool) -> None:
+    def __init__(self, core: Core, *, bar: bool) -> None:
         self.core = core
-        self.enabled = enabled
+        self.bar = bar
         self._unsubscribe: Callable[[], None] = _noop
         self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _Progress:
-        if not self.enabled:
-            return self
-        from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+        if self.bar:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        tasks: dict[str, TaskID] = {}
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, LoadStarted):
-                tasks[event.model] = progress.add_task(f"Loading {event.model}", total=100)
-            elif isinstance(event, LoadProgressed) and event.model in tasks and event.progress is not None:
-                progress.update(tasks[event.model], completed=event.progress * 100)
-
-        progress.start()
-        self._progress = progress
-        self._unsubscribe = self.core.bus.subscribe(on_event, LoadStarted, LoadProgressed)
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._progress.start()
+        self._unsubscribe = self.core.bus.subscribe(self._on_event, LoadStarted, LoadProgressed, LoadWaiting,
+                                                    LoadWarned)
         return self
+
+    def _say(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, LoadWarned):
+            self._say(f"lmstudio-tray: {event.message}")
+        elif isinstance(event, LoadWaiting):
+            self._say(f"Waiting for lmstudio-tray (pid {event.pid}), which is loading {event.model} on "
+                      f"{event.instance}...")
+            self._add(event.model, f"Waiting for {event.model}")
+        elif isinstance(event, LoadStarted):
+            self._add(event.model, f"Loading {event.model}")
+        elif isinstance(event, LoadProgressed) and event.model in self._tasks and event.progress is not None:
+            self._progress.update(self._tasks[event.model], completed=event.progress * 100)
+
+    def _add(self, model: str, description: str) -> None:
+        if self._progress is None:
+            return
+        if model in self._tasks:
+            self._progress.update(self._tasks[model], description=description, completed=0)
+        else:
+            self._tasks[model] = self._progress.add_task(description, total=100)
 
     def __exit__(self, *exc: object) -> None:
         self._unsubscribe()
-        if self.enabled:
+        if self._progress is not None:
             self._progress.stop()
 
 

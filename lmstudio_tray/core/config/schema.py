@@ -257,6 +257,24 @@ class OpenCodeConfig(Strict):
 
     tools: OpenCodeToolsConfig = Field(default_factory=OpenCodeToolsConfig)  # type: ignore[arg-type]
 
+class FitCheck(str, Enum):
+    """What happens before a load when LM Studio's memory estimate says the model will not fit."""
+
+    WARN = "warn"
+    REFUSE = "refuse"
+    OFF = "off"
+
+
+class LoadConfig(Strict):
+    """Model loads from the tray, the command line and the plugin's tools."""
+
+    fit_check: FitCheck = Field(
+        FitCheck.WARN,
+        description="Before a load on this machine's LM Studio, ask its memory estimate (`lms load --estimate-only`): "
+        "`warn` says when the model will not fit and loads anyway, `refuse` does not load it, `off` skips the "
+        "estimate. Remote instances have no estimate; the load says so.",
+    )
+
 
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 PROFILE_SECTIONS = ("monitor", "validation", "notifications", "actions")  # tables a profile may override
@@ -298,6 +316,7 @@ class Config(Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
     actions: ActionsConfig = Field(default_factory=ActionsConfig)  # type: ignore[arg-type]
     opencode: OpenCodeConfig = Field(default_factory=OpenCodeConfig)  # type: ignore[arg-type]
+    loads: LoadConfig = Field(default_factory=LoadConfig)  # type: ignore[arg-type]
     active_profile: str | None = Field(
         None, description="Profile whose overrides apply; unset: the settings as written, without a profile."
     )

@@ -14,9 +14,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from lmstudio_tray.core.config.schema import FitCheck
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks
@@ -36,11 +39,14 @@ from lmstudio_tray.core.events import (
     LoadFailed,
     LoadFinished,
     LoadStarted,
+    LoadWaiting,
+    LoadWarned,
     ServerStarted,
     ServerStopped,
 )
 from lmstudio_tray.core.hooks.verdict import resolve_model
-from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, Lms
+from lmstudio_tray.core.lmstudio.lms import LMS_MISSING, Lms, LoadEstimate
+from lmstudio_tray.core.lmstudio.load_options import LoadOptions, UnsupportedLoadOptions
 from lmstudio_tray.core.models import FailureKind, InstanceSnapshot, InstanceState, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 
@@ -48,6 +54,43 @@ log = logging.getLogger(__name__)
 LmsFactory = Callable[[InstanceMonitor], "Lms | None"]
 TeamSource = Callable[[], "TeamProfile | None"]
 _TICK = 0.5
+# the load options as a person names them (CLI flags, tool parameters)
+_OPTION_WORDS = {
+    "context_length": "the context length", "gpu": "GPU offload", "ttl": "a TTL", "parallel": "parallel requests",
+    "identifier": "an identifier",
+}
+
+
+class LoadPath(str, Enum):
+    """How a load runs, and so where its progress comes from."""
+
+    LMS = "lms"  # `lms load`: LM Studio's own progress; cancellable
+    EVENTS = "events"  # the chat route's load events: LM Studio's progress over HTTP (remote instances)
+    REST = "rest"  # REST v1 load: no progress from LM Studio, an estimate from past loads
+
+
+@dataclass(frozen=True)
+class _Route:
+    path: LoadPath
+    lms: Lms | None
+
+
+@dataclass
+class _LoadState:
+    """What a running load's progress ticker and its progress callback share (both on the core's loop)."""
+
+    started: float
+    eta: float | None
+    fraction: float | None = None
+    real: bool = False  # LM Studio reported progress
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _left(mark: LoadMark) -> float | None:
+    """Seconds left of another process's load, from its mark's ETA and start."""
+    if mark.eta_seconds is None:
+        return None
+    return max(0.0, mark.eta_seconds - (time.time() - mark.started_at))
 
 
 @dataclass(frozen=True)
@@ -61,6 +104,8 @@ class LoadResult:
     seconds: float
     context_length: int | None
     already_loaded: bool = False
+    warnings: tuple[str, ...] = ()  # said before the load: it will not fit, or no estimate is available
+    via: LoadPath | None = None  # how it loaded (None: it was loaded already)
     # a switch only: the other chat models it unloaded, and those it left loaded because `keep` named them
     unloaded: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
@@ -74,6 +119,8 @@ class LoadResult:
             "seconds": round(self.seconds, 3),
             "context_length": self.context_length,
             "already_loaded": self.already_loaded,
+            "warnings": list(self.warnings),
+            "via": self.via.value if self.via else None,
             "unloaded": list(self.unloaded),
             "kept": list(self.kept),
         }
@@ -113,10 +160,10 @@ def _all_kept(snap: InstanceSnapshot, key: str, protected: frozenset[str]) -> bo
 
 @dataclass(frozen=True)
 class _Flight:
-    """A load in progress and the context length its first caller asked for (None: the default)."""
+    """A load in progress and the options its first caller asked for (none: the defaults)."""
 
     task: asyncio.Task[LoadResult]
-    context_length: int | None
+    options: LoadOptions
 
 
 class Actions:
@@ -139,10 +186,12 @@ class Actions:
         uses: ModelUseLog | None = None,
         marks: LoadMarks | None = None,
         server_control: Callable[[], bool] | None = None,
+        fit_check: Callable[[], FitCheck] | None = None,
     ) -> None:
         """`team`: the team profile in effect; `uses`: the record of recent model use the shared-instance guard
         reads (the same one the endpoint's router writes); `server_control`: whether starting and stopping
-        LM Studio's server is allowed now (asked at each start/stop)."""
+        LM Studio's server is allowed now (asked at each start/stop); `fit_check`: `[loads] fit_check` now
+        (asked at each load)."""
         self.monitor = monitor
         self.bus = bus
         self.estimator = estimator or LoadEstimator()
@@ -157,6 +206,8 @@ class Actions:
         # loads other lmstudio-tray processes run (a terminal's `lmstudio-tray load`, the tray, the endpoint)
         self.marks = marks if marks is not None else LoadMarks(paths.state_dir() / "loads")
         self._lms_in_use: dict[tuple[str, str], Lms] = {}
+        # `[loads] fit_check` in effect, asked at each load so a config change applies to the next one
+        self._fit_mode: Callable[[], FitCheck] = fit_check or (lambda: FitCheck.WARN)
 
     # ---- helpers ----------------------------------------------------------------------------------
 
@@ -236,22 +287,28 @@ class Actions:
 
     # ---- load -------------------------------------------------------------------------------------
 
-    async def load(self, instance: str, model: str, *, context_length: int | None = None) -> LoadResult:
-        """Load `model` (with `context_length`, else the team's recommended context or LM Studio's default).
+    async def load(self, instance: str, model: str, *, context_length: int | None = None,
+                   options: LoadOptions | None = None) -> LoadResult:
+        """Load `model` with `options` (`context_length` is short for its context length; neither: the team's
+        recommended context or LM Studio's default).
 
-        Single-flight per instance and model: a caller asking for the same context as the load in flight (or
-        for none) shares it. A caller asking for another context waits for that load to end, then loads as
-        asked, which is "already loaded" when the finished load has that context; it never gets a result
-        for a context it did not ask for.
+        Single-flight per instance and model: a caller asking for the same options as the load in flight (or
+        for none) shares it. A caller asking for others waits for that load to end, then loads as asked,
+        which is "already loaded" when the finished load has that context; it never gets a result for options
+        it did not ask for. Options the load path cannot apply are refused (`not_supported`) before anything
+        runs; with `[loads] fit_check = "refuse"` so is a load LM Studio's estimate says will not fit (`wont_fit`).
         """
+        asked = options or LoadOptions()
+        if context_length is not None and asked.context_length is None:
+            asked = replace(asked, context_length=context_length)
         key = (instance, model)
         while True:
             flight = self._inflight.get(key)
             if flight is None or flight.task.done():
-                flight = _Flight(asyncio.ensure_future(self._load(instance, model, context_length)), context_length)
+                flight = _Flight(asyncio.ensure_future(self._load(instance, model, asked)), asked)
                 self._inflight[key] = flight
                 flight.task.add_done_callback(lambda _t, k=key, f=flight: self._landed(k, f))  # type: ignore[misc]
-            if context_length is None or flight.context_length == context_length:
+            if not asked.given() or flight.options == asked:
                 # shield: one caller giving up (a timed-out hook) must not cancel the load for everyone
                 return await asyncio.shield(flight.task)
             with contextlib.suppress(ActionError):  # its failure is not this caller's: load as asked next
@@ -274,7 +331,7 @@ class Actions:
             return None
         return await asyncio.shield(flight.task)
 
-    async def _load(self, instance: str, model: str, context_length: int | None) -> LoadResult:
+    async def _load(self, instance: str, model: str, asked: LoadOptions) -> LoadResult:
         mon, snap = await self._usable(instance)
         info = self._resolve(snap, model)
         if info is None and snap.models:
@@ -284,70 +341,158 @@ class Actions:
                 kind=ActionErrorKind.UNKNOWN_MODEL,
             )
         key = info.key if info else model
-        done = self._already_loaded(instance, info, context_length)
+        done = self._already_loaded(instance, info, asked)
         if done is not None:
             return done
         if await self._wait_elsewhere(mon, key):
             # another lmstudio-tray process loaded it meanwhile: maybe just what was asked
             snap = await self.monitor.get(instance, max_age=0)
             info = self._resolve(snap, model)
-            done = self._already_loaded(instance, info, context_length)
+            done = self._already_loaded(instance, info, asked)
             if done is not None:
                 return done
-        if context_length is None:
-            context_length = self.recommended_context(key, info)
+        if asked.context_length is None:
+            asked = replace(asked, context_length=self.recommended_context(key, info))
+        lms = self._lms_factory(mon) if is_local_url(snap.url) else None
+        path = self._load_path(mon, info, asked, lms)
+        warnings = await self._fit_check(mon, key, asked, lms)
+        return await self._run_load(mon, key, info, asked, _Route(path, lms), warnings)
+
+    def _load_path(self, mon: InstanceMonitor, info: ModelInfo | None, asked: LoadOptions,
+                   lms: Lms | None) -> LoadPath:
+        """How this load runs: `lms load` where there is one (LM Studio's progress, every `lms` option); else the chat
+        route's load events (LM Studio's progress over HTTP) for a remote model with nothing loaded and no option but
+        the context; else the REST load (progress estimated). ActionError(NOT_SUPPORTED) for options the path
+        cannot apply."""
+        try:
+            if lms is not None:
+                asked.check_lms()
+                return LoadPath.LMS
+            asked.check_rest()
+        except UnsupportedLoadOptions as exc:
+            where = "`lms load`" if lms is not None else f"LM Studio's REST load ({mon.name} has no `lms`: " + (
+                "it runs on another machine)" if not is_local_url(mon.config.url) else "install it with "
+                "`npx lmstudio install-cli`)")
+            names = ", ".join(_OPTION_WORDS.get(o, o) for o in exc.options)
+            raise ActionError(f"Loading on {mon.name} goes through {where}, which cannot set {names}; leave "
+                              f"{names} out.", kind=ActionErrorKind.NOT_SUPPORTED) from None
+        current = mon.snapshot()
+        nothing_loaded = current is None or not any(m.loaded for m in current.models)
+        if (not is_local_url(mon.config.url) and set(asked.given()) <= {"context_length"} and nothing_loaded
+                and (info is None or not info.loaded)):
+            return LoadPath.EVENTS
+        return LoadPath.REST
+
+    async def _fit_check(self, mon: InstanceMonitor, key: str, asked: LoadOptions, lms: Lms | None) -> tuple[str, ...]:
+        """Ask LM Studio's memory estimate before a load (`[loads] fit_check`): warnings for the result, or
+        ActionError(WONT_FIT) when the check refuses a load that will not fit."""
+        mode = self._fit_mode()
+        if mode is FitCheck.OFF:
+            return ()
+        if lms is None:
+            where = "runs on another machine" if not is_local_url(mon.config.url) else "has no `lms`"
+            return self._warn(mon.name, key, f"No memory estimate for {key} on {mon.name}: it {where}, and LM Studio "
+                              "estimates a load only through `lms` on its own machine.", None)
+        try:
+            est = await lms.estimate(key, context_length=asked.context_length, gpu=asked.gpu)
+        except LmsError as exc:
+            log.warning("could not estimate the load of %s on %s: %s", key, mon.name, exc)
+            return self._warn(mon.name, key, f"No memory estimate for {key} on {mon.name}: {exc}", None)
+        if est.fits:
+            return ()
+        need = f"about {est.total_memory_bytes / 1024**3:.1f} GiB"
+        ctx = f" with context {est.context_length}" if est.context_length else ""
+        text = (f"{key}{ctx} will not fit on {mon.name}: LM Studio estimates it needs {need}, more than its resource "
+                "guardrails allow. Pick a smaller context (-c) or GPU offload, or unload another model")
+        if mode is FitCheck.REFUSE:
+            raise ActionError(f"{text}; `[loads] fit_check = \"warn\"` in the config loads it anyway.",
+                              kind=ActionErrorKind.WONT_FIT)
+        return self._warn(mon.name, key, f"{text}; loading it anyway.", False)
+
+    def _warn(self, instance: str, key: str, message: str, fits: bool | None) -> tuple[str, ...]:
+        self.bus.publish(LoadWarned(instance, model=key, message=message, fits=fits))
+        return (message,)
+
+    async def estimate(self, instance: str, model: str, *, options: LoadOptions | None = None) -> LoadEstimate:
+        """LM Studio's memory estimate for loading `model` (`lms load --estimate-only`); loads nothing. ActionError
+        (NOT_SUPPORTED) on a remote instance or without `lms`: LM Studio estimates only on its own machine."""
+        mon, snap = await self._usable(instance)
+        info = self._resolve(snap, model)
+        key = info.key if info else model
+        asked = options or LoadOptions()
+        lms = self._lms_factory(mon) if is_local_url(snap.url) else None
+        if lms is None:
+            why = "it runs on another machine" if not is_local_url(snap.url) else "`lms` was not found"
+            raise ActionError(f"No memory estimate for {instance}: {why}, and LM Studio estimates a load only "
+                              "through `lms` on its own machine.", kind=ActionErrorKind.NOT_SUPPORTED)
+        try:
+            return await lms.estimate(key, context_length=asked.context_length, gpu=asked.gpu)
+        except LmsError as exc:
+            raise ActionError(f"Estimating {key} on {instance} failed: {exc}") from None
+
+    async def _run_load(self, mon: InstanceMonitor, key: str, info: ModelInfo | None, asked: LoadOptions,
+                        how: _Route, warnings: tuple[str, ...]) -> LoadResult:
+        instance = mon.name
         size = info.size_bytes if info else None
         eta = self.estimator.estimate(instance, size)
         mon.expect_load(key, eta_seconds=eta, owned=True)
-        mark = await asyncio.to_thread(
-            self.marks.add, LoadMark(mon.config.url, key, context_length, os.getpid(), time.time(), eta))
+        mark = LoadMark(mon.config.url, key, asked.context_length, os.getpid(), time.time(), eta)
+        mark_path = await asyncio.to_thread(self.marks.add, mark)
         self.bus.publish(LoadStarted(instance, model=key, eta_seconds=eta, size_bytes=size))
-        started = time.monotonic()
-        real_progress = asyncio.Event()
+        state = _LoadState(started=time.monotonic(), eta=eta)
 
         def on_progress(fraction: float) -> None:
-            real_progress.set()
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - state.started
             left = elapsed / fraction * (1 - fraction) if fraction > 0.02 else eta
+            state.real = True
+            state.fraction = fraction
             mon.update_load(key, progress=fraction, eta_seconds=left, estimated=False)
 
-        ticker = asyncio.ensure_future(self._tick(mon, instance, key, size, started, real_progress))
+        ticker = asyncio.ensure_future(self._tick(mon, key, size, state, mark, mark_path))
         try:
-            instance_id, ctx = await self._do_load(mon, snap, key, context_length, on_progress)
+            instance_id, ctx = await self._do_load(mon, key, asked, how, on_progress)
         except (LMStudioError, LmsError) as exc:
             reason = exc.message if isinstance(exc, LMStudioError) else str(exc)
-            await self._end_load(mon, key, ticker)  # the status drops the load before anyone hears of it
-            self.bus.publish(LoadFailed(instance, model=key, reason=reason, context_length=context_length))
+            await self._end_load(mon, key, ticker, state)  # the status drops the load before anyone hears of it
+            self.bus.publish(LoadFailed(instance, model=key, reason=reason, context_length=asked.context_length))
             kind = ActionErrorKind.CANCELLED if exc.cancelled else ActionErrorKind.FAILED
             if isinstance(exc, LMStudioError) and exc.kind is FailureKind.OFFLINE:
                 kind = ActionErrorKind.OFFLINE
             raise ActionError(f"Loading {key} on {instance} failed: {reason}", kind=kind) from None
         finally:
-            await self._end_load(mon, key, ticker)
-            await asyncio.to_thread(self.marks.remove, mark)
-        seconds = time.monotonic() - started
+            await self._end_load(mon, key, ticker, state)
+            await asyncio.to_thread(self.marks.remove, mark_path)
+        seconds = time.monotonic() - state.started
         self.estimator.record(instance, size, seconds)
         with contextlib.suppress(Exception):
             await mon.refresh()
         self.bus.publish(LoadFinished(instance, model=key, instance_id=instance_id, seconds=seconds, size_bytes=size))
-        return LoadResult(instance, key, instance_id, seconds, ctx)
+        return LoadResult(instance, key, instance_id, seconds, ctx, warnings=warnings, via=how.path)
 
     @staticmethod
-    async def _end_load(mon: InstanceMonitor, key: str, ticker: asyncio.Future[None]) -> None:
-        """Stop the progress ticker and drop the expected load (twice is harmless)."""
-        ticker.cancel()
+    async def _end_load(mon: InstanceMonitor, key: str, ticker: asyncio.Future[None], state: _LoadState) -> None:
+        """Stop the progress ticker (letting a mark update it is writing finish, so no mark outlives its load) and drop
+        the expected load (twice is harmless)."""
+        state.stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         mon.end_load(key)
 
     @staticmethod
-    def _already_loaded(instance: str, info: ModelInfo | None, context_length: int | None) -> LoadResult | None:
-        """The loaded copy that answers a load asking for `context_length` (None: any copy), if there is one."""
+    def _already_loaded(instance: str, info: ModelInfo | None, asked: LoadOptions) -> LoadResult | None:
+        """The loaded copy that answers a load asking for `asked` (nothing: any copy), if there is one. Options
+        beyond the context (GPU, TTL, parallel) are not listed by LM Studio, so they always load a copy; an
+        identifier is answered by the copy of that id."""
         if info is None or not info.loaded:
             return None
-        for inst in info.instances:
-            if context_length is None or inst.context_length == context_length:
-                return LoadResult(instance, info.key, inst.id, 0.0, inst.context_length, already_loaded=True)
+        if asked.identifier is not None:
+            found = [i for i in info.instances if i.id == asked.identifier]
+        elif set(asked.given()) <= {"context_length"}:
+            found = [i for i in info.instances if asked.context_length in (None, i.context_length)]
+        else:
+            found = []
+        if found:
+            return LoadResult(instance, info.key, found[0].id, 0.0, found[0].context_length, already_loaded=True)
         return None
 
     async def loading_elsewhere(self, instance: str, model: str) -> list[LoadMark]:
@@ -364,52 +509,76 @@ class Actions:
         return await asyncio.to_thread(self.marks.others, url, model)
 
     async def _wait_elsewhere(self, mon: InstanceMonitor, key: str) -> bool:
-        """Wait while another lmstudio-tray process loads `key` on this server: loading it here as well would
-        end as a second copy. True if there was such a load."""
+        """Wait while another lmstudio-tray process loads `key` on this server, following the progress its mark shows:
+        loading it here as well would end as a second copy. True if there was such a load."""
         marks = await self._marks_of(mon.config.url, key)
         if not marks:
             return False
-        eta = marks[0].eta_seconds
-        left = None if eta is None else max(0.0, eta - (time.time() - marks[0].started_at))
         log.info("waiting for lmstudio-tray (pid %d) to finish loading %s on %s", marks[0].pid, key, mon.name)
-        mon.expect_load(key, eta_seconds=left, owned=True)  # shown as loading meanwhile
+        mon.expect_load(key, eta_seconds=_left(marks[0]), owned=True)  # shown as loading meanwhile
+        self.bus.publish(LoadWaiting(mon.name, model=key, pid=marks[0].pid))
+        seen: tuple[float | None, bool] | None = None
         try:
             while marks:
+                mark = marks[0]
+                if mark.progress is not None and (mark.progress, mark.estimated) != seen:
+                    seen = (mark.progress, mark.estimated)
+                    mon.update_load(key, progress=mark.progress, eta_seconds=_left(mark), estimated=mark.estimated)
                 await asyncio.sleep(_TICK)
                 marks = await self._marks_of(mon.config.url, key)
         finally:
             mon.end_load(key)
         return True
 
-    async def _tick(
-        self, mon: InstanceMonitor, instance: str, key: str, size: int | None, started: float, real: asyncio.Event
-    ) -> None:
-        while not real.is_set():
-            await asyncio.sleep(_TICK)
-            if real.is_set():
+    async def _tick(self, mon: InstanceMonitor, key: str, size: int | None, state: _LoadState, mark: LoadMark,
+                    mark_path: Path | None) -> None:
+        """Until the load ends: estimated progress while LM Studio reports none, and the progress written to the load's
+        mark for other processes."""
+        written: float | None = None
+        while not state.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(state.stop.wait(), _TICK)
+            if state.stop.is_set():
                 return
-            fraction, left = self.estimator.progress(instance, size, time.monotonic() - started)
-            mon.update_load(key, progress=fraction, eta_seconds=left, estimated=True)
+            if not state.real:
+                state.fraction, left = self.estimator.progress(mon.name, size, time.monotonic() - state.started)
+                mon.update_load(key, progress=state.fraction, eta_seconds=left, estimated=True)
+            if state.fraction is not None and state.fraction != written:
+                written = state.fraction
+                elapsed = time.monotonic() - state.started
+                eta = elapsed / written if written > 0.02 else state.eta
+                await asyncio.to_thread(self.marks.update, mark_path,
+                                        replace(mark, progress=written, estimated=not state.real, eta_seconds=eta))
 
-    async def _do_load(
-        self,
-        mon: InstanceMonitor,
-        snap: InstanceSnapshot,
-        key: str,
-        context_length: int | None,
-        on_progress: Callable[[float], None],
-    ) -> tuple[str, int | None]:
-        lms = self._lms_factory(mon) if is_local_url(snap.url) else None
-        if lms is not None:
+    async def _do_load(self, mon: InstanceMonitor, key: str, asked: LoadOptions, how: _Route,
+                       on_progress: Callable[[float], None]) -> tuple[str, int | None]:
+        if how.path is LoadPath.LMS and how.lms is not None:
             # `lms load` is the one path with LM Studio's own progress (and Ctrl-C cancellation).
-            self._lms_in_use[(mon.name, key)] = lms
+            self._lms_in_use[(mon.name, key)] = how.lms
             try:
-                instance_id = await lms.load(key, context_length=context_length, on_progress=on_progress)
+                instance_id = await how.lms.load(key, context_length=asked.context_length, on_progress=on_progress,
+                                                 options=asked)
             finally:
                 self._lms_in_use.pop((mon.name, key), None)
-            return instance_id, context_length
-        resp = await mon.client.load(key, context_length=context_length)
+            return instance_id, asked.context_length
+        if how.path is LoadPath.EVENTS:
+            return await self._load_by_events(mon, key, asked, on_progress)
+        resp = await mon.client.load(key, options=asked)
         return resp.instance_id, resp.context_length
+
+    @staticmethod
+    async def _load_by_events(mon: InstanceMonitor, key: str, asked: LoadOptions,
+                              on_progress: Callable[[float], None]) -> tuple[str, int | None]:
+        """Load through the chat route, the one HTTP route with LM Studio's load progress; the loaded copy is then read
+        from the listing."""
+        async for fraction in mon.client.chat_load_events(key, context_length=asked.context_length):
+            on_progress(fraction)
+        snap = await mon.refresh()
+        info = snap.model(key)
+        if info is None or not info.loaded:
+            raise LMStudioError(FailureKind.BAD_RESPONSE, f"LM Studio did not list {key} as loaded after its load")
+        found = [i for i in info.instances if asked.context_length in (None, i.context_length)] or list(info.instances)
+        return found[0].id, found[0].context_length
 
     async def cancel_load(self, instance: str, model: str) -> bool:
         """Cancel a running load. Only `lms` loads can be cancelled; REST loads cannot be stopped."""
@@ -471,7 +640,8 @@ class Actions:
         return done
 
     async def switch(self, instance: str, model: str, *, context_length: int | None = None,
-                     force: bool = False, keep: Collection[str] = ()) -> LoadResult:
+                     force: bool = False, keep: Collection[str] = (),
+                     options: LoadOptions | None = None) -> LoadResult:
         """Load `model`, then unload the other LLMs except what `keep` names. A failed load leaves the old
         model in place.
 
@@ -484,7 +654,7 @@ class Actions:
         protected = kept_ids(before, keep)
         affected = models_affected(before, switch_to=target.key if target else model)
         await self._guard(before, [k for k in affected if not _all_kept(before, k, protected)], force=force)
-        result = await self.load(instance, model, context_length=context_length)
+        result = await self.load(instance, model, context_length=context_length, options=options)
         mon = self.monitor.instance(instance)
         snap = await self.monitor.get(instance, max_age=0)
         protected = kept_ids(snap, keep)

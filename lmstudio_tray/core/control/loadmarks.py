@@ -42,6 +42,8 @@ class LoadMark:
     pid: int
     started_at: float  # wall clock
     eta_seconds: float | None = None
+    progress: float | None = None  # 0..1 as the loading process last saw it; None: not known yet
+    estimated: bool = True  # False: `progress` is LM Studio's own figure
 
 
 def same_server(a: str, b: str) -> bool:
@@ -94,6 +96,15 @@ class LoadMarks:
             return None
         return path
 
+    def update(self, path: Path | None, mark: LoadMark) -> None:
+        """Rewrite the mark `add` wrote at `path` (its load's progress moved); None or an unwritable folder is fine."""
+        if path is None:
+            return
+        try:
+            atomic_write(path, json.dumps(asdict(mark)), mode=0o600)
+        except OSError as exc:
+            log.debug("could not update the load mark of %s: %s", mark.model, exc)
+
     def remove(self, path: Path | None) -> None:
         """Delete a mark `add` wrote; None, or a file gone already, is fine."""
         if path is not None:
@@ -133,6 +144,8 @@ class LoadMarks:
                 context_length=int(data["context_length"]) if data.get("context_length") is not None else None,
                 pid=int(data["pid"]), started_at=float(data["started_at"]),
                 eta_seconds=float(data["eta_seconds"]) if data.get("eta_seconds") is not None else None,
+                progress=float(data["progress"]) if data.get("progress") is not None else None,
+                estimated=bool(data.get("estimated", True)),
             )
         except FileNotFoundError:
             return None  # finished while we listed the folder

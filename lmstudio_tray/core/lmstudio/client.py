@@ -375,7 +375,9 @@ class LMStudioClient:
                         yield 1.0
                         return
                     elif kind == "error" and isinstance(data, dict):
-                        raise LMStudioError(FailureKind.SERVER_ERROR, _error_message(data) or "load failed")
+                        message = _error_message(data) or "load failed"
+                        # cancelled in LM Studio: its error says so in words, the only sign there is
+                        raise LMStudioError(FailureKind.SERVER_ERROR, message, cancelled="cancelled" in message)
                     elif kind in ("prompt_processing.start", "message.start", "chat.end"):
                         return  # already loaded: no model_load events come
         except HTTPError as exc:

@@ -50,6 +50,7 @@ _MARKERS = (
     ("Timed out waiting for LM Studio daemon to start", LmsFailure.DAEMON_TIMEOUT),
     ("Failed to verify the server is running", LmsFailure.BIND_REFUSED),
     ("Load cancelled.", LmsFailure.CANCELLED),
+    ("Model loading was cancelled", LmsFailure.CANCELLED),  # cancelled in LM Studio itself
     ("Model not found", LmsFailure.MODEL_NOT_FOUND),
     ("No staff picks found", LmsFailure.MODEL_NOT_FOUND),
     ("not found in the LM Studio catalog", LmsFailure.MODEL_NOT_FOUND),
