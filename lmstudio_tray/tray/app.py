@@ -197,7 +197,10 @@ class PystrayView:
         if item.separator:
             return p.Menu.SEPARATOR
         if item.children:
-            return p.MenuItem(item.label, p.Menu(*(self._item(c) for c in item.children)), enabled=item.enabled)
+            # a model under "Load model" is a submenu of context sizes, still ticked when it is loaded
+            ticked = None if item.checked is None else (lambda _item, value=item.checked: value)
+            return p.MenuItem(item.label, p.Menu(*(self._item(c) for c in item.children)), checked=ticked,
+                              enabled=item.enabled)
         action = item.action
         callback: Callable[[], None] = (lambda: self.on_click(action)) if action is not None else (lambda: None)
         checked = None if item.checked is None else (lambda _item, value=item.checked: value)

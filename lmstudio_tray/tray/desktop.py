@@ -25,7 +25,8 @@ def menu_json(item: MenuItem) -> dict[str, Any]:
         "enabled": item.enabled,
         "separator": item.separator,
         "checked": item.checked,
-        "action": None if item.action is None else [item.action.kind.value, item.action.instance, item.action.target],
+        "action": None if item.action is None else [item.action.kind.value, item.action.instance, item.action.target,
+                                                     item.action.context_length],
         "children": [menu_json(c) for c in item.children],
     }
 

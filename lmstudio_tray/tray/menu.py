@@ -33,6 +33,10 @@ STATE_WORDS = {
     InstanceState.ERROR: "Error",
 }
 
+# The context sizes "Load model" offers under a model's maximum (which it always offers too).
+CONTEXT_SIZES = (4096, 8192, 16384, 32768, 65536, 131072)
+DEFAULT_CONTEXT_LABEL = "LM Studio's default"
+
 TYPE_GROUPS = ((ModelType.LLM, "Language models"), (ModelType.VLM, "Vision models"),
                (ModelType.EMBEDDING, "Embedding models"))
 
@@ -66,6 +70,7 @@ class MenuAction:
     kind: ActionKind
     instance: str | None = None
     target: str | None = None  # model key or loaded instance id
+    context_length: int | None = None  # LOAD: the context to load with; None: LM Studio's default
 
 
 @dataclass(frozen=True)
@@ -352,9 +357,10 @@ def _model_picker(
         children = tuple(
             MenuItem(
                 model_label(m),
-                MenuAction(kind, snap.name, m.key),
+                None if kind is ActionKind.LOAD else MenuAction(kind, snap.name, m.key),
                 enabled=enabled and m.key not in loading and (snap.name, m.key) not in ctx.busy,
                 checked=m.loaded,
+                children=context_choices(snap.name, m) if kind is ActionKind.LOAD else (),
             )
             for m in models
         )
@@ -365,6 +371,17 @@ def _model_picker(
         # One group: skip the extra level, people should not hunt for their only models.
         return MenuItem(title, children=groups[0].children, enabled=enabled)
     return MenuItem(title, children=tuple(groups), enabled=enabled)
+
+
+def context_choices(instance: str, model: ModelInfo) -> tuple[MenuItem, ...]:
+    """A model's entries under "Load model": LM Studio's default, the common sizes below its maximum, the maximum."""
+    items = [MenuItem(DEFAULT_CONTEXT_LABEL, MenuAction(ActionKind.LOAD, instance, model.key))]
+    top = model.max_context_length
+    if top:  # no maximum known: only the default is sure to be valid
+        items += [MenuItem(f"{size // 1024}k", MenuAction(ActionKind.LOAD, instance, model.key, size))
+                  for size in CONTEXT_SIZES if size < top]
+        items.append(MenuItem(f"Maximum ({top:,})", MenuAction(ActionKind.LOAD, instance, model.key, top)))
+    return tuple(items)
 
 
 def _group_of(model: ModelInfo) -> ModelType:

@@ -325,7 +325,8 @@ class TrayPresenter:
         forced: ForcibleActions = acts  # type: ignore[assignment]
         where = f" --instance {inst}"
         if kind is ActionKind.LOAD:
-            self._run(acts.load(inst, target), f"Could not load {target}", inst, target)
+            self._run(acts.load(inst, target, context_length=action.context_length), f"Could not load {target}",
+                      inst, target)
         elif kind is ActionKind.SWITCH:
             self._run(acts.switch(inst, target), f"Could not switch to {target}", inst, target,
                       anyway=Anyway("Switch anyway", lambda: forced.switch(inst, target, force=True),

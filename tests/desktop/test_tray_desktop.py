@@ -105,8 +105,9 @@ def open_menu(tray: RunningTray, button: str = "3") -> tuple[int, int, int, int]
                     what="the menu popup")
 
 
-def load_first_model_by_keyboard(tray: RunningTray) -> str:
-    """Open the menu, walk to Load model → first model with the keyboard, press Enter. Returns its key."""
+def load_first_model_by_keyboard(tray: RunningTray, choice: int = 0) -> str:
+    """Open the menu, walk to Load model → first model → its `choice`-th context entry (0: LM Studio's default)
+    with the keyboard, press Enter. Returns the model's key."""
     menu = tray.menu()
     load = next(i for i in menu if i["label"] == "Load model")
     assert load["enabled"]
@@ -114,9 +115,12 @@ def load_first_model_by_keyboard(tray: RunningTray) -> str:
     assert first_enabled is load, "Load model should be the first item the keyboard reaches"
     keys = ["Down", "Right"]
     node = load["children"][0]
-    if node["children"]:  # grouped by model type: one more level
+    if node["children"][0]["action"] is None:  # grouped by model type: one more level
         keys.append("Right")
         node = node["children"][0]
+    keys += ["Right"] + ["Down"] * choice  # the model's submenu of context lengths
+    assert node["children"][0]["label"] == "LM Studio's default"
+    node = node["children"][choice]
     open_menu(tray)
     for key in keys:
         time.sleep(0.25)  # GTK opens submenus after a short delay
@@ -138,7 +142,9 @@ def test_right_click_menu_lists_the_emulators_models(tray: RunningTray, tmp_path
     assert box[2] > 150 and box[3] > 200, f"menu popup looks too small: {box}"
     menu = tray.menu()
     load = next(i for i in menu if i["label"] == "Load model")
-    shown = {leaf["action"][2] for group in load["children"] for leaf in (group["children"] or [group])}
+    models = [model for group in load["children"] for model in group["children"]]
+    assert all(model["children"][0]["label"] == "LM Studio's default" for model in models)
+    shown = {model["children"][0]["action"][2] for model in models}
     downloaded = {m["modelKey"] for m in tray.emulator.downloaded()}
     assert shown == downloaded
     xdotool("key", "Escape")
@@ -152,6 +158,17 @@ def test_clicking_load_loads_the_model_and_the_icon_turns_ready(tray: RunningTra
     wait_for(lambda: tray.shows(InstanceState.READY), 10, what="the ready colour")
     menu = tray.menu()
     assert any(i["label"].startswith(f"● {key}") for i in menu), [i["label"] for i in menu]
+
+
+def test_choosing_16k_in_the_models_submenu_loads_with_that_context(tray: RunningTray) -> None:
+    wait_for(lambda: tray.shows(InstanceState.IDLE), 10, what="idle")
+    menu = tray.menu()
+    first = next(i for i in menu if i["label"] == "Load model")["children"][0]["children"][0]
+    assert [c["label"] for c in first["children"]][:4] == ["LM Studio's default", "4k", "8k", "16k"]
+    key = load_first_model_by_keyboard(tray, choice=3)
+    wait_for(lambda: [(m["modelKey"], m["contextLength"]) for m in tray.emulator.loaded()] == [(key, 16384)], 15,
+             what=f"{key} loaded in the emulator with 16,384 tokens of context")
+    wait_for(lambda: tray.shows(InstanceState.READY), 10, what="the ready colour")
 
 
 def test_server_stop_turns_offline_and_notifies(tray: RunningTray) -> None:

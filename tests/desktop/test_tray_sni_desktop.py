@@ -288,9 +288,12 @@ def test_load_through_the_hosts_menu_turns_the_icon_ready(host: Host, tray: SniT
     first_enabled = next(i for i in menu if i["enabled"] and not i["separator"])
     assert first_enabled is load, "Load model should be the first item the keyboard reaches"
     keys, node = ["Down", "Right"], load["children"][0]
-    if node["children"]:
+    if node["children"] and node["children"][0]["action"] is None:  # grouped by model type
         keys.append("Right")
         node = node["children"][0]
+    keys.append("Right")  # the model's submenu of context lengths: LM Studio's default comes first
+    node = node["children"][0]
+    assert node["label"] == "LM Studio's default" and node["action"][3] is None
     key = node["action"][2]
     box = open_host_menu(host, InstanceState.IDLE)
     assert box[2] > 100, f"the host's menu looks too narrow: {box}"

@@ -55,9 +55,18 @@ def test_load_model_groups_downloads_with_sizes() -> None:
     llm = load.children[0].children[0]
     assert llm.label == "qwen3-8b — 4.7 GB"
     assert llm.checked is True  # already loaded: ticked, still allowed (a second copy)
-    assert llm.action == MenuAction(ActionKind.LOAD, "local", "qwen3-8b")
+    # a submenu of context lengths, LM Studio's default first (QWEN's maximum is 32,768)
+    assert llm.action is None
+    assert [(c.label, c.action) for c in llm.children] == [
+        ("LM Studio's default", MenuAction(ActionKind.LOAD, "local", "qwen3-8b")),
+        ("4k", MenuAction(ActionKind.LOAD, "local", "qwen3-8b", 4096)),
+        ("8k", MenuAction(ActionKind.LOAD, "local", "qwen3-8b", 8192)),
+        ("16k", MenuAction(ActionKind.LOAD, "local", "qwen3-8b", 16384)),
+        ("Maximum (32,768)", MenuAction(ActionKind.LOAD, "local", "qwen3-8b", 32768)),
+    ]
     vlm = load.children[1].children[0]
     assert vlm.label == "Gemma 3 4B (gemma-3-4b) — 3.2 GB" and vlm.checked is False
+    assert labels(vlm.children) == ["LM Studio's default"]  # no maximum known: nothing else is sure to fit
     assert load.children[2].children[0].label == "nomic-embed — 84.0 MB"
 
 

@@ -26,11 +26,14 @@ def idle_menu() -> tuple[MenuItem, ...]:
     return build_menu(report(snap(InstanceState.IDLE, models=(QWEN, GEMMA, NOMIC))), MenuContext(prefs=MenuPrefs()))
 
 
-def test_every_model_is_a_clickable_leaf_under_load_model() -> None:
+def test_every_model_is_a_submenu_of_clickable_context_choices_under_load_model() -> None:
     layout = build_layout(idle_menu())
     load = by_label(layout.root, "Load model")
     assert load.props["children-display"] == ("s", "submenu")
-    leaves = [leaf for group in load.children for leaf in (group.children or (group,))]
+    models = [model for group in load.children for model in group.children]
+    assert len(models) == 3 and all(m.props["children-display"] == ("s", "submenu") for m in models)
+    assert all(m.props["label"] == ("s", "LM Studio's default") for m in (m.children[0] for m in models))
+    leaves = [leaf for model in models for leaf in model.children]
     targets = {layout.actions[leaf.id].target for leaf in leaves}
     assert targets == {QWEN.key, GEMMA.key, NOMIC.key}
     assert {layout.actions[leaf.id].kind for leaf in leaves} == {ActionKind.LOAD}
