@@ -4,6 +4,7 @@ emulator, LM Studio's home files, the control port client and the number formats
 from __future__ import annotations
 
 import argparse
+import http.client as http_client
 import json
 import math
 import os
@@ -100,7 +101,7 @@ def api_server_status(port: int, timeout: float = 3.0) -> dict[str, Any] | None:
     """`GET /lms-status` on an internal API server port: `{package, version}` when LM Studio answers."""
     try:
         status, body, _ = http("GET", f"http://127.0.0.1:{port}/lms-status", timeout=timeout)
-    except (OSError, ValueError):
+    except (OSError, ValueError, http_client.HTTPException):  # a server going away may cut its answer short
         return None
     if status != 200 or not isinstance(body, dict):
         return None
