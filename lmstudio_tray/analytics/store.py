@@ -54,9 +54,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX health_ts ON health(ts);
     CREATE INDEX resources_ts ON resources(ts);
     """,
+    # 3: `lmstudio-tray bench` results, one row per model and bench, comparable when suite and version match
+    """
+    CREATE TABLE bench_runs(id INTEGER PRIMARY KEY, ts REAL NOT NULL, instance TEXT, lmstudio_version TEXT,
+                            suite TEXT, suite_version INTEGER, model TEXT, quantization TEXT,
+                            context_length INTEGER, memory_bytes INTEGER, runs INTEGER, load_s REAL,
+                            first_token_s REAL, first_token_low REAL, first_token_high REAL,
+                            prompt_tps REAL, prompt_tps_low REAL, prompt_tps_high REAL,
+                            gen_tps REAL, gen_tps_low REAL, gen_tps_high REAL, checks_passed INTEGER, checks INTEGER);
+    CREATE INDEX bench_runs_ts ON bench_runs(ts);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-TABLES = ("verdicts", "sessions", "turns", "session_events", "model_events", "loads", "health", "resources")
+TABLES = (
+    "verdicts", "sessions", "turns", "session_events", "model_events", "loads", "health", "resources", "bench_runs",
+)
 # `sessions` ages by its last activity, the others by when the record happened
 _AGE_COLUMN = {"sessions": "last_seen"}
 

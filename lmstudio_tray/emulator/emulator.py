@@ -303,7 +303,7 @@ class Emulator:
     def update(self, **changes: Any) -> None:
         """Change settings live: jit, auto_evict, default_ttl, auth_token, version, load_seconds, token_delay,
         fail_loads (replaces the whole key -> message mapping), memory_bytes, download_speed, fail_downloads
-        (replaces the mapping) and launch_error."""
+        (replaces the mapping), launch_error and speed_scale."""
         unknown = set(changes) - LIVE_SETTINGS
         if unknown:
             raise ValueError(f"settings that cannot change live: {sorted(unknown)}")
@@ -341,6 +341,7 @@ class Emulator:
                 "home": str(s.home) if s.home is not None else None,
                 "daemon": s.daemon, "launch_error": s.launch_error, "memory_bytes": s.memory_bytes,
                 "download_speed": s.download_speed, "fail_downloads": dict(s.fail_downloads),
+                "speed_scale": s.speed_scale,
             },
             "info": self.info(),
             "server_running": self.server_running,

@@ -81,7 +81,7 @@ def test_bus_events_become_rows(tmp_path: Path) -> None:
         (t, ev.ServerStarted("local")),  # not something the store keeps
     ])
     assert counts == {"verdicts": 2, "sessions": 0, "turns": 0, "session_events": 0, "model_events": 2,
-                      "loads": 2, "health": 2, "resources": 0}
+                      "loads": 2, "health": 2, "resources": 0, "bench_runs": 0}
     v = rows(db, "SELECT * FROM verdicts ORDER BY id")
     assert (v[0]["model_key"], v[0]["category"], v[0]["ok"], v[0]["latency_ms"]) == (
         "qwen/qwen3-4b-2507", "ready", 1, 0.42)
@@ -103,9 +103,9 @@ def test_a_version_1_file_is_migrated_with_its_data(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"verdicts_ts", "turns_ts", "loads_ts"} <= indexes
+    assert {"verdicts_ts", "turns_ts", "loads_ts", "bench_runs_ts"} <= indexes
     assert store.conn.execute("SELECT model FROM verdicts").fetchall() == [("kept",)]
     store.close()
 

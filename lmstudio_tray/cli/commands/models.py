@@ -1,5 +1,5 @@
-"""`load`, `unload`, `switch`, `get` (in cli/downloads.py) and `models list/search/recommend/compare`: the model
-actions from a terminal."""
+"""`load`, `unload`, `switch`, `get` (in cli/downloads.py), `bench` (in cli/bench.py) and
+`models list/search/recommend/compare`: the model actions from a terminal."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from lmstudio_tray.cli._common import (
     print_json,
     run_with_core,
 )
+from lmstudio_tray.cli.bench import add_bench_parser
 from lmstudio_tray.cli.downloads import add_get_parser
 from lmstudio_tray.core.control.actions import LoadResult, UnloadResult
 from lmstudio_tray.core.control.search import (
@@ -116,6 +117,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_unload)
 
     add_get_parser(sub, instance_arg)
+    add_bench_parser(sub, instance_arg)
 
     p = sub.add_parser("models", help="downloaded and loaded models")
     msub = p.add_subparsers(dest="models_command", metavar="COMMAND")

@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from lmstudio_tray.analytics.bench import bench_history
     from lmstudio_tray.analytics.reports import build_report, parse_since
     from lmstudio_tray.analytics.store import StoreError, default_path, reading
     from lmstudio_tray.analytics.suggestions import suggest
@@ -54,6 +55,7 @@ def run_stats(args: argparse.Namespace) -> int:
         with reading(path) as conn:
             report = build_report(conn, since, now)
             tips = suggest(conn, now)
+            bench = bench_history(conn, since, now)
     except StoreError as exc:
         if args.json:
             print(json.dumps({"error": str(exc), "report": None, "suggestions": []}))
@@ -63,9 +65,9 @@ def run_stats(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.json:
         print(json.dumps({"window": args.since, "report": report.to_json(),
-                          "suggestions": [t.to_json() for t in tips]}, indent=2))
+                          "suggestions": [t.to_json() for t in tips], "bench": bench}, indent=2))
         return EXIT_OK
-    print(render_text(report.to_json(), [t.to_json() for t in tips], args.since))
+    print(render_text(report.to_json(), [t.to_json() for t in tips], args.since, bench))
     return EXIT_OK
 
 
@@ -92,7 +94,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [line(headers), *(line(r) for r in rows)]
 
 
-def render_text(report: dict[str, Any], tips: list[dict[str, Any]], window: str) -> str:
+def render_text(
+    report: dict[str, Any], tips: list[dict[str, Any]], window: str, bench: list[dict[str, Any]] | None = None
+) -> str:
     t = report["totals"]
     since = time.strftime("%Y-%m-%d %H:%M", time.localtime(report["since"])) if report["since"] else "the start"
     lines = [f"Analytics since {since} ({window}): {t['verdicts']} validations, {t['turns']} turns, "
@@ -118,6 +122,15 @@ def render_text(report: dict[str, Any], tips: list[dict[str, Any]], window: str)
                  _f(i["cpu_percent_avg"], ".0f", "%"), _gb(i["loaded_bytes"])] for i in report["instances"]]
         lines += _table(["instance", "state", "uptime", "failures", "load failures", "session errors",
                          "validate p50", "LM Studio RSS", "CPU avg", "loaded"], rows)
+    if bench:
+        lines += ["", "Benchmarks (`lmstudio-tray bench`; compare rows of the same suite and LM Studio versions)"]
+        rows = [[b["model"], time.strftime("%Y-%m-%d %H:%M", time.localtime(b["ts"])), b["instance"] or "-",
+                 b["lmstudio_version"] or "-", f"{b['suite']} v{b['suite_version']}", b["quantization"] or "-",
+                 _f(b["context_length"], "d"), _f(b["load_s"], ".1f", " s"), _f(b["first_token_s"], ".2f", " s"),
+                 _f(b["prompt_tps"], ".0f"), _f(b["gen_tps"], ".1f"),
+                 f"{b['checks_passed']}/{b['checks']}" if b["checks"] else "-"] for b in bench]
+        lines += _table(["model", "when", "instance", "LM Studio", "suite", "quant", "context", "load",
+                         "first token", "prompt tok/s", "gen tok/s", "checks"], rows)
     lines += ["", "Suggestions"]
     if not tips:
         lines.append("  none: nothing in the last week calls for a change.")

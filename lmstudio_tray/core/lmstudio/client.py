@@ -386,6 +386,67 @@ class LMStudioClient:
             resp.close()  # mid-stream this closes the connection, which ends the chat on LM Studio's side
 
 
+    async def chat_stream(
+        self, model: str, messages: list[dict[str, str]], *, max_tokens: int, timeout: float = 600.0
+    ) -> AsyncIterator[ChatChunk]:
+        """Stream one OpenAI-compatible chat completion (`/v1/chat/completions`, with usage): each piece of text
+        as it comes, then one chunk with LM Studio's token counts. LMStudioError on any failure."""
+        body = {
+            "model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
+            "stream_options": {"include_usage": True}, "temperature": 0,
+        }
+        self.calls += 1
+        try:
+            request = self._encode("POST", "/v1/chat/completions", body)
+            resp = await self._http.request(
+                self._origin, request, timeout=timeout, stream=True, connect_timeout=self.timeout
+            )
+        except ValueError as exc:
+            raise LMStudioError(FailureKind.AUTH_FAILED, f"cannot send POST /v1/chat/completions: {exc}") from None
+        except HTTPError as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"chat with {self.base_url} failed: {exc.message}") from None
+        try:
+            if resp.status >= 400:
+                text = (await resp.read()).decode("utf-8", "replace")
+                kind = FailureKind.AUTH_FAILED if resp.status in (401, 403) else FailureKind.SERVER_ERROR
+                raise LMStudioError(kind, _error_message(_loads(text)) or f"HTTP {resp.status}", status=resp.status)
+            async for line in _lines(resp.body()):
+                chunk = _chat_chunk(line)
+                if chunk is not None:
+                    yield chunk
+        except HTTPError as exc:
+            raise LMStudioError(FailureKind.OFFLINE, f"chat with {self.base_url} failed: {exc.message}") from None
+        finally:
+            resp.close()
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """A piece of a streamed reply; the last chunk carries the token counts LM Studio reports (`usage`)."""
+
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def _chat_chunk(line: str) -> ChatChunk | None:
+    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+        return None
+    data = _loads(line[5:])
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("error"), (dict, str)):
+        raise LMStudioError(FailureKind.SERVER_ERROR, _error_message(data) or "the chat stream failed")
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        return ChatChunk(prompt_tokens=_int(usage.get("prompt_tokens")),
+                         completion_tokens=_int(usage.get("completion_tokens")))
+    choices = _list(data.get("choices"))
+    delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+    text = delta.get("content") if isinstance(delta, dict) else None
+    return ChatChunk(text=text) if isinstance(text, str) and text else None
+
+
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """Text lines of a server-sent event stream (LF or CRLF ends a line)."""
     pending = b""

@@ -11,6 +11,7 @@ from lmstudio_tray.emulator.routes.httpserver import SSE_TYPE, Request, Response
 from lmstudio_tray.emulator.state import errors
 from lmstudio_tray.emulator.state.engine import Instance
 from lmstudio_tray.emulator.state.shared import EmulatorState
+from lmstudio_tray.emulator.state.speed import speed_of
 
 
 def body_of(request: Request) -> dict[str, Any]:
@@ -43,8 +44,14 @@ def _serving_instance(state: EmulatorState, body: dict[str, Any], kind: str) -> 
     return state.ready_or_error(target)
 
 
-def v0_extras(instance: Instance, completion_tokens: int, finish: str) -> dict[str, Any]:
+def v0_extras(state: EmulatorState, instance: Instance, completion_tokens: int, finish: str) -> dict[str, Any]:
     spec = instance.spec
+    # LM Studio's own figures: fixed ones unless the emulator runs each model at its own speed.
+    tokens_per_second, first_token = 51.43, 0.111
+    if state.settings.speed_scale is not None:
+        speed = speed_of(spec)
+        tokens_per_second = round(speed.generated_tokens_per_s, 2)
+        first_token = round(speed.first_token_seconds(0), 3)
     runtime = (
         {"name": "mlx-llm-mac-arm64-apple-metal-advsimd", "version": "0.26.1", "supported_formats": ["safetensors"]}
         if spec.format == "mlx"
@@ -52,9 +59,9 @@ def v0_extras(instance: Instance, completion_tokens: int, finish: str) -> dict[s
     )
     return {
         "stats": {
-            "tokens_per_second": 51.43,
-            "time_to_first_token": 0.111,
-            "generation_time": round(completion_tokens / 51.43, 3),
+            "tokens_per_second": tokens_per_second,
+            "time_to_first_token": first_token,
+            "generation_time": round(completion_tokens / tokens_per_second, 3),
             "stop_reason": "eosFound" if finish == "stop" else "maxPredictedTokensReached",
         },
         "model_info": {
@@ -88,7 +95,8 @@ def chat_completions(state: EmulatorState, request: Request, *, rest_v0: bool = 
     }
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        chunks = _chat_stream(state, instance, base, pieces, finish, usage if include_usage else None)
+        first_wait = state.first_token_wait(instance.spec, usage["prompt_tokens"])
+        chunks = _chat_stream(state, instance, base, pieces, finish, usage if include_usage else None, first_wait)
         return Response(content_type=SSE_TYPE, stream=chunks)
     state.engine.begin_use(instance)
     try:
@@ -101,7 +109,7 @@ def chat_completions(state: EmulatorState, request: Request, *, rest_v0: bool = 
             "usage": usage,
         }
         if rest_v0:
-            result.update(v0_extras(instance, len(pieces), finish))
+            result.update(v0_extras(state, instance, len(pieces), finish))
         else:
             result.update(stats={}, system_fingerprint=instance.identifier)
         return json_response(result)
@@ -133,7 +141,7 @@ def _tool_call_reply(
                 "usage": usage,
             }
             if rest_v0:
-                result.update(v0_extras(instance, completion, "tool_calls"))
+                result.update(v0_extras(state, instance, completion, "tool_calls"))
             else:
                 result.update(stats={}, system_fingerprint=instance.identifier)
             return json_response(result)
@@ -180,17 +188,21 @@ def _chat_stream(
     pieces: list[str],
     finish: str,
     usage: dict[str, int] | None,
+    first_wait: float = 0.0,
 ) -> Iterator[bytes]:
     state.engine.begin_use(instance)
     try:
         head = {**base, "object": "chat.completion.chunk", "system_fingerprint": instance.identifier}
+        token_wait = state.token_wait(instance.spec)
+        if first_wait:
+            time.sleep(first_wait)  # reading the prompt: the time to first token
         for index, piece in enumerate(pieces):
             delta: dict[str, Any] = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             yield content.sse_data(
                 {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
             )
-            if state.settings.token_delay:
-                time.sleep(state.settings.token_delay)
+            if token_wait:
+                time.sleep(token_wait)
         yield content.sse_data(
             {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]}
         )
@@ -222,7 +234,7 @@ def completions(state: EmulatorState, request: Request, *, rest_v0: bool = False
             },
         }
         if rest_v0:
-            result.update(v0_extras(instance, len(pieces), finish))
+            result.update(v0_extras(state, instance, len(pieces), finish))
         else:
             result.update(stats={}, system_fingerprint=instance.identifier)
         return json_response(result)

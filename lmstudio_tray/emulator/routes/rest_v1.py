@@ -191,14 +191,18 @@ def _chat_stream(state: EmulatorState, target: Target, prompt: str, body: dict[s
     state.engine.begin_use(instance)
     try:
         yield content.sse_event("prompt_processing.start", {"type": "prompt_processing.start"})
+        first_wait = state.first_token_wait(instance.spec, content.count_tokens(prompt))
+        if first_wait:
+            time.sleep(first_wait)
         yield content.sse_event("prompt_processing.end", {"type": "prompt_processing.end"})
         result = _chat_result(state, instance, prompt, body, load_time if target.owns_job else None)
         pieces, _ = content.reply_tokens(instance.identifier, prompt, body.get("max_output_tokens"))
         yield content.sse_event("message.start", {"type": "message.start"})
+        token_wait = state.token_wait(instance.spec)
         for piece in pieces:
             yield content.sse_event("message.delta", {"type": "message.delta", "content": piece})
-            if state.settings.token_delay:
-                time.sleep(state.settings.token_delay)
+            if token_wait:
+                time.sleep(token_wait)
         yield content.sse_event("message.end", {"type": "message.end"})
         yield content.sse_event("chat.end", {"type": "chat.end", "result": result})
     finally:

@@ -12,7 +12,7 @@ from lmstudio_tray.emulator.state.versioning import VersionProfile, parse_versio
 LIVE_SETTINGS = frozenset(
     {
         "version", "jit", "auto_evict", "default_ttl", "auth_token", "load_seconds", "token_delay", "fail_loads",
-        "memory_bytes", "download_speed", "fail_downloads", "launch_error",
+        "memory_bytes", "download_speed", "fail_downloads", "launch_error", "speed_scale",
     }
 )
 # What the resource guardrails allow by default: enough for every model of the default catalog at its
@@ -49,6 +49,9 @@ class EmulatorSettings:
     download_speed: float = 250_000_000.0
     # Model key -> fraction of its bytes after which its download fails (0.5 = halfway).
     fail_downloads: dict[str, float] = field(default_factory=dict)
+    # Set: each model streams and loads at its own speed from its size and quantisation (state/speed.py),
+    # every wait multiplied by this; None keeps the fixed `load_seconds` and `token_delay`.
+    speed_scale: float | None = None
 
     def __post_init__(self) -> None:
         parse_version(self.version)
@@ -73,6 +76,8 @@ def check_live(settings: EmulatorSettings) -> None:
         raise ValueError("memory_bytes must be > 0")
     if settings.download_speed <= 0:
         raise ValueError("download_speed must be > 0 (bytes per second)")
+    if settings.speed_scale is not None and not settings.speed_scale > 0:
+        raise ValueError("speed_scale must be > 0 (a multiplier of every model's waits), or None to turn it off")
     for key, fraction in settings.fail_downloads.items():
         if not 0 <= float(fraction) < 1:
             raise ValueError(f"fail_downloads[{key!r}] must be a fraction in [0, 1), got {fraction!r}")

@@ -15,6 +15,7 @@ from lmstudio_tray.emulator.state.faults import FaultBook
 from lmstudio_tray.emulator.state.records import RequestLog
 from lmstudio_tray.emulator.state.resources import Estimate, estimate
 from lmstudio_tray.emulator.state.settings import EmulatorSettings
+from lmstudio_tray.emulator.state.speed import speed_of
 
 ModelKind = Literal["llm", "embedding"]
 
@@ -68,7 +69,20 @@ class EmulatorState:
 
     # --- per-model settings --------------------------------------------------------------------------
     def load_seconds(self, spec: ModelSpec) -> float:
-        return spec.load_seconds if spec.load_seconds is not None else self.settings.load_seconds
+        if spec.load_seconds is not None:
+            return spec.load_seconds
+        scale = self.settings.speed_scale
+        return speed_of(spec).load_seconds * scale if scale is not None else self.settings.load_seconds
+
+    def first_token_wait(self, spec: ModelSpec, prompt_tokens: int) -> float:
+        """Seconds before the first token of a streamed reply: none without per-model speeds."""
+        scale = self.settings.speed_scale
+        return speed_of(spec).first_token_seconds(prompt_tokens) * scale if scale is not None else 0.0
+
+    def token_wait(self, spec: ModelSpec) -> float:
+        """Seconds after each streamed token."""
+        scale = self.settings.speed_scale
+        return scale / speed_of(spec).generated_tokens_per_s if scale is not None else self.settings.token_delay
 
     def fail_message(self, spec: ModelSpec, context_length: int | None, gpu: float | None) -> str | None:
         """Why a load of `spec` fails: a configured failure, else the guardrails when the estimate does not fit."""

@@ -1,0 +1,316 @@
+"""Model benchmarks: a fixed, versioned suite of prompts streamed through LM Studio's OpenAI-compatible API, timed
+per model (load, time to first token, prompt and generated tokens/s) over N runs, reported as median and spread.
+
+A model that is not loaded is loaded for its run, and what was loaded before (the same models, with the same
+contexts) is put back afterwards, also when the run fails or is cancelled. Everything here is awaited on the
+caller's loop and only does network I/O through `LMStudioClient`; nothing blocks it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import re
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from lmstudio_tray.core.errors import LMStudioError
+from lmstudio_tray.core.lmstudio.client import LMStudioClient
+from lmstudio_tray.core.models import ModelInfo, ModelType
+
+# Raise it whenever a prompt, a limit or a check of a suite changes: figures of different versions do not compare.
+SUITE_VERSION = 1
+
+_LONG_TEXT = " ".join(
+    f"Paragraph {n}: a lighthouse keeper logs the weather, the passing ships and the state of the lamp every hour."
+    for n in range(1, 41)
+)
+
+
+class Suite(str, Enum):
+    """The standard suites; their prompts are in `SUITES`, their version is `SUITE_VERSION`."""
+
+    QUICK = "quick"
+    CODING = "coding"
+
+
+@dataclass(frozen=True)
+class BenchPrompt:
+    """One prompt of a suite: its text, the most tokens the reply may have, and the check of its answer."""
+
+    name: str
+    text: str
+    max_tokens: int
+    # A checked answer: the reply passes when this returns True (None: not checked).
+    check: Callable[[str], bool] | None = None
+
+
+def python_defines(reply: str, function: str) -> bool:
+    """Whether the reply's code (its first fenced block, else all of it) parses as Python and defines
+    `function`. The code is parsed, never run."""
+    fenced = re.search(r"```(?:python|py)?\s*\n(.*?)```", reply, re.DOTALL)
+    code = fenced.group(1) if fenced else reply
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.FunctionDef) and node.name == function for node in ast.walk(tree))
+
+
+SUITES: dict[Suite, tuple[BenchPrompt, ...]] = {
+    Suite.QUICK: (
+        BenchPrompt("short", "Name three primary colours.", 64),
+        BenchPrompt("long", _LONG_TEXT + "\n\nSummarise the keeper's log in two sentences.", 128),
+    ),
+    Suite.CODING: (
+        BenchPrompt("short", "Name three primary colours.", 64),
+        BenchPrompt(
+            "code",
+            "Write a Python function `is_palindrome(text: str) -> bool` that ignores case and spaces. "
+            "Reply with the code only, in one ```python block.",
+            256,
+            lambda reply: python_defines(reply, "is_palindrome"),
+        ),
+        BenchPrompt("long", _LONG_TEXT + "\n\nSummarise the keeper's log in two sentences.", 128),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median, lowest and highest of a figure over the runs."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread | None:
+        """The spread of `values`; None when there are none (a figure no run could measure)."""
+        return cls(statistics.median(values), min(values), max(values)) if values else None
+
+    def to_json(self) -> dict[str, float]:
+        """`median`, `low`, `high`, rounded for output."""
+        return {"median": round(self.median, 4), "low": round(self.low, 4), "high": round(self.high, 4)}
+
+
+@dataclass(frozen=True)
+class RunSample:
+    """One run of the suite on one model."""
+
+    first_token_seconds: float
+    prompt_tokens_per_s: float | None
+    generated_tokens_per_s: float | None
+    checks_passed: int
+    checks: int
+
+
+@dataclass(frozen=True)
+class ModelBench:
+    """The figures of one model over all runs of a bench."""
+
+    model: str
+    quantization: str | None
+    context_length: int | None
+    memory_bytes: int | None  # the model's size as LM Studio reports it
+    loaded_for_bench: bool
+    load_seconds: float | None
+    first_token_seconds: Spread | None
+    prompt_tokens_per_s: Spread | None
+    generated_tokens_per_s: Spread | None
+    checks_passed: int
+    checks: int
+    runs: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures as JSON data (`bench --json`)."""
+
+        def spread(value: Spread | None) -> dict[str, float] | None:
+            return value.to_json() if value else None
+
+        return {
+            "model": self.model, "quantization": self.quantization, "context_length": self.context_length,
+            "memory_bytes": self.memory_bytes, "loaded_for_bench": self.loaded_for_bench,
+            "load_seconds": self.load_seconds, "first_token_seconds": spread(self.first_token_seconds),
+            "prompt_tokens_per_s": spread(self.prompt_tokens_per_s),
+            "generated_tokens_per_s": spread(self.generated_tokens_per_s),
+            "checks_passed": self.checks_passed, "checks": self.checks, "runs": self.runs,
+        }
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A whole bench: the suite, its version, LM Studio's version when known, the models fastest first."""
+
+    suite: Suite
+    suite_version: int
+    lmstudio_version: str | None
+    results: tuple[ModelBench, ...]  # fastest generation first
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON data (`bench --json`)."""
+        return {
+            "suite": self.suite.value, "suite_version": self.suite_version,
+            "lmstudio_version": self.lmstudio_version, "results": [r.to_json() for r in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class BenchProgress:
+    """What the bench is doing now, for a progress display."""
+
+    model: str
+    step: str  # "loading", "run 2/3", "restoring"
+
+
+class BenchError(Exception):
+    """A bench could not run; the message says what to do."""
+
+
+@dataclass
+class _Timing:
+    started: float
+    first: float | None = None
+    last: float | None = None
+    text: list[str] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+Loaded = tuple[tuple[str, str, int | None], ...]  # (instance id, model key, context length)
+
+
+def loaded_state(models: Sequence[ModelInfo]) -> Loaded:
+    """What is loaded in a listing, as comparable data."""
+    return tuple(sorted((i.id, m.key, i.context_length) for m in models for i in m.instances))
+
+
+class Bench:
+    """Benchmarks models of one LM Studio server through `client`."""
+
+    def __init__(
+        self,
+        client: LMStudioClient,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        progress: Callable[[BenchProgress], None] | None = None,
+        lmstudio_version: str | None = None,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._progress = progress or (lambda _p: None)
+        self._version = lmstudio_version
+
+    async def run(self, models: Sequence[str], suite: Suite = Suite.QUICK, runs: int = 3) -> BenchReport:
+        """Bench `models` (none: the chat models loaded now) one after the other. BenchError for bad input
+        (before anything is loaded), LMStudioError when LM Studio fails; either way, and when cancelled, what
+        was loaded is put back first."""
+        if runs < 1:
+            raise BenchError(f"--runs must be at least 1, got {runs}")
+        listing = (await self._client.list_models()).models
+        infos = {m.key: m for m in listing}
+        chosen = list(models) or [m.key for m in listing if m.instances and m.type is ModelType.LLM]
+        if not chosen:
+            raise BenchError("no model is loaded: name the models to bench")
+        unknown = [key for key in chosen if key not in infos]
+        if unknown:
+            raise BenchError(f"not downloaded: {', '.join(unknown)}; see `lmstudio-tray models list`")
+        results = []
+        for key in chosen:
+            results.append(await self._bench_model(infos[key], listing, suite, runs))
+        ranked = sorted(results, key=lambda r: -(r.generated_tokens_per_s.median if r.generated_tokens_per_s else 0))
+        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked))
+
+    async def _bench_model(
+        self, info: ModelInfo, listing: Sequence[ModelInfo], suite: Suite, runs: int
+    ) -> ModelBench:
+        before = loaded_state(listing)
+        load_seconds: float | None = None
+        try:
+            if info.instances:
+                target, context = info.instances[0].id, info.instances[0].context_length
+            else:
+                self._progress(BenchProgress(info.key, "loading"))
+                started = self._clock()
+                loaded = await self._client.load(info.key)
+                load_seconds = loaded.seconds if loaded.seconds is not None else self._clock() - started
+                target, context = loaded.instance_id, loaded.context_length
+            samples = []
+            for n in range(runs):
+                self._progress(BenchProgress(info.key, f"run {n + 1}/{runs}"))
+                samples.append(await self._run_suite(target, SUITES[suite]))
+        finally:
+            self._progress(BenchProgress(info.key, "restoring"))
+            await _shielded(self._restore(before))
+        return ModelBench(
+            model=info.key, quantization=info.quantization, context_length=context, memory_bytes=info.size_bytes,
+            loaded_for_bench=not info.instances, load_seconds=load_seconds,
+            first_token_seconds=Spread.of([s.first_token_seconds for s in samples]),
+            prompt_tokens_per_s=Spread.of([s.prompt_tokens_per_s for s in samples if s.prompt_tokens_per_s]),
+            generated_tokens_per_s=Spread.of(
+                [s.generated_tokens_per_s for s in samples if s.generated_tokens_per_s]
+            ),
+            checks_passed=sum(s.checks_passed for s in samples), checks=sum(s.checks for s in samples), runs=runs,
+        )
+
+    async def _run_suite(self, target: str, prompts: Sequence[BenchPrompt]) -> RunSample:
+        timings = [await self._send(target, p) for p in prompts]
+        first = timings[0]
+        longest = max(timings, key=lambda t: t.prompt_tokens or 0)
+        prompt_tps = (
+            longest.prompt_tokens / (longest.first - longest.started)
+            if longest.prompt_tokens and longest.first is not None and longest.first > longest.started else None
+        )
+        generated = sum(max(0, (t.completion_tokens or len(t.text)) - 1) for t in timings)
+        generating = sum(t.last - t.first for t in timings if t.first is not None and t.last is not None)
+        checked = [(p, t) for p, t in zip(prompts, timings, strict=True) if p.check is not None]
+        return RunSample(
+            first_token_seconds=(first.first if first.first is not None else self._clock()) - first.started,
+            prompt_tokens_per_s=prompt_tps,
+            generated_tokens_per_s=generated / generating if generating > 0 and generated else None,
+            checks_passed=sum(1 for p, t in checked if p.check is not None and p.check("".join(t.text))),
+            checks=len(checked),
+        )
+
+    async def _send(self, target: str, prompt: BenchPrompt) -> _Timing:
+        timing = _Timing(self._clock())
+        messages = [{"role": "user", "content": prompt.text}]
+        async for chunk in self._client.chat_stream(target, messages, max_tokens=prompt.max_tokens):
+            if chunk.text:
+                now = self._clock()
+                timing.first = now if timing.first is None else timing.first
+                timing.last = now
+                timing.text.append(chunk.text)
+            if chunk.prompt_tokens is not None:
+                timing.prompt_tokens, timing.completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
+        return timing
+
+    async def _restore(self, before: Loaded) -> None:
+        """Put back what was loaded: unload what the bench added, load again (same context) what went away."""
+        now = loaded_state((await self._client.list_models()).models)
+        was = {(key, ctx) for _id, key, ctx in before}
+        is_ = {(key, ctx) for _id, key, ctx in now}
+        for instance_id, key, ctx in now:
+            if (key, ctx) not in was:
+                await self._client.unload(instance_id)
+        for _id, key, ctx in before:
+            if (key, ctx) not in is_:
+                await self._client.load(key, context_length=ctx)
+
+
+async def _shielded(work: Awaitable[None]) -> None:
+    """Finish `work` even when the caller is cancelled meanwhile (Ctrl-C must still put the models back),
+    then let the cancellation through."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # a failed restore is not reported over the cancellation, which is what the caller hears about
+        with contextlib.suppress(LMStudioError):
+            await task
+        raise

@@ -1,0 +1,99 @@
+"""`lmstudio-tray bench` against the emulator's per-model speeds: the ranking, the results kept in the analytics
+store and shown by `stats`, what was loaded put back (also on Ctrl-C), and refused input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmstudio_tray.emulator import Emulator
+from tests.core.test_cli import run, write_config
+from tests.emulator_fixtures import EmulatorFactory
+
+SMALL = "qwen/qwen3-4b-2507"
+LARGE = "google/gemma-3-12b"
+KEPT = "llama-3.2-3b-instruct"
+
+
+def loaded(emu: Emulator) -> set[tuple[str, int]]:
+    return {(i.spec.key, i.context_length) for i in emu.state.engine.loaded()}
+
+
+@pytest.fixture
+def emu(emulator_factory: EmulatorFactory) -> Emulator:
+    emu = emulator_factory(speed_scale=0.02)
+    emu.load(KEPT, context_length=8192)
+    return emu
+
+
+def test_bench_ranks_stores_and_restores(tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, db = write_config(tmp_path, emu.api_url), tmp_path / "analytics.sqlite3"
+    code, out, err = run(capsys, "--config", str(cfg), "bench", LARGE, SMALL, "--runs", "2", "--json", "--db", str(db))
+    assert code == 0, err
+    report = json.loads(out)
+    assert [r["model"] for r in report["results"]] == [SMALL, LARGE]
+    assert f"bench: {SMALL}: run 2/2" in err
+    assert loaded(emu) == {(KEPT, 8192)}
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT model, suite, suite_version, quantization, context_length, runs, gen_tps "
+                            "FROM bench_runs ORDER BY gen_tps DESC").fetchall()
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
+        (SMALL, "quick", 1, "Q4_K_M", 4096, 2), (LARGE, "quick", 1, "Q4_K_M", 4096, 2),
+    ]
+    code, out, _ = run(capsys, "stats", "--db", str(db), "--json")
+    assert code == 0 and [b["model"] for b in json.loads(out)["bench"]] == [SMALL, LARGE]
+    code, out, _ = run(capsys, "stats", "--db", str(db))
+    assert code == 0 and "Benchmarks" in out and "quick v1" in out and SMALL in out
+
+
+def test_bench_table_on_a_terminal(tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, emu.api_url)
+    code, out, err = run(capsys, "--config", str(cfg), "bench", KEPT, "--runs", "1", "--suite", "coding",
+                         "--db", str(tmp_path / "a.sqlite3"))
+    assert code == 0, err
+    assert "Suite coding v1" in out and KEPT in out and "0/1" in out  # the emulator cannot write code
+
+
+def test_bench_refuses_unknown_models_and_bad_runs(
+    tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, emu.api_url)
+    code, _, err = run(capsys, "--config", str(cfg), "bench", "no/such-model")
+    assert code == 2 and "not downloaded: no/such-model" in err
+    code, _, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "0")
+    assert code == 2 and "--runs must be at least 1" in err
+    assert loaded(emu) == {(KEPT, 8192)}
+
+
+def test_ctrl_c_puts_back_what_was_loaded(tmp_path: Path, emu: Emulator) -> None:
+    cfg = write_config(tmp_path, emu.api_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmstudio_tray", "--config", str(cfg), "bench", SMALL, "--runs", "100000",
+         "--db", str(tmp_path / "a.sqlite3")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "run 1/" in line:
+                break
+        assert (SMALL, 4096) in loaded(emu), seen
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "put back" in err
+    assert loaded(emu) == {(KEPT, 8192)}
