@@ -27,15 +27,17 @@ class Hub:
         self.state = state
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.port = 0
 
-    def start(self, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "serve", "--hub", "--port", "0",
+    def start(self, *extra: str, port: int = 0) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "lmstudio_tray", "serve", "--hub", "--port", str(port),
                                       "--state-dir", str(self.state), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line.startswith("lmstudio-tray hub: "), (line, self.proc.stderr.read() if self.proc.stderr else "")
         self.url = line.split(": ", 1)[1].strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -51,15 +51,15 @@ def run_hub(args: argparse.Namespace) -> int:
                            cert=Path(args.tls_cert) if args.tls_cert else None,
                            key=Path(args.tls_key) if args.tls_key else None)
     server = HubServer(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL is printed: a stop right after it is clean
+        signal.signal(sig, lambda *_: stop.set())
     try:
         server.start()
     except HubError as exc:
         print(f"lmstudio-tray: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"lmstudio-tray hub: {server.url}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop()
     return EXIT_OK
