@@ -20,6 +20,7 @@ from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.control.server_control import ServerControl
+from lmstudio_tray.core.control.team_sync import HUB_TOKEN, TeamSync
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
@@ -88,6 +89,9 @@ class Core:
         self.actions = Actions(self.monitor, self.bus, estimator=self.estimator, lms_factory=self._make_lms,
                                team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
                                server_control=lambda: self.config.actions.server_control)
+        # the member side of the team hub (a service the composition root starts for `serve` and the tray)
+        self.team_sync = TeamSync(self.teams.known_source(lambda: self.config), self.model_uses,
+                                  lambda: self._read_token(HUB_TOKEN))
         # this machine's LM Studio: its server's settings and the service itself (llmster or the desktop app)
         self.server_control = ServerControl(
             lambda: Lms(self.lms_path) if self.lms_path is not None else None,

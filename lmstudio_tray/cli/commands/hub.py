@@ -42,7 +42,7 @@ def run_member(args: argparse.Namespace) -> int:
         if args.member_command == "add":
             token = tokens.add(args.name)
             print(f"member {args.name} added; its token (shown only now, keep it in the member's keyring with "
-                  f"`lmstudio-tray token set hub`):", file=sys.stderr)
+                  f"`lmstudio-tray token set team-hub` on their machine):", file=sys.stderr)
             print(token)
         elif args.member_command == "revoke":
             tokens.revoke(args.name)

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from lmstudio_tray.core.config.team import TeamProfile
@@ -23,6 +24,7 @@ from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.control.shared_guard import guard_change, models_affected, shares
+from lmstudio_tray.core.control.team_sync import read_others
 from lmstudio_tray.core.errors import (
     ActionError,
     ActionErrorKind,
@@ -139,9 +141,11 @@ class Actions:
         uses: ModelUseLog | None = None,
         marks: LoadMarks | None = None,
         server_control: Callable[[], bool] | None = None,
+        others: Path | None = None,
     ) -> None:
         """`team`: the team profile in effect; `uses`: the record of recent model use the shared-instance guard
-        reads (the same one the endpoint's router writes); `server_control`: whether starting and stopping
+        reads (the same one the endpoint's router writes); `others`: the other members' uses from the team hub
+        (`team_sync.others_file()` by default); `server_control`: whether starting and stopping
         LM Studio's server is allowed now (asked at each start/stop)."""
         self.monitor = monitor
         self.bus = bus
@@ -151,6 +155,7 @@ class Actions:
         # knows the config (the `Core`), and the record of recent model use; both read at each action.
         self.team: TeamSource = team or (lambda: None)
         self.uses: ModelUseLog | None = uses
+        self.others_path = others
         # asked at each start/stop, so a profile or preset switch applies without a restart
         self.server_control_enabled: Callable[[], bool] = server_control or (lambda: True)
         self._inflight: dict[tuple[str, str], _Flight] = {}
@@ -217,8 +222,9 @@ class Actions:
             return
         uses = self.uses if self.uses is not None else ModelUseLog()
         recorded = await asyncio.to_thread(uses.read)
+        others = await asyncio.to_thread(read_others, self.others_path)
         try:
-            guard_change(team, snap.name, list(dict.fromkeys(models)), uses=uses, recorded=recorded)
+            guard_change(team, snap.name, list(dict.fromkeys(models)), uses=uses, recorded=recorded, others=others)
         except SharedInstanceBusy as exc:
             raise SharedBusyError(exc) from None
 
