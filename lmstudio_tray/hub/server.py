@@ -89,6 +89,7 @@ def _parse_uses(body: bytes) -> list[Use]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may stay silent (also bounds a stalled TLS handshake)
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line only, never headers (the token)
@@ -203,7 +204,9 @@ class HubServer:
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            # the handshake happens in the connection's own thread (on its first read), not in `accept`, so a client
+            # that connects and says nothing holds up only itself, for at most the handler's timeout
+            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="lmstudio-tray-hub", daemon=True)
         self._thread.start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -137,3 +139,24 @@ def test_member_names_are_checked(tmp_path: Path) -> None:
     MemberTokens(tmp_path).add("bob")
     again = cli("hub", "member", "add", "bob", "--state-dir", str(tmp_path))
     assert again.returncode == 1 and "hub member revoke bob" in again.stderr
+
+
+def test_with_a_certificate_the_hub_serves_the_network_over_tls_only(hub: Hub, tmp_path: Path) -> None:
+    cert, key = tmp_path / "hub.pem", tmp_path / "hub-key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                           "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                           "-out", str(cert)], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    alice = hub.add("alice")
+    hub.start("--host", "0.0.0.0", "--tls-cert", str(cert), "--tls-key", str(key))
+    assert hub.url.startswith("https://0.0.0.0:")
+    url = f"https://127.0.0.1:{hub.port}"
+    silent = socket.create_connection(("127.0.0.1", hub.port))  # connects, never says hello: must block no one
+    trust = ssl.create_default_context(cafile=str(cert))
+    answer = httpx.get(f"{url}/v1/uses", headers={"Authorization": f"Bearer {alice}"}, verify=trust)
+    silent.close()
+    assert answer.status_code == 200 and answer.json() == {"uses": []}
+    with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
+        httpx.get(f"http://127.0.0.1:{hub.port}/v1/health")
+    half = cli("serve", "--hub", "--port", "0", "--tls-cert", str(cert), "--state-dir", str(tmp_path / "x"))
+    assert half.returncode == 1 and "both --tls-cert and --tls-key" in half.stderr
