@@ -25,7 +25,7 @@ from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
-from lmstudio_tray.core.models import StatusReport
+from lmstudio_tray.core.models import HubState, StatusReport
 from lmstudio_tray.core.support.logs import register_secret
 from lmstudio_tray.core.support.secrets import SecretStore, open_store
 from lmstudio_tray.core.threads import WrongThread
@@ -179,6 +179,7 @@ class Core:
             active=self.active_instance,
             profile=self.config.active_profile,
             downloads=self.downloads.active(),
+            team_hub=self.team_sync.status if self.team_sync.status.state is not HubState.OFF else None,
         )
 
     @property

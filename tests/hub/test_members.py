@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lmstudio_tray.core.control.model_use import ModelUseLog
@@ -71,6 +72,12 @@ class Member:
             return {}
         return data
 
+    def hub_status(self) -> object:
+        """`team_hub` of the running serve's /v1/status."""
+        found = json.loads((self.root / "endpoint.json").read_text())
+        answer = httpx.get(f"{found['url']}/v1/status", headers={"Authorization": f"Bearer {found['token']}"})
+        return answer.json()["team_hub"]
+
     def log(self) -> str:
         try:
             return "".join(p.read_text() for p in sorted((self.root / "state").rglob("*.log*")))
@@ -126,9 +133,13 @@ def test_hub_down_then_restarted_members_keep_working_and_catch_up(team: tuple[H
     # with the hub down the guard has only local knowledge: bob's use is not known, and nothing fails
     wait_for(lambda: "hub: unreachable" in alice.log(), "alice says once that the hub is unreachable")
     assert not bob_seen(alice)
+    status = alice.hub_status()
+    assert isinstance(status, dict) and status["state"] == "unreachable" and "did not answer" in status["message"]
     assert "gpu (active): ready" in alice.cli("status").stdout  # (the default `local` is offline here)
     hub.start(port=hub.port)
     wait_for(lambda: bob_seen(alice), "alice learns of bob's use once the hub is back")
+    wait_for(lambda: alice.hub_status() == {"state": "connected", "message": "", "member": "alice"},
+             "alice's status says the hub answers again")
     assert alice.log().count("hub: unreachable") == 1
 
 

@@ -17,14 +17,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
-from lmstudio_tray.core.models import WireEnum
+from lmstudio_tray.core.models import HubState, HubStatus
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 
@@ -56,28 +55,6 @@ def read_others(path: Path | None = None) -> OtherUses:
                     seen = (str(entry[0]), float(entry[1]))
                     out.setdefault(str(instance), {}).setdefault(str(model), []).append(seen)
     return out
-
-
-class HubState(WireEnum):
-    """Where the member side stands with the hub."""
-
-    OFF = "off"  # the team profile names no hub
-    CONNECTED = "connected"
-    UNREACHABLE = "unreachable"  # no answer: local knowledge only
-    REFUSED = "refused"  # the hub or this client refused (token missing, unknown or revoked; plain HTTP)
-
-
-@dataclass(frozen=True)
-class HubStatus:
-    """The last sync's outcome: the state, a sentence saying what to do, this member's name as the hub knows it."""
-
-    state: HubState = HubState.OFF
-    message: str = ""
-    member: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The status as JSON data."""
-        return {"state": self.state.value, "message": self.message, "member": self.member}
 
 
 class HubRefused(Exception):
