@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         description="Run the core and the loopback endpoint for the OpenCode plugin until interrupted. "
         "Prints the endpoint URL; state changes are logged.",
     )
-    p.add_argument("--port", type=int, default=None, help="endpoint port (default: endpoint.port; 0 = any free)")
+    p.add_argument("--port", type=int, default=None,
+                   help="endpoint port (default: endpoint.port; 0 = any free); with --hub the hub's (default 8765)")
     p.add_argument("--no-notify", action="store_true", help="do not show desktop notifications")
     hub = p.add_argument_group("team hub", "with --hub, run the team hub instead of the endpoint "
                                "(docs/multi-instance.md)")
