@@ -61,3 +61,36 @@ def test_the_guard_names_the_other_member_and_keeps_local_behaviour(tmp_path: Pa
     shared_guard.guard_change(team, "other", ["m"], uses=uses, recorded={}, others=others, now=now)  # not shared
     with pytest.raises(SharedInstanceBusy, match="this machine"):  # this machine's own use, as before
         shared_guard.guard_change(team, "gpu", ["x"], uses=uses, recorded={"gpu": {"x": now - 5}}, others={}, now=now)
+
+
+async def test_a_round_that_fails_unexpectedly_does_not_end_the_service(tmp_path: Path) -> None:
+    """The others' file cannot be written (a directory stands there): the round fails, the service goes on."""
+    import asyncio
+    import json
+    import threading
+
+    from lmstudio_tray.hub.members import MemberTokens
+    from lmstudio_tray.hub.server import HubServer, HubSettings
+
+    token = MemberTokens(tmp_path / "hub").add("alice")
+    server = HubServer(HubSettings(state=tmp_path / "hub", port=0))
+    server.start()
+    try:
+        blocked = tmp_path / "others"
+        blocked.mkdir()
+        team = profile(tmp_path, server.url)
+        rounds = threading.Semaphore(0)
+
+        def counted() -> TeamProfile:
+            rounds.release()
+            return TeamProfile(**{**team.__dict__, "hub_every": 0.2})
+
+        sync = TeamSync(counted, ModelUseLog(tmp_path / "uses.json"), lambda: token, others=blocked)
+        await sync.start()
+        for _ in range(3):  # three rounds: the first one's failure did not end the task
+            assert await asyncio.to_thread(rounds.acquire, True, 120), "the service stopped after a failed round"
+        assert sync._task is not None and not sync._task.done()
+        await sync.stop()
+        assert json.loads((tmp_path / "hub" / "uses.json").read_text()) == {}
+    finally:
+        server.stop()

@@ -109,11 +109,16 @@ class TeamSync:
 
     async def _run(self) -> None:
         while True:
-            team = self.team()
-            if team is not None and team.hub:
-                self._set(await asyncio.to_thread(self._round, team))
-            else:
-                self._set(HubStatus())
+            team: TeamProfile | None = None
+            try:
+                team = self.team()
+                if team is not None and team.hub:
+                    self._set(await asyncio.to_thread(self._round, team))
+                else:
+                    self._set(HubStatus())
+            except Exception as exc:  # a failed round (a full disk, a broken profile) must not end the service
+                log.debug("team hub round failed", exc_info=True)
+                self._set(HubStatus(HubState.UNREACHABLE, f"the last round failed: {type(exc).__name__}: {exc}"))
             await asyncio.sleep(team.hub_every if team is not None else 5.0)
 
     def _set(self, status: HubStatus) -> None:
