@@ -115,6 +115,7 @@ def attach_surfaces(
     core.add_service(endpoint.start, endpoint.stop)
     if analytics is not None:
         core.add_service(analytics.start, analytics.stop)
+    core.add_service(core.team_sync.start, core.team_sync.stop)  # idle unless the team profile names a hub
     telemetry = _telemetry(core, command)
     notifications = _notifications(core, notifier) if notify else None
     return Surfaces(endpoint, analytics, insights, telemetry, notifications)

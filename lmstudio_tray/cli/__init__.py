@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "profile",
     "instances",
     "team",
+    "hub",
     "stats",
     "doctor",
 )
@@ -51,6 +52,7 @@ COMMAND_HOME = {
     "profile": "profile",
     "instances": "instances",
     "team": "team",
+    "hub": "hub",
     "stats": "stats",
     "doctor": "doctor",
     "dashboard": "stats",

@@ -266,6 +266,28 @@ class DownloadState:
         }
 
 
+class HubState(WireEnum):
+    """Where the member side stands with the hub."""
+
+    OFF = "off"  # the team profile names no hub
+    CONNECTED = "connected"
+    UNREACHABLE = "unreachable"  # no answer: local knowledge only
+    REFUSED = "refused"  # the hub or this client refused (token missing, unknown or revoked; plain HTTP)
+
+
+@dataclass(frozen=True)
+class HubStatus:
+    """The last sync's outcome: the state, a sentence saying what to do, this member's name as the hub knows it."""
+
+    state: HubState = HubState.OFF
+    message: str = ""
+    member: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as JSON data."""
+        return {"state": self.state.value, "message": self.message, "member": self.member}
+
+
 @dataclass(frozen=True)
 class StatusReport:
     """All instances at once: what `status --json`, `/v1/status` and the tray show."""
@@ -274,6 +296,7 @@ class StatusReport:
     active: str | None = None
     profile: str | None = None
     downloads: tuple[DownloadState, ...] = ()  # downloads in progress that this process follows
+    team_hub: HubStatus | None = None  # None when the team profile names no hub
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data: the shape of `status --json` and `/v1/status`."""
@@ -282,4 +305,5 @@ class StatusReport:
             "profile": self.profile,
             "instances": [s.to_json() for s in self.instances],
             "downloads": [d.to_json() for d in self.downloads],
+            "team_hub": self.team_hub.to_json() if self.team_hub is not None else None,
         }

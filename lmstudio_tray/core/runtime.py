@@ -20,11 +20,12 @@ from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.control.server_control import ServerControl
+from lmstudio_tray.core.control.team_sync import HUB_TOKEN, TeamSync
 from lmstudio_tray.core.errors import ConfigError
 from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
-from lmstudio_tray.core.models import StatusReport
+from lmstudio_tray.core.models import HubState, StatusReport
 from lmstudio_tray.core.support.logs import register_secret
 from lmstudio_tray.core.support.secrets import SecretStore, open_store
 from lmstudio_tray.core.threads import WrongThread
@@ -89,6 +90,9 @@ class Core:
                                team=self.teams.known_source(lambda: self.config), uses=self.model_uses,
                                server_control=lambda: self.config.actions.server_control,
                                fit_check=lambda: self.config.loads.fit_check)
+        # the member side of the team hub (a service the composition root starts for `serve` and the tray)
+        self.team_sync = TeamSync(self.teams.known_source(lambda: self.config), self.model_uses,
+                                  lambda: self._read_token(HUB_TOKEN))
         # this machine's LM Studio: its server's settings and the service itself (llmster or the desktop app)
         self.server_control = ServerControl(
             lambda: Lms(self.lms_path) if self.lms_path is not None else None,
@@ -176,6 +180,7 @@ class Core:
             active=self.active_instance,
             profile=self.config.active_profile,
             downloads=self.downloads.active(),
+            team_hub=self.team_sync.status if self.team_sync.status.state is not HubState.OFF else None,
         )
 
     @property

@@ -16,7 +16,7 @@ from tests.architecture.helpers import PACKAGE
 
 ROOT = PACKAGE.parent
 SURFACES = ["lmstudio_tray.api", "lmstudio_tray.tray", "lmstudio_tray.notify", "lmstudio_tray.opencode",
-            "lmstudio_tray.analytics", "lmstudio_tray.diagnostics"]
+            "lmstudio_tray.analytics", "lmstudio_tray.diagnostics", "lmstudio_tray.hub"]
 
 
 def contracts() -> list[dict[str, object]]:

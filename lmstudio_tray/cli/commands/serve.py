@@ -22,12 +22,53 @@ def register(subparsers: Any) -> None:
         description="Run the core and the loopback endpoint for the OpenCode plugin until interrupted. "
         "Prints the endpoint URL; state changes are logged.",
     )
-    p.add_argument("--port", type=int, default=None, help="endpoint port (default: endpoint.port; 0 = any free)")
+    p.add_argument("--port", type=int, default=None,
+                   help="endpoint port (default: endpoint.port; 0 = any free); with --hub the hub's (default 8765)")
     p.add_argument("--no-notify", action="store_true", help="do not show desktop notifications")
+    hub = p.add_argument_group("team hub", "with --hub, run the team hub instead of the endpoint "
+                               "(docs/multi-instance.md)")
+    hub.add_argument("--hub", action="store_true", help="run the team hub: members share which models they use")
+    hub.add_argument("--host", default="127.0.0.1",
+                     help="the hub's address (default 127.0.0.1; any other needs --tls-cert and --tls-key)")
+    hub.add_argument("--tls-cert", metavar="PEM", help="the hub's TLS certificate (chain)")
+    hub.add_argument("--tls-key", metavar="PEM", help="the hub's TLS private key")
+    hub.add_argument("--state-dir", metavar="DIR", help="the hub's state dir (default: hub/ in the state dir)")
     p.set_defaults(func=run)
 
 
+def run_hub(args: argparse.Namespace) -> int:
+    """`serve --hub`: the team hub until interrupted (it needs no core: it never talks to LM Studio)."""
+    import threading
+    from pathlib import Path
+
+    from lmstudio_tray.cli.commands.hub import hub_state
+    from lmstudio_tray.hub.server import HubError, HubServer, HubSettings
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("lmstudio-tray: give both --tls-cert and --tls-key, or neither", file=sys.stderr)
+        return EXIT_FAILURE
+    settings = HubSettings(state=hub_state(args.state_dir), host=args.host,
+                           port=8765 if args.port is None else args.port,
+                           cert=Path(args.tls_cert) if args.tls_cert else None,
+                           key=Path(args.tls_key) if args.tls_key else None)
+    server = HubServer(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL is printed: a stop right after it is clean
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server.start()
+    except HubError as exc:
+        print(f"lmstudio-tray: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"lmstudio-tray hub: {server.url}", flush=True)
+    stop.wait()
+    server.stop()
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.hub:
+        return run_hub(args)
     from lmstudio_tray.api.server import EndpointError
     from lmstudio_tray.platform.process import shorten_switch_interval
     from lmstudio_tray.wiring import attach_surfaces

@@ -8,6 +8,7 @@ A team profile looks like a config file plus two tables of its own:
     name = "ml-team"
     locked = ["validation.policy.not_loaded", "notifications.quiet"]   # members cannot override these
     busy_minutes = 5          # a model that served requests this recently is not switched away lightly
+    hub = "https://hub.lan:8765"   # optional: the team hub, where members see each other's model use
 
     [models]
     allowed = ["qwen/qwen3-4b-2507", "google/gemma-3-12b"]             # empty: everything is allowed
@@ -59,6 +60,9 @@ class TeamMeta(Strict):
     locked: list[str] = Field(default_factory=list, description="Dotted config keys members cannot override.")
     busy_minutes: float = Field(5.0, ge=0, le=1440, description="How recently a model must have served requests "
                                 "for a switch or unload on a shared instance to need --force.")
+    hub: str | None = Field(None, description="The team hub's URL (`lmstudio-tray serve --hub`): members report "
+                            "which models they use there and read the others'. https:// unless on this machine.")
+    hub_every: float = Field(5.0, ge=0.2, le=3600, description="Seconds between two reports to the team hub.")
 
 
 class RecommendedModel(Strict):
@@ -89,6 +93,8 @@ class TeamProfile:
     recommended: tuple[RecommendedModel, ...]
     busy_minutes: float
     fetched_at: float
+    hub: str | None = None
+    hub_every: float = 5.0
     from_cache: bool = False
     warning: str | None = None
 
@@ -106,7 +112,7 @@ class TeamProfile:
             "name": self.name, "source": self.source, "locked": list(self.locked),
             "shared_instances": list(self.shared_instances), "allowed": list(self.allowed),
             "recommended": [r.model_dump() for r in self.recommended], "busy_minutes": self.busy_minutes,
-            "fetched_at": self.fetched_at, "from_cache": self.from_cache, "warning": self.warning,
+            "fetched_at": self.fetched_at, "from_cache": self.from_cache, "warning": self.warning, "hub": self.hub,
         }
 
 
@@ -220,7 +226,7 @@ def parse_profile(text: str, source: str, *, fetched_at: float) -> TeamProfile:
     return TeamProfile(
         name=meta.name, source=source, layer=layer, locked=tuple(meta.locked), shared_instances=shared,
         allowed=tuple(models.allowed), recommended=tuple(models.recommended), busy_minutes=meta.busy_minutes,
-        fetched_at=fetched_at,
+        fetched_at=fetched_at, hub=meta.hub, hub_every=meta.hub_every,
     )
 
 

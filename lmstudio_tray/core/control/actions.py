@@ -26,6 +26,7 @@ from lmstudio_tray.core.control.loadmarks import LoadMark, LoadMarks
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.monitor import InstanceMonitor, Monitor, is_local_url
 from lmstudio_tray.core.control.shared_guard import guard_change, models_affected, shares
+from lmstudio_tray.core.control.team_sync import read_others
 from lmstudio_tray.core.errors import (
     ActionError,
     ActionErrorKind,
@@ -187,9 +188,11 @@ class Actions:
         marks: LoadMarks | None = None,
         server_control: Callable[[], bool] | None = None,
         fit_check: Callable[[], FitCheck] | None = None,
+        others: Path | None = None,
     ) -> None:
         """`team`: the team profile in effect; `uses`: the record of recent model use the shared-instance guard
-        reads (the same one the endpoint's router writes); `server_control`: whether starting and stopping
+        reads (the same one the endpoint's router writes); `others`: the other members' uses from the team hub
+        (`team_sync.others_file()` by default); `server_control`: whether starting and stopping
         LM Studio's server is allowed now (asked at each start/stop); `fit_check`: `[loads] fit_check` now
         (asked at each load)."""
         self.monitor = monitor
@@ -200,6 +203,7 @@ class Actions:
         # knows the config (the `Core`), and the record of recent model use; both read at each action.
         self.team: TeamSource = team or (lambda: None)
         self.uses: ModelUseLog | None = uses
+        self.others_path = others
         # asked at each start/stop, so a profile or preset switch applies without a restart
         self.server_control_enabled: Callable[[], bool] = server_control or (lambda: True)
         self._inflight: dict[tuple[str, str], _Flight] = {}
@@ -268,8 +272,9 @@ class Actions:
             return
         uses = self.uses if self.uses is not None else ModelUseLog()
         recorded = await asyncio.to_thread(uses.read)
+        others = await asyncio.to_thread(read_others, self.others_path)
         try:
-            guard_change(team, snap.name, list(dict.fromkeys(models)), uses=uses, recorded=recorded)
+            guard_change(team, snap.name, list(dict.fromkeys(models)), uses=uses, recorded=recorded, others=others)
         except SharedInstanceBusy as exc:
             raise SharedBusyError(exc) from None
 

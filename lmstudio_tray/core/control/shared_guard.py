@@ -4,6 +4,7 @@ unloaded or switched away without `--force` (a person's decision; agents cannot 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
@@ -25,10 +26,13 @@ def guard_change(
     uses: ModelUseLog | None = None,
     now: float | None = None,
     recorded: dict[str, dict[str, float]] | None = None,
+    others: Mapping[str, Mapping[str, list[tuple[str, float]]]] | None = None,
 ) -> None:
     """Refuse unloading/switching away `models` on a shared instance while any served requests within the
     team's busy window, unless `force`. Instances the team does not share are never guarded. `recorded`: the
-    model-use file as `ModelUseLog.read` returned it, when the caller read it off its event loop.
+    model-use file as `ModelUseLog.read` returned it, when the caller read it off its event loop. `others`: the other
+    members' uses as the team hub last told (`team_sync.read_others`): a model one of them used within the busy
+    window is refused too, naming who and how long ago.
 
     Only this machine's record of use is known (requests that went through its lmstudio-tray), so the
     message says that much and no more: other machines' sessions on the instance are not visible here."""
@@ -41,6 +45,12 @@ def guard_change(
         last = log_.last_use(instance, model, recorded)
         if last is not None and moment - last < team.busy_minutes * 60:
             busy.append(f"{model} {max(0, int(moment - last))} s ago")
+    by_others = _others_busy(team, instance, models, others or {}, moment)
+    if by_others:
+        raise SharedInstanceBusy(
+            f"{instance} is shared by team {team.name!r}: {' and '.join(by_others + busy)} (from the team hub). "
+            f"Wait until it has not been used for {team.busy_minutes:g} minutes, or force it if you have agreed"
+        )
     if busy:
         raise SharedInstanceBusy(
             f"{instance} is shared by team {team.name!r}, and requests through lmstudio-tray on this machine "
@@ -48,6 +58,17 @@ def guard_change(
             f"anyone is using it now is not known. Wait until no request has gone through here for "
             f"{team.busy_minutes:g} minutes"
         )
+
+
+def _others_busy(team: TeamProfile, instance: str, models: list[str],
+                 others: Mapping[str, Mapping[str, list[tuple[str, float]]]], moment: float) -> list[str]:
+    """'MEMBER used MODEL N s ago' for each other member's use within the busy window."""
+    out = []
+    for model in models:
+        for member, last in others.get(instance, {}).get(model, []):
+            if moment - last < team.busy_minutes * 60:
+                out.append(f"{member} used {model} {max(0, int(moment - last))} s ago")
+    return out
 
 
 def models_affected(snapshot: InstanceSnapshot | None, *, unload: str | None = None,

@@ -1,0 +1,181 @@
+"""The member side of the team hub: a core service that reports this machine's model use on the team's shared
+instances to the hub named in the team profile (`[team] hub`), reads every member's, and keeps the others' uses in
+`team-uses.json` in the state dir, where the shared-instance guard of any lmstudio-tray process reads them.
+
+All HTTP runs in a worker thread (httpx, like the team profile's fetch). Ages cross the wire, never times of day:
+this machine sends how long ago each use was by its clock and turns the ages it reads into its own clock's times,
+so clocks that disagree by minutes do not matter. An unreachable hub changes nothing here but the status (said
+once in the log): the guard keeps what this machine knows, plus the last others' uses read while they are recent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from lmstudio_tray.core.config.team import TeamProfile
+from lmstudio_tray.core.control.model_use import ModelUseLog
+from lmstudio_tray.core.models import HubState, HubStatus
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.files import atomic_write
+
+log = logging.getLogger(__name__)
+HUB_TOKEN = "team-hub"  # the name of the member's hub token in the token store (`lmstudio-tray token set team-hub`)
+TIMEOUT = 10.0
+REPORT_WITHIN = 24 * 3600  # uses older than this are not reported
+
+# instance -> model -> [(member, this machine's wall time of the member's last use)]
+OtherUses = dict[str, dict[str, list[tuple[str, float]]]]
+
+
+def others_file() -> Path:
+    """The other members' uses as last read from the hub: `team-uses.json` in the state dir."""
+    return paths.state_dir() / "team-uses.json"
+
+
+def read_others(path: Path | None = None) -> OtherUses:
+    """`team-uses.json`; {} when missing or unreadable. A blocking file read."""
+    try:
+        raw = json.loads((path or others_file()).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: OtherUses = {}
+    for instance, models in (raw.items() if isinstance(raw, dict) else ()):
+        for model, entries in (models.items() if isinstance(models, dict) else ()):
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], (int, float)):
+                    seen = (str(entry[0]), float(entry[1]))
+                    out.setdefault(str(instance), {}).setdefault(str(model), []).append(seen)
+    return out
+
+
+class HubRefused(Exception):
+    """The sync cannot be done as configured; the message says why and what to do."""
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> str:
+    """`url` without a trailing slash; HubRefused unless it is https://, or http:// to this machine (the member token
+    must not cross a network in clear)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HubRefused(f"[team] hub = {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise HubRefused(f"[team] hub = {url!r}: the member token is not sent over plain HTTP to another machine; "
+                         "serve the hub with --tls-cert/--tls-key and use https://")
+    return url.rstrip("/")
+
+
+class TeamSync:
+    """Reports this machine's uses to the team hub every `[team] hub_every` seconds and keeps the others' uses."""
+
+    def __init__(self, team: Callable[[], TeamProfile | None], uses: ModelUseLog, token: Callable[[], str | None],
+                 *, others: Path | None = None) -> None:
+        """`team`: the profile in effect (read at each round); `uses`: this machine's record; `token`: the member's hub
+        token (blocking: called in the worker thread)."""
+        self.team = team
+        self.uses = uses
+        self.token = token
+        self.others_path = others or others_file()
+        self.status = HubStatus()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the rounds on the core's loop (each round's HTTP runs in a worker thread)."""
+        self._task = asyncio.create_task(self._run(), name="team-hub-sync")
+
+    async def stop(self) -> None:
+        """Stop the rounds (a round in a worker thread finishes on its own, within its timeout)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            team: TeamProfile | None = None
+            try:
+                team = self.team()
+                if team is not None and team.hub:
+                    self._set(await asyncio.to_thread(self._round, team))
+                else:
+                    self._set(HubStatus())
+            except Exception as exc:  # a failed round (a full disk, a broken profile) must not end the service
+                log.debug("team hub round failed", exc_info=True)
+                self._set(HubStatus(HubState.UNREACHABLE, f"the last round failed: {type(exc).__name__}: {exc}"))
+            await asyncio.sleep(team.hub_every if team is not None else 5.0)
+
+    def _set(self, status: HubStatus) -> None:
+        """Keep `status`; log a change of state once, not at every round."""
+        if status.state is not self.status.state:
+            level = logging.INFO if status.state in (HubState.CONNECTED, HubState.OFF) else logging.WARNING
+            log.log(level, "team hub: %s%s", status.state.value, f": {status.message}" if status.message else "")
+        self.status = status
+
+    def _round(self, team: TeamProfile) -> HubStatus:
+        """One report and one read (blocking)."""
+        import httpx
+
+        try:
+            url = check_url(team.hub or "")
+            token = self.token()
+            if not token:
+                raise HubRefused(f"no hub token: store the one the hub's admin gave you with "
+                                 f"`lmstudio-tray token set {HUB_TOKEN}`")
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(timeout=TIMEOUT, headers=headers) as client:
+                sent = client.post(f"{url}/v1/uses", json={"uses": self._mine(team)})
+                _check(sent)
+                member = str(sent.json().get("member"))
+                got = client.get(f"{url}/v1/uses")
+                _check(got)
+                self._keep_others(got.json().get("uses", []), member)
+        except HubRefused as exc:
+            return HubStatus(HubState.REFUSED, str(exc))
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            return HubStatus(HubState.UNREACHABLE, f"{team.hub} did not answer ({type(exc).__name__}); "
+                             "only the uses seen on this machine are known")
+        return HubStatus(HubState.CONNECTED, "", member)
+
+    def _mine(self, team: TeamProfile) -> list[dict[str, Any]]:
+        now = time.time()
+        return [{"instance": instance, "model": model, "age_seconds": round(max(0.0, now - t), 1)}
+                for instance, models in self.uses.read().items() if instance in team.shared_instances
+                for model, t in models.items() if now - t < REPORT_WITHIN]
+
+    def _keep_others(self, uses: list[Any], member: str) -> None:
+        now = time.time()
+        out: OtherUses = {}
+        for use in uses:
+            if not isinstance(use, dict) or use.get("member") == member:
+                continue  # this machine's own uses are in its ModelUseLog
+            if isinstance(use.get("age_seconds"), (int, float)):
+                out.setdefault(str(use.get("instance")), {}).setdefault(str(use.get("model")), []).append(
+                    (str(use.get("member")), now - float(use["age_seconds"])))
+        atomic_write(self.others_path, json.dumps(out), 0o600)
+
+
+def _check(response: Any) -> None:
+    if response.status_code in (401, 403):
+        try:
+            why = response.json().get("error", "")
+        except ValueError:
+            why = response.text[:200]
+        raise HubRefused(f"the hub refused this member's token: {why}")
+    response.raise_for_status()

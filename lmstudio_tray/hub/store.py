@@ -1,0 +1,82 @@
+"""The hub's record of model use: member -> instance -> model -> the hub's own time of the last use.
+
+Members send how long ago each use was (their own clock's difference, which is right even when their clock is
+minutes off) and the hub stamps it with its clock; readers get ages back. A report is written to disk before it is
+acknowledged, so everything acknowledged survives a restart."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmstudio_tray.core.support.files import atomic_write
+
+KEEP_SECONDS = 7 * 24 * 3600  # older uses are dropped: the busy window is minutes
+
+
+@dataclass(frozen=True)
+class Use:
+    """One reported use: who, on which instance, which model, how many seconds before the hub received it."""
+
+    member: str
+    instance: str
+    model: str
+    age: float
+
+
+class UseStore:
+    """`uses.json` in the hub's state dir, kept in memory and rewritten (atomically) on each report."""
+
+    def __init__(self, state: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = state / "uses.json"
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, dict[str, float]]] = self._load()
+
+    def _load(self) -> dict[str, dict[str, dict[str, float]]]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        return {str(m): {str(i): {str(k): float(t) for k, t in models.items() if isinstance(t, (int, float))}
+                         for i, models in inst.items() if isinstance(models, dict)}
+                for m, inst in raw.items() if isinstance(inst, dict)}
+
+    def report(self, member: str, uses: list[Use]) -> None:
+        """Record `member`'s uses (stamped now - age on the hub's clock) and write the file before returning."""
+        now = self.clock()
+        with self._lock:
+            mine = self._data.setdefault(member, {})
+            for use in uses:
+                when = now - max(0.0, use.age)
+                models = mine.setdefault(use.instance, {})
+                models[use.model] = max(when, models.get(use.model, 0.0))
+            self._prune(now)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, json.dumps(self._data), 0o600)
+
+    def _prune(self, now: float) -> None:
+        for member in list(self._data):
+            for instance in list(self._data[member]):
+                models = self._data[member][instance]
+                for model in [k for k, t in models.items() if now - t > KEEP_SECONDS]:
+                    del models[model]
+                if not models:
+                    del self._data[member][instance]
+            if not self._data[member]:
+                del self._data[member]
+
+    def uses(self) -> list[Use]:
+        """Every member's uses, with their age on the hub's clock now."""
+        now = self.clock()
+        with self._lock:
+            return [Use(member, instance, model, max(0.0, now - t))
+                    for member, inst in sorted(self._data.items())
+                    for instance, models in sorted(inst.items())
+                    for model, t in sorted(models.items())]
