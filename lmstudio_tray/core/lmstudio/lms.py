@@ -259,6 +259,12 @@ class Lms:
             await proc.wait()
             command = " ".join(args)
             raise LmsError(f"`lms {command}` did not finish within {timeout:.0f} s", LmsFailure.TIMEOUT) from None
+        finally:
+            if proc.returncode is None:
+                # cancelled (the core stopping mid-poll): a short query has no work to keep, and a child left running
+                # would outlive the loop its pipes belong to
+                proc.kill()
+                await proc.wait()
         return LmsResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     # ---- the HTTP server ---------------------------------------------------------------------------
