@@ -364,6 +364,7 @@ class Core:
         async with self._apply_lock:
             self._stopping = True
             await self.downloads.aclose()  # `lms get` runs stop; REST downloads go on inside LM Studio
+            await self.server_control.aclose()
             await self.monitor.stop()
 
 
@@ -409,6 +410,19 @@ class CoreThread:
             return
         self._ready.set()
         self.loop.run_forever()
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        # End the loop the way asyncio.run does: work still pending (a surface's task, a stop that timed out) is
+        # cancelled and awaited here rather than destroyed with the loop later, which leaves its child processes
+        # and their pipes to a closed loop.
+        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the loop thread and wait until the core has started (its first poll done). Raises TimeoutError after
