@@ -312,13 +312,77 @@ def needs_for(task: str) -> Needs:
 
 
 @dataclass(frozen=True)
+class BenchFigures:
+    """The latest `lmstudio-tray bench` figures of one model in one suite, of the current suite version (older
+    versions do not compare): generated tokens/s (median and spread), time to first token, load time and the
+    suite's checked answers."""
+
+    model: str
+    suite: str  # quick | coding (core/control/bench.py `Suite`)
+    suite_version: int
+    measured_at: float  # epoch seconds
+    instance: str | None = None
+    gen_tps: float | None = None  # median generated tokens/s
+    gen_tps_low: float | None = None
+    gen_tps_high: float | None = None
+    first_token_s: float | None = None  # median
+    load_s: float | None = None  # None: it was loaded already
+    checks_passed: int = 0
+    checks: int = 0  # 0: the suite checks no answer (quick)
+
+    @property
+    def check_rate(self) -> float | None:
+        """Passed / checked, or None when the suite checked nothing."""
+        return self.checks_passed / self.checks if self.checks else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures as JSON data (`models compare --json`, the tools)."""
+        return {"suite": self.suite, "suite_version": self.suite_version, "measured_at": self.measured_at,
+                "instance": self.instance, "gen_tps": self.gen_tps, "gen_tps_low": self.gen_tps_low,
+                "gen_tps_high": self.gen_tps_high, "first_token_s": self.first_token_s, "load_s": self.load_s,
+                "checks_passed": self.checks_passed, "checks": self.checks}
+
+
+@dataclass(frozen=True)
 class Performance:
-    """Measured figures of one model from the analytics store (all optional)."""
+    """Measured figures of one model from the analytics store (all optional): its use through OpenCode, and the
+    latest bench figures per suite (`bench`)."""
 
     uses: int = 0
     success_rate: float | None = None  # 0..1
     tokens_per_second: float | None = None
     p50_latency_ms: float | None = None
+    bench: tuple[BenchFigures, ...] = ()  # at most one per suite, the latest
+
+    def bench_of(self, suite: str) -> BenchFigures | None:
+        """The latest figures of `suite`, if it was run."""
+        return next((b for b in self.bench if b.suite == suite), None)
+
+    def bench_for(self, coding: bool) -> BenchFigures | None:
+        """The figures advice uses: the coding suite's for a coding task (the quick suite's when there is none),
+        else the quick suite's (else the coding suite's)."""
+        first, second = ("coding", "quick") if coding else ("quick", "coding")
+        return self.bench_of(first) or self.bench_of(second)
+
+
+def bench_speed(b: BenchFigures) -> str:
+    """"48 tok/s in the quick bench here" (the words every piece of advice uses)."""
+    return f"{b.gen_tps or 0:.0f} tok/s in the {b.suite} bench here"
+
+
+def fastest_for_coding(perf: Mapping[str, Performance]) -> BenchFigures | None:
+    """The model measured fastest here in the coding suite among those that passed the most of its checks (a fast
+    model whose code does not parse is no pick), or None without a coding bench."""
+    coding = [b for p in perf.values() if (b := p.bench_of("coding")) is not None and b.gen_tps]
+    if not coding:
+        return None
+    return max(coding, key=lambda b: (b.check_rate or 0.0, b.gen_tps or 0.0, b.model))
+
+
+def coding_pick_line(b: BenchFigures) -> str:
+    """"Fastest here for coding: X (41 tok/s, 3/3 checks)": the tray's Tips menu line and the tip's opening."""
+    checks = f", {b.checks_passed}/{b.checks} checks" if b.checks else ""
+    return f"Fastest here for coding: {b.model} ({b.gen_tps or 0:.0f} tok/s{checks})"
 
 
 @dataclass(frozen=True)
@@ -360,6 +424,8 @@ def recommend(
     longest = max((m.max_context_length or 0 for _, m in pool), default=0) or 1
     most_uses = max((perf.get(m.key, Performance()).uses for _, m in pool), default=0)
     fastest = max((p.tokens_per_second or 0.0 for p in perf.values()), default=0.0)
+    benches = {m.key: b for _, m in pool if (b := perf.get(m.key, Performance()).bench_for(needs.tool_use))}
+    fastest_bench = max((b.gen_tps or 0.0 for b in benches.values()), default=0.0)
     out: list[Recommendation] = []
     for inst, m in pool:
         score, reasons = 1.0, [f"{m.type}" + (f", {m.params_string}" if m.params_string else "")]
@@ -381,20 +447,37 @@ def recommend(
             # With no speed wish, a bigger model of the right kind is usually the more capable one.
             score += 0.15 * m.size_bytes / biggest
         p = perf.get(m.key)
-        if p is not None:
-            if p.success_rate is not None and p.uses:
+        if p is not None and p.uses:
+            # Used through OpenCode: its own record ranks it (the work it did, not a bench's prompts).
+            if p.success_rate is not None:
                 score += 0.5 * (p.success_rate - 0.5)
                 reasons.append(f"{p.success_rate:.0%} success over {p.uses} uses")
             if p.tokens_per_second and fastest:
                 score += (0.3 if needs.fast else 0.1) * p.tokens_per_second / fastest
                 reasons.append(f"{p.tokens_per_second:.0f} tok/s measured")
             score += usage_bonus(p.uses, most_uses) * 0.5
+        elif (b := benches.get(m.key)) is not None:
+            score += _bench_score(b, needs, fastest_bench, reasons)
         if m.loaded:
             score += 0.05
             reasons.append("loaded now")
         out.append(Recommendation(inst, m, score, tuple(reasons)))
     out.sort(key=lambda r: (-r.score, r.model.key))
     return needs, out[:limit]
+
+
+def _bench_score(b: BenchFigures, needs: Needs, fastest: float, reasons: list[str]) -> float:
+    """What a bench adds for a model never used through OpenCode: its speed against the fastest benched candidate
+    (the weight usage tokens/s has), and for a coding task its checked answers (a lighter weight than a success rate
+    over real use: a few small checks say less)."""
+    score = 0.0
+    if b.gen_tps and fastest:
+        score += (0.3 if needs.fast else 0.1) * b.gen_tps / fastest
+        reasons.append(bench_speed(b))
+    if needs.tool_use and b.check_rate is not None:
+        score += 0.3 * (b.check_rate - 0.5)
+        reasons.append(f"{b.checks_passed}/{b.checks} coding checks passed")
+    return score
 
 
 def alternatives(wanted: str, models: Iterable[Located], *, limit: int = 3) -> list[Hit]:
