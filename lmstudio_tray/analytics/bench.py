@@ -9,7 +9,7 @@ from typing import Any
 
 from lmstudio_tray.analytics.store import Row
 from lmstudio_tray.core.control.bench import SUITE_VERSION, BenchReport, Spread
-from lmstudio_tray.core.control.search import BenchFigures
+from lmstudio_tray.core.models import BenchFigures
 
 _INSERT = (
     "INSERT INTO bench_runs(ts, instance, lmstudio_version, suite, suite_version, model, quantization, "

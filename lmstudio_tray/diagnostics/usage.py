@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.core.control.search import BenchFigures, Performance
+from lmstudio_tray.core.control.search import Performance
+from lmstudio_tray.core.models import BenchFigures
 from lmstudio_tray.core.threads import not_on_event_loop
 
 DEFAULT_WINDOW_S = 30 * 86400.0

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from lmstudio_tray.core.control.bench import SUITE_VERSION
-from lmstudio_tray.core.control.search import BenchFigures, Performance, fastest_for_coding, recommend
+from lmstudio_tray.core.control.search import Performance, fastest_for_coding, recommend
+from lmstudio_tray.core.models import BenchFigures
 from lmstudio_tray.core.threads import WrongThread
 from lmstudio_tray.diagnostics.usage import measured
 from lmstudio_tray.emulator import Emulator
@@ -57,11 +58,10 @@ async def test_a_model_used_through_opencode_keeps_its_usage_figures(emulator: E
 
 
 def test_the_coding_pick_prefers_passed_checks_over_raw_speed() -> None:
-    perf = {"a": Performance(bench=(coding("a", 90.0, 0),)), "b": Performance(bench=(coding("b", 41.0, 1),)),
-            "c": Performance(bench=(BenchFigures("c", "quick", SUITE_VERSION, NOW, gen_tps=200.0),))}
-    pick = fastest_for_coding(perf)
+    quick = BenchFigures("c", "quick", SUITE_VERSION, NOW, gen_tps=200.0)
+    pick = fastest_for_coding([coding("a", 90.0, 0), coding("b", 41.0, 1), quick])
     assert pick is not None and pick.model == "b"
-    assert fastest_for_coding({"c": perf["c"]}) is None
+    assert fastest_for_coding([coding("b", 41.0, 1), quick]) is None  # one model is the fastest of nothing
 
 
 def _bench(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> None:

@@ -25,7 +25,6 @@ from lmstudio_tray.cli.downloads import add_get_parser
 from lmstudio_tray.core.control.actions import LoadResult, UnloadResult
 from lmstudio_tray.core.control.search import (
     TYPES,
-    BenchFigures,
     Filters,
     Located,
     alternatives,
@@ -41,7 +40,7 @@ from lmstudio_tray.core.errors import ActionError, SearchError, SharedBusyError
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted, LoadWaiting, LoadWarned
 from lmstudio_tray.core.lmstudio.lms import LoadEstimate
 from lmstudio_tray.core.lmstudio.load_options import LoadOptions, parse_gpu
-from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchFigures, InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.runtime import Core
 
 FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests through this "

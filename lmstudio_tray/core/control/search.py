@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmstudio_tray.core.errors import SearchError
-from lmstudio_tray.core.models import ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchFigures, ModelInfo, ModelType
 
 MIN_MATCH = 0.45  # below this a fuzzy match is noise ("qwen" vs "gemma")
 FUZZY_CAP = 0.75
@@ -312,38 +312,6 @@ def needs_for(task: str) -> Needs:
 
 
 @dataclass(frozen=True)
-class BenchFigures:
-    """The latest `lmstudio-tray bench` figures of one model in one suite, of the current suite version (older
-    versions do not compare): generated tokens/s (median and spread), time to first token, load time and the
-    suite's checked answers."""
-
-    model: str
-    suite: str  # quick | coding (core/control/bench.py `Suite`)
-    suite_version: int
-    measured_at: float  # epoch seconds
-    instance: str | None = None
-    gen_tps: float | None = None  # median generated tokens/s
-    gen_tps_low: float | None = None
-    gen_tps_high: float | None = None
-    first_token_s: float | None = None  # median
-    load_s: float | None = None  # None: it was loaded already
-    checks_passed: int = 0
-    checks: int = 0  # 0: the suite checks no answer (quick)
-
-    @property
-    def check_rate(self) -> float | None:
-        """Passed / checked, or None when the suite checked nothing."""
-        return self.checks_passed / self.checks if self.checks else None
-
-    def to_json(self) -> dict[str, Any]:
-        """The figures as JSON data (`models compare --json`, the tools)."""
-        return {"suite": self.suite, "suite_version": self.suite_version, "measured_at": self.measured_at,
-                "instance": self.instance, "gen_tps": self.gen_tps, "gen_tps_low": self.gen_tps_low,
-                "gen_tps_high": self.gen_tps_high, "first_token_s": self.first_token_s, "load_s": self.load_s,
-                "checks_passed": self.checks_passed, "checks": self.checks}
-
-
-@dataclass(frozen=True)
 class Performance:
     """Measured figures of one model from the analytics store (all optional): its use through OpenCode, and the
     latest bench figures per suite (`bench`)."""
@@ -370,11 +338,15 @@ def bench_speed(b: BenchFigures) -> str:
     return f"{b.gen_tps or 0:.0f} tok/s in the {b.suite} bench here"
 
 
-def fastest_for_coding(perf: Mapping[str, Performance]) -> BenchFigures | None:
-    """The model measured fastest here in the coding suite among those that passed the most of its checks (a fast
-    model whose code does not parse is no pick), or None without a coding bench."""
-    coding = [b for p in perf.values() if (b := p.bench_of("coding")) is not None and b.gen_tps]
-    if not coding:
+MIN_CODING_MODELS = 2  # "fastest here for coding" needs a coding bench of at least this many models
+
+
+def fastest_for_coding(bench: Iterable[BenchFigures]) -> BenchFigures | None:
+    """Among the latest figures, the model measured fastest here in the coding suite of those that passed the most
+    of its checks (a fast model whose code does not parse is no pick); None with fewer than MIN_CODING_MODELS
+    models in a coding bench (one model is the fastest of nothing)."""
+    coding = [b for b in bench if b.suite == "coding" and b.gen_tps]
+    if len({b.model for b in coding}) < MIN_CODING_MODELS:
         return None
     return max(coding, key=lambda b: (b.check_rate or 0.0, b.gen_tps or 0.0, b.model))
 
