@@ -23,6 +23,7 @@ from tests.core.test_search import DEVSTRAL, GPT_OSS, QWEN, keys, listed
 from tests.emulator_fixtures import EmulatorFactory
 
 SMALL = "qwen/qwen3-4b-2507"
+LLAMA = "llama-3.2-3b-instruct"
 LARGE = "google/gemma-3-12b"
 NOW = time.time()
 
@@ -106,12 +107,19 @@ def test_cli_recommend_and_compare_show_the_bench(
     cfg = write_config(tmp_path, emu.api_url)
     code, out, _ = run(capsys, "--config", str(cfg), "models", "recommend", "chat", "--limit", "10")
     assert code == 0 and "tok/s in the quick bench here" not in out and "ranked by specs only" in out
+    _bench(capsys, cfg, LLAMA)  # the store exists now, without figures of the two compared below
+    code, out, _ = run(capsys, "--config", str(cfg), "models", "compare", QWEN, LARGE)
+    assert f"No bench figures for these models: `lmstudio-tray bench {QWEN} {LARGE}`" in out
     _bench(capsys, cfg, SMALL, LARGE)
     code, out, err = run(capsys, "--config", str(cfg), "models", "recommend", "chat", "--limit", "10")
     assert code == 0, err
     lines = {line.split(" [")[0].split(". ", 1)[1]: line for line in out.splitlines()[1:] if ". " in line}
     assert "tok/s in the quick bench here" in lines[SMALL] and "tok/s in the quick bench here" in lines[LARGE]
     assert "ranked by specs only" not in out and "no bench figures" not in out
+    code, out, _ = run(capsys, "--config", str(cfg), "models", "recommend", "chat", "--limit", "10", "--json")
+    recs = {r["key"]: r for r in json.loads(out)["recommendations"]}
+    assert recs[SMALL]["bench"]["quick"]["gen_tps"] > recs[LARGE]["bench"]["quick"]["gen_tps"]
+    assert any("tok/s in the quick bench here" in reason for reason in recs[SMALL]["reasons"])
     code, out, err = run(capsys, "--config", str(cfg), "models", "compare", QWEN, LARGE)
     assert code == 0, err
     cells = {line.split("  ")[0]: [c.strip() for c in line.split("  ")[1:] if c.strip()]
@@ -123,6 +131,7 @@ def test_cli_recommend_and_compare_show_the_bench(
     assert cells["checks"] == ["—", "—"]  # the quick suite checks no answer
     code, out, _ = run(capsys, "--config", str(cfg), "models", "compare", QWEN, LARGE, "--json")
     data = json.loads(out)
+    assert "No bench figures" not in out
     quick = [m["bench"]["quick"] for m in data["models"]]
     assert quick[0]["gen_tps"] > quick[1]["gen_tps"] and quick[0]["suite_version"] == SUITE_VERSION
     assert set(quick[0]) >= {"gen_tps_low", "gen_tps_high", "first_token_s", "load_s", "checks", "measured_at"}

@@ -414,7 +414,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     needs, recs = recommend(task, located, performance=figures.performance(), limit=args.limit)
     if args.json:
         print_json({"task": task, "needs": needs.describe(), "measured": figures.unavailable is None,
-                    "recommendations": [r.to_json() for r in recs]})
+                    "recommendations": [{**r.to_json(), "bench": {b.suite: b.to_json()
+                                                                  for b in figures.bench.get(r.model.key, ())}}
+                                        for r in recs]})
         return EXIT_OK if recs else EXIT_FAILURE
     if not recs:
         print(f"No downloaded model fits {task!r} (needs: {needs.describe()}). Download one in LM Studio "
@@ -503,6 +505,9 @@ def run_compare(args: argparse.Namespace) -> int:
     _print_table(header, rows)
     if figures.unavailable is not None:
         print(f"\nNo measured figures: {figures.unavailable}.")
+    elif not any(m.key in figures.bench for _, m in chosen):
+        print(f"\nNo bench figures for these models: `lmstudio-tray bench {' '.join(m.key for _, m in chosen)}` "
+              "measures them on this machine.")
     return EXIT_OK
 
 
