@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lmstudio_tray.core.models import BenchFigures
+
 
 class Reporter(Protocol):
     """Tells the person what an action they started came to (the tray's clicks), as a notification."""
@@ -68,6 +70,11 @@ class UsageInsights(Protocol):
         Blocking (reads the store): call it off the core loop. ValueError names a bad `since`."""
         ...
 
+    def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
+        """The latest bench figures per model and suite (cached with the tips: the system transform's measured
+        advice, the tray's "fastest here for coding"); never blocks (hook path)."""
+        ...
+
 
 class NoInsights:
     """`UsageInsights` with no analytics surface at all: no tips, nothing recorded, no history."""
@@ -86,3 +93,7 @@ class NoInsights:
     def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
         """An empty history that says why."""
         return {"empty": True, "message": NOT_ATTACHED.error, "series": None, "report": None, "suggestions": []}
+
+    def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
+        """No figures."""
+        return {}
