@@ -145,18 +145,24 @@ class ModelBench:
 
 @dataclass(frozen=True)
 class BenchReport:
-    """A whole bench: the suite, its version, LM Studio's version when known, the models fastest first."""
+    """A whole bench: the suite, its version, LM Studio's version when known, the models fastest first.
+
+    `lmstudio_version` is LM Studio's own version (`0.4.12`, from its internal API server on this machine), else
+    the inference runtime a remote server names (`runtime llama.cpp-linux-x86_64-avx2 1.50.2`), else None with
+    `version_note` saying why."""
 
     suite: Suite
     suite_version: int
     lmstudio_version: str | None
     results: tuple[ModelBench, ...]  # fastest generation first
+    version_note: str | None = None  # why `lmstudio_version` is None
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data (`bench --json`)."""
         return {
             "suite": self.suite.value, "suite_version": self.suite_version,
-            "lmstudio_version": self.lmstudio_version, "results": [r.to_json() for r in self.results],
+            "lmstudio_version": self.lmstudio_version, "lmstudio_version_note": self.version_note,
+            "results": [r.to_json() for r in self.results],
         }
 
 
@@ -200,11 +206,15 @@ class Bench:
         clock: Callable[[], float] = time.perf_counter,
         progress: Callable[[BenchProgress], None] | None = None,
         lmstudio_version: str | None = None,
+        local_version: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
+        """`local_version`: how to ask this machine's LM Studio its version (a local server only); without an
+        answer the bench records the runtime the server names for the first model."""
         self._client = client
         self._clock = clock
         self._progress = progress or (lambda _p: None)
         self._version = lmstudio_version
+        self._local_version = local_version
 
     async def run(self, models: Sequence[str], suite: Suite = Suite.QUICK, runs: int = 3) -> BenchReport:
         """Bench `models` (none: the chat models loaded now) one after the other. BenchError for bad input
@@ -220,11 +230,17 @@ class Bench:
         unknown = [key for key in chosen if key not in infos]
         if unknown:
             raise BenchError(f"not downloaded: {', '.join(unknown)}; see `lmstudio-tray models list`")
+        if self._version is None and self._local_version is not None:
+            self._version = await self._local_version()
         results = []
         for key in chosen:
             results.append(await self._bench_model(infos[key], listing, suite, runs))
         ranked = sorted(results, key=lambda r: -(r.generated_tokens_per_s.median if r.generated_tokens_per_s else 0))
-        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked))
+        note = None if self._version else (
+            "LM Studio's internal API server did not answer /lms-status here"
+            if self._local_version is not None else "a remote server does not tell LM Studio's version"
+        ) + " and the server named no runtime (REST v0 /api/v0/chat/completions)"
+        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked), note)
 
     async def _bench_model(
         self, info: ModelInfo, listing: Sequence[ModelInfo], suite: Suite, runs: int
@@ -244,6 +260,9 @@ class Bench:
             for n in range(runs):
                 self._progress(BenchProgress(info.key, f"run {n + 1}/{runs}"))
                 samples.append(await self._run_suite(target, SUITES[suite]))
+            if self._version is None:  # after the runs: this one token is not timed
+                runtime = await self._client.runtime(target)
+                self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
         finally:
             self._progress(BenchProgress(info.key, "restoring"))
             await _shielded(self._restore(before))

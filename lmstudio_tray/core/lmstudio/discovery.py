@@ -3,6 +3,7 @@ probe `lms` itself uses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,3 +52,27 @@ async def discover_local(home: Path | None = None) -> LocalServer | None:
         return None
     url, source = found
     return LocalServer(url=url, source=source, confirmed=await greets(url))
+
+
+def internal_api_port(home: Path | None = None) -> int | None:
+    """The port of LM Studio's internal API server as LM Studio publishes it (`.internal/http-server.json`,
+    newer builds); None when it does not. Reads a file: not on an event loop."""
+    try:
+        data = json.loads(((home or paths.lmstudio_home()) / ".internal" / "http-server.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    port = data.get("port") if isinstance(data, dict) else None
+    return port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else None
+
+
+async def local_version(home: Path | None = None) -> str | None:
+    """This machine's LM Studio version from its internal API server (`GET /lms-status`, the probe `lms` makes);
+    None when LM Studio publishes no internal port or it does not answer. The file is read in a worker thread."""
+    port = await asyncio.to_thread(internal_api_port, home)
+    if port is None:
+        return None
+    client = LMStudioClient(f"http://127.0.0.1:{port}", timeout=3.0)
+    try:
+        return await client.lms_status()
+    finally:
+        await client.aclose()
