@@ -57,7 +57,7 @@ def run_bench(args: argparse.Namespace) -> int:
         monitor = core.monitor.instance(name)
         # LM Studio's own version is asked of this machine's LM Studio only: a remote one is another install
         local = local_version if is_local_url(monitor.config.url) else None
-        bench = Bench(monitor.client, progress=_progress, local_version=local)
+        bench = Bench(monitor.client, progress=_progress, local_version=local, tracker=core.benches.tracker(name))
         return await bench.run(args.models, Suite(args.suite), args.runs)
 
     try:
