@@ -139,3 +139,25 @@ def test_an_unknown_version_is_stored_as_null_with_the_reason(
     assert "did not answer /lms-status" in report["lmstudio_version_note"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT lmstudio_version FROM bench_runs").fetchall() == [(None,)]
+
+
+async def test_without_a_published_port_the_well_known_ports_are_asked(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # LM Studio builds before mid-2026 publish no `.internal/http-server.json`: `lms` then probes its well-known
+    # internal ports; here the emulator's control port stands for one of them, next to two closed ones
+    from lmstudio_tray.core.lmstudio.discovery import local_version
+
+    emu = emulator_factory(version="0.4.6")
+    control = int(emu.control_url.rsplit(":", 1)[1])
+    closed = [_free_port(), _free_port()]
+    assert await local_version(tmp_path / "no-home", ports=(closed[0], control, closed[1])) == "0.4.6"
+    assert await local_version(tmp_path / "no-home", ports=tuple(closed)) is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
