@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lmstudio_tray.analytics.bench import latest_bench
+from lmstudio_tray.analytics.bench import bench_history, latest_bench
 from lmstudio_tray.analytics.records import ModelPresent
 from lmstudio_tray.analytics.reports import build_report, parse_since, series
 from lmstudio_tray.analytics.resources import ProcessFilter, ResourceSampler, is_lmstudio
@@ -45,7 +45,8 @@ TIPS_INTERVAL_S = 300.0
 
 
 def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, Any]:
-    """The dashboard's charts, report and suggestions for the window `since` from the store at `path`.
+    """The dashboard's charts, report, suggestions and bench runs (`bench`, oldest first) for the window `since`
+    from the store at `path`.
     Blocking (SQLite): off the core loop (`WrongThread` on it). ValueError names a bad `since`."""
     not_on_event_loop("reading the analytics history")
     window = parse_since(since)
@@ -56,9 +57,10 @@ def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, An
             report = build_report(conn, start, now)
             tips = suggest(conn, now, report if window == WINDOW_S else None, known_models)
             return {"empty": False, "series": series(conn, start, now), "report": report.to_json(),
-                    "suggestions": [t.to_json() for t in tips]}
+                    "suggestions": [t.to_json() for t in tips],
+                    "bench": bench_history(conn, start, now)[::-1]}  # oldest first, as the charts draw them
     except StoreError as exc:
-        return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": []}
+        return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": [], "bench": []}
 
 
 class StoreInsights:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from lmstudio_tray.cli._common import fail, human_size, pick_instance, run_with_core
 from lmstudio_tray.core.control.bench import Bench, BenchError, BenchProgress, BenchReport, Spread, Suite
+from lmstudio_tray.core.control.monitor import is_local_url
 from lmstudio_tray.core.errors import LMStudioError
+from lmstudio_tray.core.lmstudio.discovery import local_version
 from lmstudio_tray.core.runtime import Core
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -52,8 +54,11 @@ def run_bench(args: argparse.Namespace) -> int:
     async def body(core: Core) -> BenchReport:
         name = pick_instance(core, args.instance)
         kept.update(instance=name, record=core.config.analytics.enabled)
-        client = core.monitor.instance(name).client
-        return await Bench(client, progress=_progress).run(args.models, Suite(args.suite), args.runs)
+        monitor = core.monitor.instance(name)
+        # LM Studio's own version is asked of this machine's LM Studio only: a remote one is another install
+        local = local_version if is_local_url(monitor.config.url) else None
+        bench = Bench(monitor.client, progress=_progress, local_version=local, tracker=core.benches.tracker(name))
+        return await bench.run(args.models, Suite(args.suite), args.runs)
 
     try:
         report = run_with_core(args, body)
@@ -104,7 +109,9 @@ def render(report: BenchReport) -> str:
     ] for r in report.results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = [f"Suite {report.suite.value} v{report.suite_version}, {report.results[0].runs} run(s) per model; "
-             "median (lowest-highest), fastest generation first."]
+             "median (lowest-highest), fastest generation first.",
+             f"LM Studio: {report.lmstudio_version}" if report.lmstudio_version
+             else f"LM Studio version unknown: {report.version_note}."]
     for cells in (headers, *rows):
         lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                       for i, (c, w) in enumerate(zip(cells, widths, strict=True))))

@@ -289,6 +289,24 @@ class HubStatus:
 
 
 @dataclass(frozen=True)
+class BenchState:
+    """A bench running now, in this process or another one of this user (`pid`): the model it is at, the step
+    (1-based) of `total` (models × runs), the phase ("loading", "run", "restoring")."""
+
+    instance: str
+    model: str
+    step: int
+    total: int
+    phase: str
+    pid: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The bench as JSON data (`status --json`, the endpoint)."""
+        return {"instance": self.instance, "model": self.model, "step": self.step, "total": self.total,
+                "phase": self.phase, "pid": self.pid}
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """All instances at once: what `status --json`, `/v1/status` and the tray show."""
 
@@ -297,6 +315,7 @@ class StatusReport:
     profile: str | None = None
     downloads: tuple[DownloadState, ...] = ()  # downloads in progress that this process follows
     team_hub: HubStatus | None = None  # None when the team profile names no hub
+    benches: tuple[BenchState, ...] = ()  # benches running now, in any lmstudio-tray process of this user
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data: the shape of `status --json` and `/v1/status`."""
@@ -306,6 +325,7 @@ class StatusReport:
             "instances": [s.to_json() for s in self.instances],
             "downloads": [d.to_json() for d in self.downloads],
             "team_hub": self.team_hub.to_json() if self.team_hub is not None else None,
+            "benches": [b.to_json() for b in self.benches],
         }
 
 

@@ -66,7 +66,8 @@ class UsageInsights(Protocol):
         ...
 
     def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
-        """The dashboard's charts, report and suggestions for the window `since` ("7d", "24h", "all").
+        """The dashboard's charts, report, suggestions and bench runs (`bench`) for the window `since` ("7d",
+        "24h", "all").
         Blocking (reads the store): call it off the core loop. ValueError names a bad `since`."""
         ...
 
@@ -92,7 +93,8 @@ class NoInsights:
 
     def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
         """An empty history that says why."""
-        return {"empty": True, "message": NOT_ATTACHED.error, "series": None, "report": None, "suggestions": []}
+        return {"empty": True, "message": NOT_ATTACHED.error, "series": None, "report": None, "suggestions": [],
+                "bench": []}
 
     def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
         """No figures."""

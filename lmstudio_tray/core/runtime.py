@@ -15,6 +15,7 @@ from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
+from lmstudio_tray.core.control.bench_marks import Benches
 from lmstudio_tray.core.control.downloads import Downloads
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
@@ -26,6 +27,7 @@ from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
 from lmstudio_tray.core.models import HubState, StatusReport
+from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.logs import register_secret
 from lmstudio_tray.core.support.secrets import SecretStore, open_store
 from lmstudio_tray.core.threads import WrongThread
@@ -102,6 +104,8 @@ class Core:
             enabled=lambda: self.config.actions.server_control,
         )
         self.downloads = Downloads(self.monitor, self.bus, lms_factory=self._make_lms)
+        # benches of this process and, while its service runs (the tray, `serve`), of the others of this user
+        self.benches = Benches(self.bus, paths.state_dir() / "benches")
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -181,6 +185,7 @@ class Core:
             profile=self.config.active_profile,
             downloads=self.downloads.active(),
             team_hub=self.team_sync.status if self.team_sync.status.state is not HubState.OFF else None,
+            benches=self.benches.active(),
         )
 
     @property

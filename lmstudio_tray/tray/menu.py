@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from lmstudio_tray.core.models import (
+    BenchState,
     DownloadState,
     InstanceSnapshot,
     InstanceState,
@@ -167,6 +168,13 @@ def load_text(load: LoadProgress) -> str:
     return f"Loading {load.model}" + (f" — {', '.join(parts)}" if parts else "…")
 
 
+def bench_text(bench: BenchState, *, instance: bool = False) -> str:
+    """One bench in progress: the model it is at and the step of all (models × runs), e.g. "Benchmarking qwen… 2/6"."""
+    where = f" on {bench.instance}" if instance else ""
+    phase = " (loading)" if bench.phase == "loading" else ""
+    return f"Benchmarking {bench.model}{where}… {bench.step}/{bench.total}{phase}"
+
+
 def download_text(download: DownloadState, *, instance: bool = False) -> str:
     """One download in progress: percent, size and LM Studio's speed (or that it is paused there)."""
     where = f" on {download.instance}" if instance else ""
@@ -244,6 +252,9 @@ def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[Me
     if report.downloads:
         items.append(SEPARATOR)
     items.extend(MenuItem(download_text(d, instance=many), enabled=False) for d in report.downloads)
+    if report.benches and not report.downloads:
+        items.append(SEPARATOR)
+    items.extend(MenuItem(bench_text(b, instance=many), enabled=False) for b in report.benches)
     items.append(SEPARATOR)
     items.extend(global_section(ctx.prefs, ctx.tips, ctx.coding_pick))
     return tuple(items)
@@ -428,6 +439,7 @@ NOTIFY_CATEGORY_WORDS = {
     "session": "OpenCode session failing",
     "downloaded": "Download completed",
     "download_failed": "Download failed",
+    "bench": "Benchmark finished",
 }
 VALIDATION_WORDS = {
     "default": "Default (block what cannot answer)",

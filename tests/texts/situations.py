@@ -26,6 +26,8 @@ from lmstudio_tray.core.config import team
 from lmstudio_tray.core.config.schema import NotificationsConfig, ValidationConfig, parse_config
 from lmstudio_tray.core.events import (
     AuthFailed,
+    BenchFailed,
+    BenchFinished,
     Event,
     InstanceError,
     InstanceOffline,
@@ -271,6 +273,8 @@ def policy_notifications(w: World) -> None:
         ServerStarted("gpu-box"),
         ServerStopped("gpu-box"),
         SessionFailing("gpu-box", session_id="ses_1", model=QWEN, failures=3, reason="context overflow"),
+        BenchFinished("gpu-box", fastest=QWEN, tokens_per_s=61.5, models=2, seconds=40.0, pid=7),
+        BenchFailed("gpu-box", reason="LM Studio stopped answering", pid=8),
     ]
     for event in events:
         decision = policy.decide(event)
