@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
-import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -103,51 +100,10 @@ def member_id() -> str:
 def usage_summary(config: Config, profile: team.TeamProfile | None, *, days: float,
                   db: Path | None = None, now: float | None = None) -> dict[str, Any]:
     """This member's usage from the analytics store, counted per model and per (shared) instance."""
-    from lmstudio_tray.analytics.store import StoreError, reading
+    from lmstudio_tray.analytics.team_usage import usage_summary as summary
 
-    moment = time.time() if now is None else now
-    since = moment - days * 86400
-    shared = set(profile.shared_instances) if profile else set()
-    models: Totals = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
-    instances: Totals = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
-    note = None
-
-    def bucket(instance: str | None) -> str:
-        return instance if instance in shared else PRIVATE
-
-    try:
-        with reading(db) as conn:
-            for row in conn.execute(
-                "SELECT COALESCE(model_key, model) AS m, instance, COUNT(*) AS n FROM verdicts WHERE ts >= ? "
-                "GROUP BY m, instance", (since,),
-            ):
-                if row["m"]:
-                    models[row["m"]]["requests"] += row["n"]
-                    instances[bucket(row["instance"])]["requests"] += row["n"]
-            for row in conn.execute(
-                "SELECT model, instance, COUNT(*) AS n, SUM(COALESCE(input_tokens, 0)) AS i, "
-                "SUM(COALESCE(output_tokens, 0)) AS o, SUM(error IS NOT NULL) AS e FROM turns WHERE ts >= ? "
-                "GROUP BY model, instance", (since,),
-            ):
-                if not row["model"]:
-                    continue
-                for target in (models[row["model"]], instances[bucket(row["instance"])]):
-                    target["turns"] += row["n"]
-                    target["input_tokens"] += row["i"] or 0
-                    target["output_tokens"] += row["o"] or 0
-                    target["errors"] += row["e"] or 0
-    except (StoreError, sqlite3.Error) as exc:
-        note = str(exc)
-    return {
-        "format": FORMAT,
-        "member": member_id(),
-        "team": profile.name if profile else None,
-        "exported_on": time.strftime("%Y-%m-%d", time.gmtime(moment)),  # the day only
-        "days": days,
-        "models": dict(models),
-        "instances": dict(instances),
-        "note": note,
-    }
+    return summary(profile.shared_instances if profile else (), team=profile.name if profile else None, days=days,
+                   member=member_id(), db=db, now=now)
 
 
 def run_export(args: argparse.Namespace) -> int:
