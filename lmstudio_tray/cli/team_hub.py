@@ -140,6 +140,9 @@ def team_usage_from_hub(profile: TeamProfile, store: RegisteringStore | None = N
         if not isinstance(report, dict) or not isinstance(report.get("models"), list):
             raise ValueError("not a team usage answer")
     except (httpx.HTTPError, ValueError) as exc:
+        untrusted = team_sync.untrusted_certificate(exc, url)
+        if untrusted:
+            raise HubReportError(f"the team hub {untrusted}") from None
         return _copy(url, f"the team hub {url} did not answer ({type(exc).__name__})")
     return HubReport(report, "hub", url, time.time())
 

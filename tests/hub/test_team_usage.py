@@ -4,6 +4,7 @@ everyone, written before it is acknowledged, and nothing but counts under model 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,40 @@ def test_an_unreadable_file_starts_empty_and_bad_entries_are_dropped(tmp_path: P
     (tmp_path / "usage.json").write_text("{broken")
     assert UsageStore(tmp_path).team()["members"] == 0
     assert check_summary(summary({}, {}))["days"] == 30
+
+
+def test_a_hub_certificate_this_machine_does_not_trust_is_named_and_ssl_cert_file_fixes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/multi-instance.md tells members of a hub with its own CA (or a self-signed certificate) to set
+    SSL_CERT_FILE: without it the round says the certificate is not trusted (not "did not answer"); with it, it
+    connects over TLS."""
+    from lmstudio_tray.core.config import team_fetch
+    from lmstudio_tray.core.control.model_use import ModelUseLog
+    from lmstudio_tray.core.control.team_sync import HubState, TeamSync
+    from lmstudio_tray.hub.members import MemberTokens
+    from lmstudio_tray.hub.server import HubServer, HubSettings
+
+    cert, key = tmp_path / "hub.pem", tmp_path / "hub-key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                           "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                           "-out", str(cert)], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    token = MemberTokens(tmp_path / "hub").add("alice")
+    server = HubServer(HubSettings(state=tmp_path / "hub", port=0, cert=cert, key=key))
+    server.start()
+    try:
+        profile = tmp_path / "team.toml"
+        profile.write_text(f'[team]\nname = "ml"\nhub = "{server.url}"\n\n'
+                           '[[instances]]\nname = "gpu"\nurl = "http://10.0.0.7:1234"\n')
+        team_profile = team_fetch.load_team(str(profile))
+        sync = TeamSync(lambda: team_profile, ModelUseLog(tmp_path / "uses.json"), lambda: token,
+                        others=tmp_path / "others.json", usage_path=tmp_path / "usage.json")
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        status = sync._round(team_profile)
+        assert status.state is HubState.REFUSED and "certificate is not trusted" in status.message
+        assert "SSL_CERT_FILE" in status.message
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert sync._round(team_profile).state is HubState.CONNECTED
+    finally:
+        server.stop()

@@ -181,6 +181,9 @@ class TeamSync:
         except HubRefused as exc:
             return HubStatus(HubState.REFUSED, str(exc))
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            untrusted = untrusted_certificate(exc, team.hub or "")
+            if untrusted:
+                return HubStatus(HubState.REFUSED, untrusted)
             return HubStatus(HubState.UNREACHABLE, f"{team.hub} did not answer ({type(exc).__name__}); "
                              "only the uses seen on this machine are known")
         return HubStatus(HubState.CONNECTED, "", member)
@@ -220,6 +223,21 @@ class TeamSync:
                     (str(use.get("member")), now - float(use["age_seconds"])))
         atomic_write(self.others_path, json.dumps(out), 0o600)
         self.others = out
+
+
+def untrusted_certificate(exc: BaseException, hub: str) -> str | None:
+    """What to do when `exc` (an httpx error) came from a hub certificate this machine does not trust; else None."""
+    import ssl  # here: a plain-http round, or none at all, needs no ssl module
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl: a short chain
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (f"{hub}: its TLS certificate is not trusted here ({seen.verify_message}); for a certificate of "
+                    "your own CA or a self-signed one, set SSL_CERT_FILE to its PEM file")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _check(response: Any) -> None:
