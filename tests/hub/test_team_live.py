@@ -6,6 +6,7 @@ hub (no files, no prompt text) and falls back to the last copy when the hub is d
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -211,3 +212,28 @@ def test_a_revoked_token_is_a_clear_error_in_the_report_and_the_tray(team: Team,
     assert f"the team hub {hub.url} refused this member's token: the token of member 'alice' was revoked" in err
     wait_for(lambda: alice.label("Team hub").startswith("Team hub: refused: the hub refused this member's token"),
              "alice's tray says the token was refused")
+
+
+def test_the_dashboard_page_shows_the_team_section(team: Team, tmp_path: Path) -> None:
+    """The page's script draws the team's usage (headless Chromium, as tests/analytics/test_dashboard.py runs it)."""
+    from tests.analytics.test_dashboard import CHROMIUM, chromium
+
+    if CHROMIUM is None:  # the test command installs it; only a hand-run without it may skip
+        message = "needs Chromium (Debian: apt install chromium; scripts/deps/desktop.sh installs it)"
+        if os.environ.get("LMSTUDIO_TRAY_REQUIRE_DESKTOP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    alice = team.alice
+    wait_for(lambda: (alice.core.team_sync.team_usage or {}).get("report", {}).get("members") == 2,
+             "alice's lmstudio-tray holds the team's usage")
+    endpoint = read_endpoint()
+    assert endpoint is not None
+    link = httpx.post(f"{endpoint.url}/v1/dashboard/code",
+                      headers={"authorization": f"Bearer {endpoint.token}"}).json()["url"]
+    dom = chromium(tmp_path, link, "--dump-dom").stdout
+    section = dom[dom.index('<section id="team"'):]
+    section = section[:section.index("</section>")]
+    assert "hidden" not in section.split(">", 1)[0]
+    assert "2 member(s): alice, bob" in section and "team hub connected (you are alice)" in section
+    assert f"<td>{QWEN}</td><td>4</td>" in section and f"<td>{GEMMA}</td>" in section
+    assert "PROMPT" not in dom
