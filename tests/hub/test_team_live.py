@@ -108,22 +108,29 @@ def start_alice(root: Path, emulator: Emulator, hub_url: str) -> Alice:
 def team(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Team]:
     hub = Hub(tmp_path / "hub")
     alice_token, bob_token = hub.add("alice"), hub.add("bob")
-    hub.start()
-    emulator.load(QWEN)
-    emulator.load(GEMMA)
-    bob = Member(tmp_path, "bob", emulator, hub.url, bob_token)
-    seed(bob.root / "data" / "lmstudio-tray" / default_path().name, [("gpu", QWEN, 10, 2), ("bob-laptop", GEMMA, 5, 1)])
-    bob.serve()
-    # bob's summary is on the hub before alice starts, so that alice's first round reads the whole team
-    wait_for(lambda: "bob" in usage(hub.url, alice_token).get("names", []), "bob's usage reaches the hub")
-    seed(default_path(), [("gpu", QWEN, 100, 20)] * 3)  # alice's own store (this process's data dir)
-    monkeypatch.setenv("LMSTUDIO_TRAY_TOKEN_TEAM_HUB", alice_token)
-    alice = start_alice(tmp_path / "alice", emulator, hub.url)
-    yield Team(hub, bob, alice, alice_token)
-    alice.thread.stop()
-    alice.surfaces.close()
-    bob.stop()
-    hub.stop()
+    bob: Member | None = None
+    alice: Alice | None = None
+    try:  # a setup that fails half-way leaves no process behind either
+        hub.start()
+        bob = Member(tmp_path, "bob", emulator, hub.url, bob_token)
+        emulator.load(QWEN)
+        emulator.load(GEMMA)
+        seed(bob.root / "data" / "lmstudio-tray" / default_path().name,
+             [("gpu", QWEN, 10, 2), ("bob-laptop", GEMMA, 5, 1)])
+        bob.serve()
+        # bob's summary is on the hub before alice starts, so that alice's first round reads the whole team
+        wait_for(lambda: "bob" in usage(hub.url, alice_token).get("names", []), "bob's usage reaches the hub")
+        seed(default_path(), [("gpu", QWEN, 100, 20)] * 3)  # alice's own store (this process's data dir)
+        monkeypatch.setenv("LMSTUDIO_TRAY_TOKEN_TEAM_HUB", alice_token)
+        alice = start_alice(tmp_path / "alice", emulator, hub.url)
+        yield Team(hub, bob, alice, alice_token)
+    finally:
+        if alice is not None:
+            alice.thread.stop()
+            alice.surfaces.close()
+        if bob is not None:
+            bob.stop()
+        hub.stop()
 
 
 def usage(url: str, token: str) -> dict[str, Any]:
