@@ -162,7 +162,7 @@ def test_alices_tray_marks_bobs_model_and_team_status_says_who(team: Team,
     assert data["status"]["state"] == "connected" and data["others"][0]["member"] == "bob"
 
 
-def test_team_report_merges_both_members_from_the_hub_without_prompts(team: Team,
+def test_team_report_merges_both_members_from_the_hub_without_prompts(team: Team, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     alice = team.alice
     wait_for(lambda: usage(team.hub.url, team.alice_token).get("names") == ["alice", "bob"], "alice's usage sent")
@@ -178,6 +178,9 @@ def test_team_report_merges_both_members_from_the_hub_without_prompts(team: Team
     assert code == 0 and f"Source: the team hub {team.hub.url} (now)" in text and "2 member(s): alice, bob" in text
     for shown in (out, text, (team.hub.state / "usage.json").read_text()):
         assert "PROMPT" not in shown and "laptop" not in shown
+    chart = tmp_path / "team.png"
+    code, text, _ = alice.cli(capsys, "team", "report", "--chart", str(chart))
+    assert code == 0 and f"Chart: {chart}" in text and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the dashboard's team section: the merged usage as alice's TeamSync last got it, in memory
     wait_for(lambda: (alice.core.team_sync.team_usage or {}).get("report", {}).get("members") == 2,
