@@ -14,11 +14,13 @@ taken, usually by a running `serve`, keeps its icon and notifications; the plugi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lmstudio_tray.analytics import Analytics, StoreInsights
+from lmstudio_tray.analytics.team_usage import StoreTeamUsage
 from lmstudio_tray.core.ports import UsageInsights
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.diagnostics.telemetry import Telemetry, attach_telemetry
@@ -115,7 +117,9 @@ def attach_surfaces(
     core.add_service(endpoint.start, endpoint.stop)
     if analytics is not None:
         core.add_service(analytics.start, analytics.stop)
-    core.add_service(core.team_sync.start, core.team_sync.stop)  # idle unless the team profile names a hub
+    # idle unless the team profile names a hub; the usage summary goes to the hub only while analytics records
+    usage = StoreTeamUsage() if analytics is not None else None
+    core.add_service(functools.partial(core.team_sync.start, usage), core.team_sync.stop)
     core.add_service(core.benches.start, core.benches.stop)  # benches run by other processes (a terminal's)
     telemetry = _telemetry(core, command)
     notifications = _notifications(core, notifier) if notify else None

@@ -186,6 +186,7 @@ def add_dashboard_routes(app: FastAPI, ctx: ApiContext, auth: DashboardAuth,
     """The dashboard's routes: the code route (behind the token), the page and its data (behind the gate,
     see `DashboardGate`). `hosts` are the Host values the endpoint answers to (the link names one)."""
     core = ctx.core
+    _add_team_route(app, ctx)
 
     @app.post("/v1/dashboard/code", response_model=DashboardCodeOut, tags=["meta"],
                  description="A single-use code (valid for a minute) that signs a browser in to /dashboard.")
@@ -227,3 +228,14 @@ def add_dashboard_routes(app: FastAPI, ctx: ApiContext, auth: DashboardAuth,
 
 def _page(text: str, media: str) -> Response:
     return Response(text.encode(), media_type=media, headers={k.decode(): v.decode() for k, v in _SECURITY_HEADERS})
+
+
+def _add_team_route(app: FastAPI, ctx: ApiContext) -> None:
+    """`/dashboard/api/team`: the team hub's state and the team's merged usage as the hub last gave it (kept in
+    memory by the core's `TeamSync`: nothing is read or fetched here)."""
+    sync = ctx.core.team_sync
+
+    @app.get(PREFIX + "/api/team", include_in_schema=False)
+    async def dashboard_team() -> JSONResponse:
+        status = ctx.core.status().team_hub
+        return JSONResponse({"hub": status.to_json() if status is not None else None, "usage": sync.team_usage})

@@ -35,6 +35,13 @@ INDEX_HTML = """<!doctype html>
     <h2>Instances</h2>
     <div id="instances" class="cards"></div>
   </section>
+  <section id="team" hidden>
+    <h2>Team</h2>
+    <p id="team-note" class="muted"></p>
+    <table id="team-models"><thead><tr>
+      <th>model</th><th>requests</th><th>turns</th><th>in tokens</th><th>out tokens</th><th>errors</th>
+    </tr></thead><tbody></tbody></table>
+  </section>
   <section>
     <h2>Usage and performance</h2>
     <p id="history-note" class="muted"></p>
@@ -284,4 +291,24 @@ document.addEventListener("DOMContentLoaded", () => {
   setInterval(refreshLive, 2000);
   setInterval(refreshHistory, 30000);
 });
+
+// the team section: the team hub's merged usage (shown only when the team profile names a hub)
+function renderTeam(t) {
+  const section = document.getElementById("team");
+  section.hidden = !t.hub;
+  if (!t.hub) return;
+  const note = document.getElementById("team-note");
+  const hub = "team hub " + t.hub.state + (t.hub.member ? " (you are " + t.hub.member + ")" : "") + (t.hub.message ? ": " + t.hub.message : "");
+  const body = document.querySelector("#team-models tbody");
+  body.replaceChildren();
+  if (!t.usage) { note.textContent = hub + "; no team usage received yet"; return; }
+  const r = t.usage.report;
+  note.textContent = r.members + " member(s)" + (r.names && r.names.length ? ": " + r.names.join(", ") : "") +
+    ", as the hub said at " + new Date(t.usage.received * 1000).toLocaleTimeString() + "; " + hub;
+  for (const m of r.models) {
+    body.append(el("tr", {}, ...[m.name, m.requests, m.turns, m.input_tokens, m.output_tokens, m.errors].map((v) => el("td", {}, v))));
+  }
+}
+async function refreshTeam() { try { renderTeam(await getJSON("/dashboard/api/team")); } catch (e) { console.warn(e); } }
+document.addEventListener("DOMContentLoaded", () => { refreshTeam(); setInterval(refreshTeam, 10000); });
 """

@@ -9,7 +9,7 @@ that records nothing stands in, and with no analytics at all `NoInsights`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,3 +99,14 @@ class NoInsights:
     def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
         """No figures."""
         return {}
+
+
+class TeamUsage(Protocol):
+    """What the analytics surface offers the team hub's member side (`TeamSync`): this member's anonymised usage
+    summary, the figures `lmstudio-tray team export` writes (counts per model and per shared instance, no prompts,
+    sessions, agents or times)."""
+
+    def summary(self, shared_instances: Sequence[str], team: str | None, days: float) -> dict[str, Any]:
+        """The summary of the last `days`; instances not in `shared_instances` counted as "private". Blocking
+        (reads the store): call it off the core loop."""
+        ...

@@ -4,6 +4,7 @@
                     -> {"member": ..., "stored": n}
     GET  /v1/uses   -> {"uses": [{"member", "instance", "model", "age_seconds"}, ...]}
     GET  /v1/health -> {"ok": true}   (no token)
+    POST/GET /v1/usage: the members' usage summaries (hub/usage.py)
 
 It binds 127.0.0.1 unless told otherwise; any other address needs a TLS certificate and key (tokens must not
 cross a network in clear), or `HubServer` refuses to start.
@@ -23,6 +24,7 @@ from typing import Any
 
 from lmstudio_tray.hub.members import MemberTokens
 from lmstudio_tray.hub.store import Use, UseStore
+from lmstudio_tray.hub.usage import UsageRejected, UsageStore, parse_body
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -141,10 +143,21 @@ class _Handler(BaseHTTPRequestHandler):
                 uses = _parse_uses(body)
                 self.server.uses.report(member, uses)  # on disk before the answer
                 self._send(200, {"member": member, "stored": len(uses)})
+            elif path == "/v1/usage" and method == "GET":
+                self._member()
+                self._send(200, self.server.usage.team())
+            elif path == "/v1/usage" and method == "POST":
+                body = self._body()
+                member = self._member()
+                self.server.usage.report(member, parse_body(body))  # on disk before the answer
+                self._send(200, {"member": member, "stored": True})
             else:
-                raise _Reject(404, f"no {method} {path}: the hub serves GET/POST /v1/uses and GET /v1/health")
+                raise _Reject(404, f"no {method} {path}: the hub serves GET/POST /v1/uses, GET/POST /v1/usage "
+                              "and GET /v1/health")
         except _Reject as exc:
             self._send(exc.status, {"error": str(exc)})
+        except UsageRejected as exc:
+            self._send(400, {"error": str(exc)})
         except Exception:
             log.exception("hub request failed")
             self._send(500, {"error": "the hub failed; see its log"})
@@ -159,9 +172,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore) -> None:
+    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore,
+                 usage: UsageStore | None = None) -> None:
         self.members = members
         self.uses = uses
+        self.usage = usage if usage is not None else UsageStore(uses.path.parent)
         super().__init__(address, _Handler)
 
 

@@ -373,6 +373,7 @@ class TrayApp:
             bench=self._bench,
             open_dashboard=open_dashboard_in_browser,
             server=self.core.server_control,
+            team_uses=lambda: self.core.team_sync.others,
         )
         view.on_click = presenter.on_click
         self.view, self.presenter = view, presenter

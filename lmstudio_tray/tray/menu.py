@@ -6,13 +6,15 @@ turns a clicked item's `MenuAction` into a core action. Tests therefore need no 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
 from lmstudio_tray.core.models import (
     BenchState,
     DownloadState,
+    HubState,
+    HubStatus,
     InstanceSnapshot,
     InstanceState,
     LoadProgress,
@@ -113,6 +115,7 @@ class MenuPrefs:
     shared_instances: tuple[str, ...] = ()  # shared through the team profile: unload/switch may be refused
     team: str | None = None  # the team profile's name
     dashboard: bool = False  # the tray can open the local dashboard (shows "Open dashboard")
+    busy_minutes: float = 0.0  # the team's busy window: another member's use within it marks the model in use
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,59 @@ class MenuContext:
     # settings in words ("port 1234, this machine only, CORS off"), and False when its service is not running
     server_line: str | None = None
     lmstudio_running: bool | None = None
+    # other members' models in use on shared instances, as the team hub last said: instance -> model ->
+    # ((member, seconds since their last use), ...), already cut to the busy window (`in_use_by_others`)
+    team_uses: Mapping[str, Mapping[str, tuple[tuple[str, float], ...]]] = field(default_factory=dict)
+
+
+TeamUses = Mapping[str, Mapping[str, tuple[tuple[str, float], ...]]]
+
+
+def in_use_by_others(others: Mapping[str, Mapping[str, list[tuple[str, float]]]], shared: tuple[str, ...],
+                     window_s: float, now: float) -> TeamUses:
+    """The other members' uses (instance -> model -> [(member, wall time of the last use)], `TeamSync.others`) on
+    `shared` instances within `window_s` seconds of `now`, as ages, the latest first."""
+    out: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
+    for instance in shared:
+        for model, seen in others.get(instance, {}).items():
+            recent = sorted((max(0.0, now - t), member) for member, t in seen if now - t < window_s)
+            if recent:
+                out.setdefault(instance, {})[model] = tuple((member, age) for age, member in recent)
+    return out
+
+
+def age_text(seconds: float) -> str:
+    """"42 s ago", "2 min ago", "1 h 05 min ago": how long ago, at the menu's precision."""
+    if seconds < 60:
+        return f"{max(0, int(seconds))} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"{format_duration(seconds)} ago"
+
+
+def in_use_text(ctx: MenuContext, instance: str, model: str) -> str:
+    """" — in use by bob (2 min ago)" when other members used `model` on `instance` lately, else ""."""
+    seen = ctx.team_uses.get(instance, {}).get(model, ())
+    if not seen:
+        return ""
+    return " — in use by " + ", ".join(f"{member} ({age_text(age)})" for member, age in seen)
+
+
+HUB_WORDS = {
+    HubState.CONNECTED: "connected",
+    HubState.UNREACHABLE: "unreachable, only this machine's uses are known",
+    HubState.REFUSED: "refused",
+}
+
+
+def hub_line(status: HubStatus) -> str:
+    """The tray's team hub line: connected (as whom), unreachable, or refused with the reason."""
+    words = HUB_WORDS.get(status.state, status.state.value)
+    if status.state is HubState.CONNECTED and status.member:
+        words += f" as {status.member}"
+    elif status.state is HubState.REFUSED and status.message:
+        words += f": {_short(status.message, 90)}"
+    return f"Team hub: {words}"
 
 
 def find(items: tuple[MenuItem, ...], label: str) -> MenuItem:
@@ -256,6 +312,8 @@ def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[Me
         items.append(SEPARATOR)
     items.extend(MenuItem(bench_text(b, instance=many), enabled=False) for b in report.benches)
     items.append(SEPARATOR)
+    if report.team_hub is not None:
+        items.append(MenuItem(hub_line(report.team_hub), enabled=False))
     items.extend(global_section(ctx.prefs, ctx.tips, ctx.coding_pick))
     return tuple(items)
 
@@ -276,9 +334,10 @@ def instance_section(snap: InstanceSnapshot, ctx: MenuContext, *, header: bool =
         items.append(MenuItem(f"Shared with {team}: models in use are not unloaded without asking", enabled=False))
 
     loaded = [(m, inst) for m in snap.loaded_models for inst in m.instances]
-    for _, inst in loaded:
+    for m, inst in loaded:
         ctx_text = context_text(inst.context_length)
-        items.append(MenuItem(f"● {inst.id}" + (f" · {ctx_text}" if ctx_text else ""), enabled=False))
+        items.append(MenuItem(f"● {inst.id}" + (f" · {ctx_text}" if ctx_text else "") + in_use_text(ctx, name, m.key),
+                              enabled=False))
 
     for load in snap.loads:
         items.append(MenuItem(load_text(load), enabled=False))
@@ -299,11 +358,12 @@ def instance_section(snap: InstanceSnapshot, ctx: MenuContext, *, header: bool =
     )
     unload_children = tuple(
         MenuItem(
-            inst.id + (f" · {context_text(inst.context_length)}" if inst.context_length else ""),
+            inst.id + (f" · {context_text(inst.context_length)}" if inst.context_length else "")
+            + in_use_text(ctx, name, m.key),
             MenuAction(ActionKind.UNLOAD, name, inst.id),
             enabled=online,
         )
-        for _, inst in loaded
+        for m, inst in loaded
     )
     items.append(
         MenuItem("Unload", children=unload_children, enabled=online and bool(loaded))
@@ -368,7 +428,7 @@ def _model_picker(
             continue
         children = tuple(
             MenuItem(
-                model_label(m),
+                model_label(m) + in_use_text(ctx, snap.name, m.key),
                 None if kind is ActionKind.LOAD else MenuAction(kind, snap.name, m.key),
                 enabled=enabled and m.key not in loading and (snap.name, m.key) not in ctx.busy,
                 checked=m.loaded,

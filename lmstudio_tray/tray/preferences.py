@@ -67,6 +67,7 @@ def instance_prefs(config: Config, teams: TeamProfiles) -> dict[str, Any]:
         "active_instance": config.active_instance if config.active_instance in names else (names[0] if names else None),
         "shared_instances": profile.shared_instances if profile else (),
         "team": profile.name if profile else None,
+        "busy_minutes": profile.busy_minutes if profile else 0.0,
     }
 
 

@@ -41,7 +41,9 @@ from lmstudio_tray.tray.menu import (
     MenuContext,
     MenuItem,
     MenuPrefs,
+    TeamUses,
     build_menu,
+    in_use_by_others,
     tooltip,
 )
 
@@ -220,10 +222,13 @@ class TrayPresenter:
         open_dashboard: Callable[[], str | None] | None = None,
         redraw_interval: float = REDRAW_INTERVAL,
         server: ServerControlLike | None = None,
+        team_uses: Callable[[], Mapping[str, Mapping[str, list[tuple[str, float]]]]] | None = None,
     ) -> None:
         """`open_dashboard` opens the local dashboard in a browser (blocking; it runs on a worker thread)
         and returns None, or the single-use link when no browser could be started. `bench`: the latest bench
-        figures per model (the analytics' cache, non-blocking), for the Tips menu's "Fastest here for coding"."""
+        figures per model (the analytics' cache, non-blocking), for the Tips menu's "Fastest here for coding".
+        `team_uses`: the other members' uses as the team hub last said (`TeamSync.others`, kept in memory: reading
+        it never blocks)."""
         self.view = view
         self._status = status
         self._actions = actions
@@ -239,6 +244,7 @@ class TrayPresenter:
         self._bench = bench
         self._open_dashboard = open_dashboard
         self._server = server
+        self._team_uses = team_uses
         self._lock = threading.RLock()
         self._draw_lock = threading.Lock()  # one refresh at a time: read the status, then push it
         self._redraws = Redraws(self.refresh, interval=redraw_interval)
@@ -273,7 +279,8 @@ class TrayPresenter:
             ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy),
                               tips=self._current_tips(), coding_pick=self._coding_pick(),
                               server_line=settings.describe() if settings is not None else None,
-                              lmstudio_running=service.running if service is not None else None)
+                              lmstudio_running=service.running if service is not None else None,
+                              team_uses=self._current_team_uses())
             menu = build_menu(report, ctx)
             tip = tooltip(report)
             if icon != self._shown_icon:
@@ -285,6 +292,17 @@ class TrayPresenter:
             if menu != self._shown_menu:
                 self._shown_menu = menu
                 self.view.set_menu(menu)
+
+    def _current_team_uses(self) -> TeamUses:
+        """Other members' models in use on the shared instances, within the team's busy window."""
+        if self._team_uses is None or not self.prefs.shared_instances:
+            return {}
+        try:
+            others = self._team_uses()
+        except Exception:  # an extra, like the tips: never a reason for the menu not to draw
+            log.debug("no team uses", exc_info=True)
+            return {}
+        return in_use_by_others(others, self.prefs.shared_instances, self.prefs.busy_minutes * 60, time.time())
 
     def _current_tips(self) -> tuple[str, ...]:
         try:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
-import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("dir", type=Path)
     sp.add_argument("--days", type=float, default=30.0, help="how far back to count (default 30)")
     sp.set_defaults(func=run_export)
-    sp = tsub.add_parser("report", help="merge every member's summary in DIR, with a PNG chart")
-    sp.add_argument("dir", type=Path)
+    sp = tsub.add_parser("report", help="merge every member's summary in DIR (without DIR: from the team hub), "
+                         "with a PNG chart")
+    sp.add_argument("dir", type=Path, nargs="?", default=None,
+                    help="the shared folder members export into; without it, the team hub's merged usage")
     sp.add_argument("--json", action="store_true", help="print the merged figures as JSON")
-    sp.add_argument("--chart", type=Path, default=None, help="where to write the chart (default DIR/team-usage.png)")
+    sp.add_argument("--chart", type=Path, default=None,
+                    help="where to write the chart (default DIR/team-usage.png; without DIR, only when given)")
     sp.set_defaults(func=run_report)
     add_hub_parser(sub)  # the hub's members: `hub member add|list|revoke`
 
@@ -69,8 +69,10 @@ def run_status(args: argparse.Namespace) -> int:
         print("No team profile: set team_profile in the config (a path or an https:// URL), "
               f"or ${team.ENV}.")
         return EXIT_OK
+    from lmstudio_tray.cli import team_hub
+
     if args.json:
-        print_json(profile.to_json())
+        print_json({**profile.to_json(), "team_hub": team_hub.hub_status_json(profile)})
         return EXIT_OK
     print(f"Team {profile.name!r} from {profile.source}"
           + (" (last good copy)" if profile.from_cache else ""))
@@ -82,6 +84,8 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"  allowed models: {', '.join(profile.allowed)}")
     for r in profile.recommended:
         print(f"  recommended: {r.key}" + (f" (context {r.context_length})" if r.context_length else ""))
+    for line in team_hub.hub_status_lines(profile):
+        print(line)
     return EXIT_OK
 
 
@@ -105,51 +109,10 @@ def member_id() -> str:
 def usage_summary(config: Config, profile: team.TeamProfile | None, *, days: float,
                   db: Path | None = None, now: float | None = None) -> dict[str, Any]:
     """This member's usage from the analytics store, counted per model and per (shared) instance."""
-    from lmstudio_tray.analytics.store import StoreError, reading
+    from lmstudio_tray.analytics.team_usage import usage_summary as summary
 
-    moment = time.time() if now is None else now
-    since = moment - days * 86400
-    shared = set(profile.shared_instances) if profile else set()
-    models: Totals = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
-    instances: Totals = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
-    note = None
-
-    def bucket(instance: str | None) -> str:
-        return instance if instance in shared else PRIVATE
-
-    try:
-        with reading(db) as conn:
-            for row in conn.execute(
-                "SELECT COALESCE(model_key, model) AS m, instance, COUNT(*) AS n FROM verdicts WHERE ts >= ? "
-                "GROUP BY m, instance", (since,),
-            ):
-                if row["m"]:
-                    models[row["m"]]["requests"] += row["n"]
-                    instances[bucket(row["instance"])]["requests"] += row["n"]
-            for row in conn.execute(
-                "SELECT model, instance, COUNT(*) AS n, SUM(COALESCE(input_tokens, 0)) AS i, "
-                "SUM(COALESCE(output_tokens, 0)) AS o, SUM(error IS NOT NULL) AS e FROM turns WHERE ts >= ? "
-                "GROUP BY model, instance", (since,),
-            ):
-                if not row["model"]:
-                    continue
-                for target in (models[row["model"]], instances[bucket(row["instance"])]):
-                    target["turns"] += row["n"]
-                    target["input_tokens"] += row["i"] or 0
-                    target["output_tokens"] += row["o"] or 0
-                    target["errors"] += row["e"] or 0
-    except (StoreError, sqlite3.Error) as exc:
-        note = str(exc)
-    return {
-        "format": FORMAT,
-        "member": member_id(),
-        "team": profile.name if profile else None,
-        "exported_on": time.strftime("%Y-%m-%d", time.gmtime(moment)),  # the day only
-        "days": days,
-        "models": dict(models),
-        "instances": dict(instances),
-        "note": note,
-    }
+    return summary(profile.shared_instances if profile else (), team=profile.name if profile else None, days=days,
+                   member=member_id(), db=db, now=now)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -253,6 +216,8 @@ def draw_chart(report: dict[str, Any], target: Path) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if args.dir is None:
+        return _report_from_hub(args)
     if not args.dir.is_dir():
         print(f"lmstudio-tray: {args.dir} is not a folder; give the shared folder members export into",
               file=sys.stderr)
@@ -260,20 +225,65 @@ def run_report(args: argparse.Namespace) -> int:
     report, problems = merge_summaries(args.dir)
     for problem in problems:
         print(f"lmstudio-tray: {problem}", file=sys.stderr)
-    chart = args.chart or args.dir / "team-usage.png"
-    try:
-        draw_chart(report, chart)
-    except OSError as exc:
-        print(f"lmstudio-tray: cannot write the chart {chart} ({exc})", file=sys.stderr)
-        chart = None
+    chart = _chart(report, args.chart or args.dir / "team-usage.png")
+    source = {"kind": "files", "dir": str(args.dir)}
     if args.json:
-        print_json({**report, "chart": str(chart) if chart else None, "skipped": problems})
+        print_json({**report, "chart": str(chart) if chart else None, "skipped": problems, "source": source})
         return EXIT_OK if report["members"] else EXIT_FAILURE
     if not report["members"]:
         print(f"No usage summaries in {args.dir}; members write theirs with `lmstudio-tray team export "
               f"{args.dir}`.")
         return EXIT_FAILURE
-    print(f"{report['members']} member(s)")
+    print(f"Source: the usage summaries in {args.dir}")
+    _print_report(report, chart)
+    return EXIT_OK
+
+
+def _chart(report: dict[str, Any], target: Path | None) -> Path | None:
+    if target is None:
+        return None
+    try:
+        draw_chart(report, target)
+    except OSError as exc:
+        print(f"lmstudio-tray: cannot write the chart {target} ({exc})", file=sys.stderr)
+        return None
+    return target
+
+
+def _report_from_hub(args: argparse.Namespace) -> int:
+    """`team report` without a folder: the team's merged usage from the hub the team profile names."""
+    from lmstudio_tray.cli import team_hub
+
+    teams = loader.TeamProfiles()
+    profile = profile_of(read_config(args, teams), teams)
+    if profile is None:
+        print("lmstudio-tray: no team profile, so no team hub: give the folder members export into "
+              "(`lmstudio-tray team report DIR`), or set team_profile in the config", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        got = team_hub.team_usage_from_hub(profile)
+    except team_hub.HubReportError as exc:
+        print(f"lmstudio-tray: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if got.problem:  # said once, on stderr: the figures follow
+        print(f"lmstudio-tray: {got.problem}; showing {got.where()}", file=sys.stderr)
+    report = {key: got.report.get(key) for key in ("members", "names", "models", "instances")}
+    chart = _chart(report, args.chart)
+    if args.json:
+        print_json({**report, "chart": str(chart) if chart else None, "skipped": [], "source": got.source_json()})
+        return EXIT_OK if report["members"] else EXIT_FAILURE
+    print(got.source_text())
+    if not report["members"]:
+        print("No member has sent usage to the team hub yet: a running `lmstudio-tray serve` or tray with analytics "
+              "on sends it.")
+        return EXIT_FAILURE
+    _print_report(report, chart)
+    return EXIT_OK
+
+
+def _print_report(report: dict[str, Any], chart: Path | None) -> None:
+    names = report.get("names")
+    print(f"{report['members']} member(s)" + (f": {', '.join(names)}" if names else ""))
     for title, key in (("model", "models"), ("instance", "instances")):
         print(f"\n{title:<40} {'requests':>9} {'turns':>7} {'in tok':>9} {'out tok':>9} {'errors':>7}")
         for it in report[key]:
@@ -281,4 +291,3 @@ def run_report(args: argparse.Namespace) -> int:
                   f"{it['output_tokens']:>9} {it['errors']:>7}")
     if chart:
         print(f"\nChart: {chart}")
-    return EXIT_OK

@@ -189,7 +189,8 @@ class AnalyticsConfig(Strict):
     """The local store of usage and performance figures behind `lmstudio-tray stats` and the dashboard: whether it
     records, and how much it keeps."""
 
-    enabled: bool = Field(True, description="Record usage and performance in a local SQLite store (never sent).")
+    enabled: bool = Field(True, description="Record usage and performance in a local SQLite store (never sent, but for "
+                          "the anonymised counts of `lmstudio-tray team export` to a team hub).")
     retention_days: float = Field(90.0, gt=0, le=3650, description="Records older than this many days are deleted.")
     max_rows: int = Field(200_000, ge=1000, le=50_000_000, description="Most rows kept per table; the oldest go first.")
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.models import HubState, HubStatus
+from lmstudio_tray.core.ports import TeamUsage
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 
@@ -31,9 +32,27 @@ log = logging.getLogger(__name__)
 HUB_TOKEN = "team-hub"  # the name of the member's hub token in the token store (`lmstudio-tray token set team-hub`)
 TIMEOUT = 10.0
 REPORT_WITHIN = 24 * 3600  # uses older than this are not reported
+USAGE_EVERY = 60.0  # seconds between two usage summaries sent (a summary reads the analytics store: not every round)
+USAGE_DAYS = 30.0  # the days a summary counts, as `team export` does by default
 
 # instance -> model -> [(member, this machine's wall time of the member's last use)]
 OtherUses = dict[str, dict[str, list[tuple[str, float]]]]
+
+
+def usage_file() -> Path:
+    """The team's merged usage as the hub last gave it: `team-usage.json` in the state dir (`team report` reads it
+    when the hub does not answer)."""
+    return paths.state_dir() / "team-usage.json"
+
+
+def read_usage(path: Path | None = None) -> dict[str, Any] | None:
+    """`team-usage.json` ({"received", "hub", "report"}); None when missing or unreadable. A blocking file read."""
+    try:
+        raw = json.loads((path or usage_file()).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(raw, dict) and isinstance(raw.get("report"), dict) and isinstance(raw.get("received"), (int, float))
+    return raw if ok else None
 
 
 def others_file() -> Path:
@@ -86,18 +105,29 @@ class TeamSync:
     """Reports this machine's uses to the team hub every `[team] hub_every` seconds and keeps the others' uses."""
 
     def __init__(self, team: Callable[[], TeamProfile | None], uses: ModelUseLog, token: Callable[[], str | None],
-                 *, others: Path | None = None) -> None:
+                 *, others: Path | None = None, usage_path: Path | None = None) -> None:
         """`team`: the profile in effect (read at each round); `uses`: this machine's record; `token`: the member's hub
         token (blocking: called in the worker thread)."""
         self.team = team
         self.uses = uses
         self.token = token
         self.others_path = others or others_file()
+        self.usage_path = usage_path or usage_file()
         self.status = HubStatus()
+        # the other members' uses and the team's usage as the hub last told: each replaced whole by the worker thread,
+        # so readers on any thread (the tray's menu, the dashboard) take them as they are, without a lock
+        self.others: OtherUses = {}
+        self.team_usage: dict[str, Any] | None = None  # {"received", "hub", "report"} as in `team-usage.json`
+        self._usage: TeamUsage | None = None
+        self._usage_sent = -USAGE_EVERY
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Start the rounds on the core's loop (each round's HTTP runs in a worker thread)."""
+    async def start(self, usage: TeamUsage | None = None) -> None:
+        """Start the rounds on the core's loop (each round's HTTP runs in a worker thread). `usage`: where this
+        member's usage summary comes from (the analytics, handed over by the composition root); None sends none."""
+        self._usage = usage
+        self.others = await asyncio.to_thread(read_others, self.others_path)  # what the last run heard, until a round
+        self.team_usage = await asyncio.to_thread(read_usage, self.usage_path)
         self._task = asyncio.create_task(self._run(), name="team-hub-sync")
 
     async def stop(self) -> None:
@@ -146,9 +176,14 @@ class TeamSync:
                 got = client.get(f"{url}/v1/uses")
                 _check(got)
                 self._keep_others(got.json().get("uses", []), member)
+                if self._usage is not None and time.monotonic() - self._usage_sent >= USAGE_EVERY:
+                    self._share_usage(client, url, team, self._usage)
         except HubRefused as exc:
             return HubStatus(HubState.REFUSED, str(exc))
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            untrusted = untrusted_certificate(exc, team.hub or "")
+            if untrusted:
+                return HubStatus(HubState.REFUSED, untrusted)
             return HubStatus(HubState.UNREACHABLE, f"{team.hub} did not answer ({type(exc).__name__}); "
                              "only the uses seen on this machine are known")
         return HubStatus(HubState.CONNECTED, "", member)
@@ -158,6 +193,24 @@ class TeamSync:
         return [{"instance": instance, "model": model, "age_seconds": round(max(0.0, now - t), 1)}
                 for instance, models in self.uses.read().items() if instance in team.shared_instances
                 for model, t in models.items() if now - t < REPORT_WITHIN]
+
+    def _share_usage(self, client: Any, url: str, team: TeamProfile, usage: TeamUsage) -> None:
+        """Send this member's usage summary, then keep the team's merged usage the hub answers (blocking)."""
+        summary = usage.summary(team.shared_instances, team.name, USAGE_DAYS)
+        sent = client.post(f"{url}/v1/usage", json=summary)
+        if sent.status_code == 404:  # a hub from before team usage: it keeps the uses, that is all
+            self._usage_sent = time.monotonic()
+            return
+        _check(sent)
+        got = client.get(f"{url}/v1/usage")
+        _check(got)
+        report = got.json()
+        if not isinstance(report, dict):
+            raise ValueError("the hub's usage answer is not an object")
+        kept = {"received": time.time(), "hub": url, "report": report}
+        atomic_write(self.usage_path, json.dumps(kept), 0o600)
+        self.team_usage = kept
+        self._usage_sent = time.monotonic()
 
     def _keep_others(self, uses: list[Any], member: str) -> None:
         now = time.time()
@@ -169,6 +222,22 @@ class TeamSync:
                 out.setdefault(str(use.get("instance")), {}).setdefault(str(use.get("model")), []).append(
                     (str(use.get("member")), now - float(use["age_seconds"])))
         atomic_write(self.others_path, json.dumps(out), 0o600)
+        self.others = out
+
+
+def untrusted_certificate(exc: BaseException, hub: str) -> str | None:
+    """What to do when `exc` (an httpx error) came from a hub certificate this machine does not trust; else None."""
+    import ssl  # here: a plain-http round, or none at all, needs no ssl module
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl: a short chain
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (f"{hub}: its TLS certificate is not trusted here ({seen.verify_message}); for a certificate of "
+                    "your own CA or a self-signed one, set SSL_CERT_FILE to its PEM file")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _check(response: Any) -> None:
