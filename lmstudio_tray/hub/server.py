@@ -17,16 +17,18 @@ import logging
 import ssl
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from lmstudio_tray.hub.members import MemberTokens
+from lmstudio_tray.hub.protocol import JsonHandler, echo
+from lmstudio_tray.hub.protocol import Reject as _Reject
 from lmstudio_tray.hub.store import Use, UseStore
 
 log = logging.getLogger(__name__)
-MAX_BODY = 64 * 1024
 MAX_USES = 500
+PATHS = {"/v1/uses": "GET, POST", "/v1/health": "GET"}  # path -> the methods it serves (405's Allow)
 MAX_TEXT = 256
 
 
@@ -46,25 +48,26 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class HubSettings:
-    """Where the hub listens and keeps its state; `cert`/`key` (PEM files) for TLS."""
+    """Where the hub listens and keeps its state; `cert`/`key` (PEM files) for TLS; how long a connection may stay
+    silent (`idle_timeout`, seconds)."""
 
     state: Path
     host: str = "127.0.0.1"
     port: int = 8765
     cert: Path | None = None
     key: Path | None = None
+    idle_timeout: float = 30.0
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def _text(value: object) -> TypeGuard[str]:
+    # printable only: a model key goes into other members' messages and logs (no newlines, no lone surrogates)
+    return isinstance(value, str) and 0 < len(value) <= MAX_TEXT and value.isprintable()
 
 
 def _parse_uses(body: bytes) -> list[Use]:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise _Reject(400, 'the body is not JSON; send {"uses": [{"instance", "model", "age_seconds"}]}') from None
     items = data.get("uses") if isinstance(data, dict) else None
     if not isinstance(items, list):
@@ -76,32 +79,28 @@ def _parse_uses(body: bytes) -> list[Use]:
         if not isinstance(item, dict):
             raise _Reject(400, f"uses[{n}] is not an object")
         instance, model, age = item.get("instance"), item.get("model"), item.get("age_seconds")
-        if not (isinstance(instance, str) and 0 < len(instance) <= MAX_TEXT):
-            raise _Reject(400, f"uses[{n}].instance must be a string of 1 to {MAX_TEXT} characters")
-        if not (isinstance(model, str) and 0 < len(model) <= MAX_TEXT):
-            raise _Reject(400, f"uses[{n}].model must be a string of 1 to {MAX_TEXT} characters")
+        if not _text(instance):
+            raise _Reject(400, f"uses[{n}].instance must be a string of 1 to {MAX_TEXT} printable characters")
+        if not _text(model):
+            raise _Reject(400, f"uses[{n}].model must be a string of 1 to {MAX_TEXT} printable characters")
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 <= age < 1e9:
             raise _Reject(400, f"uses[{n}].age_seconds must be a number of seconds >= 0")
         uses.append(Use("", instance, model, float(age)))
     return uses
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a connection may stay silent (also bounds a stalled TLS handshake)
+
+    def connection_timeout(self) -> float:
+        return self.server.idle_timeout
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line only, never headers (the token)
         log.debug("hub %s %s", self.address_string(), format % args)
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(status, payload)
 
     def _member(self) -> str:
         header = self.headers.get("Authorization", "")
@@ -117,17 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(403, f"the token of member {name!r} was revoked: ask the hub's admin for a new one")
         return name
 
-    def _body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise _Reject(411, "send a Content-Length")
-        if int(length) > MAX_BODY:
-            self.close_connection = True
-            raise _Reject(413, f"the body is over {MAX_BODY} bytes")
-        return self.rfile.read(int(length))
-
-    def _handle(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         try:
+            body = self.read_body()  # read first, whatever the route: its bytes must not frame a next request
             path = self.path.split("?", 1)[0]
             if path == "/v1/health" and method == "GET":
                 self._send(200, {"ok": True})
@@ -136,32 +127,37 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"uses": [{"member": u.member, "instance": u.instance, "model": u.model,
                                            "age_seconds": round(u.age, 1)} for u in self.server.uses.uses()]})
             elif path == "/v1/uses" and method == "POST":
-                body = self._body()
+                if body is None:
+                    raise _Reject(411, "send the report with a Content-Length")
                 member = self._member()
-                uses = _parse_uses(body)
-                self.server.uses.report(member, uses)  # on disk before the answer
-                self._send(200, {"member": member, "stored": len(uses)})
+                stored = self.server.uses.report(member, _parse_uses(body))  # on disk before the answer
+                self._send(200, {"member": member, "stored": stored})
+            elif path in PATHS:
+                raise _Reject(405, f"{echo(method)} is not served on {path}: use {PATHS[path]}",
+                              headers={"Allow": PATHS[path]})
             else:
-                raise _Reject(404, f"no {method} {path}: the hub serves GET/POST /v1/uses and GET /v1/health")
+                raise _Reject(404, f"no {echo(path)}: the hub serves GET/POST /v1/uses and GET /v1/health")
         except _Reject as exc:
-            self._send(exc.status, {"error": str(exc)})
+            self.send_reject(exc)
         except Exception:
             log.exception("hub request failed")
             self._send(500, {"error": "the hub failed; see its log"})
 
     def do_GET(self) -> None:
-        self._handle("GET")
+        self.dispatch("GET")
 
     def do_POST(self) -> None:
-        self._handle("POST")
+        self.dispatch("POST")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore) -> None:
+    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore,
+                 idle_timeout: float) -> None:
         self.members = members
         self.uses = uses
+        self.idle_timeout = idle_timeout
         super().__init__(address, _Handler)
 
 
@@ -200,7 +196,8 @@ class HubServer:
         state = self.settings.state
         state.mkdir(parents=True, exist_ok=True)
         try:
-            server = _Server((self.settings.host, self.settings.port), MemberTokens(state), UseStore(state))
+            server = _Server((self.settings.host, self.settings.port), MemberTokens(state),
+                             UseStore(state), self.settings.idle_timeout)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

@@ -48,18 +48,21 @@ class UseStore:
                          for i, models in inst.items() if isinstance(models, dict)}
                 for m, inst in raw.items() if isinstance(inst, dict)}
 
-    def report(self, member: str, uses: list[Use]) -> None:
-        """Record `member`'s uses (stamped now - age on the hub's clock) and write the file before returning."""
+    def report(self, member: str, uses: list[Use]) -> int:
+        """Record `member`'s uses (stamped now - age on the hub's clock) and write the file before returning; returns
+        how many were kept (not those older than KEEP_SECONDS)."""
         now = self.clock()
+        fresh = [use for use in uses if use.age <= KEEP_SECONDS]  # older ones would be pruned at once
         with self._lock:
             mine = self._data.setdefault(member, {})
-            for use in uses:
+            for use in fresh:
                 when = now - max(0.0, use.age)
                 models = mine.setdefault(use.instance, {})
                 models[use.model] = max(when, models.get(use.model, 0.0))
             self._prune(now)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, json.dumps(self._data), 0o600)
+        return len(fresh)
 
     def _prune(self, now: float) -> None:
         for member in list(self._data):
