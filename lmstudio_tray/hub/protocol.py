@@ -17,6 +17,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
+MAX_DRAIN = 1024 * 1024  # a refused body up to this size is read (and dropped) so that the refusal arrives
 MAX_ECHO = 120  # characters of a client's path or header quoted back in an error
 
 
@@ -71,7 +72,7 @@ class JsonHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
-            if close:
+            if close or self.close_connection:  # (an HTTP/1.0 request, too): say it, a client must not reuse it
                 self.send_header("Connection", "close")  # also sets close_connection
             self.end_headers()
             if self.command != "HEAD":  # the answer to HEAD has the headers of the body, never the body
@@ -103,8 +104,9 @@ class JsonHandler(BaseHTTPRequestHandler):
         if len(lengths) > 1 or not (digits.isascii() and digits.isdigit()):  # isdigit alone takes '²'
             raise Reject(400, f"Content-Length must be one number of bytes, not {echo(', '.join(lengths))}",
                          close=True)
-        length = int(digits) if len(digits) <= 12 else MAX_BODY + 1  # int() refuses 4300 digits and more
+        length = int(digits) if len(digits) <= 12 else MAX_DRAIN + 1  # int() refuses 4300 digits and more
         if length > MAX_BODY:
+            self._drain(length)
             raise Reject(413, f"the body is over {MAX_BODY} bytes", close=True)
         try:
             body = self.rfile.read(length)
@@ -115,3 +117,17 @@ class JsonHandler(BaseHTTPRequestHandler):
             raise Reject(400, f"the body ended after {len(body)} of the {length} bytes of its Content-Length",
                          close=True)
         return body
+
+    def _drain(self, length: int) -> None:
+        """Read and drop a body too big to take, up to MAX_DRAIN: closing a socket with unread bytes resets it, and
+        the client may lose the answer saying why."""
+        if length > MAX_DRAIN:
+            return
+        try:
+            while length > 0:
+                got = self.rfile.read(min(length, MAX_BODY))
+                if not got:
+                    return
+                length -= len(got)
+        except TimeoutError:
+            return

@@ -50,9 +50,15 @@ def hub(tmp_path: Path) -> Iterator[RunningHub]:
 
 
 def exchange(port: int, request: bytes, *, method: str = "GET", half_close: bool = False,
-             then: bytes = b"") -> tuple[http.client.HTTPResponse, socket.socket]:
-    """Send raw bytes and read one answer (its body too); `then` is sent on the same connection afterwards."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+             then: bytes = b"", sndbuf: int | None = None) -> tuple[http.client.HTTPResponse, socket.socket]:
+    """Send raw bytes and read one answer (its body too); `then` is sent on the same connection afterwards;
+    `sndbuf`: a small send buffer, so that a big body is sent only as fast as the hub reads it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(DEADLINE)
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
+    sock.connect(("127.0.0.1", port))
     sock.sendall(request)
     if half_close:
         sock.shutdown(socket.SHUT_WR)
@@ -189,3 +195,18 @@ def test_stored_counts_only_what_is_kept(hub: RunningHub) -> None:
                     {"instance": "gpu", "model": "new", "age_seconds": 3})
     assert answer.json() == {"member": "alice", "stored": 1}
     assert [u["model"] for u in hub.uses()] == ["new"]
+
+
+def test_an_http10_answer_says_the_connection_closes(hub: RunningHub) -> None:
+    response, sock = exchange(hub.port, b"GET /v1/health HTTP/1.0\r\n\r\n")
+    assert response.status == 200 and response.getheader("Connection") == "close"
+    assert sock.recv(100) == b""
+
+
+def test_a_body_over_the_limit_gets_its_413_not_a_reset(hub: RunningHub) -> None:
+    """The refused body is read and dropped first: closing a socket with unread bytes resets it, and the client
+    then loses the answer."""
+    body = b"x" * 1_000_000
+    request = b"POST /v1/uses HTTP/1.1\r\nHost: hub\r\n" + hub.auth() + b"Content-Length: %d\r\n\r\n" % len(body)
+    response, _ = exchange(hub.port, request + body, sndbuf=4096)
+    assert response.status == 413 and "over 65536 bytes" in error_of(response)
