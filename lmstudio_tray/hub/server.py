@@ -14,13 +14,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from lmstudio_tray.hub.limits import Limits, OverLimit, ReportBuckets
 from lmstudio_tray.hub.members import MemberTokens
 from lmstudio_tray.hub.protocol import JsonHandler, echo
 from lmstudio_tray.hub.protocol import Reject as _Reject
@@ -48,14 +50,15 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class HubSettings:
-    """Where the hub listens and keeps its state; `cert`/`key` (PEM files) for TLS; how long a connection may stay
-    silent (`idle_timeout`, seconds)."""
+    """Where the hub listens and keeps its state; `cert`/`key` (PEM files) for TLS; what one member may send
+    (`limits`); how long a connection may stay silent (`idle_timeout`, seconds)."""
 
     state: Path
     host: str = "127.0.0.1"
     port: int = 8765
     cert: Path | None = None
     key: Path | None = None
+    limits: Limits = field(default_factory=Limits)
     idle_timeout: float = 30.0
 
 
@@ -116,6 +119,16 @@ class _Handler(JsonHandler):
             raise _Reject(403, f"the token of member {name!r} was revoked: ask the hub's admin for a new one")
         return name
 
+    def _store(self, member: str, uses: list[Use]) -> int:
+        """`member`'s report on disk (before it is acknowledged), within the member's limits."""
+        try:
+            self.server.buckets.take(member)
+            return self.server.uses.report(member, uses)
+        except OverLimit as exc:
+            if exc.retry_after is None:
+                raise _Reject(409, str(exc)) from None
+            raise _Reject(429, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))}) from None
+
     def dispatch(self, method: str) -> None:
         try:
             body = self.read_body()  # read first, whatever the route: its bytes must not frame a next request
@@ -130,7 +143,7 @@ class _Handler(JsonHandler):
                 if body is None:
                     raise _Reject(411, "send the report with a Content-Length")
                 member = self._member()
-                stored = self.server.uses.report(member, _parse_uses(body))  # on disk before the answer
+                stored = self._store(member, _parse_uses(body))
                 self._send(200, {"member": member, "stored": stored})
             elif path in PATHS:
                 raise _Reject(405, f"{echo(method)} is not served on {path}: use {PATHS[path]}",
@@ -153,10 +166,11 @@ class _Handler(JsonHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore,
+    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore, limits: Limits,
                  idle_timeout: float) -> None:
         self.members = members
         self.uses = uses
+        self.buckets = ReportBuckets(limits)
         self.idle_timeout = idle_timeout
         super().__init__(address, _Handler)
 
@@ -197,7 +211,8 @@ class HubServer:
         state.mkdir(parents=True, exist_ok=True)
         try:
             server = _Server((self.settings.host, self.settings.port), MemberTokens(state),
-                             UseStore(state), self.settings.idle_timeout)
+                             UseStore(state, limits=self.settings.limits), self.settings.limits,
+                             self.settings.idle_timeout)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.hub.limits import Limits, check_entries
 
 KEEP_SECONDS = 7 * 24 * 3600  # older uses are dropped: the busy window is minutes
 
@@ -31,9 +32,10 @@ class Use:
 class UseStore:
     """`uses.json` in the hub's state dir, kept in memory and rewritten (atomically) on each report."""
 
-    def __init__(self, state: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, state: Path, clock: Callable[[], float] = time.time, limits: Limits | None = None) -> None:
         self.path = state / "uses.json"
         self.clock = clock
+        self.limits = limits or Limits()
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, dict[str, float]]] = self._load()
 
@@ -50,10 +52,14 @@ class UseStore:
 
     def report(self, member: str, uses: list[Use]) -> int:
         """Record `member`'s uses (stamped now - age on the hub's clock) and write the file before returning; returns
-        how many were kept (not those older than KEEP_SECONDS)."""
+        how many were kept (not those older than KEEP_SECONDS). OverLimit, storing nothing, when the member would
+        hold more entries than its limit."""
         now = self.clock()
         fresh = [use for use in uses if use.age <= KEEP_SECONDS]  # older ones would be pruned at once
         with self._lock:
+            self._prune(now)
+            held = {(i, m) for i, models in self._data.get(member, {}).items() for m in models}
+            check_entries(member, len(held | {(use.instance, use.model) for use in fresh}), self.limits)
             mine = self._data.setdefault(member, {})
             for use in fresh:
                 when = now - max(0.0, use.age)
