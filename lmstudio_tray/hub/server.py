@@ -26,7 +26,7 @@ from lmstudio_tray.hub.limits import Limits, OverLimit, ReportBuckets
 from lmstudio_tray.hub.members import MemberTokens
 from lmstudio_tray.hub.protocol import JsonHandler, echo
 from lmstudio_tray.hub.protocol import Reject as _Reject
-from lmstudio_tray.hub.store import Use, UseStore
+from lmstudio_tray.hub.store import StoreError, Use, UseStore
 
 log = logging.getLogger(__name__)
 MAX_USES = 500
@@ -210,9 +210,12 @@ class HubServer:
         state = self.settings.state
         state.mkdir(parents=True, exist_ok=True)
         try:
-            server = _Server((self.settings.host, self.settings.port), MemberTokens(state),
-                             UseStore(state, limits=self.settings.limits), self.settings.limits,
-                             self.settings.idle_timeout)
+            uses = UseStore(state, limits=self.settings.limits)
+        except StoreError as exc:
+            raise HubError(str(exc)) from None
+        try:
+            server = _Server((self.settings.host, self.settings.port), MemberTokens(state), uses,
+                             self.settings.limits, self.settings.idle_timeout)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

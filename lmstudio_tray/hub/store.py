@@ -19,6 +19,15 @@ from lmstudio_tray.hub.limits import Limits, check_entries
 KEEP_SECONDS = 7 * 24 * 3600  # older uses are dropped: the busy window is minutes
 
 
+class StoreError(Exception):
+    """`uses.json` exists but cannot be read: starting empty would overwrite every acknowledged use with the
+    next report, so the hub does not start."""
+
+    def __str__(self) -> str:
+        return (f"{self.args[0]}: the hub would lose the uses it acknowledged; restore the file, or move it away "
+                "to start with none")
+
+
 @dataclass(frozen=True)
 class Use:
     """One reported use: who, on which instance, which model, how many seconds before the hub received it."""
@@ -42,10 +51,12 @@ class UseStore:
     def _load(self) -> dict[str, dict[str, dict[str, float]]]:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as exc:  # never written half (atomic): damaged from outside
+            raise StoreError(f"{self.path} cannot be read ({exc})") from None
         if not isinstance(raw, dict):
-            return {}
+            raise StoreError(f"{self.path} is not a JSON object")
         return {str(m): {str(i): {str(k): float(t) for k, t in models.items() if isinstance(t, (int, float))}
                          for i, models in inst.items() if isinstance(models, dict)}
                 for m, inst in raw.items() if isinstance(inst, dict)}

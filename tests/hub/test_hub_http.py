@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lmstudio_tray.hub.members import MemberTokens
-from lmstudio_tray.hub.server import HubServer, HubSettings
+from lmstudio_tray.hub.server import HubError, HubServer, HubSettings
 
 DEADLINE = 60.0  # socket timeout against a hang, not a speed bound
 
@@ -210,3 +210,13 @@ def test_a_body_over_the_limit_gets_its_413_not_a_reset(hub: RunningHub) -> None
     request = b"POST /v1/uses HTTP/1.1\r\nHost: hub\r\n" + hub.auth() + b"Content-Length: %d\r\n\r\n" % len(body)
     response, _ = exchange(hub.port, request + body, sndbuf=4096)
     assert response.status == 413 and "over 65536 bytes" in error_of(response)
+
+
+@pytest.mark.parametrize("damaged", [b'{"alice": {"gpu": {"m": 17', b"[]", b"\xff\xfe"])
+def test_a_damaged_record_of_uses_stops_the_hub_instead_of_being_overwritten(tmp_path: Path, damaged: bytes) -> None:
+    (tmp_path / "uses.json").write_bytes(damaged)
+    server = HubServer(HubSettings(state=tmp_path, port=0))
+    with pytest.raises(HubError, match=r"uses.json .*the hub would lose the uses it acknowledged; restore the "
+                                       r"file, or move it away"):
+        server.start()
+    assert (tmp_path / "uses.json").read_bytes() == damaged
