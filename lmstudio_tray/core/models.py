@@ -273,6 +273,7 @@ class HubState(WireEnum):
     CONNECTED = "connected"
     UNREACHABLE = "unreachable"  # no answer: local knowledge only
     REFUSED = "refused"  # the hub or this client refused (token missing, unknown or revoked; plain HTTP)
+    LIMITED = "limited"  # the hub asked this member to send less often (429): it waits as long as the hub said
 
 
 @dataclass(frozen=True)

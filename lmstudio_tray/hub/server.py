@@ -3,8 +3,8 @@
     POST /v1/uses   {"uses": [{"instance": ..., "model": ..., "age_seconds": ...}, ...]}
                     -> {"member": ..., "stored": n}
     GET  /v1/uses   -> {"uses": [{"member", "instance", "model", "age_seconds"}, ...]}
-    GET  /v1/health -> {"ok": true}   (no token)
     POST/GET /v1/usage: the members' usage summaries (hub/usage.py)
+    GET  /v1/health -> {"ok": true}   (no token)
 
 It binds 127.0.0.1 unless told otherwise; any other address needs a TLS certificate and key (tokens must not
 cross a network in clear), or `HubServer` refuses to start.
@@ -15,20 +15,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import ssl
 import threading
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
+from lmstudio_tray.hub.limits import Limits, OverLimit, ReportBuckets
 from lmstudio_tray.hub.members import MemberTokens
-from lmstudio_tray.hub.store import Use, UseStore
+from lmstudio_tray.hub.protocol import JsonHandler, echo
+from lmstudio_tray.hub.protocol import Reject as _Reject
+from lmstudio_tray.hub.store import StoreError, Use, UseStore
 from lmstudio_tray.hub.usage import UsageRejected, UsageStore, parse_body
 
 log = logging.getLogger(__name__)
-MAX_BODY = 64 * 1024
 MAX_USES = 500
+# path -> the methods it serves (405's Allow)
+PATHS = {"/v1/uses": "GET, POST", "/v1/usage": "GET, POST", "/v1/health": "GET"}
 MAX_TEXT = 256
 
 
@@ -48,25 +53,27 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class HubSettings:
-    """Where the hub listens and keeps its state; `cert`/`key` (PEM files) for TLS."""
+    """Where the hub listens and keeps its state; `cert`/`key` (PEM files) for TLS; what one member may send
+    (`limits`); how long a connection may stay silent (`idle_timeout`, seconds)."""
 
     state: Path
     host: str = "127.0.0.1"
     port: int = 8765
     cert: Path | None = None
     key: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    idle_timeout: float = 30.0
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def _text(value: object) -> TypeGuard[str]:
+    # printable only: a model key goes into other members' messages and logs (no newlines, no lone surrogates)
+    return isinstance(value, str) and 0 < len(value) <= MAX_TEXT and value.isprintable()
 
 
 def _parse_uses(body: bytes) -> list[Use]:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise _Reject(400, 'the body is not JSON; send {"uses": [{"instance", "model", "age_seconds"}]}') from None
     items = data.get("uses") if isinstance(data, dict) else None
     if not isinstance(items, list):
@@ -78,32 +85,28 @@ def _parse_uses(body: bytes) -> list[Use]:
         if not isinstance(item, dict):
             raise _Reject(400, f"uses[{n}] is not an object")
         instance, model, age = item.get("instance"), item.get("model"), item.get("age_seconds")
-        if not (isinstance(instance, str) and 0 < len(instance) <= MAX_TEXT):
-            raise _Reject(400, f"uses[{n}].instance must be a string of 1 to {MAX_TEXT} characters")
-        if not (isinstance(model, str) and 0 < len(model) <= MAX_TEXT):
-            raise _Reject(400, f"uses[{n}].model must be a string of 1 to {MAX_TEXT} characters")
+        if not _text(instance):
+            raise _Reject(400, f"uses[{n}].instance must be a string of 1 to {MAX_TEXT} printable characters")
+        if not _text(model):
+            raise _Reject(400, f"uses[{n}].model must be a string of 1 to {MAX_TEXT} printable characters")
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 <= age < 1e9:
             raise _Reject(400, f"uses[{n}].age_seconds must be a number of seconds >= 0")
         uses.append(Use("", instance, model, float(age)))
     return uses
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a connection may stay silent (also bounds a stalled TLS handshake)
+
+    def connection_timeout(self) -> float:
+        return self.server.idle_timeout
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line only, never headers (the token)
         log.debug("hub %s %s", self.address_string(), format % args)
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(status, payload)
 
     def _member(self) -> str:
         header = self.headers.get("Authorization", "")
@@ -119,17 +122,37 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(403, f"the token of member {name!r} was revoked: ask the hub's admin for a new one")
         return name
 
-    def _body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise _Reject(411, "send a Content-Length")
-        if int(length) > MAX_BODY:
-            self.close_connection = True
-            raise _Reject(413, f"the body is over {MAX_BODY} bytes")
-        return self.rfile.read(int(length))
-
-    def _handle(self, method: str) -> None:
+    def _store(self, member: str, uses: list[Use]) -> int:
+        """`member`'s report on disk (before it is acknowledged), within the member's limits."""
         try:
+            self.server.buckets.take(member)
+            return self.server.uses.report(member, uses)
+        except OverLimit as exc:
+            raise self._over(exc) from None
+
+    def _store_usage(self, member: str, body: bytes) -> None:
+        """`member`'s usage summary on disk (before it is acknowledged), within the same report bucket."""
+        try:
+            summary = parse_body(body)
+        except RecursionError:  # arrays nested thousands deep
+            raise _Reject(400, "the body is not JSON; send the summary `lmstudio-tray team export` writes") from None
+        except UsageRejected as exc:
+            raise _Reject(400, str(exc)) from None
+        try:
+            self.server.buckets.take(member)
+        except OverLimit as exc:
+            raise self._over(exc) from None
+        self.server.usage.report(member, summary)
+
+    @staticmethod
+    def _over(exc: OverLimit) -> _Reject:
+        if exc.retry_after is None:
+            return _Reject(409, str(exc))
+        return _Reject(429, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))})
+
+    def dispatch(self, method: str) -> None:
+        try:
+            body = self.read_body()  # read first, whatever the route: its bytes must not frame a next request
             path = self.path.split("?", 1)[0]
             if path == "/v1/health" and method == "GET":
                 self._send(200, {"ok": True})
@@ -138,45 +161,49 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"uses": [{"member": u.member, "instance": u.instance, "model": u.model,
                                            "age_seconds": round(u.age, 1)} for u in self.server.uses.uses()]})
             elif path == "/v1/uses" and method == "POST":
-                body = self._body()
+                if body is None:
+                    raise _Reject(411, "send the report with a Content-Length")
                 member = self._member()
-                uses = _parse_uses(body)
-                self.server.uses.report(member, uses)  # on disk before the answer
-                self._send(200, {"member": member, "stored": len(uses)})
+                stored = self._store(member, _parse_uses(body))
+                self._send(200, {"member": member, "stored": stored})
             elif path == "/v1/usage" and method == "GET":
                 self._member()
                 self._send(200, self.server.usage.team())
             elif path == "/v1/usage" and method == "POST":
-                body = self._body()
+                if body is None:
+                    raise _Reject(411, "send the summary with a Content-Length")
                 member = self._member()
-                self.server.usage.report(member, parse_body(body))  # on disk before the answer
+                self._store_usage(member, body)
                 self._send(200, {"member": member, "stored": True})
+            elif path in PATHS:
+                raise _Reject(405, f"{echo(method)} is not served on {path}: use {PATHS[path]}",
+                              headers={"Allow": PATHS[path]})
             else:
-                raise _Reject(404, f"no {method} {path}: the hub serves GET/POST /v1/uses, GET/POST /v1/usage "
+                raise _Reject(404, f"no {echo(path)}: the hub serves GET/POST /v1/uses, GET/POST /v1/usage "
                               "and GET /v1/health")
         except _Reject as exc:
-            self._send(exc.status, {"error": str(exc)})
-        except UsageRejected as exc:
-            self._send(400, {"error": str(exc)})
+            self.send_reject(exc)
         except Exception:
             log.exception("hub request failed")
             self._send(500, {"error": "the hub failed; see its log"})
 
     def do_GET(self) -> None:
-        self._handle("GET")
+        self.dispatch("GET")
 
     def do_POST(self) -> None:
-        self._handle("POST")
+        self.dispatch("POST")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore,
-                 usage: UsageStore | None = None) -> None:
+    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore, limits: Limits,
+                 idle_timeout: float, usage: UsageStore | None = None) -> None:
         self.members = members
         self.uses = uses
         self.usage = usage if usage is not None else UsageStore(uses.path.parent)
+        self.buckets = ReportBuckets(limits)
+        self.idle_timeout = idle_timeout
         super().__init__(address, _Handler)
 
 
@@ -215,7 +242,12 @@ class HubServer:
         state = self.settings.state
         state.mkdir(parents=True, exist_ok=True)
         try:
-            server = _Server((self.settings.host, self.settings.port), MemberTokens(state), UseStore(state))
+            uses = UseStore(state, limits=self.settings.limits)
+        except StoreError as exc:
+            raise HubError(str(exc)) from None
+        try:
+            server = _Server((self.settings.host, self.settings.port), MemberTokens(state), uses,
+                             self.settings.limits, self.settings.idle_timeout)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

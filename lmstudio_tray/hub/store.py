@@ -14,8 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.hub.limits import Limits, check_entries
 
 KEEP_SECONDS = 7 * 24 * 3600  # older uses are dropped: the busy window is minutes
+
+
+class StoreError(Exception):
+    """`uses.json` exists but cannot be read: starting empty would overwrite every acknowledged use with the
+    next report, so the hub does not start."""
+
+    def __str__(self) -> str:
+        return (f"{self.args[0]}: the hub would lose the uses it acknowledged; restore the file, or move it away "
+                "to start with none")
 
 
 @dataclass(frozen=True)
@@ -31,35 +41,45 @@ class Use:
 class UseStore:
     """`uses.json` in the hub's state dir, kept in memory and rewritten (atomically) on each report."""
 
-    def __init__(self, state: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, state: Path, clock: Callable[[], float] = time.time, limits: Limits | None = None) -> None:
         self.path = state / "uses.json"
         self.clock = clock
+        self.limits = limits or Limits()
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, dict[str, float]]] = self._load()
 
     def _load(self) -> dict[str, dict[str, dict[str, float]]]:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as exc:  # never written half (atomic): damaged from outside
+            raise StoreError(f"{self.path} cannot be read ({exc})") from None
         if not isinstance(raw, dict):
-            return {}
+            raise StoreError(f"{self.path} is not a JSON object")
         return {str(m): {str(i): {str(k): float(t) for k, t in models.items() if isinstance(t, (int, float))}
                          for i, models in inst.items() if isinstance(models, dict)}
                 for m, inst in raw.items() if isinstance(inst, dict)}
 
-    def report(self, member: str, uses: list[Use]) -> None:
-        """Record `member`'s uses (stamped now - age on the hub's clock) and write the file before returning."""
+    def report(self, member: str, uses: list[Use]) -> int:
+        """Record `member`'s uses (stamped now - age on the hub's clock) and write the file before returning; returns
+        how many were kept (not those older than KEEP_SECONDS). OverLimit, storing nothing, when the member would
+        hold more entries than its limit."""
         now = self.clock()
+        fresh = [use for use in uses if use.age <= KEEP_SECONDS]  # older ones would be pruned at once
         with self._lock:
+            self._prune(now)
+            held = {(i, m) for i, models in self._data.get(member, {}).items() for m in models}
+            check_entries(member, len(held | {(use.instance, use.model) for use in fresh}), self.limits)
             mine = self._data.setdefault(member, {})
-            for use in uses:
+            for use in fresh:
                 when = now - max(0.0, use.age)
                 models = mine.setdefault(use.instance, {})
                 models[use.model] = max(when, models.get(use.model, 0.0))
             self._prune(now)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, json.dumps(self._data), 0o600)
+        return len(fresh)
 
     def _prune(self, now: float) -> None:
         for member in list(self._data):

@@ -40,8 +40,8 @@ def _counts(where: str, data: Any) -> Totals:
         raise UsageRejected(f"{where} has more than {MAX_NAMES} names")
     out: Totals = {}
     for name, figures in data.items():
-        if not (isinstance(name, str) and 0 < len(name) <= MAX_TEXT):
-            raise UsageRejected(f"{where}: a name must be a string of 1 to {MAX_TEXT} characters")
+        if not (isinstance(name, str) and 0 < len(name) <= MAX_TEXT and name.isprintable()):
+            raise UsageRejected(f"{where}: a name must be a string of 1 to {MAX_TEXT} printable characters")
         if not isinstance(figures, dict):
             raise UsageRejected(f"{where}.{name}: expected figures")
         row = {}

@@ -7,7 +7,8 @@
 # gtk-sni-tray-standalone) for the tray's D-Bus backend, Chromium for the dashboard's browser test,
 # tmux to drive OpenCode's TUI in the end-to-end tests,
 # desktop-file-utils and systemd for checking the Linux installer's files, tinyproxy (only its binary, no
-# service) for the proxy tests of tests/core/test_proxy.py, plus the headers PyGObject and dbus-python
+# service) for the proxy tests of tests/core/test_proxy.py, faketime (libfaketime) to run a team member with
+# a clock minutes off in tests/hub/test_member_clock.py, plus the headers PyGObject and dbus-python
 # compile against, then those two Python packages into PYTHON's environment (default: .venv/bin/python of
 # the checkout).
 #
@@ -24,7 +25,7 @@ python="${1:-$root/.venv/bin/python}"
 packages=(
   xvfb x11-utils xdotool imagemagick trayer dunst libnotify-bin gnome-keyring libsecret-tools
   libglib2.0-bin dbus
-  chromium desktop-file-utils systemd tinyproxy-bin
+  chromium desktop-file-utils systemd tinyproxy-bin faketime
   tmux
   haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils
   gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1

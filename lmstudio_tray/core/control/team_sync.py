@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import ipaddress
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ TIMEOUT = 10.0
 REPORT_WITHIN = 24 * 3600  # uses older than this are not reported
 USAGE_EVERY = 60.0  # seconds between two usage summaries sent (a summary reads the analytics store: not every round)
 USAGE_DAYS = 30.0  # the days a summary counts, as `team export` does by default
+MAX_RETRY_AFTER = 3600.0  # a hub's Retry-After is honoured up to an hour (a longer one is a misconfigured hub)
 
 # instance -> model -> [(member, this machine's wall time of the member's last use)]
 OtherUses = dict[str, dict[str, list[tuple[str, float]]]]
@@ -80,6 +82,14 @@ class HubRefused(Exception):
     """The sync cannot be done as configured; the message says why and what to do."""
 
 
+class HubBusy(Exception):
+    """The hub answered 429: this member sends too often; wait `retry_after` seconds before the next report."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def _loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -105,14 +115,16 @@ class TeamSync:
     """Reports this machine's uses to the team hub every `[team] hub_every` seconds and keeps the others' uses."""
 
     def __init__(self, team: Callable[[], TeamProfile | None], uses: ModelUseLog, token: Callable[[], str | None],
-                 *, others: Path | None = None, usage_path: Path | None = None) -> None:
+                 *, others: Path | None = None, usage_path: Path | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """`team`: the profile in effect (read at each round); `uses`: this machine's record; `token`: the member's hub
-        token (blocking: called in the worker thread)."""
+        token (blocking: called in the worker thread); `sleep`: the wait between rounds."""
         self.team = team
         self.uses = uses
         self.token = token
         self.others_path = others or others_file()
         self.usage_path = usage_path or usage_file()
+        self.sleep = sleep
         self.status = HubStatus()
         # the other members' uses and the team's usage as the hub last told: each replaced whole by the worker thread,
         # so readers on any thread (the tray's menu, the dashboard) take them as they are, without a lock
@@ -121,6 +133,7 @@ class TeamSync:
         self._usage: TeamUsage | None = None
         self._usage_sent = -USAGE_EVERY
         self._task: asyncio.Task[None] | None = None
+        self._hold = 0.0  # seconds the hub asked this member to wait (Retry-After), for the next pause only
 
     async def start(self, usage: TeamUsage | None = None) -> None:
         """Start the rounds on the core's loop (each round's HTTP runs in a worker thread). `usage`: where this
@@ -149,7 +162,8 @@ class TeamSync:
             except Exception as exc:  # a failed round (a full disk, a broken profile) must not end the service
                 log.debug("team hub round failed", exc_info=True)
                 self._set(HubStatus(HubState.UNREACHABLE, f"the last round failed: {type(exc).__name__}: {exc}"))
-            await asyncio.sleep(team.hub_every if team is not None else 5.0)
+            pause, self._hold = max(team.hub_every if team is not None else 5.0, self._hold), 0.0
+            await self.sleep(pause)
 
     def _set(self, status: HubStatus) -> None:
         """Keep `status`; log a change of state once, not at every round."""
@@ -180,6 +194,10 @@ class TeamSync:
                     self._share_usage(client, url, team, self._usage)
         except HubRefused as exc:
             return HubStatus(HubState.REFUSED, str(exc))
+        except HubBusy as exc:
+            self._hold = exc.retry_after
+            return HubStatus(HubState.LIMITED, f"the hub asked this member to wait {exc.retry_after:g} s before "
+                             f"its next report: {exc}")
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             untrusted = untrusted_certificate(exc, team.hub or "")
             if untrusted:
@@ -241,10 +259,27 @@ def untrusted_certificate(exc: BaseException, hub: str) -> str | None:
 
 
 def _check(response: Any) -> None:
+    if not 400 <= response.status_code < 500:
+        response.raise_for_status()  # a 5xx: the hub failed, as if it did not answer
+        return
+    try:
+        why = str(response.json().get("error", ""))
+    except (ValueError, AttributeError):
+        why = response.text[:200]
     if response.status_code in (401, 403):
-        try:
-            why = response.json().get("error", "")
-        except ValueError:
-            why = response.text[:200]
         raise HubRefused(f"the hub refused this member's token: {why}")
-    response.raise_for_status()
+    if response.status_code == 429:
+        raise HubBusy(why, retry_after(response.headers.get("Retry-After")))
+    raise HubRefused(f"the hub refused the report ({response.status_code}): {why}")
+
+
+def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), within 1 s and MAX_RETRY_AFTER."""
+    seconds = 1.0
+    if value:
+        try:
+            seconds = float(value)
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - now()
+    return min(max(seconds, 1.0), MAX_RETRY_AFTER) if seconds == seconds else 1.0  # NaN: 1 s
