@@ -70,6 +70,8 @@ const PROGRESS_MS = 1_000
 const ENDPOINT_RETRY_MS = 2_000
 // A download the download tool started is followed in a toast, from the tray's status, this often.
 const DOWNLOAD_PROGRESS_MS = 3_000
+// A benchmark loads the model if needed and runs the quick suite several times: minutes on a big model.
+const BENCH_TIMEOUT_MS = 600_000
 
 // OpenCode retries a failed request (1.18: up to 5 times, about a minute) when the error's message looks
 // transient, and it applies that to an error a plugin throws to stop the request too. Its patterns match
@@ -533,7 +535,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
 
   type ToolArgs = Record<string, unknown>
   type ToolContextLike = { sessionID: string; abort: AbortSignal }
-  type Prop = { type: string; description: string; items?: { type: string } }
+  type Prop = { type: string; description: string; items?: { type: string }; enum?: string[] }
 
   // A tool that could take the model away from its own session (unload, switch, server stop) names the
   // session and its model: the tray keeps that model, or refuses, and says how the person switches (/models).
@@ -541,11 +543,13 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   const toolCall = (path: string, props: Record<string, Prop>, timeoutMs: number, aboutSession: boolean, onAnswer?: (res: ToolAnswer) => void) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
     const s = sessionFor(context.sessionID)
     const body: Json = { base_url: s?.baseURL }
-    // only the arguments the tool declares: whatever else a model invents (force, instance, base_url) stays out
+    // only the arguments the tool declares (every tool declares `instance`): whatever else a model invents
+    // (force, base_url) stays out
     for (const key of Object.keys(props)) {
-      // Models fill every argument they are shown; empty values mean "not given".
+      // Models fill every argument they are shown; empty values mean "not given" (false too: a search filter
+      // filled with false would hide every model that has the capability)
       const value = args[key]
-      if (value !== undefined && value !== "" && value !== 0 && value !== null) body[key] = value
+      if (value !== undefined && value !== "" && value !== 0 && value !== null && value !== false) body[key] = value
     }
     if (aboutSession) {
       body.session_id = context.sessionID
@@ -565,11 +569,13 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     }
   }
 
+  // Every tool can act on another instance than the session's, by its name in lmstudio-tray's config.
+  const instanceProp: Prop = { type: "string", description: "LM Studio instance, by its name in lmstudio-tray's config (optional; default: the one this session uses)" }
   const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000, aboutSession = false, onAnswer?: (res: ToolAnswer) => void) => ({
     description,
-    args: props,
+    args: { ...props, instance: instanceProp },
     required,
-    execute: toolCall(path, props, timeoutMs, aboutSession, onAnswer),
+    execute: toolCall(path, { ...props, instance: instanceProp }, timeoutMs, aboutSession, onAnswer),
   })
 
   // A download the tool started (or follows) gets a progress toast, the way a load does.
@@ -599,7 +605,19 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     lmstudio_server_start: defineTool("Start LM Studio's HTTP server.", {}, [], "/v1/tools/server/start", 30_000),
     lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server (not the one this session runs on).", {}, [], "/v1/tools/server/stop", 30_000, true),
     lmstudio_server_status: defineTool("Tell whether LM Studio's server is running, what is loaded and (on this machine) its settings: who may connect, CORS, JIT loading, whether API tokens are required.", {}, [], "/v1/tools/server/status"),
-    lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name.", { query: { type: "string", description: "Part of a model name" } }, ["query"], "/v1/tools/search"),
+    lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name and specs, ranked by name match, then by how often each was used.", {
+      query: { type: "string", description: "Part of a model name (optional; empty: every model that passes the filters)" },
+      type: { type: "string", enum: ["llm", "embedding"], description: "llm (vision models included) or embedding (optional)" },
+      vision: { type: "boolean", description: "true: only models that take images (optional)" },
+      tool_use: { type: "boolean", description: "true: only models trained for tool use (optional)" },
+      min_size: { type: "string", description: "Smallest file size, e.g. 2GB (optional)" },
+      max_size: { type: "string", description: "Largest file size, e.g. 8GB (optional)" },
+      min_context: { type: "string", description: "Smallest max context length, e.g. 32768 or 32k (optional)" },
+    }, [], "/v1/tools/search"),
+    lmstudio_benchmark: defineTool("Benchmark one model on LM Studio with lmstudio-tray's quick suite (a short and a long prompt, 3 runs): time to first token, prompt and generated tokens/s, load time. Only when the person asks for it: it takes from under a minute to several minutes (up to 10), loads the model if needed and puts back what was loaded afterwards. The result is kept for lmstudio_stats and lmstudio_compare. One benchmark at a time on a machine.", { model: { type: "string", description: "LM Studio model key (optional; default: the model this session runs on)" } }, [], "/v1/tools/benchmark", BENCH_TIMEOUT_MS, true),
+    lmstudio_recommend: defineTool("Recommend downloaded models for a task, ranked by their specs and by what was measured here (success rate, tokens/s, use), each with its reasons.", { task: { type: "string", description: 'What the model is for, e.g. "coding agent" or "read screenshots"' } }, ["task"], "/v1/tools/recommend"),
+    lmstudio_compare: defineTool("Compare two or more downloaded models side by side: specs, usage measured through OpenCode (turns, success, tokens/s, latency) and their latest benchmark.", { models: { type: "array", items: { type: "string" }, description: "Two or more model keys (or unambiguous parts of them)" }, since: { type: "string", description: "Window of the usage figures: 7d, 24h, 2w or all (optional; default 30d)" } }, ["models"], "/v1/tools/compare"),
+    lmstudio_stats: defineTool("Usage summary of the models from lmstudio-tray's analytics: per model turns, success rate, tokens/s, latency and loads, plus benchmark results.", { since: { type: "string", description: "Time window: 30m, 12h, 7d, 2w or all (optional; default 7d)" } }, [], "/v1/tools/stats"),
     lmstudio_download_model: defineTool("Download a model into LM Studio: only models the person allowed in lmstudio-tray's config (a download is gigabytes). Answers with the job; call it again with the same model to see how far it is.", { model: { type: "string", description: "A catalog name such as ibm/granite-4-micro, or a Hugging Face URL" }, quantization: { type: "string", description: "Quantization to download from a Hugging Face URL, e.g. Q4_K_M (optional)" } }, ["model"], "/v1/tools/download", 45_000, false, onDownload),
   }
   const requiredByTool = new Map<string, string[]>(Object.entries(tools).map(([name, t]) => [name, t.required]))
