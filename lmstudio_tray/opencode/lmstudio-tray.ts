@@ -46,7 +46,7 @@ type Verdict = {
   message: string
   text: string
   retry_after_ms: number | null
-  facts: { instance: string | null; model_key: string | null; eta_seconds: number | null; loaded_context_length: number | null }
+  facts: { instance: string | null; model_key: string | null; eta_seconds: number | null; loaded_context_length: number | null; loaded_models?: string[] }
 }
 type LoadProgress = { model: string; progress: number | null; eta_seconds: number | null }
 type DownloadProgress = { instance: string; model: string; job_id: string; fraction: number | null; total_bytes: number | null; bytes_per_second: number | null; paused: boolean }
@@ -244,6 +244,7 @@ class TrayClient {
   private lastRead = 0
   private settings: PluginSettings = DEFAULT_SETTINGS
   private settingsAt = 0
+  private settingsKnown = false
 
   constructor(private readonly file: string) {}
 
@@ -316,20 +317,27 @@ class TrayClient {
     return this.load(true)
   }
 
-  async pluginSettings(): Promise<PluginSettings> {
+  async pluginSettings(timeoutMs = 500): Promise<PluginSettings> {
     const now = Date.now()
-    if (now - this.settingsAt < SETTINGS_TTL_MS) return this.settings
+    // settings never fetched are tried again sooner: until then the defaults (every toast on) stand in for them
+    if (now - this.settingsAt < (this.settingsKnown ? SETTINGS_TTL_MS : ENDPOINT_RETRY_MS)) return this.settings
     this.settingsAt = now
     try {
-      this.settings = { ...DEFAULT_SETTINGS, ...(await this.call<PluginSettings>("/v1/plugin", undefined, 500)) }
+      this.settings = { ...DEFAULT_SETTINGS, ...(await this.call<PluginSettings>("/v1/plugin", undefined, timeoutMs)) }
+      this.settingsKnown = true
     } catch {
       // keep the last known settings; the next hook tries again after the TTL
     }
     return this.settings
   }
 
+  /** The settings as last fetched, and whether they were fetched at all (false: the defaults). */
   cachedSettings(): PluginSettings {
     return this.settings
+  }
+
+  hasSettings(): boolean {
+    return this.settingsKnown
   }
 }
 
@@ -472,6 +480,19 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     })()
   }
 
+  // Once per session, when the plugin first reaches the tray: what it found. Not awaited (the request goes on); the
+  // settings are fetched first when they never were, so a person who turned this toast off does not see it.
+  const connectedSessions = new Set<string>()
+  const connected = async (sessionID: string, v: Verdict): Promise<void> => {
+    if (connectedSessions.has(sessionID)) return
+    connectedSessions.add(sessionID)
+    const settings = tray.hasSettings() ? tray.cachedSettings() : await tray.pluginSettings(5000)
+    const n = settings.instances.length
+    const loaded = v.facts.loaded_models ?? []
+    const what = loaded.length ? `${loaded.join(", ")} loaded` : "no model loaded"
+    await toast("connected", { title: "lmstudio-tray connected", message: `${n} instance${n === 1 ? "" : "s"}; ${what}${v.facts.instance ? ` on ${v.facts.instance}` : ""}`, variant: "success", duration: 4000 })
+  }
+
   const validate = async (sessionID: string, agent: string, model: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
     const settings = await tray.pluginSettings()
     let v: Verdict
@@ -496,6 +517,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       return
     }
     const once = `${sessionID}:${v.category}:${model}`
+    void connected(sessionID, v)
     if (v.action === "block") {
       await toast(v.category === "offline" ? "offline" : v.category === "auth_failed" ? "auth" : "load_failed", { title: "LM Studio", message: v.message, variant: "error", duration: 10_000 })
       throw new Error(withoutRetryWords(v.text))
