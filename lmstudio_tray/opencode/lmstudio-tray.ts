@@ -517,7 +517,8 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       return
     }
     const once = `${sessionID}:${v.category}:${model}`
-    void connected(sessionID, v)
+    // on the session's own request (a title's comes first, while the TUI is still opening the session)
+    if (!HELPER_AGENTS.has(agent)) void connected(sessionID, v)
     if (v.action === "block") {
       await toast(v.category === "offline" ? "offline" : v.category === "auth_failed" ? "auth" : "load_failed", { title: "LM Studio", message: v.message, variant: "error", duration: 10_000 })
       throw new Error(withoutRetryWords(v.text))
