@@ -126,7 +126,9 @@ def _usage_text(m: dict[str, Any] | None) -> str:
     """A model's usage figures in a line: turns, success, tokens/s, latency."""
     if not m:
         return "not used through OpenCode in the window"
-    success = m.get("session_success_rate", m.get("turn_success_rate"))
+    success = m.get("session_success_rate")
+    if success is None:  # no session ended in the window: the turns' rate, as `Measured.performance` does
+        success = m.get("turn_success_rate")
     parts = [f"{m.get('turns') or 0} turns", _f(None if success is None else 100 * success, ".0f", "% success"),
              _f(m.get("tokens_per_s"), ".1f", " tok/s"), _f(m.get("latency_p50_s"), ".1f", " s per turn (p50)")]
     return ", ".join(p for p in parts if p)
@@ -139,7 +141,8 @@ def _bench_text(b: dict[str, Any] | None) -> str:
     when = time.strftime("%Y-%m-%d", time.localtime(b["ts"]))
     parts = [_f(b.get("gen_tps"), ".1f", " tok/s generated"), _f(b.get("first_token_s"), ".2f", " s to first token"),
              _f(b.get("prompt_tps"), ".0f", " prompt tok/s"), _f(b.get("load_s"), ".1f", " s load")]
-    return f"{', '.join(p for p in parts if p)} ({b['suite']} suite v{b['suite_version']} on {b['instance']}, {when})"
+    where = f" on {b['instance']}" if b.get("instance") else ""
+    return f"{', '.join(p for p in parts if p)} ({b['suite']} suite v{b['suite_version']}{where}, {when})"
 
 
 # ---- benchmark -------------------------------------------------------------------------------------------

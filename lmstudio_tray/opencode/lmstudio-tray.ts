@@ -488,9 +488,11 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     connectedSessions.add(sessionID)
     const settings = tray.hasSettings() ? tray.cachedSettings() : await tray.pluginSettings(5000)
     const n = settings.instances.length
+    // without its settings the plugin does not know how many instances the tray monitors: it says nothing of them
+    const count = tray.hasSettings() ? `${n} instance${n === 1 ? "" : "s"}; ` : ""
     const loaded = v.facts.loaded_models ?? []
     const what = loaded.length ? `${loaded.join(", ")} loaded` : "no model loaded"
-    await toast("connected", { title: "lmstudio-tray connected", message: `${n} instance${n === 1 ? "" : "s"}; ${what}${v.facts.instance ? ` on ${v.facts.instance}` : ""}`, variant: "success", duration: 4000 })
+    await toast("connected", { title: "lmstudio-tray connected", message: `${count}${what}${v.facts.instance ? ` on ${v.facts.instance}` : ""}`, variant: "success", duration: 4000 })
   }
 
   const validate = async (sessionID: string, agent: string, model: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
