@@ -52,6 +52,7 @@ QUICK: dict[str, list[str]] = {
     "tray_start.py": ["--runs", "1", "--idle-seconds", "5"],
     "tray_load_bench.py": ["--requests", "300", "--rounds", "2"],
     "process_tweaks_bench.py": ["--runs", "3", "--calls", "500", "--rounds", "2"],
+    "bench_overhead.py": ["--rounds", "2", "--runs", "2"],
 }
 
 

@@ -158,6 +158,7 @@ def attach_surfaces(
     if analytics is not None:
         core.add_service(analytics.start, analytics.stop)
     core.add_service(core.team_sync.start, core.team_sync.stop)  # idle unless the team profile names a hub
+    core.add_service(core.benches.start, core.benches.stop)  # benches run by other processes (a terminal's)
     telemetry = _telemetry(core, command)
     notifications = _notifications(core, notifier) if notify else None
     return Surfaces(endpoint, analytics, insights, telemetry, notifications)

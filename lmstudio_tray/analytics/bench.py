@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmstudio_tray.analytics.store import Row
-from lmstudio_tray.core.control.bench import BenchReport, Spread
+from lmstudio_tray.core.control.bench import SUITE_VERSION, BenchReport, Spread
+from lmstudio_tray.core.models import BenchFigures
 
 _INSERT = (
     "INSERT INTO bench_runs(ts, instance, lmstudio_version, suite, suite_version, model, quantization, "
@@ -49,3 +50,24 @@ def bench_history(conn: sqlite3.Connection, since: float | None, until: float) -
         (since if since is not None else 0.0, until),
     ).fetchall()
     return [dict(zip(BENCH_COLUMNS, row, strict=True)) for row in rows]
+
+
+_LATEST = (
+    "SELECT model, suite, suite_version, ts, instance, gen_tps, gen_tps_low, gen_tps_high, first_token_s, load_s, "
+    "checks_passed, checks FROM (SELECT *, row_number() OVER (PARTITION BY model, suite ORDER BY ts DESC, id DESC) "
+    "AS n FROM bench_runs WHERE suite_version = ? AND model IS NOT NULL AND suite IS NOT NULL) WHERE n = 1 "
+    "ORDER BY model, suite"
+)
+
+
+def latest_bench(conn: sqlite3.Connection, suite_version: int = SUITE_VERSION) -> list[BenchFigures]:
+    """The latest row per model and suite of `suite_version` (figures of another version do not compare), as the
+    figures advice uses (`models recommend/compare`, the tips, the system transform)."""
+    return [
+        BenchFigures(
+            model=str(r[0]), suite=str(r[1]), suite_version=int(r[2]), measured_at=float(r[3]),
+            instance=r[4], gen_tps=r[5], gen_tps_low=r[6], gen_tps_high=r[7], first_token_s=r[8], load_s=r[9],
+            checks_passed=int(r[10] or 0), checks=int(r[11] or 0),
+        )
+        for r in conn.execute(_LATEST, (suite_version,)).fetchall()
+    ]

@@ -73,6 +73,9 @@ class ModelStats:
     load_total_s: float = 0.0
     size_bytes: int | None = None
     last_used: float | None = None
+    # how long its OpenCode sessions lasted (first to last activity, the end included): median and sum
+    session_median_s: float | None = None
+    session_total_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -162,6 +165,7 @@ class _Tally:
         self.ctx_used: dict[str, list[int]] = defaultdict(list)
         self.ctx_share: dict[str, list[float]] = defaultdict(list)
         self.load_times: dict[str, list[float]] = defaultdict(list)
+        self.session_times: dict[str, list[float]] = defaultdict(list)
 
     def stats_for(self, name: str | None, instance: str | None = None) -> ModelStats:
         key = name or "(unknown)"
@@ -214,9 +218,13 @@ class _Tally:
                     m.turns_near_context += 1
 
     def add_sessions(self, conn: sqlite3.Connection, w: tuple[float, float]) -> None:
-        for r in conn.execute("SELECT model, instance, outcome FROM sessions WHERE last_seen >= ? AND ts <= ?", w):
+        for r in conn.execute("SELECT model, instance, outcome, last_seen - ts FROM sessions "
+                              "WHERE last_seen >= ? AND ts <= ?", w):
             m = self.stats_for(r[0], r[1])
             m.sessions += 1
+            if r[3] is not None:
+                self.session_times[m.model].append(max(0.0, r[3]))
+                m.session_total_s += max(0.0, r[3])
             if r[2] == "ok":
                 m.sessions_ok += 1
             elif r[2] in ("error", "retrying"):
@@ -257,6 +265,8 @@ class _Tally:
             m.context_used_p95 = int(p95) if p95 is not None else None
             m.context_usage_p95 = percentile(self.ctx_share[m.model], 0.95)
             m.load_p50_s = percentile(self.load_times[m.model], 0.5)
+            spans = self.session_times[m.model]
+            m.session_median_s = statistics.median(spans) if spans else None
 
 
 def _inst(instances: dict[str, InstanceStats], name: str) -> InstanceStats:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lmstudio_tray.analytics.bench import bench_history, latest_bench
 from lmstudio_tray.analytics.records import ModelPresent
 from lmstudio_tray.analytics.reports import build_report, parse_since, series
 from lmstudio_tray.analytics.resources import ProcessFilter, ResourceSampler, is_lmstudio
@@ -29,6 +30,7 @@ from lmstudio_tray.analytics.suggestions import WINDOW_S, Suggestion, for_model,
 from lmstudio_tray.analytics.writer import BatchWriter
 from lmstudio_tray.core import events as ev
 from lmstudio_tray.core.hooks.verdict import resolve_model
+from lmstudio_tray.core.models import BenchFigures
 from lmstudio_tray.core.ports import NOT_ATTACHED, RecordingStatus
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.threads import not_on_event_loop
@@ -43,7 +45,8 @@ TIPS_INTERVAL_S = 300.0
 
 
 def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, Any]:
-    """The dashboard's charts, report and suggestions for the window `since` from the store at `path`.
+    """The dashboard's charts, report, suggestions and bench runs (`bench`, oldest first) for the window `since`
+    from the store at `path`.
     Blocking (SQLite): off the core loop (`WrongThread` on it). ValueError names a bad `since`."""
     not_on_event_loop("reading the analytics history")
     window = parse_since(since)
@@ -54,9 +57,10 @@ def read_history(path: Path, since: str, known_models: set[str]) -> dict[str, An
             report = build_report(conn, start, now)
             tips = suggest(conn, now, report if window == WINDOW_S else None, known_models)
             return {"empty": False, "series": series(conn, start, now), "report": report.to_json(),
-                    "suggestions": [t.to_json() for t in tips]}
+                    "suggestions": [t.to_json() for t in tips],
+                    "bench": bench_history(conn, start, now)[::-1]}  # oldest first, as the charts draw them
     except StoreError as exc:
-        return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": []}
+        return {"empty": True, "message": str(exc), "series": None, "report": None, "suggestions": [], "bench": []}
 
 
 class StoreInsights:
@@ -80,6 +84,10 @@ class StoreInsights:
     def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
         """See `read_history`."""
         return read_history(self.path, since, known_models)
+
+    def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
+        """None: like the tips, they come from a running recorder's cache."""
+        return {}
 
 
 class Analytics:
@@ -105,6 +113,7 @@ class Analytics:
         self.error: str | None = None  # why recording is off, for `doctor` and the dashboard
         self._unsubscribe: Callable[[], None] | None = None
         self._tips: list[Suggestion] = []
+        self._bench: Mapping[str, tuple[BenchFigures, ...]] = {}  # replaced whole, never changed in place
         self._tips_lock = threading.Lock()
         self._present: set[tuple[str, str]] = set()  # loaded instances already noted this run
 
@@ -211,13 +220,16 @@ class Analytics:
         """Recompute the suggestions from the store (blocking: off the core loop, `WrongThread` on it)."""
         not_on_event_loop("recomputing the analytics tips")
         now = time.time()
+        bench: dict[str, tuple[BenchFigures, ...]] = {}
         try:
             with reading(self.path) as conn:
                 tips = suggest(conn, now, build_report(conn, now - WINDOW_S, now), self.known_models())
+                for b in latest_bench(conn):
+                    bench[b.model] = (*bench.get(b.model, ()), b)
         except StoreError:
             tips = []
         with self._tips_lock:
-            self._tips = tips
+            self._tips, self._bench = tips, bench
         return tips
 
     # ---- readers (any thread, non-blocking) --------------------------------------------------------
@@ -231,6 +243,11 @@ class Analytics:
     def tip_texts(self, model: str | None = None) -> list[str]:
         """The cached suggestions as sentences (the system transform's, about `model`; the tray's, all)."""
         return [t.message for t in self.tips(model)]
+
+    def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
+        """The latest bench figures per model, read with the tips (refreshed every few minutes)."""
+        with self._tips_lock:
+            return self._bench
 
     def recording_status(self) -> RecordingStatus:
         """Whether the writer runs, and how far it is (or why recording is off)."""

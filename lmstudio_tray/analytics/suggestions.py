@@ -14,7 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmstudio_tray.analytics.bench import latest_bench
 from lmstudio_tray.analytics.reports import NEAR_CONTEXT, Report, build_report
+from lmstudio_tray.core.control.search import coding_pick_line, fastest_for_coding
+from lmstudio_tray.core.models import BenchFigures
 
 WINDOW_S = 7 * 86400  # suggestions look at the last week
 MIN_NEAR_TURNS = 2  # turns at >= 90% of the loaded context before suggesting a larger one
@@ -30,7 +33,7 @@ BAD_ID_CATEGORIES = ("unknown_model", "ambiguous")
 
 @dataclass(frozen=True)
 class Suggestion:
-    kind: str  # larger_context | unload_unused | set_ttl | faster_model | fix_model_id
+    kind: str  # fastest_coding | larger_context | unload_unused | set_ttl | faster_model | bench_faster | fix_model_id
     message: str
     model: str | None = None
     instance: str | None = None
@@ -46,11 +49,14 @@ def suggest(conn: sqlite3.Connection, now: float, report: Report | None = None,
     """All suggestions for the last week; `known_models` (downloaded keys, when a core runs) help
     name the id a failing one probably meant."""
     rep = report or build_report(conn, now - WINDOW_S, now)
+    bench = latest_bench(conn)  # the latest comparable figures, of any age: a bench is not repeated weekly
     out: list[Suggestion] = []
+    out += _fastest_coding(bench)
     out += _larger_context(rep)
     out += _unload_unused(conn, now)
     out += _set_ttl(conn, now - WINDOW_S, now)
     out += _faster_model(rep)
+    out += _bench_faster(bench)
     out += _fix_model_id(conn, now - WINDOW_S, now, known_models)
     return out
 
@@ -177,6 +183,48 @@ def _faster_model(rep: Report) -> list[Suggestion]:
                      "alternative_success_rate": round(fast.turn_success_rate, 3),
                      "turns": slow.turns, "alternative_turns": fast.turns},
         ))
+    return out
+
+
+def _fastest_coding(bench: list[BenchFigures]) -> list[Suggestion]:
+    """The model measured fastest here in the coding suite among those that passed the most checks."""
+    pick = fastest_for_coding(bench)
+    if pick is None:
+        return []
+    benched = len({b.model for b in bench if b.suite == "coding" and b.gen_tps})
+    return [Suggestion(
+        "fastest_coding",
+        f"{coding_pick_line(pick)}, among {benched} models in the coding bench.",
+        model=pick.model, instance=pick.instance,
+        numbers={"gen_tps": pick.gen_tps, "checks_passed": pick.checks_passed, "checks": pick.checks,
+                 "models": benched, "suite_version": pick.suite_version, "measured_at": pick.measured_at},
+    )]
+
+
+def _bench_faster(bench: list[BenchFigures]) -> list[Suggestion]:
+    """Per instance, the quick bench's fastest model against each model it outpaces by FASTER_BY or more."""
+    by_instance: dict[str | None, list[BenchFigures]] = defaultdict(list)
+    for b in bench:
+        if b.suite == "quick" and b.gen_tps:
+            by_instance[b.instance].append(b)
+    out = []
+    for inst, rows in sorted(by_instance.items(), key=lambda kv: kv[0] or ""):
+        fast = max(rows, key=lambda b: (b.gen_tps or 0.0, b.model))
+        where = f" --instance {inst}" if inst else ""
+        for slow in sorted(rows, key=lambda b: b.model):
+            fast_tps, slow_tps = fast.gen_tps or 0.0, slow.gen_tps or 0.0
+            if slow is fast or fast_tps < FASTER_BY * slow_tps:
+                continue
+            out.append(Suggestion(
+                "bench_faster",
+                f"{fast.model} generates {fast_tps / slow_tps:.1f}× faster than {slow.model} here (quick bench: "
+                f"{fast_tps:.0f} vs {slow_tps:.0f} tok/s); `lmstudio-tray switch {fast.model}{where}` "
+                "switches to it.",
+                model=slow.model, instance=inst,
+                numbers={"alternative": fast.model, "gen_tps": round(slow_tps, 2),
+                         "alternative_gen_tps": round(fast_tps, 2), "ratio": round(fast_tps / slow_tps, 2),
+                         "suite_version": fast.suite_version},
+            ))
     return out
 
 

@@ -41,6 +41,11 @@ INDEX_HTML = """<!doctype html>
     <div id="charts" class="charts"></div>
   </section>
   <section>
+    <h2>Benchmarks</h2>
+    <p id="bench-note" class="muted"></p>
+    <div id="bench" class="charts"></div>
+  </section>
+  <section>
     <h2>Tips</h2>
     <ul id="tips"></ul>
   </section>
@@ -49,6 +54,7 @@ INDEX_HTML = """<!doctype html>
     <table id="models"><thead><tr>
       <th>model</th><th>validations</th><th>turns</th><th>sessions ok</th><th>p50 turn</th><th>p95 turn</th>
       <th>tokens/s</th><th>out/in</th><th>context used p95</th><th>loads</th><th>load p50</th>
+      <th>session median</th><th>sessions total</th>
     </tr></thead><tbody></tbody></table>
   </section>
   <section>
@@ -112,6 +118,7 @@ const fmt = {
   bytes: (v) => (v === null || v === undefined) ? "-" : (v / 1e9).toFixed(2) + " GB",
   secs: (v) => (v === null || v === undefined) ? "-" : (v < 10 ? v.toFixed(2) : v.toFixed(0)) + " s",
   ms: (v) => (v === null || v === undefined) ? "-" : v.toFixed(2) + " ms",
+  span: (v) => (v === null || v === undefined) ? "-" : v < 60 ? Math.round(v) + " s" : v < 3600 ? (v / 60).toFixed(1) + " min" : (v / 3600).toFixed(1) + " h",
 };
 
 async function getJSON(url) {
@@ -195,6 +202,7 @@ function renderHistory(h) {
     chart("Validate latency (p50)", b, [{ key: "validate_ms_p50", label: "ms", color: "#58a6ff" }], " ms", u),
     chart("Load time (p50)", b, [{ key: "load_s_p50", label: "seconds", color: "#db6d28" }], " s", u),
   );
+  renderBench(h.bench || []);
   const tips = document.getElementById("tips");
   tips.replaceChildren();
   for (const s of h.suggestions) tips.append(el("li", { "data-kind": s.kind }, s.message));
@@ -205,7 +213,8 @@ function renderHistory(h) {
     models.append(el("tr", {}, ...[m.model, m.verdicts, m.turns, fmt.pct(m.session_success_rate), fmt.secs(m.latency_p50_s),
       fmt.secs(m.latency_p95_s), fmt.num(m.tokens_per_s), fmt.num(m.output_per_input, 2),
       m.context_used_p95 == null ? "-" : m.context_used_p95 + (m.loaded_context ? " / " + m.loaded_context : ""),
-      m.loads + (m.load_failures ? " (" + m.load_failures + " failed)" : ""), fmt.secs(m.load_p50_s)].map((v) => el("td", {}, v))));
+      m.loads + (m.load_failures ? " (" + m.load_failures + " failed)" : ""), fmt.secs(m.load_p50_s),
+      fmt.span(m.session_median_s), m.sessions ? fmt.span(m.session_total_s) : "-"].map((v) => el("td", {}, v))));
   }
   const up = document.querySelector("#uptime tbody");
   up.replaceChildren();
@@ -214,6 +223,52 @@ function renderHistory(h) {
       fmt.ms(i.validate_p50_ms), fmt.bytes(i.rss_bytes), i.cpu_percent_avg == null ? "-" : fmt.num(i.cpu_percent_avg) + "%",
       fmt.bytes(i.loaded_bytes)].map((v) => el("td", {}, v))));
   }
+}
+
+const SUITE_COLORS = { quick: "#58a6ff", coding: "#3fb950" };
+
+// One model's bench runs: generated tokens/s over time, a line per suite, its spread (lowest-highest) as a band.
+function benchChart(model, runs) {
+  const W = 380, H = 140, L = 44, B = 18, T = 6;
+  const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": model + " generated tokens/s" });
+  const t0 = Math.min(...runs.map((r) => r.ts)), t1 = Math.max(...runs.map((r) => r.ts));
+  const max = Math.max(1e-9, ...runs.map((r) => r.gen_tps_high ?? r.gen_tps ?? 0));
+  const x = (t) => t1 > t0 ? L + (t - t0) / (t1 - t0) * (W - L - 10) : L + (W - L - 10) / 2;
+  const y = (v) => H - B - (v / max) * (H - B - T);
+  for (const f of [0, 0.5, 1]) {
+    svg.append(el("svg:line", { x1: L, x2: W - 4, y1: y(max * f), y2: y(max * f), stroke: "#2a333d" }));
+    svg.append(el("svg:text", { x: L - 4, y: y(max * f) + 4, "text-anchor": "end", "font-size": 10, fill: "#8a97a6" },
+      (max * f).toFixed(0) + (f === 1 ? " t/s" : "")));
+  }
+  const legend = el("h3", {}, model + " ");
+  const suites = [...new Set(runs.map((r) => r.suite + " v" + r.suite_version))];
+  for (const suite of suites) {
+    const rows = runs.filter((r) => r.suite + " v" + r.suite_version === suite && r.gen_tps != null);
+    const color = SUITE_COLORS[rows.length ? rows[0].suite : ""] || "#d29922";
+    const band = [...rows.map((r) => x(r.ts).toFixed(1) + "," + y(r.gen_tps_high ?? r.gen_tps).toFixed(1)),
+      ...rows.slice().reverse().map((r) => x(r.ts).toFixed(1) + "," + y(r.gen_tps_low ?? r.gen_tps).toFixed(1))];
+    if (rows.length > 1) svg.append(el("svg:polygon", { points: band.join(" "), fill: color, "fill-opacity": 0.2, class: "spread" }));
+    if (rows.length > 1) svg.append(el("svg:polyline", { points: rows.map((r) => x(r.ts).toFixed(1) + "," + y(r.gen_tps).toFixed(1)).join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
+    for (const r of rows) {
+      svg.append(el("svg:line", { x1: x(r.ts), x2: x(r.ts), y1: y(r.gen_tps_low ?? r.gen_tps), y2: y(r.gen_tps_high ?? r.gen_tps), stroke: color, class: "spread" }));
+      const dot = el("svg:circle", { cx: x(r.ts), cy: y(r.gen_tps), r: 3, fill: color });
+      dot.append(el("svg:title", {}, new Date(r.ts * 1000).toLocaleString() + ": " + fmt.num(r.gen_tps) + " t/s (" +
+        fmt.num(r.gen_tps_low) + "-" + fmt.num(r.gen_tps_high) + "), " + suite + ", LM Studio " + (r.lmstudio_version || "unknown") +
+        ", " + (r.quantization || "-") + ", ctx " + (r.context_length || "-")));
+      svg.append(dot);
+    }
+    legend.append(el("span", { class: "muted" }, " \u25A0 " + suite + " "));
+  }
+  return el("div", { class: "chart", "data-bench-model": model }, legend, svg);
+}
+
+function renderBench(runs) {
+  const box = document.getElementById("bench");
+  box.replaceChildren();
+  document.getElementById("bench-note").textContent = runs.length ? "generated tokens/s per bench run (median, lowest-highest); compare runs of the same suite version" :
+    "no bench in this window: run lmstudio-tray bench";
+  const models = [...new Set(runs.map((r) => r.model))];
+  for (const m of models) box.append(benchChart(m, runs.filter((r) => r.model === m)));
 }
 
 async function refreshLive() { try { renderInstances(await getJSON("/dashboard/api/live")); } catch (e) { console.warn(e); } }

@@ -22,7 +22,6 @@ from lmstudio_tray.api.context import TOOL_ERRORS, ApiContext, ApiError
 from lmstudio_tray.api.tools import target, tool
 from lmstudio_tray.core.control.actions import Actions
 from lmstudio_tray.core.control.bench import (
-    Bench,
     BenchBusy,
     BenchError,
     BenchReport,
@@ -30,6 +29,7 @@ from lmstudio_tray.core.control.bench import (
     Suite,
     bench_lock_file,
     bench_slot,
+    instance_bench,
 )
 from lmstudio_tray.core.control.search import (
     Filters,
@@ -216,7 +216,8 @@ async def benchmark(ctx: ApiContext, body: s.BenchIn) -> JSONResponse:
         raise ApiError(409, snap.state.value, f"{name} is {snap.state.value}: {snap.error}")
     key = _bench_model(ctx, body, list(snap.models), name)
     loads = AgentLoads(ctx.core.actions, name)
-    bench = Bench(ctx.core.monitor.instance(name).client, loads=loads)
+    # the tracker: the tray's line and the finished/failed notification follow an agent's bench too
+    bench = instance_bench(ctx.core.monitor.instance(name), ctx.core.benches.tracker(name), loads=loads)
     try:
         async with bench_slot(bench_lock_file()):
             report = await bench.run([key], Suite.QUICK, body.runs)

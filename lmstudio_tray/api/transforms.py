@@ -34,7 +34,8 @@ def add_transform_routes(app: FastAPI, ctx: ApiContext) -> None:
         name = ctx.resolve(body.base_url)
         if not (name and body.base_url):
             return JSONResponse({"system": []})
-        text = system_context(monitor.snapshot(name), body.model)
+        # the bench figures come from the analytics' cache, like the tips: no I/O on the hook path
+        text = system_context(monitor.snapshot(name), body.model, ctx.insights.bench_figures())
         # analytics tips about this model (from a cache: no I/O on the hook path), e.g. "context too small"
         tips = ctx.insights.tip_texts(body.model)
         return JSONResponse({"system": ([text] if text else []) + [f"LM Studio tip: {t}" for t in tips]})

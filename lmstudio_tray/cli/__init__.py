@@ -28,7 +28,6 @@ COMMAND_MODULES = (
     "profile",
     "instances",
     "team",
-    "hub",
     "stats",
     "doctor",
 )
@@ -52,7 +51,7 @@ COMMAND_HOME = {
     "profile": "profile",
     "instances": "instances",
     "team": "team",
-    "hub": "hub",
+    "hub": "team",
     "stats": "stats",
     "doctor": "doctor",
     "dashboard": "stats",

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from lmstudio_tray.cli._common import fail, human_size, pick_instance, run_with_core
 from lmstudio_tray.core.control.bench import (
-    Bench,
     BenchError,
     BenchProgress,
     BenchReport,
@@ -23,6 +22,7 @@ from lmstudio_tray.core.control.bench import (
     Suite,
     bench_lock_file,
     bench_slot,
+    instance_bench,
 )
 from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.runtime import Core
@@ -61,9 +61,9 @@ def run_bench(args: argparse.Namespace) -> int:
     async def body(core: Core) -> BenchReport:
         name = pick_instance(core, args.instance)
         kept.update(instance=name, record=core.config.analytics.enabled)
-        client = core.monitor.instance(name).client
+        bench = instance_bench(core.monitor.instance(name), core.benches.tracker(name), progress=_progress)
         async with bench_slot(bench_lock_file()):  # one bench at a time, also against the agent's tool
-            return await Bench(client, progress=_progress).run(args.models, Suite(args.suite), args.runs)
+            return await bench.run(args.models, Suite(args.suite), args.runs)
 
     try:
         report = run_with_core(args, body)
@@ -109,7 +109,9 @@ def render(report: BenchReport) -> str:
     ] for r in report.results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = [f"Suite {report.suite.value} v{report.suite_version}, {report.results[0].runs} run(s) per model; "
-             "median (lowest-highest), fastest generation first."]
+             "median (lowest-highest), fastest generation first.",
+             f"LM Studio: {report.lmstudio_version}" if report.lmstudio_version
+             else f"LM Studio version unknown: {report.version_note}."]
     for cells in (headers, *rows):
         lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                       for i, (c, w) in enumerate(zip(cells, widths, strict=True))))

@@ -252,6 +252,50 @@ class VerdictGiven(Event):
     session_id: str = ""
 
 
+@dataclass(frozen=True)
+class BenchStarted(Event):
+    """A bench (`lmstudio-tray bench`, a tool) began on `instance`: the models it runs, the suite, its steps (`total`:
+    models × runs); `pid` is the process that runs it (another process's when it runs in a terminal)."""
+
+    models: tuple[str, ...] = ()
+    suite: str = ""
+    total: int = 0
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class BenchProgressed(Event):
+    """A bench moved on: `model` is being loaded, run (`step` of `total`, 1-based) or put back (`phase`: "loading",
+    "run", "restoring")."""
+
+    model: str = ""
+    step: int = 0
+    total: int = 0
+    phase: str = ""
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class BenchFinished(Event):
+    """A bench ended with results: the fastest model (generated tokens/s, its median over the runs), how many
+    models, how long it took."""
+
+    fastest: str = ""
+    tokens_per_s: float | None = None
+    models: int = 0
+    seconds: float = 0.0
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class BenchFailed(Event):
+    """A bench stopped without results: `reason` says why; `cancelled` when a person stopped it (Ctrl-C)."""
+
+    reason: str = ""
+    cancelled: bool = False
+    pid: int = 0
+
+
 _KIND_NAMES: dict[type[Event], str] = {
     InstanceOnline: "instance.online",
     InstanceOffline: "instance.offline",
@@ -276,6 +320,10 @@ _KIND_NAMES: dict[type[Event], str] = {
     DownloadAlreadyDownloaded: "download.already_downloaded",
     SessionFailing: "session.failing",
     VerdictGiven: "validate.verdict",
+    BenchStarted: "bench.started",
+    BenchProgressed: "bench.progress",
+    BenchFinished: "bench.finished",
+    BenchFailed: "bench.failed",
 }
 
 # Groups subscribers name instead of spelling out every kind.
@@ -286,8 +334,10 @@ SERVER_KINDS: tuple[type[Event], ...] = (ServerStarted, ServerStopped, ServerSet
 DOWNLOAD_KINDS: tuple[type[Event], ...] = (
     DownloadStarted, DownloadProgressed, DownloadCompleted, DownloadFailed, DownloadAlreadyDownloaded,
 )
+BENCH_KINDS: tuple[type[Event], ...] = (BenchStarted, BenchProgressed, BenchFinished, BenchFailed)
 # Published with (right after) a change of what `Core.status()` reports: what a status display redraws on.
 STATUS_KINDS: tuple[type[Event], ...] = INSTANCE_KINDS + MODEL_KINDS + LOAD_KINDS + SERVER_KINDS + DOWNLOAD_KINDS
+STATUS_KINDS += BENCH_KINDS  # a bench in progress is a line of the status (`StatusReport.benches`)
 ALL_KINDS: tuple[type[Event], ...] = tuple(_KIND_NAMES)
 
 Handler = Callable[[Event], None]

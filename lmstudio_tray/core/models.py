@@ -289,6 +289,24 @@ class HubStatus:
 
 
 @dataclass(frozen=True)
+class BenchState:
+    """A bench running now, in this process or another one of this user (`pid`): the model it is at, the step
+    (1-based) of `total` (models × runs), the phase ("loading", "run", "restoring")."""
+
+    instance: str
+    model: str
+    step: int
+    total: int
+    phase: str
+    pid: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The bench as JSON data (`status --json`, the endpoint)."""
+        return {"instance": self.instance, "model": self.model, "step": self.step, "total": self.total,
+                "phase": self.phase, "pid": self.pid}
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """All instances at once: what `status --json`, `/v1/status` and the tray show."""
 
@@ -297,6 +315,7 @@ class StatusReport:
     profile: str | None = None
     downloads: tuple[DownloadState, ...] = ()  # downloads in progress that this process follows
     team_hub: HubStatus | None = None  # None when the team profile names no hub
+    benches: tuple[BenchState, ...] = ()  # benches running now, in any lmstudio-tray process of this user
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data: the shape of `status --json` and `/v1/status`."""
@@ -306,4 +325,37 @@ class StatusReport:
             "instances": [s.to_json() for s in self.instances],
             "downloads": [d.to_json() for d in self.downloads],
             "team_hub": self.team_hub.to_json() if self.team_hub is not None else None,
+            "benches": [b.to_json() for b in self.benches],
         }
+
+
+@dataclass(frozen=True)
+class BenchFigures:
+    """The latest `lmstudio-tray bench` figures of one model in one suite, of the current suite version (older
+    versions do not compare): generated tokens/s (median and spread), time to first token, load time and the
+    suite's checked answers."""
+
+    model: str
+    suite: str  # quick | coding (core/control/bench.py `Suite`)
+    suite_version: int
+    measured_at: float  # epoch seconds
+    instance: str | None = None
+    gen_tps: float | None = None  # median generated tokens/s
+    gen_tps_low: float | None = None
+    gen_tps_high: float | None = None
+    first_token_s: float | None = None  # median
+    load_s: float | None = None  # None: it was loaded already
+    checks_passed: int = 0
+    checks: int = 0  # 0: the suite checks no answer (quick)
+
+    @property
+    def check_rate(self) -> float | None:
+        """Passed / checked, or None when the suite checked nothing."""
+        return self.checks_passed / self.checks if self.checks else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures as JSON data (`models compare --json`, the tools)."""
+        return {"suite": self.suite, "suite_version": self.suite_version, "measured_at": self.measured_at,
+                "instance": self.instance, "gen_tps": self.gen_tps, "gen_tps_low": self.gen_tps_low,
+                "gen_tps_high": self.gen_tps_high, "first_token_s": self.first_token_s, "load_s": self.load_s,
+                "checks_passed": self.checks_passed, "checks": self.checks}

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lmstudio_tray.core.models import BenchFigures
+
 if TYPE_CHECKING:
     from lmstudio_tray.core.control.bench import BenchReport
     from lmstudio_tray.core.control.search import Performance
@@ -69,8 +71,14 @@ class UsageInsights(Protocol):
         ...
 
     def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
-        """The dashboard's charts, report and suggestions for the window `since` ("7d", "24h", "all").
+        """The dashboard's charts, report, suggestions and bench runs (`bench`) for the window `since` ("7d",
+        "24h", "all").
         Blocking (reads the store): call it off the core loop. ValueError names a bad `since`."""
+        ...
+
+    def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
+        """The latest bench figures per model and suite (cached with the tips: the system transform's measured
+        advice, the tray's "fastest here for coding"); never blocks (hook path)."""
         ...
 
 
@@ -90,7 +98,12 @@ class NoInsights:
 
     def history(self, since: str, known_models: set[str]) -> dict[str, Any]:
         """An empty history that says why."""
-        return {"empty": True, "message": NOT_ATTACHED.error, "series": None, "report": None, "suggestions": []}
+        return {"empty": True, "message": NOT_ATTACHED.error, "series": None, "report": None, "suggestions": [],
+                "bench": []}
+
+    def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
+        """No figures."""
+        return {}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from lmstudio_tray.core.clock import Clock, SystemClock
 from lmstudio_tray.core.config.loader import TeamProfiles, load_config
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
 from lmstudio_tray.core.control.actions import Actions
+from lmstudio_tray.core.control.bench_marks import Benches
 from lmstudio_tray.core.control.downloads import Downloads
 from lmstudio_tray.core.control.eta import LoadEstimator
 from lmstudio_tray.core.control.model_use import ModelUseLog
@@ -26,6 +27,7 @@ from lmstudio_tray.core.events import EventBus
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.lms import Lms, find_lms
 from lmstudio_tray.core.models import HubState, StatusReport
+from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.logs import register_secret
 from lmstudio_tray.core.support.secrets import SecretStore, open_store
 from lmstudio_tray.core.threads import WrongThread
@@ -102,6 +104,8 @@ class Core:
             enabled=lambda: self.config.actions.server_control,
         )
         self.downloads = Downloads(self.monitor, self.bus, lms_factory=self._make_lms)
+        # benches of this process and, while its service runs (the tray, `serve`), of the others of this user
+        self.benches = Benches(self.bus, paths.state_dir() / "benches")
         self._services: list[Service] = []
         self._started: list[Service] = []
         self._config_listeners: list[Callable[[Config], None]] = []
@@ -181,6 +185,7 @@ class Core:
             profile=self.config.active_profile,
             downloads=self.downloads.active(),
             team_hub=self.team_sync.status if self.team_sync.status.state is not HubState.OFF else None,
+            benches=self.benches.active(),
         )
 
     @property
@@ -364,6 +369,7 @@ class Core:
         async with self._apply_lock:
             self._stopping = True
             await self.downloads.aclose()  # `lms get` runs stop; REST downloads go on inside LM Studio
+            await self.server_control.aclose()
             await self.monitor.stop()
 
 
@@ -409,6 +415,19 @@ class CoreThread:
             return
         self._ready.set()
         self.loop.run_forever()
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        # End the loop the way asyncio.run does: work still pending (a surface's task, a stop that timed out) is
+        # cancelled and awaited here rather than destroyed with the loop later, which leaves its child processes
+        # and their pipes to a closed loop.
+        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the loop thread and wait until the core has started (its first poll done). Raises TimeoutError after

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core.control.search import Performance
+from lmstudio_tray.core.models import BenchFigures
+from lmstudio_tray.core.threads import not_on_event_loop
 
 DEFAULT_WINDOW_S = 30 * 86400.0
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -33,15 +35,19 @@ def parse_window(text: str) -> float:
 
 @dataclass(frozen=True)
 class Measured:
-    """Per-model figures (`models[key]` is the analytics ModelStats as JSON), or why there are none."""
+    """Per-model figures (`models[key]` is the analytics ModelStats as JSON; `bench[key]` the latest bench figures
+    per suite of the current suite version, whenever measured), or why there are none."""
 
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     window_s: float = DEFAULT_WINDOW_S
     unavailable: str | None = None
+    bench: dict[str, tuple[BenchFigures, ...]] = field(default_factory=dict)
 
     def performance(self) -> dict[str, Performance]:
+        """Every model with usage figures (from the window) or bench figures: `recommend`'s input."""
         out: dict[str, Performance] = {}
-        for key, m in self.models.items():
+        for key in {*self.models, *self.bench}:
+            m = self.models.get(key, {})
             success = m.get("session_success_rate")
             if success is None:
                 success = m.get("turn_success_rate")
@@ -50,6 +56,7 @@ class Measured:
                 success_rate=success,
                 tokens_per_second=m.get("tokens_per_s"),
                 p50_latency_ms=None if m.get("latency_p50_s") is None else float(m["latency_p50_s"]) * 1000,
+                bench=self.bench.get(key, ()),
             )
         return out
 
@@ -58,20 +65,28 @@ class Measured:
 
 
 def measured(window_s: float = DEFAULT_WINDOW_S, path: Path | None = None) -> Measured:
+    """The usage figures of the window and the latest bench figures (of any age: a bench is not repeated daily),
+    read from the store with a read-only connection. Blocking: never on an event loop (`WrongThread`)."""
+    not_on_event_loop("reading the analytics store")
     try:
         store = importlib.import_module("lmstudio_tray.analytics.store")
         reports = importlib.import_module("lmstudio_tray.analytics.reports")
+        benches = importlib.import_module("lmstudio_tray.analytics.bench")
     except ImportError:
         return Measured(window_s=window_s, unavailable="the analytics module is not part of this install")
     now = time.time()
     try:
         with store.reading(path) as conn:
             report = reports.build_report(conn, now - window_s, now)
+            latest: list[BenchFigures] = benches.latest_bench(conn)
     except store.StoreError as exc:
         return Measured(window_s=window_s, unavailable=str(exc))
     except Exception as exc:  # a store from an unexpected version: say so, do not fail the command
         return Measured(window_s=window_s, unavailable=f"the analytics store could not be read ({exc})")
-    return Measured({m.model: m.to_json() for m in report.models}, window_s)
+    bench: dict[str, tuple[BenchFigures, ...]] = {}
+    for b in latest:
+        bench[b.model] = (*bench.get(b.model, ()), b)
+    return Measured({m.model: m.to_json() for m in report.models}, window_s, bench=bench)
 
 
 def stats_summary(window_s: float = 7 * 86400.0, path: Path | None = None) -> dict[str, Any]:

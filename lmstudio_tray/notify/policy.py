@@ -23,6 +23,8 @@ from lmstudio_tray.core.clock import Clock
 from lmstudio_tray.core.config.schema import NotificationsConfig
 from lmstudio_tray.core.events import (
     AuthFailed,
+    BenchFailed,
+    BenchFinished,
     DownloadCompleted,
     DownloadFailed,
     Event,
@@ -49,7 +51,7 @@ _ONLINE_STATES = frozenset({"idle", "ready", "loading"})
 NOTIFIED: tuple[type[Event], ...] = (
     StateChanged, LoadStarted, LoadProgressed, LoadFinished, ModelLoaded, LoadFailed, InstanceOffline,
     InstanceOnline, InstanceError, AuthFailed, ServerStarted, ServerStopped, SessionFailing, DownloadCompleted,
-    DownloadFailed,
+    DownloadFailed, BenchFinished, BenchFailed,
 )
 FLAP_TRANSITIONS = 3  # offline, online, offline inside flap_window = flapping
 
@@ -130,6 +132,8 @@ class NotificationPolicy:
         name = event.instance
         if isinstance(event, (DownloadCompleted, DownloadFailed)):
             return _download(event)
+        if isinstance(event, (BenchFinished, BenchFailed)):
+            return _bench(event)
         if isinstance(event, StateChanged):
             # The monitor says "online" only after an outage; the first poll shows up as a state change.
             if event.new in _ONLINE_STATES:
@@ -298,6 +302,22 @@ def _download(event: DownloadCompleted | DownloadFailed) -> tuple[Decision, str]
     body = f"{event.instance}: {reason.rstrip('. ')}. Try again with `lmstudio-tray get {event.model}`."
     return (Decision(event, "download_failed", "download_failed", f"Could not download {event.model}", body, key,
                      Urgency.CRITICAL), f"{event.model}\n{reason}")
+
+
+def _bench(event: BenchFinished | BenchFailed) -> tuple[Decision, str] | None:
+    """A bench's end: the fastest model and its speed, or why it stopped (nothing when a person stopped it)."""
+    key = f"bench:{event.instance}:{event.pid}"
+    if isinstance(event, BenchFailed):
+        if event.cancelled:
+            return None  # the person who pressed Ctrl-C knows
+        body = f"On {event.instance}: {event.reason.rstrip('. ') or 'no reason given'}. What was loaded is put back."
+        return Decision(event, "bench", "bench", "Benchmark stopped", body, key), f"{event.pid}\n{event.reason}"
+    speed = f", {event.tokens_per_s:.1f} tok/s" if event.tokens_per_s is not None else ""
+    others = f" of {event.models} models" if event.models > 1 else ""
+    body = (f"Fastest{others} on {event.instance}: {event.fastest}{speed}. "
+            "The figures are in `lmstudio-tray stats`.")
+    # each bench is news of its own: a second one of the same process within the window says something else
+    return Decision(event, "bench", "bench", "Benchmark done", body, key), f"{event.pid}\n{event.seconds}"
 
 
 def _load_key(instance: str, model: str) -> str:

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from lmstudio_tray import __version__
 from lmstudio_tray.core.config.schema import Config, dump_config
 from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.events import InstanceOffline, InstanceOnline, ServerStarted, ServerStopped
-from lmstudio_tray.core.models import InstanceState
+from lmstudio_tray.core.models import BenchFigures, InstanceState
 from lmstudio_tray.core.ports import Reporter
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.core.support import paths
@@ -233,13 +233,15 @@ class TrayApp:
         core: Core,
         reporter: Reporter,
         tips: Callable[[], list[str]] = list,
+        bench: Callable[[], Mapping[str, tuple[BenchFigures, ...]]] = dict,
         on_shutdown: Callable[[], None] = lambda: None,
         config_path: Path | None = None,
         backend: BackendChoice | None = None,
         about: str = "",
     ) -> None:
         """`reporter`: the notifications the tray's clicks report through; `tips`: the analytics tips (cached,
-        non-blocking) for the Tips menu; `on_shutdown`: detaches what the composition root attached, before
+        non-blocking) for the Tips menu; `bench`: the latest bench figures per model (cached, non-blocking), for
+        its "Fastest here for coding"; `on_shutdown`: detaches what the composition root attached, before
         the core stops."""
         self.config = config
         self.config_path = config_path
@@ -249,6 +251,7 @@ class TrayApp:
         self._services_started = False
         self.reporter = reporter
         self._tips = tips
+        self._bench = bench
         self._on_shutdown = on_shutdown
         self.backend = backend or choose_backend()
         self.about = about
@@ -367,6 +370,7 @@ class TrayApp:
             about_text=self._about_text,
             preferences=preferences,
             tips=self._tips,
+            bench=self._bench,
             open_dashboard=open_dashboard_in_browser,
             server=self.core.server_control,
         )

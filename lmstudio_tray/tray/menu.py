@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from lmstudio_tray.core.models import (
+    BenchState,
     DownloadState,
     InstanceSnapshot,
     InstanceState,
@@ -122,6 +123,7 @@ class MenuContext:
     can_cancel: Callable[[str, str], bool] = lambda instance, model: False
     busy: frozenset[tuple[str, str]] = frozenset()  # (instance, model) with a click still being handled
     tips: tuple[str, ...] = ()  # suggestions from the usage analytics, each with the numbers behind it
+    coding_pick: str | None = None  # "Fastest here for coding: X (41 tok/s, 3/3 checks)", from the coding bench
     # this machine's LM Studio (core/control/server_control.py), for the local instances: its server's
     # settings in words ("port 1234, this machine only, CORS off"), and False when its service is not running
     server_line: str | None = None
@@ -164,6 +166,13 @@ def load_text(load: LoadProgress) -> str:
         approx = "about " if load.estimated else ""
         parts.append(f"{approx}{format_duration(load.eta_seconds)} left")
     return f"Loading {load.model}" + (f" — {', '.join(parts)}" if parts else "…")
+
+
+def bench_text(bench: BenchState, *, instance: bool = False) -> str:
+    """One bench in progress: the model it is at and the step of all (models × runs), e.g. "Benchmarking qwen… 2/6"."""
+    where = f" on {bench.instance}" if instance else ""
+    phase = " (loading)" if bench.phase == "loading" else ""
+    return f"Benchmarking {bench.model}{where}… {bench.step}/{bench.total}{phase}"
 
 
 def download_text(download: DownloadState, *, instance: bool = False) -> str:
@@ -243,8 +252,11 @@ def build_menu(report: StatusReport, ctx: MenuContext | None = None) -> tuple[Me
     if report.downloads:
         items.append(SEPARATOR)
     items.extend(MenuItem(download_text(d, instance=many), enabled=False) for d in report.downloads)
+    if report.benches and not report.downloads:
+        items.append(SEPARATOR)
+    items.extend(MenuItem(bench_text(b, instance=many), enabled=False) for b in report.benches)
     items.append(SEPARATOR)
-    items.extend(global_section(ctx.prefs, ctx.tips))
+    items.extend(global_section(ctx.prefs, ctx.tips, ctx.coding_pick))
     return tuple(items)
 
 
@@ -389,13 +401,17 @@ def _group_of(model: ModelInfo) -> ModelType:
     return ModelType.VLM if model.type is ModelType.LLM and "vision" in model.capabilities else model.type
 
 
-def global_section(prefs: MenuPrefs, tips: tuple[str, ...] = ()) -> tuple[MenuItem, ...]:
+def global_section(prefs: MenuPrefs, tips: tuple[str, ...] = (), coding_pick: str | None = None
+                   ) -> tuple[MenuItem, ...]:
     items = [
         MenuItem("Notifications", MenuAction(ActionKind.TOGGLE_NOTIFICATIONS), checked=prefs.notifications),
     ]
+    if coding_pick:  # first and whole (it is short); the analytics' tip saying the same is not repeated
+        tips = (coding_pick, *(t for t in tips if not t.startswith(coding_pick)))
     if tips:  # a click shows the whole tip: menu labels are cut short
         items.insert(0, MenuItem(f"Tips ({len(tips)})", children=tuple(
-            MenuItem(_short(tip, 70), MenuAction(ActionKind.SHOW_TIP, target=tip)) for tip in tips
+            MenuItem(_short(tip, 100 if tip == coding_pick else 70), MenuAction(ActionKind.SHOW_TIP, target=tip))
+            for tip in tips
         )))
     items.extend(preference_items(prefs))
     if prefs.autostart is not None:
@@ -423,6 +439,7 @@ NOTIFY_CATEGORY_WORDS = {
     "session": "OpenCode session failing",
     "downloaded": "Download completed",
     "download_failed": "Download failed",
+    "bench": "Benchmark finished",
 }
 VALIDATION_WORDS = {
     "default": "Default (block what cannot answer)",

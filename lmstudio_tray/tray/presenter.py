@@ -18,14 +18,15 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from lmstudio_tray import __version__
+from lmstudio_tray.core.control.search import coding_pick_line, fastest_for_coding
 from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.events import STATUS_KINDS, Event
-from lmstudio_tray.core.models import InstanceState, StatusReport
+from lmstudio_tray.core.models import BenchFigures, InstanceState, StatusReport
 from lmstudio_tray.core.ports import Reporter
 from lmstudio_tray.core.threads import not_on_event_loop
 from lmstudio_tray.tray.icons import aggregate, quantize
@@ -215,12 +216,14 @@ class TrayPresenter:
         about_text: Callable[[], str] | None = None,
         preferences: PreferencesLike | None = None,
         tips: Callable[[], Sequence[str]] | None = None,
+        bench: Callable[[], Mapping[str, tuple[BenchFigures, ...]]] | None = None,
         open_dashboard: Callable[[], str | None] | None = None,
         redraw_interval: float = REDRAW_INTERVAL,
         server: ServerControlLike | None = None,
     ) -> None:
         """`open_dashboard` opens the local dashboard in a browser (blocking; it runs on a worker thread)
-        and returns None, or the single-use link when no browser could be started."""
+        and returns None, or the single-use link when no browser could be started. `bench`: the latest bench
+        figures per model (the analytics' cache, non-blocking), for the Tips menu's "Fastest here for coding"."""
         self.view = view
         self._status = status
         self._actions = actions
@@ -233,6 +236,7 @@ class TrayPresenter:
         self._about_text = about_text
         self._preferences = preferences
         self._tips = tips
+        self._bench = bench
         self._open_dashboard = open_dashboard
         self._server = server
         self._lock = threading.RLock()
@@ -267,7 +271,7 @@ class TrayPresenter:
             settings = self._server.last if self._server is not None else None
             service = self._server.service if self._server is not None else None
             ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy),
-                              tips=self._current_tips(),
+                              tips=self._current_tips(), coding_pick=self._coding_pick(),
                               server_line=settings.describe() if settings is not None else None,
                               lmstudio_running=service.running if service is not None else None)
             menu = build_menu(report, ctx)
@@ -288,6 +292,15 @@ class TrayPresenter:
         except Exception:  # tips are an extra: a broken store must not break the menu
             log.debug("no tips", exc_info=True)
             return ()
+
+    def _coding_pick(self) -> str | None:
+        try:
+            figures = self._bench() if self._bench else {}
+        except Exception:  # like the tips, an extra
+            log.debug("no bench figures", exc_info=True)
+            return None
+        pick = fastest_for_coding(b for per_model in figures.values() for b in per_model)
+        return coding_pick_line(pick) if pick is not None else None
 
     def on_event(self, event: Event) -> None:
         """Bus subscriber for `EVENTS` (runs on the core loop): mark the tray dirty, draw nothing here."""

@@ -37,3 +37,25 @@ def ingest(path: Path, events: Iterable[dict[str, Any]] = (), bus: Iterable[tupl
     counts = store.counts()
     store.close()
     return counts
+
+
+def bench_run(model: str, gen_tps: float, *, suite: str = "quick", version: str | None = "0.4.12") -> Any:
+    """A one-model `BenchReport` whose generated tokens/s are `gen_tps` (spread ±10 %)."""
+    from lmstudio_tray.core.control.bench import SUITE_VERSION, BenchReport, ModelBench, Spread, Suite
+
+    result = ModelBench(model=model, quantization="Q4_K_M", context_length=4096, memory_bytes=2_500_000_000,
+                        loaded_for_bench=False, load_seconds=None, first_token_seconds=Spread(0.2, 0.1, 0.3),
+                        prompt_tokens_per_s=Spread(900.0, 800.0, 1000.0),
+                        generated_tokens_per_s=Spread(gen_tps, gen_tps * 0.9, gen_tps * 1.1),
+                        checks_passed=0, checks=0, runs=3)
+    return BenchReport(Suite(suite), SUITE_VERSION, version, (result,))
+
+
+def store_bench(path: Path, runs: Iterable[tuple[float, Any]]) -> None:
+    """Keep (ts, BenchReport) pairs in the store at `path`, as `lmstudio-tray bench` does."""
+    from lmstudio_tray.analytics.bench import bench_rows
+
+    store = Store(path)
+    for ts, report in runs:
+        store.write(bench_rows(report, instance="local", ts=ts))
+    store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from lmstudio_tray.api.dashboard import COOKIE, DashboardGate
 from lmstudio_tray.core import events as ev
 from tests.analytics import streams as s
 from tests.analytics.conftest import Stack
-from tests.analytics.helpers import ingest
+from tests.analytics.helpers import bench_run, ingest, store_bench
 
 MODEL = "qwen/qwen3-4b-2507"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -115,6 +116,22 @@ def test_history_reports_what_the_store_holds(stack: Stack) -> None:
     assert sum(b["turns"] for b in data["series"]["buckets"]) == 2
 
 
+def test_history_carries_bench_runs_and_session_durations(stack_factory: Callable[..., Stack],
+                                                            tmp_path: Path) -> None:
+    db, now = tmp_path / "analytics.sqlite3", time.time()  # the store the stack opens
+    store_bench(db, [(now - 7200, bench_run(MODEL, 50.0)), (now - 3600, bench_run(MODEL, 55.0)),
+                     (now - 40 * 86400, bench_run(MODEL, 10.0))])  # the last one is outside the window
+    ingest(db, s.turns("http://127.0.0.1:1234/v1", MODEL, now - 600, 3, session="s1", seconds=2.0, output=50))
+    stack = stack_factory()
+    with sign_in(stack) as browser:
+        data = browser.get(stack.server.url + "/dashboard/api/history", params={"since": "7d"}).json()
+    assert [(b["model"], b["gen_tps"], b["gen_tps_low"], b["gen_tps_high"], b["suite"], b["lmstudio_version"])
+            for b in data["bench"]] == [(MODEL, 50.0, 45.0, 55.00000000000001, "quick", "0.4.12"),
+                                        (MODEL, 55.0, 49.5, 60.50000000000001, "quick", "0.4.12")]
+    [model] = data["report"]["models"]
+    assert model["session_median_s"] == 6.0 and model["session_total_s"] == 6.0  # first turn's end to the last's
+
+
 # ---- the page in a real browser -------------------------------------------------------------------
 
 
@@ -142,6 +159,9 @@ def seed_week(db: Path, base: str) -> None:
     for i in range(3):
         bus.append((now - 3600 + i, ev.VerdictGiven("local", model="qwen3-4b", category="unknown_model", ok=False)))
     ingest(db, events, bus)
+    store_bench(db, [(now - (7 - day) * 86400, bench_run(name, tps * (1 + day / 50)))
+                     for day in range(0, 7, 2) for name, (_, tps) in models.items()])
+    store_bench(db, [(now - 3600, bench_run(MODEL, 40.0, suite="coding"))])
 
 
 def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -182,6 +202,14 @@ def test_the_page_in_headless_chromium(stack_factory: Callable[..., Stack], tmp_
     assert f"<td>{MODEL}</td>" in dom and "<td>google/gemma-3-12b</td>" in dom
     assert 'data-kind="fix_model_id"' in dom and "did you mean" in dom
     assert "recording (" in dom
+    # a bench chart per model, each with its runs' spread, and the session durations in the models table
+    for name in (MODEL, "google/gemma-3-12b", "openai/gpt-oss-20b"):
+        assert f'data-bench-model="{name}"' in dom
+    assert dom.count('class="spread"') >= 3 * 4 and "quick v1" in dom and "coding v1" in dom
+    row = re.search(f"<tr><td>{re.escape(MODEL)}</td>(.*?)</tr>", dom)
+    assert "<th>session median</th>" in dom and row is not None
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1))
+    assert len(cells) == 12 and all(re.fullmatch(r"\d+(\.\d)? (s|min|h)", c) for c in cells[-2:]), cells
 
     replay = chromium(tmp_path, url, "--dump-dom").stdout  # the same link in another browser profile
     assert "This dashboard link has expired" in replay and 'data-instance="local"' not in replay

@@ -225,3 +225,18 @@ def test_stats_with_nothing_recorded_and_with_a_bad_window(capsys: pytest.Captur
     assert "no analytics recorded yet" in capsys.readouterr().out
     assert main(["stats", "--since", "soon"]) == 2
     assert "--since 'soon'" in capsys.readouterr().err
+
+
+def test_session_durations_per_model(usage_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # fast1: its first turn's event at t0 + 1, its last at t0 + 19; slow1: t0 + 2 to t0 + 29; slow2: one moment
+    models = report_of(usage_db)
+    assert models[FAST].session_median_s == pytest.approx(18.0) and models[FAST].session_total_s == pytest.approx(18.0)
+    assert models[SLOW].session_median_s == pytest.approx(13.5) and models[SLOW].session_total_s == pytest.approx(27.0)
+    assert main(["stats", "--db", str(usage_db), "--since", "1d"]) == 0
+    out = capsys.readouterr().out
+    assert "session median" in out and "sessions total" in out
+    fast_line = next(line for line in out.splitlines() if line.startswith(f"  {FAST}"))
+    assert fast_line.split()[-4:] == ["18", "s", "18", "s"]  # median, total
+    assert main(["stats", "--db", str(usage_db), "--json", "--since", "all"]) == 0
+    slow = next(m for m in json.loads(capsys.readouterr().out)["report"]["models"] if m["model"] == SLOW)
+    assert (slow["session_median_s"], slow["session_total_s"]) == (13.5, 27.0)

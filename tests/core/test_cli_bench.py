@@ -15,7 +15,7 @@ import pytest
 
 from lmstudio_tray.emulator import Emulator
 from tests.core.test_cli import run, write_config
-from tests.emulator_fixtures import EmulatorFactory
+from tests.emulator_fixtures import EmulatorFactory, LmsHome
 
 SMALL = "qwen/qwen3-4b-2507"
 LARGE = "google/gemma-3-12b"
@@ -116,3 +116,67 @@ def test_bench_is_refused_while_another_bench_runs(tmp_path: Path, emu: Emulator
     assert code == 2 and "another benchmark is running on this machine" in err
     assert loaded(emu) == {(KEPT, 8192)}
     assert not (tmp_path / "a.sqlite3").exists()
+
+
+def test_a_local_bench_records_lm_studios_version(tmp_path: Path, lms_home: LmsHome,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # LM Studio's home names its internal API server (`.internal/http-server.json`), which answers /lms-status
+    emu = lms_home.emulator
+    cfg, db = write_config(tmp_path, emu.api_url), tmp_path / "analytics.sqlite3"
+    code, out, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1", "--json", "--db", str(db))
+    assert code == 0, err
+    assert json.loads(out)["lmstudio_version"] == emu.settings.version == "0.4.8"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT lmstudio_version FROM bench_runs").fetchall() == [("0.4.8",)]
+    code, out, _ = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1", "--db", str(db))
+    assert code == 0 and "LM Studio: 0.4.8" in out
+
+
+def test_without_lm_studios_version_the_runtime_is_recorded(
+    tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # no `.internal/http-server.json` in this home: the server's REST v0 names the runtime that served the model
+    cfg, db = write_config(tmp_path, emu.api_url), tmp_path / "analytics.sqlite3"
+    code, out, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1", "--json", "--db", str(db))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["lmstudio_version"] == "runtime llama.cpp-linux-x86_64-avx2 1.50.2"
+    assert report["lmstudio_version_note"] is None
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT lmstudio_version FROM bench_runs").fetchall() == [(report["lmstudio_version"],)]
+
+
+def test_an_unknown_version_is_stored_as_null_with_the_reason(
+    tmp_path: Path, emulator_factory: EmulatorFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu = emulator_factory(speed_scale=0.02, version="0.3.5")  # before REST v0: no runtime named anywhere
+    cfg, db = write_config(tmp_path, emu.api_url), tmp_path / "analytics.sqlite3"
+    code, out, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1", "--json", "--db", str(db))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["lmstudio_version"] is None
+    assert "did not answer /lms-status" in report["lmstudio_version_note"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT lmstudio_version FROM bench_runs").fetchall() == [(None,)]
+
+
+async def test_without_a_published_port_the_well_known_ports_are_asked(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # LM Studio builds before mid-2026 publish no `.internal/http-server.json`: `lms` then probes its well-known
+    # internal ports; here the emulator's control port stands for one of them, next to two closed ones
+    from lmstudio_tray.core.lmstudio.discovery import local_version
+
+    emu = emulator_factory(version="0.4.6")
+    control = int(emu.control_url.rsplit(":", 1)[1])
+    closed = [_free_port(), _free_port()]
+    assert await local_version(tmp_path / "no-home", ports=(closed[0], control, closed[1])) == "0.4.6"
+    assert await local_version(tmp_path / "no-home", ports=tuple(closed)) is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -8,7 +8,9 @@ import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
+import psutil
 import pytest
 
 from lmstudio_tray.core.config.schema import Config, InstanceConfig
@@ -286,3 +288,28 @@ async def test_refresh_on_status_changes_keeps_what_the_tray_shows(core: Core, l
     control.on_status_change(InstanceOffline("elsewhere"))  # not this machine's: nothing to read
     await asyncio.sleep(0)
     assert rec.kinds().count("server.settings") == 2  # one read per change of "local"
+
+
+
+async def test_stopping_the_core_ends_a_settings_read_in_flight(lms_home: LmsHome, tmp_path: Path) -> None:
+    # A local instance coming online starts a read of LM Studio's settings through `lms`; here an `lms` that hangs.
+    # A core stopped meanwhile must end the read and its process, not leave both to a loop about to close.
+    hung = tmp_path / "lms"
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    emu = lms_home.emulator
+    made = Core(Config(instances=[InstanceConfig(name="local", url=emu.api_url)]), lms_path=hung)
+    await made.monitor.warm_up()
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    made.server_control.on_status_change(InstanceOnline("local", emu.api_url))
+    reading = {t for t in asyncio.all_tasks() if not t.done()} - before
+    assert reading, "the status change started no read"
+
+    def sleepers() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if "sleep" in p.name()]
+
+    while not sleepers():  # the read's `lms` is running
+        await asyncio.sleep(0.05)
+    await made.stop()
+    assert all(t.done() for t in reading), "the settings read is still pending after the core stopped"
+    assert not sleepers(), "its `lms` process outlived the core"

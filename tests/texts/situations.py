@@ -26,6 +26,8 @@ from lmstudio_tray.core.config import team
 from lmstudio_tray.core.config.schema import NotificationsConfig, ValidationConfig, parse_config
 from lmstudio_tray.core.events import (
     AuthFailed,
+    BenchFailed,
+    BenchFinished,
     Event,
     InstanceError,
     InstanceOffline,
@@ -282,11 +284,45 @@ def policy_notifications(w: World) -> None:
         ServerStarted("gpu-box"),
         ServerStopped("gpu-box"),
         SessionFailing("gpu-box", session_id="ses_1", model=QWEN, failures=3, reason="context overflow"),
+        BenchFinished("gpu-box", fastest=QWEN, tokens_per_s=61.5, models=2, seconds=40.0, pid=7),
+        BenchFailed("gpu-box", reason="LM Studio stopped answering", pid=8),
     ]
     for event in events:
         decision = policy.decide(event)
         if decision is not None:
             w.add(f"notification for {event.kind}", decision.title, decision.body)
+
+
+def advice_texts(w: World, tmp_path: Path) -> None:
+    """The advice the bench feeds: the tips from bench rows, and the system transform of a model that is not
+    loaded next to one measured faster (with the figures the analytics caches)."""
+    from lmstudio_tray.analytics.bench import bench_rows, latest_bench
+    from lmstudio_tray.analytics.store import Store, reading
+    from lmstudio_tray.analytics.suggestions import suggest
+    from lmstudio_tray.core.control.bench import SUITE_VERSION, BenchReport, ModelBench, Spread, Suite
+    from lmstudio_tray.core.hooks.transforms import system_context
+
+    def result(model: str, tps: float, passed: int, checks: int) -> ModelBench:
+        return ModelBench(model, "Q4_K_M", 4096, None, True, 2.0, Spread(0.3, 0.2, 0.4), Spread(400, 380, 420),
+                          Spread(tps, tps * 0.9, tps * 1.1), passed, checks, 3)
+
+    db = tmp_path / "advice.sqlite3"
+    store = Store(db)
+    for suite, checks in ((Suite.QUICK, 0), (Suite.CODING, 3)):
+        report = BenchReport(suite, SUITE_VERSION, "0.4.0", (result(QWEN, 48.0, checks, checks),
+                                                             result(GEMMA, 12.0, checks, checks)))
+        store.write(bench_rows(report, instance="local", ts=time.time()))
+    store.close()
+    with reading(db) as conn:
+        tips = suggest(conn, time.time())
+        bench: dict[str, tuple[Any, ...]] = {}
+        for b in latest_bench(conn):
+            bench[b.model] = (*bench.get(b.model, ()), b)
+    assert {t.kind for t in tips} >= {"bench_faster", "fastest_coding"}
+    w.add("analytics tip from the bench", *(t.message for t in tips))
+    text = system_context(w.core.monitor.snapshot("local"), GEMMA, bench)
+    assert "Loaded there instead" in text and "Measured here" in text
+    w.add("POST /v1/transform/system (a model not loaded, with bench figures)", text)
 
 
 def generated_texts(make: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -297,4 +333,5 @@ def generated_texts(make: Callable[..., Emulator], tmp_path: Path, monkeypatch: 
         tool_answers(w)
         tray_notifications(w)
         policy_notifications(w)
+        advice_texts(w, tmp_path)
         return w.texts, w.categories

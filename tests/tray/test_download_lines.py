@@ -40,8 +40,10 @@ def test_the_line_of_a_download() -> None:
 class LiveTray:
     """A real core (its loop in a CoreThread) against the emulator, the presenter subscribed as the tray does."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, watch_benches: bool = False) -> None:
         self.core = Core(Config(instances=[InstanceConfig(name="local", url=url)]), lms_path=None)
+        if watch_benches:  # as the composition root does for the tray: see other processes' benches
+            self.core.add_service(self.core.benches.start, self.core.benches.stop)
         self.thread = CoreThread(self.core)
         self.thread.start()
         self.view = RecordingView()

@@ -29,7 +29,9 @@ class Tray:
     reporter: mock.Mock
 
     def menu(self) -> tuple[MenuItem, ...]:
-        items: tuple[MenuItem, ...] = self.view.set_menu.call_args.args[0]
+        # nothing drawn yet (the presenter's first redraw can come after the test starts waiting): no items
+        call = self.view.set_menu.call_args
+        items: tuple[MenuItem, ...] = call.args[0] if call is not None else ()
         return items
 
     def labels(self) -> list[str]:

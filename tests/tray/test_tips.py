@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from unittest import mock
 
+from lmstudio_tray.core.control.bench import SUITE_VERSION
+from lmstudio_tray.core.models import BenchFigures
 from lmstudio_tray.tray.menu import ActionKind, MenuAction, find
 from lmstudio_tray.tray.presenter import TrayPresenter
 
@@ -50,3 +53,38 @@ def test_no_tips_no_item_and_a_failing_source_does_not_break_the_menu() -> None:
     _, view, _ = presenter(broken)
     labels = [i.label for i in shown_menu(view)]
     assert "Quit" in labels and not any(label.startswith("Tips") for label in labels)
+
+
+def _coding(model: str, tps: float, passed: int) -> BenchFigures:
+    return BenchFigures(model=model, suite="coding", suite_version=SUITE_VERSION, measured_at=1.0, gen_tps=tps,
+                        checks_passed=passed, checks=3)
+
+
+def test_the_tips_menu_names_the_model_measured_fastest_here_for_coding() -> None:
+    pick = "Fastest here for coding: mistralai/devstral-small-2507 (41 tok/s, 3/3 checks)"
+    bench = {"mistralai/devstral-small-2507": (_coding("mistralai/devstral-small-2507", 41.0, 3),),
+             "openai/gpt-oss-20b": (_coding("openai/gpt-oss-20b", 90.0, 1),)}  # faster, but its code failed
+    # the analytics' tip saying the same is not listed twice
+    tips = [pick + ", among 2 models in the coding bench.", LONG_TIP]
+    view, reporter = mock.Mock(), mock.Mock()
+    p = TrayPresenter(view, status=lambda: report(ready()), actions=FakeActions(), submit=LoopThread().submit,
+                      reporter=reporter, tips=lambda: tips, bench=lambda: bench)
+    p.refresh()
+    menu = find(shown_menu(view), "Tips (2)")
+    first = menu.children[0]
+    assert first.label == pick  # whole, not cut short
+    assert first.action == MenuAction(ActionKind.SHOW_TIP, target=pick)
+    assert menu.children[1].action == MenuAction(ActionKind.SHOW_TIP, target=LONG_TIP)
+    p.on_click(first.action)
+    reporter.report.assert_called_once_with("Tip", pick, failure=False)
+
+
+def test_no_coding_bench_no_coding_line_even_with_a_quick_bench() -> None:
+    quick = BenchFigures(model="a", suite="quick", suite_version=SUITE_VERSION, measured_at=1.0, gen_tps=50.0)
+    benches: list[dict[str, tuple[BenchFigures, ...]]] = [{}, {"a": (quick,)}, {"a": (_coding("a", 41.0, 3),)}]
+    for bench in benches:  # the last: one model is the fastest of nothing
+        view, reporter = mock.Mock(), mock.Mock()
+        p = TrayPresenter(view, status=lambda: report(ready()), actions=FakeActions(), submit=LoopThread().submit,
+                          reporter=reporter, tips=lambda: [], bench=functools.partial(dict, bench))
+        p.refresh()
+        assert not any(i.label.startswith("Tips") for i in shown_menu(view))

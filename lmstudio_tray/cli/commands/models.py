@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lmstudio_tray.cli._common import (
@@ -38,7 +39,7 @@ from lmstudio_tray.core.errors import ActionError, SearchError, SharedBusyError
 from lmstudio_tray.core.events import Event, LoadProgressed, LoadStarted, LoadWaiting, LoadWarned
 from lmstudio_tray.core.lmstudio.lms import LoadEstimate
 from lmstudio_tray.core.lmstudio.load_options import LoadOptions, parse_gpu
-from lmstudio_tray.core.models import InstanceSnapshot, ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchFigures, InstanceSnapshot, ModelInfo, ModelType
 from lmstudio_tray.core.runtime import Core
 
 FORCE_HELP = ("on an instance shared by your team, unload even a model that served requests through this "
@@ -412,7 +413,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     needs, recs = recommend(task, located, performance=figures.performance(), limit=args.limit)
     if args.json:
         print_json({"task": task, "needs": needs.describe(), "measured": figures.unavailable is None,
-                    "recommendations": [r.to_json() for r in recs]})
+                    "recommendations": [{**r.to_json(), "bench": {b.suite: b.to_json()
+                                                                  for b in figures.bench.get(r.model.key, ())}}
+                                        for r in recs]})
         return EXIT_OK if recs else EXIT_FAILURE
     if not recs:
         print(f"No downloaded model fits {task!r} (needs: {needs.describe()}). Download one in LM Studio "
@@ -423,6 +426,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"{n}. {r.model.key} [{r.instance}] — {'; '.join(r.reasons)}")
     if figures.unavailable:
         print(f"(ranked by specs only: {figures.unavailable})")
+    elif not any(r.model.key in figures.bench for r in recs):
+        print("(no bench figures for these models yet: `lmstudio-tray bench` measures them on this machine)")
     return EXIT_OK
 
 
@@ -472,7 +477,8 @@ def run_compare(args: argparse.Namespace) -> int:
             "window_s": window,
             "measured_available": figures.unavailable is None,
             "why_not_measured": figures.unavailable,
-            "models": [{"instances": inst, "spec": m.to_json(), "measured": figures.models.get(m.key)}
+            "models": [{"instances": inst, "spec": m.to_json(), "measured": figures.models.get(m.key),
+                        "bench": {b.suite: b.to_json() for b in figures.bench.get(m.key, ())}}
                        for inst, m in chosen],
         })
         return EXIT_OK
@@ -487,10 +493,44 @@ def run_compare(args: argparse.Namespace) -> int:
                 value = (figures.models.get(m.key) or {}).get(key)
                 cells.append("—" if value is None else show(value))
             rows.append([label, *cells])
+        rows += _bench_rows(figures.bench, [m for _, m in chosen])
     _print_table(header, rows)
     if figures.unavailable is not None:
         print(f"\nNo measured figures: {figures.unavailable}.")
+    elif not any(m.key in figures.bench for _, m in chosen):
+        print(f"\nNo bench figures for these models: `lmstudio-tray bench {' '.join(m.key for _, m in chosen)}` "
+              "measures them on this machine.")
     return EXIT_OK
+
+
+def _spread(b: BenchFigures) -> str:
+    if b.gen_tps is None:
+        return "—"
+    if b.gen_tps_low is None or b.gen_tps_high is None:
+        return f"{b.gen_tps:.1f}"
+    return f"{b.gen_tps:.1f} ({b.gen_tps_low:.1f}–{b.gen_tps_high:.1f})"
+
+
+_BENCH_ROWS: tuple[tuple[str, Callable[[BenchFigures], str]], ...] = (
+    ("gen tok/s (spread)", _spread),
+    ("first token", lambda b: "—" if b.first_token_s is None else f"{b.first_token_s:.2f} s"),
+    ("load time", lambda b: "loaded already" if b.load_s is None else f"{b.load_s:.1f} s"),
+    ("checks", lambda b: f"{b.checks_passed}/{b.checks}" if b.checks else "—"),
+    ("measured", lambda b: time.strftime("%Y-%m-%d %H:%M", time.localtime(b.measured_at))),
+)
+
+
+def _bench_rows(bench: Mapping[str, tuple[BenchFigures, ...]], models: list[ModelInfo]) -> list[list[str]]:
+    """One block per suite any of the models was benched in: its latest figures of the current suite version."""
+    rows: list[list[str]] = []
+    for suite in ("quick", "coding"):
+        per_model = [next((b for b in bench.get(m.key, ()) if b.suite == suite), None) for m in models]
+        known = [b for b in per_model if b is not None]
+        if not known:
+            continue
+        rows.append([f"— {suite} bench (v{known[0].suite_version})", *("" for _ in models)])
+        rows += [[label, *("—" if b is None else show(b) for b in per_model)] for label, show in _BENCH_ROWS]
+    return rows
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

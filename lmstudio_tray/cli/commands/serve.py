@@ -41,7 +41,7 @@ def run_hub(args: argparse.Namespace) -> int:
     import threading
     from pathlib import Path
 
-    from lmstudio_tray.cli.commands.hub import hub_state
+    from lmstudio_tray.cli.hub import hub_state
     from lmstudio_tray.hub.server import HubError, HubServer, HubSettings
 
     if bool(args.tls_cert) != bool(args.tls_key):

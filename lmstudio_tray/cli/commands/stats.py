@@ -67,6 +67,13 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
+def _span(seconds: Any) -> str:
+    """A session's length in the table (5 s, 1 min 15 s, 1 h 02 min)."""
+    from lmstudio_tray.core.support.units import format_duration
+
+    return "-" if seconds is None else format_duration(seconds)
+
+
 def _gb(value: Any) -> str:
     return "-" if value is None else f"{value / 1e9:.1f} GB"
 
@@ -100,9 +107,11 @@ def render_text(
             rows.append([m["model"], str(m["verdicts"]), str(m["turns"]), _pct(m["session_success_rate"]),
                          _f(m["latency_p50_s"], ".1f", " s"), _f(m["latency_p95_s"], ".1f", " s"),
                          _f(m["tokens_per_s"], ".1f"), _f(m["output_per_input"], ".2f"), ctx, loads,
-                         _f(m["load_p50_s"], ".1f", " s")])
+                         _f(m["load_p50_s"], ".1f", " s"), _span(m["session_median_s"]),
+                         _span(m["session_total_s"] if m["sessions"] else None)])
         lines += _table(["model", "validations", "turns", "sessions ok", "p50 turn", "p95 turn", "tokens/s",
-                         "out/in", "context p95/loaded", "loads", "load p50"], rows)
+                         "out/in", "context p95/loaded", "loads", "load p50", "session median", "sessions total"],
+                        rows)
     if report["instances"]:
         lines += ["", "Instances"]
         rows = [[i["instance"], i["state"] or "-", _pct(i["uptime"]), str(i["failures"]), str(i["load_failures"]),

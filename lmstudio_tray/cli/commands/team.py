@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json, read_config
+from lmstudio_tray.cli.hub import add_hub_parser
 from lmstudio_tray.core.config import loader, team
 from lmstudio_tray.core.config.schema import Config
 from lmstudio_tray.core.support import paths
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--json", action="store_true", help="print the merged figures as JSON")
     sp.add_argument("--chart", type=Path, default=None, help="where to write the chart (default DIR/team-usage.png)")
     sp.set_defaults(func=run_report)
+    add_hub_parser(sub)  # the hub's members: `hub member add|list|revoke`
 
 
 def profile_of(config: Config, teams: loader.TeamProfiles | None = None) -> team.TeamProfile | None:

@@ -81,6 +81,7 @@ def run_tray(config: Config, *, config_path: Path, backend: BackendChoice, core:
         surfaces = attach_surfaces(core, command="run", endpoint_required=False)
         assert surfaces.notifications is not None  # notify=True
         app = TrayApp(config, core=core, reporter=surfaces.notifications, tips=surfaces.insights.tip_texts,
+                      bench=surfaces.insights.bench_figures,
                       on_shutdown=surfaces.close, config_path=config_path, backend=backend, about=about)
         return app.run()
 

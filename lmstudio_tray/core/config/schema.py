@@ -142,7 +142,7 @@ class ValidationConfig(Strict):
 
 NOTIFY_CATEGORIES = (
     "loading", "loaded", "load_failed", "offline", "online", "auth", "server", "session", "downloaded",
-    "download_failed",
+    "download_failed", "bench",
 )
 
 

@@ -20,8 +20,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from lmstudio_tray.core.control.bench_marks import BenchTracker
+from lmstudio_tray.core.control.monitor import InstanceMonitor, is_local_url
 from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
+from lmstudio_tray.core.lmstudio.discovery import local_version
 from lmstudio_tray.core.models import ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.lock import SingleInstance
@@ -148,18 +151,24 @@ class ModelBench:
 
 @dataclass(frozen=True)
 class BenchReport:
-    """A whole bench: the suite, its version, LM Studio's version when known, the models fastest first."""
+    """A whole bench: the suite, its version, LM Studio's version when known, the models fastest first.
+
+    `lmstudio_version` is LM Studio's own version (`0.4.12`, from its internal API server on this machine), else
+    the inference runtime a remote server names (`runtime llama.cpp-linux-x86_64-avx2 1.50.2`), else None with
+    `version_note` saying why."""
 
     suite: Suite
     suite_version: int
     lmstudio_version: str | None
     results: tuple[ModelBench, ...]  # fastest generation first
+    version_note: str | None = None  # why `lmstudio_version` is None
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data (`bench --json`)."""
         return {
             "suite": self.suite.value, "suite_version": self.suite_version,
-            "lmstudio_version": self.lmstudio_version, "results": [r.to_json() for r in self.results],
+            "lmstudio_version": self.lmstudio_version, "lmstudio_version_note": self.version_note,
+            "results": [r.to_json() for r in self.results],
         }
 
 
@@ -235,12 +244,20 @@ class Bench:
         progress: Callable[[BenchProgress], None] | None = None,
         lmstudio_version: str | None = None,
         loads: BenchLoads | None = None,
+        local_version: Callable[[], Awaitable[str | None]] | None = None,
+        tracker: BenchTracker | None = None,
     ) -> None:
+        """`progress`: each step in words (the terminal); `tracker`: the steps as bus events and a mark other
+        processes read (`bench_marks.py`); `loads`: how models are loaded and unloaded (`BenchLoads`).
+        `local_version`: how to ask this machine's LM Studio its version (a local server only); without an answer
+        the bench records the runtime the server names for the first model."""
         self._client = client
         self._loads: BenchLoads = loads or ClientLoads(client)
         self._clock = clock
         self._progress = progress or (lambda _p: None)
         self._version = lmstudio_version
+        self._local_version = local_version
+        self._tracker = tracker
 
     async def run(self, models: Sequence[str], suite: Suite = Suite.QUICK, runs: int = 3) -> BenchReport:
         """Bench `models` (none: the chat models loaded now) one after the other. BenchError for bad input
@@ -256,29 +273,63 @@ class Bench:
         unknown = [key for key in chosen if key not in infos]
         if unknown:
             raise BenchError(f"not downloaded: {', '.join(unknown)}; see `lmstudio-tray models list`")
+        if self._tracker is not None:
+            await self._tracker.started(tuple(chosen), suite.value, len(chosen) * runs)
+        try:
+            ranked = await self._bench_all([infos[key] for key in chosen], listing, suite, runs)
+        except BaseException as exc:
+            if self._tracker is not None:
+                cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
+                reason = "stopped" if cancelled else getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                await _shielded(self._tracker.failed(reason, cancelled=cancelled))
+            raise
+        if self._tracker is not None:
+            best = ranked[0].generated_tokens_per_s
+            await self._tracker.finished(ranked[0].model, best.median if best else None)
+        note = None if self._version else (
+            "LM Studio's internal API server did not answer /lms-status here"
+            if self._local_version is not None else "a remote server does not tell LM Studio's version"
+        ) + " and the server named no runtime (REST v0 /api/v0/chat/completions)"
+        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked), note)
+
+    async def _bench_all(
+        self, infos: Sequence[ModelInfo], listing: Sequence[ModelInfo], suite: Suite, runs: int
+    ) -> list[ModelBench]:
+        """Bench each model in turn; the results fastest generation first."""
+        if self._version is None and self._local_version is not None:
+            self._version = await self._local_version()
         results = []
-        for key in chosen:
-            results.append(await self._bench_model(infos[key], listing, suite, runs))
-        ranked = sorted(results, key=lambda r: -(r.generated_tokens_per_s.median if r.generated_tokens_per_s else 0))
-        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked))
+        for n, info in enumerate(infos):
+            results.append(await self._bench_model(info, listing, suite, runs, done=n * runs))
+        return sorted(results, key=lambda r: -(r.generated_tokens_per_s.median if r.generated_tokens_per_s else 0))
+
+    async def _step(self, model: str, step: int, phase: str, words: str) -> None:
+        """Report a step: in words (`progress`) and to the tracker."""
+        self._progress(BenchProgress(model, words))
+        if self._tracker is not None:
+            await self._tracker.progressed(model, step, phase)
 
     async def _bench_model(
-        self, info: ModelInfo, listing: Sequence[ModelInfo], suite: Suite, runs: int
+        self, info: ModelInfo, listing: Sequence[ModelInfo], suite: Suite, runs: int, *, done: int = 0
     ) -> ModelBench:
+        """One model's runs; `done`: the steps of the bench before this model's."""
         before = loaded_state(listing)
         load_seconds: float | None = None
         try:
             if info.instances:
                 target, context = info.instances[0].id, info.instances[0].context_length
             else:
-                self._progress(BenchProgress(info.key, "loading"))
+                await self._step(info.key, done + 1, "loading", "loading")
                 started = self._clock()
                 target, context, seconds = await self._loads.load(info.key, None)
                 load_seconds = seconds if seconds is not None else self._clock() - started
             samples = []
             for n in range(runs):
-                self._progress(BenchProgress(info.key, f"run {n + 1}/{runs}"))
+                await self._step(info.key, done + n + 1, "run", f"run {n + 1}/{runs}")
                 samples.append(await self._run_suite(target, SUITES[suite]))
+            if self._version is None:  # after the runs: this one token is not timed
+                runtime = await self._client.runtime(target)
+                self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
         finally:
             self._progress(BenchProgress(info.key, "restoring"))
             await _shielded(self._restore(before, info.key))
@@ -337,6 +388,17 @@ class Bench:
         for _id, key, ctx in before:
             if (key, ctx) not in is_:
                 await self._loads.load(key, ctx)
+
+
+def instance_bench(
+    monitor: InstanceMonitor, tracker: BenchTracker, *, progress: Callable[[BenchProgress], None] | None = None,
+    loads: BenchLoads | None = None,
+) -> Bench:
+    """A bench of one monitored instance as `lmstudio-tray bench` and the agent's tool run it: its steps go to
+    `tracker` (the tray's line and the notification), and LM Studio's own version is asked of this machine's LM
+    Studio only (a remote server is another install)."""
+    local = local_version if is_local_url(monitor.config.url) else None
+    return Bench(monitor.client, progress=progress, loads=loads, local_version=local, tracker=tracker)
 
 
 async def _shielded(work: Awaitable[None]) -> None:

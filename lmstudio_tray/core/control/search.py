@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmstudio_tray.core.errors import SearchError
-from lmstudio_tray.core.models import ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchFigures, ModelInfo, ModelType
 
 MIN_MATCH = 0.45  # below this a fuzzy match is noise ("qwen" vs "gemma")
 FUZZY_CAP = 0.75
@@ -313,12 +313,48 @@ def needs_for(task: str) -> Needs:
 
 @dataclass(frozen=True)
 class Performance:
-    """Measured figures of one model from the analytics store (all optional)."""
+    """Measured figures of one model from the analytics store (all optional): its use through OpenCode, and the
+    latest bench figures per suite (`bench`)."""
 
     uses: int = 0
     success_rate: float | None = None  # 0..1
     tokens_per_second: float | None = None
     p50_latency_ms: float | None = None
+    bench: tuple[BenchFigures, ...] = ()  # at most one per suite, the latest
+
+    def bench_of(self, suite: str) -> BenchFigures | None:
+        """The latest figures of `suite`, if it was run."""
+        return next((b for b in self.bench if b.suite == suite), None)
+
+    def bench_for(self, coding: bool) -> BenchFigures | None:
+        """The figures advice uses: the coding suite's for a coding task (the quick suite's when there is none),
+        else the quick suite's (else the coding suite's)."""
+        first, second = ("coding", "quick") if coding else ("quick", "coding")
+        return self.bench_of(first) or self.bench_of(second)
+
+
+def bench_speed(b: BenchFigures) -> str:
+    """"48 tok/s in the quick bench here" (the words every piece of advice uses)."""
+    return f"{b.gen_tps or 0:.0f} tok/s in the {b.suite} bench here"
+
+
+MIN_CODING_MODELS = 2  # "fastest here for coding" needs a coding bench of at least this many models
+
+
+def fastest_for_coding(bench: Iterable[BenchFigures]) -> BenchFigures | None:
+    """Among the latest figures, the model measured fastest here in the coding suite of those that passed the most
+    of its checks (a fast model whose code does not parse is no pick); None with fewer than MIN_CODING_MODELS
+    models in a coding bench (one model is the fastest of nothing)."""
+    coding = [b for b in bench if b.suite == "coding" and b.gen_tps]
+    if len({b.model for b in coding}) < MIN_CODING_MODELS:
+        return None
+    return max(coding, key=lambda b: (b.check_rate or 0.0, b.gen_tps or 0.0, b.model))
+
+
+def coding_pick_line(b: BenchFigures) -> str:
+    """"Fastest here for coding: X (41 tok/s, 3/3 checks)": the tray's Tips menu line and the tip's opening."""
+    checks = f", {b.checks_passed}/{b.checks} checks" if b.checks else ""
+    return f"Fastest here for coding: {b.model} ({b.gen_tps or 0:.0f} tok/s{checks})"
 
 
 @dataclass(frozen=True)
@@ -360,6 +396,8 @@ def recommend(
     longest = max((m.max_context_length or 0 for _, m in pool), default=0) or 1
     most_uses = max((perf.get(m.key, Performance()).uses for _, m in pool), default=0)
     fastest = max((p.tokens_per_second or 0.0 for p in perf.values()), default=0.0)
+    benches = {m.key: b for _, m in pool if (b := perf.get(m.key, Performance()).bench_for(needs.tool_use))}
+    fastest_bench = max((b.gen_tps or 0.0 for b in benches.values()), default=0.0)
     out: list[Recommendation] = []
     for inst, m in pool:
         score, reasons = 1.0, [f"{m.type}" + (f", {m.params_string}" if m.params_string else "")]
@@ -381,20 +419,37 @@ def recommend(
             # With no speed wish, a bigger model of the right kind is usually the more capable one.
             score += 0.15 * m.size_bytes / biggest
         p = perf.get(m.key)
-        if p is not None:
-            if p.success_rate is not None and p.uses:
+        if p is not None and p.uses:
+            # Used through OpenCode: its own record ranks it (the work it did, not a bench's prompts).
+            if p.success_rate is not None:
                 score += 0.5 * (p.success_rate - 0.5)
                 reasons.append(f"{p.success_rate:.0%} success over {p.uses} uses")
             if p.tokens_per_second and fastest:
                 score += (0.3 if needs.fast else 0.1) * p.tokens_per_second / fastest
                 reasons.append(f"{p.tokens_per_second:.0f} tok/s measured")
             score += usage_bonus(p.uses, most_uses) * 0.5
+        elif (b := benches.get(m.key)) is not None:
+            score += _bench_score(b, needs, fastest_bench, reasons)
         if m.loaded:
             score += 0.05
             reasons.append("loaded now")
         out.append(Recommendation(inst, m, score, tuple(reasons)))
     out.sort(key=lambda r: (-r.score, r.model.key))
     return needs, out[:limit]
+
+
+def _bench_score(b: BenchFigures, needs: Needs, fastest: float, reasons: list[str]) -> float:
+    """What a bench adds for a model never used through OpenCode: its speed against the fastest benched candidate
+    (the weight usage tokens/s has), and for a coding task its checked answers (a lighter weight than a success rate
+    over real use: a few small checks say less)."""
+    score = 0.0
+    if b.gen_tps and fastest:
+        score += (0.3 if needs.fast else 0.1) * b.gen_tps / fastest
+        reasons.append(bench_speed(b))
+    if needs.tool_use and b.check_rate is not None:
+        score += 0.3 * (b.check_rate - 0.5)
+        reasons.append(f"{b.checks_passed}/{b.checks} coding checks passed")
+    return score
 
 
 def alternatives(wanted: str, models: Iterable[Located], *, limit: int = 3) -> list[Hit]:

@@ -227,6 +227,14 @@ class ServerControl:
             return
         self._refreshing = asyncio.get_running_loop().create_task(self._refresh_until_current())
 
+    async def aclose(self) -> None:
+        """Cancel a read of LM Studio's settings in flight (the core is stopping): its `lms` run is killed with it,
+        not left to a closed loop."""
+        task, self._refreshing = self._refreshing, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _refresh_until_current(self) -> None:
         self._again = True
         while self._again:

@@ -7,11 +7,11 @@ is a no-op when there is nothing to do, so callers need not check first.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmstudio_tray.core.models import InstanceSnapshot, InstanceState
+from lmstudio_tray.core.models import BenchFigures, InstanceSnapshot, InstanceState, ModelType
 
 # OpenCode's agent prompt plus the built-in tool schemas take several thousand tokens that the
 # messages transform cannot see (it runs before them); reserve room for them.
@@ -29,8 +29,18 @@ def estimate_tokens(text: str) -> int:
 # ---- system context --------------------------------------------------------------------------------
 
 
-def system_context(snapshot: InstanceSnapshot | None, model: str) -> str:
-    """A short, current note for the system prompt about the local model and what to do if it goes away."""
+# The system context goes with every request: the advice lines (loaded alternatives, measured speeds) get at most
+# this many characters, and at most MAX_ALTERNATIVES models are named.
+ADVICE_MAX_CHARS = 320
+MAX_ALTERNATIVES = 3
+ADVICE_FASTER_BY = 1.3  # a loaded alternative measured at least this much faster is worth a line
+
+
+def system_context(snapshot: InstanceSnapshot | None, model: str,
+                   bench: Mapping[str, tuple[BenchFigures, ...]] | None = None) -> str:
+    """A short, current note for the system prompt about the local model and what to do if it goes away; when the
+    model is not loaded, the chat models loaded on the same instance instead, and with `bench` (the latest bench
+    figures per model) a loaded alternative measured clearly faster here."""
     if snapshot is None:
         return ""
     where = f"LM Studio '{snapshot.name}' ({snapshot.url})"
@@ -52,7 +62,46 @@ def system_context(snapshot: InstanceSnapshot | None, model: str) -> str:
     ]
     if m is not None and m.loaded_context_length and m.loaded_context_length <= 16384:
         lines.append("The context window is small: read files in ranges and keep tool output short.")
+    if snapshot.state in (InstanceState.READY, InstanceState.IDLE, InstanceState.LOADING):
+        lines += _advice(snapshot, m.key if m is not None else model, m is not None and m.loaded, bench or {})
     return "\n".join(lines)
+
+
+def _advice(snapshot: InstanceSnapshot, chosen: str, loaded: bool,
+            bench: Mapping[str, tuple[BenchFigures, ...]]) -> list[str]:
+    """The loaded alternatives (when `chosen` is not loaded) and the measured advice, within ADVICE_MAX_CHARS."""
+    others = [o.key for o in snapshot.loaded_models if o.key != chosen and o.type is not ModelType.EMBEDDING]
+    lines: list[str] = []
+    if not loaded and others:
+        shown = others[:MAX_ALTERNATIVES]
+        more = f" and {len(others) - len(shown)} more" if len(others) > len(shown) else ""
+        lines.append(f"Loaded there instead: {', '.join(shown)}{more}. Rather than wait for a load, the user may "
+                     "switch this session to one of them (/models).")
+    faster = _measured_faster(chosen, others, bench)
+    if faster is not None:
+        lines.append(faster)
+    out: list[str] = []
+    for line in lines:  # the budget: a line that does not fit is left out whole, never cut mid-sentence
+        if sum(len(x) + 1 for x in out) + len(line) <= ADVICE_MAX_CHARS:
+            out.append(line)
+    return out
+
+
+def _measured_faster(chosen: str, others: list[str], bench: Mapping[str, tuple[BenchFigures, ...]]) -> str | None:
+    """"Measured here (quick bench): X (loaded) generates 48 tok/s, 4.0× faster than Y (12 tok/s)": the fastest
+    loaded alternative measured in the same suite as `chosen`, when it is at least ADVICE_FASTER_BY faster."""
+    for suite in ("quick", "coding"):
+        mine = next((b for b in bench.get(chosen, ()) if b.suite == suite and b.gen_tps), None)
+        theirs = [b for o in others for b in bench.get(o, ()) if b.suite == suite and b.gen_tps]
+        if mine is None or not theirs:
+            continue
+        best = max(theirs, key=lambda b: (b.gen_tps or 0.0, b.model))
+        mine_tps, best_tps = mine.gen_tps or 0.0, best.gen_tps or 0.0
+        if best_tps < ADVICE_FASTER_BY * mine_tps:
+            return None
+        return (f"Measured here ({suite} bench): {best.model} (loaded) generates {best_tps:.0f} tok/s, "
+                f"{best_tps / mine_tps:.1f}× faster than {chosen} ({mine_tps:.0f} tok/s).")
+    return None
 
 
 # ---- message budget --------------------------------------------------------------------------------

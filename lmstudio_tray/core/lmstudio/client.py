@@ -215,6 +215,31 @@ class LMStudioClient:
             return False
         return isinstance(body, dict) and body.get("lmstudio") is True
 
+    async def lms_status(self) -> str | None:
+        """LM Studio's version from `GET /lms-status` (`{package, version}`, answered by LM Studio's internal API
+        server); None on any failure or another answer."""
+        try:
+            body = await self._request("GET", "/lms-status", timeout=min(self.timeout, 3.0))
+        except (LMStudioError, _UnknownRoute):
+            return None
+        version = body.get("version") if isinstance(body, dict) and "error" not in body else None
+        return version if isinstance(version, str) and version else None
+
+    async def runtime(self, model: str) -> tuple[str, str] | None:
+        """The inference runtime serving `model` (name, version), as REST v0's chat completion reports it: one
+        token generated. None where the server has no REST v0 (LM Studio before 0.3.6) or names no runtime;
+        LMStudioError when the server fails."""
+        body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+        try:
+            answer = await self._request("POST", "/api/v0/chat/completions", json_body=body)
+        except _UnknownRoute:
+            return None
+        runtime = answer.get("runtime") if isinstance(answer, dict) else None
+        if not isinstance(runtime, dict):
+            return None
+        name, version = runtime.get("name"), runtime.get("version")
+        return (name, version) if isinstance(name, str) and isinstance(version, str) and version else None
+
     async def list_models(self) -> Listing:
         """Models with their loaded instances, from the newest API the server has."""
         order = [ApiFlavor.REST_V1, ApiFlavor.REST_V0, ApiFlavor.OPENAI]

@@ -3,6 +3,7 @@ probe `lms` itself uses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,3 +52,39 @@ async def discover_local(home: Path | None = None) -> LocalServer | None:
         return None
     url, source = found
     return LocalServer(url=url, source=source, confirmed=await greets(url))
+
+
+def internal_api_port(home: Path | None = None) -> int | None:
+    """The port of LM Studio's internal API server as LM Studio publishes it (`.internal/http-server.json`,
+    newer builds); None when it does not. Reads a file: not on an event loop."""
+    try:
+        data = json.loads(((home or paths.lmstudio_home()) / ".internal" / "http-server.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    port = data.get("port") if isinstance(data, dict) else None
+    return port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else None
+
+
+# The internal API server's well-known ports, which `lms` probes when LM Studio publishes none
+# (LM Studio's `apiServerPorts`).
+API_SERVER_PORTS = (41343, 52993, 16141, 39414, 22931)
+
+
+async def local_version(home: Path | None = None, ports: tuple[int, ...] = API_SERVER_PORTS) -> str | None:
+    """This machine's LM Studio version from its internal API server (`GET /lms-status`, the probe `lms` makes): on
+    the port LM Studio publishes, else on the first of its well-known `ports` that answers (all asked at once, as
+    `lms` does); None when none does. The file is read in a worker thread."""
+    published = await asyncio.to_thread(internal_api_port, home)
+    for candidates in ((published,) if published is not None else (), ports):
+        found = [v for v in await asyncio.gather(*(_lms_status(p) for p in candidates)) if v]
+        if found:
+            return found[0]
+    return None
+
+
+async def _lms_status(port: int) -> str | None:
+    client = LMStudioClient(f"http://127.0.0.1:{port}", timeout=3.0)
+    try:
+        return await client.lms_status()
+    finally:
+        await client.aclose()

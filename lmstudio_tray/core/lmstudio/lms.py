@@ -239,28 +239,18 @@ def parse_download_progress(line: str) -> DownloadProgress | None:
 
 
 class Lms:
-    """Runs `lms` for one LM Studio server: the local one, or a remote one through `--host` (and `--port`). Coroutines
-    on the running loop; on Windows the processes get no console window."""
+    """Runs `lms` for LM Studio on this machine (the real CLI's `--host` works for a few commands only and not for
+    `server start/stop`, so a remote instance is never driven through `lms`). Coroutines on the running loop; on
+    Windows the processes get no console window."""
 
-    def __init__(self, path: Path, *, host: str | None = None, port: int | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.host = host
-        self.port = port
         self._procs: dict[str, asyncio.subprocess.Process] = {}
 
-    def _base(self) -> list[str]:
-        args = [str(self.path)]
-        if self.host:
-            args += ["--host", self.host]
-            if self.port:
-                args += ["--port", str(self.port)]
-        return args
-
-    async def run(self, *args: str, timeout: float = 30.0, remote: bool = True) -> LmsResult:
-        """Run `lms ARGS`; `remote=False` for commands without `--host/--port` (server status, daemon)."""
-        base = self._base() if remote else [str(self.path)]
+    async def run(self, *args: str, timeout: float = 30.0) -> LmsResult:
+        """Run `lms ARGS` and collect its output; a run longer than `timeout` is killed (LmsError TIMEOUT)."""
         proc = await asyncio.create_subprocess_exec(
-            *base, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **_no_window()
+            str(self.path), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **_no_window()
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -269,6 +259,12 @@ class Lms:
             await proc.wait()
             command = " ".join(args)
             raise LmsError(f"`lms {command}` did not finish within {timeout:.0f} s", LmsFailure.TIMEOUT) from None
+        finally:
+            if proc.returncode is None:
+                # cancelled (the core stopping mid-poll): a short query has no work to keep, and a child left running
+                # would outlive the loop its pipes belong to
+                proc.kill()
+                await proc.wait()
         return LmsResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     # ---- the HTTP server ---------------------------------------------------------------------------
@@ -304,7 +300,7 @@ class Lms:
 
     async def server_status(self) -> ServerStatus:
         """`lms server status --json`: LM Studio's saved port and whether its greeting answers there."""
-        result = await self.run("server", "status", "--json", "--quiet", timeout=15.0, remote=False)
+        result = await self.run("server", "status", "--json", "--quiet", timeout=15.0)
         data = _json_line(result.stdout)
         if data is None or not isinstance(data.get("running"), bool):
             raise LmsError(f"`lms server status --json` gave no JSON: {result.message}", LmsFailure.BAD_OUTPUT)
@@ -315,19 +311,19 @@ class Lms:
 
     async def daemon_status(self) -> DaemonStatus:
         """`lms daemon status --json`: whether LM Studio's service runs (llmster or the desktop app)."""
-        result = await self.run("daemon", "status", "--json", timeout=30.0, remote=False)
+        result = await self.run("daemon", "status", "--json", timeout=30.0)
         raise_for(result, "Asking for the LM Studio daemon's status")
         return _daemon(result, "daemon status")
 
     async def daemon_up(self, *, timeout: float = 120.0) -> DaemonStatus:
         """Start llmster if LM Studio is not running (the real CLI waits up to 60 s for it)."""
-        result = await self.run("daemon", "up", "--json", timeout=timeout, remote=False)
+        result = await self.run("daemon", "up", "--json", timeout=timeout)
         raise_for(result, "Starting the LM Studio daemon")
         return _daemon(result, "daemon up")
 
     async def daemon_down(self) -> str:
         """Stop llmster. Nothing running raises LmsError(NOT_RUNNING); the desktop app, (DESKTOP_APP)."""
-        result = await self.run("daemon", "down", timeout=60.0, remote=False)
+        result = await self.run("daemon", "down", timeout=60.0)
         raise_for(result, "Stopping the LM Studio daemon")
         return result.message
 
@@ -357,7 +353,7 @@ class Lms:
         if context_length and opts.context_length is None:
             opts = replace(opts, context_length=context_length)
         proc = await asyncio.create_subprocess_exec(
-            *self._base(), "load", key, "--yes", *opts.lms_args(),
+            str(self.path), "load", key, "--yes", *opts.lms_args(),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **_no_window(),
         )
         self._procs[key] = proc
@@ -404,7 +400,7 @@ class Lms:
         """Download `model` with `lms get MODEL --yes` (a catalog key, `owner/name@quant` or a Hugging Face
         URL), reporting the progress bar's figures; for LM Studio versions without the REST download route."""
         proc = await asyncio.create_subprocess_exec(
-            *self._base(), "get", model, "--yes",
+            str(self.path), "get", model, "--yes",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **_no_window(),
         )
         said: list[str] = []

@@ -18,7 +18,8 @@ def hub_state(arg: str | None) -> Path:
     return Path(arg) if arg else paths.state_dir() / "hub"
 
 
-def register(sub: Any) -> None:
+def add_hub_parser(sub: Any) -> None:
+    """Add `hub member add|list|revoke` (registered by the `team` group, whose profile names the hub)."""
     p: argparse.ArgumentParser = sub.add_parser("hub", help="the team hub's members and their tokens")
     hsub = p.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
     mp = hsub.add_parser("member", help="add, list or revoke the members who may use this hub")
