@@ -4,6 +4,7 @@ it: benchmark, recommend, compare, stats, search with filters; and `instance` pi
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from lmstudio_tray.analytics.store import reading
 from lmstudio_tray.api.server import attach_endpoint
 from lmstudio_tray.core.config.schema import parse_config
 from lmstudio_tray.core.control.bench import bench_lock_file, bench_slot
+from lmstudio_tray.core.events import BenchFailed, BenchFinished, BenchProgressed, BenchStarted, Event
 from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.wiring import StoreMeasurements
@@ -84,6 +86,21 @@ async def test_benchmark_defaults_to_the_sessions_model_and_keeps_the_result(adv
     assert [m["model"] for m in out["data"]["results"]] == [QWEN]
     assert loaded(advice.emu) == before
     assert [(b["model"], b["instance"], b["suite"], b["runs"]) for b in bench_rows()] == [(QWEN, "local", "quick", 2)]
+
+
+async def test_an_agents_bench_reports_its_steps_like_the_terminals(advice: Api) -> None:
+    """The tool's bench goes to the core's bench tracker: the tray's bench line and the finished notification
+    follow an agent's bench too (they subscribe to these events)."""
+    seen: list[Event] = []
+    advice.core.bus.subscribe(seen.append, BenchStarted, BenchProgressed, BenchFinished, BenchFailed)
+    r = await post(advice, "benchmark", {"model": QWEN, "runs": 2})
+    assert r.status_code == 200, r.text
+    started, *steps, finished = seen
+    assert started == BenchStarted("local", models=(QWEN,), suite="quick", total=2, pid=os.getpid())
+    assert [(e.model, e.phase, e.step) for e in steps if isinstance(e, BenchProgressed)] == [
+        (QWEN, "loading", 1), (QWEN, "run", 1), (QWEN, "run", 2)]
+    assert isinstance(finished, BenchFinished) and finished.fastest == QWEN and finished.models == 1
+    assert advice.core.benches.active() == ()  # over: no longer listed as running
 
 
 async def test_benchmark_loads_a_model_for_the_run_through_the_actions_and_puts_the_instance_back(advice: Api) -> None:
