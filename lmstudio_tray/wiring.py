@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray.analytics import Analytics, StoreInsights
-from lmstudio_tray.analytics.figures import newest_bench, read_stats, record_bench
+from lmstudio_tray.analytics.figures import read_stats, record_bench
 from lmstudio_tray.analytics.store import StoreError
 from lmstudio_tray.core.control.bench import BenchReport
 from lmstudio_tray.core.ports import MeasuredFigures, Measurements, UsageInsights
@@ -52,12 +52,8 @@ class StoreMeasurements:
 
     def figures(self, since: str) -> MeasuredFigures:
         """See `Measurements.figures`."""
-        usage = measured(parse_window(since), self.path)
-        try:
-            bench = newest_bench(self.path)
-        except StoreError:
-            bench = {}
-        return MeasuredFigures(usage.models, usage.performance(), bench, usage.unavailable)
+        usage = measured(parse_window(since), self.path)  # the bench figures too (`Performance.bench`)
+        return MeasuredFigures(usage.models, usage.performance(), usage.unavailable)
 
     def stats(self, since: str) -> dict[str, Any]:
         """See `Measurements.stats`."""

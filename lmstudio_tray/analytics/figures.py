@@ -1,6 +1,7 @@
 """What `lmstudio-tray stats` and `bench` read from and write to the store, as functions both the command line and
 the agent's tools call (the tools through the core's `Measurements` port, which the composition root builds on
-these): the usage summary of a window, the newest bench row per model, keeping a bench's results.
+these): the usage summary of a window and keeping a bench's results (the latest bench figures per model are
+`bench.latest_bench`, read with the usage figures by `diagnostics.usage.measured`).
 
 Every function here blocks (SQLite): never on an event loop (`WrongThread`).
 """
@@ -33,18 +34,6 @@ def read_stats(path: Path | None, since: str, now: float | None = None) -> dict[
         tips = suggest(conn, moment)
         bench = bench_history(conn, start, moment)
     return {"window": since, "report": report.to_json(), "suggestions": [t.to_json() for t in tips], "bench": bench}
-
-
-def newest_bench(path: Path | None) -> dict[str, dict[str, Any]]:
-    """The newest bench row of each model, of any age (a bench is not repeated every week). StoreError when
-    nothing was recorded yet."""
-    not_on_event_loop("reading the analytics store")
-    with reading(path) as conn:
-        rows = bench_history(conn, None, time.time())
-    newest: dict[str, dict[str, Any]] = {}
-    for row in rows:  # newest first
-        newest.setdefault(str(row["model"]), row)
-    return newest
 
 
 def record_bench(path: Path | None, report: BenchReport, instance: str, ts: float | None = None) -> None:

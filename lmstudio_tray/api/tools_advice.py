@@ -45,7 +45,7 @@ from lmstudio_tray.core.control.search import (
 )
 from lmstudio_tray.core.control.search import search as search_models
 from lmstudio_tray.core.errors import LMStudioError, SearchError, SharedBusyError
-from lmstudio_tray.core.models import ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchFigures, ModelInfo, ModelType
 from lmstudio_tray.core.ports import MeasuredFigures
 from lmstudio_tray.core.support.units import parse_window
 
@@ -134,15 +134,27 @@ def _usage_text(m: dict[str, Any] | None) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _bench_text(b: dict[str, Any] | None) -> str:
-    """A bench row in a line: generation speed, first token, load, suite and when."""
-    if not b:
-        return "never benchmarked (lmstudio_benchmark runs the quick suite)"
+def _bench_text(b: dict[str, Any]) -> str:
+    """A bench row of `stats` in a line: generation speed, first token, load, suite and when."""
     when = time.strftime("%Y-%m-%d", time.localtime(b["ts"]))
     parts = [_f(b.get("gen_tps"), ".1f", " tok/s generated"), _f(b.get("first_token_s"), ".2f", " s to first token"),
              _f(b.get("prompt_tps"), ".0f", " prompt tok/s"), _f(b.get("load_s"), ".1f", " s load")]
     where = f" on {b['instance']}" if b.get("instance") else ""
     return f"{', '.join(p for p in parts if p)} ({b['suite']} suite v{b['suite_version']}{where}, {when})"
+
+
+def _figures_text(b: BenchFigures) -> str:
+    """A model's latest figures of one suite in a line, as `models compare` shows them: generation speed (median and
+    spread), first token, load, the checked answers, where and when."""
+    spread = (f" ({b.gen_tps_low:.1f}-{b.gen_tps_high:.1f})"
+              if b.gen_tps_low is not None and b.gen_tps_high is not None else "")
+    parts = [None if b.gen_tps is None else f"{b.gen_tps:.1f}{spread} tok/s generated",
+             _f(b.first_token_s, ".2f", " s to first token"),
+             "it was loaded already" if b.load_s is None else f"{b.load_s:.1f} s load",
+             f"{b.checks_passed}/{b.checks} checks passed" if b.checks else None]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.measured_at))
+    where = f" on {b.instance}" if b.instance else ""
+    return f"{', '.join(p for p in parts if p)} (suite v{b.suite_version}{where}, {when})"
 
 
 # ---- benchmark -------------------------------------------------------------------------------------------
@@ -268,11 +280,14 @@ async def compare(ctx: ApiContext, body: s.CompareIn) -> JSONResponse:
     lines, data = [], []
     for instances, m in chosen:
         usage = dict(measured.models.get(m.key) or {}) or None
-        bench = dict(measured.bench.get(m.key) or {}) or None
+        bench = measured.bench(m.key)  # what `models compare` shows: the latest figures per suite
         loaded = ", ".join(f"{i.id} (ctx {i.context_length})" for i in m.instances) or "not loaded"
+        benched = [f"  {b.suite} bench: {_figures_text(b)}" for b in bench]
         lines += [f"{m.key} [{', '.join(instances)}]: {_spec(m)}; {loaded}",
-                  f"  used, last {body.since}: {_usage_text(usage)}", f"  bench: {_bench_text(bench)}"]
-        data.append({"instances": instances, "spec": m.to_json(), "measured": usage, "bench": bench})
+                  f"  used, last {body.since}: {_usage_text(usage)}",
+                  *(benched or ["  bench: never benchmarked (lmstudio_benchmark runs the quick suite)"])]
+        data.append({"instances": instances, "spec": m.to_json(), "measured": usage,
+                     "bench": {b.suite: b.to_json() for b in bench}})
     if measured.unavailable:
         lines.append(f"(no measured figures: {measured.unavailable})")
     lines += [f"({why}; its models are not included)" for why in skipped]

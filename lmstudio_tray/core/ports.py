@@ -109,13 +109,17 @@ class NoInsights:
 @dataclass(frozen=True)
 class MeasuredFigures:
     """What the analytics store measured per model: usage through OpenCode over a window (`models[key]`, the
-    analytics ModelStats as JSON; `performance`, the same as `recommend` takes it), the newest bench row of each
-    model (`bench[key]`, of any age), or why there is nothing (`unavailable`)."""
+    analytics ModelStats as JSON), `performance` as `recommend` takes it (with each model's latest bench figures
+    per suite, `Performance.bench`, of any age), or why there is nothing (`unavailable`)."""
 
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     performance: Mapping[str, Performance] = field(default_factory=dict)
-    bench: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     unavailable: str | None = None
+
+    def bench(self, key: str) -> tuple[BenchFigures, ...]:
+        """The latest bench figures of model `key`, one per suite it was benched in (the current suite version)."""
+        p = self.performance.get(key)
+        return p.bench if p is not None else ()
 
     def usage(self) -> dict[str, int]:
         """How often each model was used (what `search` ranks by)."""
@@ -128,7 +132,7 @@ class Measurements(Protocol):
     blocks (SQLite): call it off the core loop."""
 
     def figures(self, since: str) -> MeasuredFigures:
-        """Usage figures of the window `since` ("30d", "7d", "all") and the newest bench row per model; a store
+        """Usage figures of the window `since` ("30d", "7d", "all") and the latest bench figures per model; a store
         that cannot be read is `unavailable`, never an error. ValueError names a bad `since`."""
         ...
 

@@ -4,6 +4,7 @@ it: benchmark, recommend, compare, stats, search with filters; and `instance` pi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from lmstudio_tray.core.runtime import Core, CoreThread
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.wiring import StoreMeasurements
 from tests.api.conftest import Api, client_for
+from tests.core.test_cli import run, write_config
 from tests.core.test_search import GPT_OSS, QWEN, _record_turns
 
 GEMMA = "google/gemma-3-12b"
@@ -206,10 +208,27 @@ async def test_compare_shows_specs_usage_and_the_latest_bench(advice: Api) -> No
     out = r.json()
     qwen, gpt = out["data"]["models"]
     assert qwen["spec"]["key"] == QWEN and qwen["measured"]["tokens_per_s"] == 50.0
-    assert qwen["bench"]["suite"] == "quick" and qwen["bench"]["gen_tps"] > 0
-    assert gpt["measured"] is None and gpt["bench"] is None
+    assert qwen["bench"]["quick"]["suite"] == "quick" and qwen["bench"]["quick"]["gen_tps"] > 0
+    assert qwen["bench"]["quick"]["instance"] == "local"
+    assert gpt["measured"] is None and gpt["bench"] == {}
     assert "10 turns, 100% success, 50.0 tok/s" in out["text"]
-    assert "tok/s generated" in out["text"] and "never benchmarked" in out["text"]
+    assert "quick bench: " in out["text"] and "tok/s generated" in out["text"] and "never benchmarked" in out["text"]
+
+
+async def test_compare_shows_the_bench_figures_models_compare_shows(
+    advice: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tool and `lmstudio-tray models compare` read the same latest figures per suite (`Performance.bench`)."""
+    assert (await post(advice, "benchmark", {"model": QWEN, "runs": 1})).status_code == 200
+    r = await post(advice, "compare", {"models": [QWEN, GPT_OSS]})
+    tool_bench = [m["bench"] for m in r.json()["data"]["models"]]
+    cfg = write_config(tmp_path, advice.emu.api_url)
+    # the command runs its own event loop: in a worker thread, like a second process
+    code, out, err = await asyncio.to_thread(run, capsys, "--config", str(cfg), "models", "compare", QWEN, GPT_OSS,
+                                             "--json")
+    assert code == 0, err
+    assert [m["bench"] for m in json.loads(out)["models"]] == tool_bench
+    assert tool_bench[0]["quick"]["gen_tps"] > 0 and tool_bench[1] == {}
 
 
 async def test_compare_an_unknown_model_names_the_closest(advice: Api) -> None:
