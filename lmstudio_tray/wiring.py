@@ -17,13 +17,18 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lmstudio_tray.analytics import Analytics, StoreInsights
+from lmstudio_tray.analytics.figures import read_stats, record_bench
+from lmstudio_tray.analytics.store import StoreError
 from lmstudio_tray.analytics.team_usage import StoreTeamUsage
-from lmstudio_tray.core.ports import UsageInsights
+from lmstudio_tray.core.control.bench import BenchReport
+from lmstudio_tray.core.ports import MeasuredFigures, Measurements, UsageInsights
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.diagnostics.telemetry import Telemetry, attach_telemetry
+from lmstudio_tray.diagnostics.usage import measured, parse_window
 from lmstudio_tray.notify.base import Notifier
 from lmstudio_tray.notify.service import NotificationService, make_service
 
@@ -39,15 +44,47 @@ def _endpoint_classes() -> tuple[type[EndpointServer], type[EndpointError]]:
     return EndpointServer, EndpointError
 
 
+class StoreMeasurements:
+    """The endpoint's `Measurements`: the analytics store at `path` (default: the platform's) read and written by the
+    functions `lmstudio-tray stats`, `bench` and `models recommend/compare/search` use (the usage figures through
+    diagnostics, the rest through analytics). Blocking, like the port says."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+
+    def figures(self, since: str) -> MeasuredFigures:
+        """See `Measurements.figures`."""
+        usage = measured(parse_window(since), self.path)  # the bench figures too (`Performance.bench`)
+        return MeasuredFigures(usage.models, usage.performance(), usage.unavailable)
+
+    def stats(self, since: str) -> dict[str, Any]:
+        """See `Measurements.stats`."""
+        try:
+            return read_stats(self.path, since)
+        except StoreError as exc:
+            return {"window": since, "error": str(exc), "report": None, "suggestions": [], "bench": []}
+
+    def record_bench(self, report: BenchReport, instance: str) -> str | None:
+        """See `Measurements.record_bench`."""
+        try:
+            record_bench(self.path, report, instance)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+
 class EndpointService:
     """The endpoint as a core service. FastAPI and uvicorn (~0.3 s to import) are imported in a worker
     thread when it starts, so the core's loop keeps polling (and the tray's icon keeps appearing) meanwhile."""
 
-    def __init__(self, core: Core, *, insights: UsageInsights, port: int | None = None, required: bool = True) -> None:
+    def __init__(self, core: Core, *, insights: UsageInsights, port: int | None = None, required: bool = True,
+                 measurements: Measurements | None = None) -> None:
         """`required`: a failed start (`EndpointError`: the port or the endpoint lock is taken) fails the core's
-        start; otherwise it is logged and the rest runs on."""
+        start; otherwise it is logged and the rest runs on. `measurements`: the analytics store for the advice
+        tools (the platform's store by default)."""
         self.core = core
         self.insights = insights
+        self.measurements: Measurements = measurements or StoreMeasurements()
         self.port = port
         self.required = required
         self.server: EndpointServer | None = None
@@ -62,7 +99,8 @@ class EndpointService:
         """Import the web stack off the loop, then start serving (see `required`)."""
         endpoint_server, endpoint_error = await asyncio.to_thread(_endpoint_classes)
         if self.server is None:
-            self.server = endpoint_server(self.core, port=self.port, insights=self.insights)
+            self.server = endpoint_server(self.core, port=self.port, insights=self.insights,
+                                          measurements=self.measurements)
         try:
             await self.server.start()
         except endpoint_error as exc:
@@ -156,4 +194,4 @@ def _notifications(core: Core, notifier: Notifier | None) -> NotificationService
     return service
 
 
-__all__ = ["EndpointService", "Surfaces", "attach_surfaces"]
+__all__ = ["EndpointService", "StoreMeasurements", "Surfaces", "attach_surfaces"]

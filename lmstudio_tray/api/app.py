@@ -27,11 +27,12 @@ from lmstudio_tray.api.meta import add_meta_routes
 from lmstudio_tray.api.router import RouterApp, make_router
 from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.api.tools import add_tool_routes
+from lmstudio_tray.api.tools_advice import add_advice_tool_routes
 from lmstudio_tray.api.transforms import add_transform_routes
 from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.errors import ActionError
 from lmstudio_tray.core.hooks.sessions import SessionTracker
-from lmstudio_tray.core.ports import NoInsights, UsageInsights
+from lmstudio_tray.core.ports import Measurements, NoInsights, NoMeasurements, UsageInsights
 from lmstudio_tray.core.runtime import Core
 
 __all__ = ["ERRORS", "TOOL_ERRORS", "ApiContext", "ApiError", "Metrics", "create_app"]
@@ -45,12 +46,14 @@ def create_app(
     sessions: SessionTracker | None = None,
     router: Router | None = None,
     insights: UsageInsights | None = None,
+    measurements: Measurements | None = None,
 ) -> LoopbackGuard:
     """The ASGI app: FastAPI routes behind the loopback guard (and the dashboard's gate in front of it).
     `.app` is the FastAPI instance (behind the validate fast path, which passes attribute access through).
 
     `sessions`, `router`: the endpoint server's (new ones without); `insights`: the analytics surface's tips,
-    event sink and history, as the composition root passes them (none without)."""
+    event sink and history, as the composition root passes them (none without); `measurements`: the analytics
+    store for the advice tools (none without)."""
     ctx = ApiContext(
         core=core,
         sessions=sessions or SessionTracker(core.bus, invalidate=core.monitor.invalidate,
@@ -58,6 +61,7 @@ def create_app(
         router=router or make_router(core),
         insights=insights or NoInsights(),
         metrics=Metrics(),
+        measurements=measurements or NoMeasurements(),
     )
     app = FastAPI(
         title="lmstudio-tray endpoint",
@@ -79,6 +83,7 @@ def create_app(
     add_hook_routes(app, ctx, judge)
     add_transform_routes(app, ctx)
     add_tool_routes(app, ctx)
+    add_advice_tool_routes(app, ctx)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:

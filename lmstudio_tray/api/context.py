@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from lmstudio_tray.api import schemas as s
 from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.hooks.sessions import SessionTracker
-from lmstudio_tray.core.ports import UsageInsights
+from lmstudio_tray.core.ports import Measurements, NoMeasurements, UsageInsights
 from lmstudio_tray.core.runtime import Core
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -83,6 +83,7 @@ class ApiContext:
     router: Router
     insights: UsageInsights
     metrics: Metrics = field(default_factory=Metrics)
+    measurements: Measurements = field(default_factory=NoMeasurements)  # the analytics store, for the advice tools
 
     def resolve(self, base_url: str | None, instance: str | None = None) -> str | None:
         """The instance a request means: `instance` by name (404 when unknown), else the one serving

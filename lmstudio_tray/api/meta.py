@@ -34,12 +34,11 @@ def add_meta_routes(app: FastAPI, ctx: ApiContext, refused: Callable[[], int]) -
     @app.get("/v1/plugin", response_model=s.PluginSettingsOut, responses=ERRORS, tags=["meta"])
     async def plugin_settings() -> JSONResponse:
         cfg = core.config
-        n = cfg.notifications
         return JSONResponse({
             "hook_timeout_ms": cfg.validation.hook_timeout_ms,
             "ensure_timeout_ms": int(cfg.validation.ensure_timeout * 1000),
             "instances": [{"name": name, "url": monitor.instance(name).config.url} for name in monitor.names],
-            "toasts": {"enabled": n.enabled, "quiet": n.quiet, "categories": dict(n.categories)},
+            "toasts": cfg.opencode.toasts.effective(cfg.notifications),
             "policy": {k: v.value for k, v in cfg.validation.policy.items()},
         })
 

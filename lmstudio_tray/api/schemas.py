@@ -48,7 +48,8 @@ class PluginSettingsOut(BaseModel):
     hook_timeout_ms: int
     ensure_timeout_ms: int
     instances: list[dict[str, str]] = Field(description="monitored LM Studio instances: name and url")
-    toasts: dict[str, Any] = Field(description="the user's notification preferences: enabled, quiet, categories")
+    toasts: dict[str, Any] = Field(description="the toasts the user wants ([opencode.toasts], unset keys as "
+                                   "[notifications]): enabled, quiet, categories")
     policy: dict[str, str]
 
 
@@ -280,10 +281,17 @@ class SwitchIn(SessionTargetIn):
 
 
 class SearchIn(TargetIn):
-    """`POST /v1/tools/search`: a fuzzy query over the downloaded models."""
+    """`POST /v1/tools/search`: a fuzzy query over the downloaded models, with the filters of `models search`; the
+    results are ranked by name match, then by how often each model was used."""
 
-    query: str = Field(min_length=1, max_length=256)
+    query: str = Field("", max_length=256, description="part of a model name (typos are fine); empty: all")
     limit: int = Field(10, ge=1, le=100)
+    type: Literal["llm", "embedding"] | None = Field(None, description="llm (vision models included) or embedding")
+    vision: bool | None = Field(None, description="true: only models that take images; false: only those that do not")
+    tool_use: bool | None = Field(None, description="true: only models trained for tool use; false: only others")
+    min_size: str | None = Field(None, max_length=32, description="smallest file size, e.g. 2GB")
+    max_size: str | None = Field(None, max_length=32, description="largest file size, e.g. 8GB")
+    min_context: str | None = Field(None, max_length=32, description="smallest max context length, e.g. 32768 or 32k")
 
 
 class DownloadIn(TargetIn):
@@ -292,6 +300,34 @@ class DownloadIn(TargetIn):
     model: str = Field(min_length=1, max_length=512, description="a catalog name (`ibm/granite-4-micro`) or a "
                        "Hugging Face URL")
     quantization: str | None = Field(None, min_length=1, max_length=64, description="e.g. Q4_K_M (Hugging Face)")
+
+
+class BenchIn(SessionTargetIn):
+    """`POST /v1/tools/benchmark`: the quick suite on one model (default: the calling session's)."""
+
+    model: str | None = Field(None, min_length=1, max_length=512, description="model key (default: the model the "
+                              "calling session runs on)")
+    runs: int = Field(3, ge=1, le=5, description="runs of the suite (median and spread over them)")
+
+
+class RecommendIn(TargetIn):
+    """`POST /v1/tools/recommend`: a task in words; every instance's models unless `instance` names one."""
+
+    task: str = Field(min_length=1, max_length=1000, description='what the model is for, e.g. "coding agent"')
+    limit: int = Field(3, ge=1, le=20)
+
+
+class CompareIn(TargetIn):
+    """`POST /v1/tools/compare`: two or more models side by side (every instance's unless `instance` names one)."""
+
+    models: list[str] = Field(min_length=2, max_length=10, description="model keys (or unambiguous parts of them)")
+    since: str = Field("30d", max_length=16, description="window of the usage figures: 7d, 24h, 2w, all")
+
+
+class StatsIn(TargetIn):
+    """`POST /v1/tools/stats`: the usage summary of `lmstudio-tray stats` for a window."""
+
+    since: str = Field("7d", max_length=16, description="time window: 30m, 12h, 7d, 2w or all")
 
 
 class ToolOut(BaseModel):

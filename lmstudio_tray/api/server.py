@@ -26,7 +26,7 @@ from lmstudio_tray.api.security import LoopbackGuard
 from lmstudio_tray.core.control.routing import Router
 from lmstudio_tray.core.errors import LockError
 from lmstudio_tray.core.hooks.sessions import SessionTracker
-from lmstudio_tray.core.ports import NoInsights, UsageInsights
+from lmstudio_tray.core.ports import Measurements, NoInsights, NoMeasurements, UsageInsights
 from lmstudio_tray.core.runtime import Core
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.endpoint_file import EndpointInfo, read_endpoint, remove_endpoint, write_endpoint
@@ -74,14 +74,16 @@ class EndpointServer:
     """The endpoint of one core: listens on 127.0.0.1, serves `create_app`, publishes the discovery file."""
 
     def __init__(self, core: Core, *, port: int | None = None, discovery_file: Path | None = None,
-                 insights: UsageInsights | None = None) -> None:
+                 insights: UsageInsights | None = None, measurements: Measurements | None = None) -> None:
         """`port`: this one instead of the config's `endpoint.port` (read at each start). `insights`: the
         analytics surface (tips for the system transform, forwarded events, the dashboard's data), as the
-        composition root passes it; without it the endpoint has none."""
+        composition root passes it; without it the endpoint has none. `measurements`: the analytics store for
+        the advice tools (none without)."""
         self.core = core
         self._port = port
         self.discovery_file = discovery_file
         self.insights: UsageInsights = insights or NoInsights()
+        self.measurements: Measurements = measurements or NoMeasurements()
         self.token = ""
         self.port = 0
         self.sessions = SessionTracker(
@@ -192,7 +194,7 @@ class EndpointServer:
         """The ASGI app and uvicorn's config, loaded (runs in a worker thread)."""
         self.router = make_router(self.core)
         app = create_app(self.core, token=self.token, port=lambda: self.port, sessions=self.sessions,
-                         router=self.router, insights=self.insights)
+                         router=self.router, insights=self.insights, measurements=self.measurements)
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -255,8 +257,9 @@ def _has_httptools() -> bool:
 
 
 def attach_endpoint(core: Core, *, port: int | None = None, discovery_file: Path | None = None,
-                    insights: UsageInsights | None = None) -> EndpointServer:
+                    insights: UsageInsights | None = None, measurements: Measurements | None = None) -> EndpointServer:
     """Serve the endpoint whenever `core` runs (registered with `core.add_service`)."""
-    server = EndpointServer(core, port=port, discovery_file=discovery_file, insights=insights)
+    server = EndpointServer(core, port=port, discovery_file=discovery_file, insights=insights,
+                            measurements=measurements)
     core.add_service(server.start, server.stop)
     return server

@@ -1,4 +1,5 @@
-"""The agent's tools: list, load, unload, switch, search and download models; start, stop, ask about LM Studio's server.
+"""The agent's tools: list, load, unload, switch and download models; start, stop, ask about LM Studio's server
+(search and the advice tools are in `tools_advice`).
 
 Every answer is a `ToolOut` (`ok`, `instance`, `text` for the agent, `data`, `kept`). An agent acts for a
 person but is not one: on an instance the team shares it cannot force a change, and it never takes away
@@ -17,7 +18,6 @@ from lmstudio_tray.api import schemas as s
 from lmstudio_tray.api.context import TOOL_ERRORS, ApiContext, ApiError
 from lmstudio_tray.core.control.actions import UnloadResult
 from lmstudio_tray.core.control.downloads import DownloadResult, agent_may_download, agent_refusal
-from lmstudio_tray.core.control.search import search as search_models
 from lmstudio_tray.core.errors import ActionError, SharedBusyError
 from lmstudio_tray.core.lmstudio.client import DownloadStatus
 from lmstudio_tray.core.lmstudio.load_options import LoadOptions, parse_gpu
@@ -61,10 +61,6 @@ def add_tool_routes(app: FastAPI, ctx: ApiContext) -> None:
     @app.post("/v1/tools/server/status", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
     async def tool_server_status(body: s.TargetIn) -> JSONResponse:
         return await server_status(ctx, body)
-
-    @app.post("/v1/tools/search", response_model=s.ToolOut, responses=TOOL_ERRORS, tags=["tools"])
-    async def tool_search(body: s.SearchIn) -> JSONResponse:
-        return await search(ctx, body)
 
     @app.post("/v1/tools/download", response_model=s.ToolOut, tags=["tools"],
               responses={**TOOL_ERRORS, 403: {"model": s.ErrorOut, "description": "the config does not let agents "
@@ -266,24 +262,6 @@ async def server_status(ctx: ApiContext, body: s.TargetIn) -> JSONResponse:
         text += (f" Server settings: reachable from {who}, CORS {'on' if info['cors'] else 'off'}, "
                  f"Just-in-Time loading {jit}, API token required: {info['auth_required']}.")
     return tool(True, name, text, info)
-
-
-async def search(ctx: ApiContext, body: s.SearchIn) -> JSONResponse:
-    """Downloaded models matching a query, ranked like `models search`."""
-    name = target(ctx, body)
-    snap = await ctx.core.monitor.get(name, max_age=5.0)
-    # Fuzzy name match ranked with a nudge for loaded models: the same ranking as `models search`.
-    hits = [h.model for h in search_models([(name, m) for m in snap.models], body.query, limit=body.limit)]
-    if not hits:
-        text = f"No downloaded model on {name} matches {body.query!r}."
-    else:
-        text = "\n".join(
-            f"- {m.key}" + (" (loaded)" if m.loaded else "")
-            + (f", {m.quantization}" if m.quantization else "")
-            + (f", max ctx {m.max_context_length}" if m.max_context_length else "")
-            for m in hits
-        )
-    return tool(True, name, text, [m.to_json() for m in hits])
 
 
 async def download(ctx: ApiContext, body: s.DownloadIn) -> JSONResponse:

@@ -14,10 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lmstudio_tray.cli._common import fail, human_size, pick_instance, run_with_core
-from lmstudio_tray.core.control.bench import Bench, BenchError, BenchProgress, BenchReport, Spread, Suite
-from lmstudio_tray.core.control.monitor import is_local_url
+from lmstudio_tray.core.control.bench import (
+    BenchError,
+    BenchProgress,
+    BenchReport,
+    Spread,
+    Suite,
+    bench_lock_file,
+    bench_slot,
+    instance_bench,
+)
 from lmstudio_tray.core.errors import LMStudioError
-from lmstudio_tray.core.lmstudio.discovery import local_version
 from lmstudio_tray.core.runtime import Core
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -54,11 +61,9 @@ def run_bench(args: argparse.Namespace) -> int:
     async def body(core: Core) -> BenchReport:
         name = pick_instance(core, args.instance)
         kept.update(instance=name, record=core.config.analytics.enabled)
-        monitor = core.monitor.instance(name)
-        # LM Studio's own version is asked of this machine's LM Studio only: a remote one is another install
-        local = local_version if is_local_url(monitor.config.url) else None
-        bench = Bench(monitor.client, progress=_progress, local_version=local, tracker=core.benches.tracker(name))
-        return await bench.run(args.models, Suite(args.suite), args.runs)
+        bench = instance_bench(core.monitor.instance(name), core.benches.tracker(name), progress=_progress)
+        async with bench_slot(bench_lock_file()):  # one bench at a time, also against the agent's tool
+            return await bench.run(args.models, Suite(args.suite), args.runs)
 
     try:
         report = run_with_core(args, body)
@@ -79,18 +84,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _record(report: BenchReport, instance: str, db: str | None) -> None:
-    from lmstudio_tray.analytics.bench import bench_rows
-    from lmstudio_tray.analytics.store import Store, StoreError, default_path
+    from lmstudio_tray.analytics.figures import record_bench
+    from lmstudio_tray.analytics.store import StoreError
 
     try:
-        store = Store(Path(db).expanduser() if db else default_path())
+        record_bench(Path(db).expanduser() if db else None, report, instance, time.time())
     except StoreError as exc:
         print(f"lmstudio-tray: the results were not kept: {exc}", file=sys.stderr)
-        return
-    try:
-        store.write(bench_rows(report, instance=instance, ts=time.time()))
-    finally:
-        store.close()
 
 
 def _spread(value: Spread | None, fmt: str) -> str:

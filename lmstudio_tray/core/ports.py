@@ -4,16 +4,21 @@ No surface imports another (pyproject.toml's import contracts): the composition 
 (`lmstudio_tray.wiring`) builds each surface and hands one surface's object to another through these
 protocols, in their constructors. The notification service is the tray's `Reporter`; the analytics
 service is the endpoint's and the tray's `UsageInsights` (when analytics is off, a reader of the store
-that records nothing stands in, and with no analytics at all `NoInsights`).
+that records nothing stands in, and with no analytics at all `NoInsights`); the analytics store is the endpoint's
+`Measurements` for the agent's advice tools (`NoMeasurements` without one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lmstudio_tray.core.models import BenchFigures
+
+if TYPE_CHECKING:
+    from lmstudio_tray.core.control.bench import BenchReport
+    from lmstudio_tray.core.control.search import Performance
 
 
 class Reporter(Protocol):
@@ -110,3 +115,62 @@ class TeamUsage(Protocol):
         """The summary of the last `days`; instances not in `shared_instances` counted as "private". Blocking
         (reads the store): call it off the core loop."""
         ...
+
+
+@dataclass(frozen=True)
+class MeasuredFigures:
+    """What the analytics store measured per model: usage through OpenCode over a window (`models[key]`, the
+    analytics ModelStats as JSON), `performance` as `recommend` takes it (with each model's latest bench figures
+    per suite, `Performance.bench`, of any age), or why there is nothing (`unavailable`)."""
+
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    performance: Mapping[str, Performance] = field(default_factory=dict)
+    unavailable: str | None = None
+
+    def bench(self, key: str) -> tuple[BenchFigures, ...]:
+        """The latest bench figures of model `key`, one per suite it was benched in (the current suite version)."""
+        p = self.performance.get(key)
+        return p.bench if p is not None else ()
+
+    def usage(self) -> dict[str, int]:
+        """How often each model was used (what `search` ranks by)."""
+        return {key: p.uses for key, p in self.performance.items()}
+
+
+class Measurements(Protocol):
+    """What the analytics store offers the endpoint's advice tools (benchmark, recommend, compare, stats, search),
+    built by the composition root on the same functions `lmstudio-tray stats/bench/models` use. Every method
+    blocks (SQLite): call it off the core loop."""
+
+    def figures(self, since: str) -> MeasuredFigures:
+        """Usage figures of the window `since` ("30d", "7d", "all") and the latest bench figures per model; a store
+        that cannot be read is `unavailable`, never an error. ValueError names a bad `since`."""
+        ...
+
+    def stats(self, since: str) -> dict[str, Any]:
+        """`lmstudio-tray stats --json` for the window: `report`, `suggestions`, `bench`; `error` says why there is
+        none. ValueError names a bad `since`."""
+        ...
+
+    def record_bench(self, report: BenchReport, instance: str) -> str | None:
+        """Keep a bench's results in the store, like `lmstudio-tray bench`; None when kept, else why not."""
+        ...
+
+
+NOTHING_MEASURED = "the analytics store is not attached to this endpoint"
+
+
+class NoMeasurements:
+    """`Measurements` without an analytics store: nothing measured, nothing kept."""
+
+    def figures(self, since: str) -> MeasuredFigures:
+        """Nothing measured, and why."""
+        return MeasuredFigures(unavailable=NOTHING_MEASURED)
+
+    def stats(self, since: str) -> dict[str, Any]:
+        """No report, and why."""
+        return {"window": since, "error": NOTHING_MEASURED, "report": None, "suggestions": [], "bench": []}
+
+    def record_bench(self, report: BenchReport, instance: str) -> str | None:
+        """Not kept, and why."""
+        return NOTHING_MEASURED

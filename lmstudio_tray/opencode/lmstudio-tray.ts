@@ -46,7 +46,7 @@ type Verdict = {
   message: string
   text: string
   retry_after_ms: number | null
-  facts: { instance: string | null; model_key: string | null; eta_seconds: number | null; loaded_context_length: number | null }
+  facts: { instance: string | null; model_key: string | null; eta_seconds: number | null; loaded_context_length: number | null; loaded_models?: string[] }
 }
 type LoadProgress = { model: string; progress: number | null; eta_seconds: number | null }
 type DownloadProgress = { instance: string; model: string; job_id: string; fraction: number | null; total_bytes: number | null; bytes_per_second: number | null; paused: boolean }
@@ -70,6 +70,8 @@ const PROGRESS_MS = 1_000
 const ENDPOINT_RETRY_MS = 2_000
 // A download the download tool started is followed in a toast, from the tray's status, this often.
 const DOWNLOAD_PROGRESS_MS = 3_000
+// A benchmark loads the model if needed and runs the quick suite several times: minutes on a big model.
+const BENCH_TIMEOUT_MS = 600_000
 
 // OpenCode retries a failed request (1.18: up to 5 times, about a minute) when the error's message looks
 // transient, and it applies that to an error a plugin throws to stop the request too. Its patterns match
@@ -242,6 +244,7 @@ class TrayClient {
   private lastRead = 0
   private settings: PluginSettings = DEFAULT_SETTINGS
   private settingsAt = 0
+  private settingsKnown = false
 
   constructor(private readonly file: string) {}
 
@@ -314,20 +317,27 @@ class TrayClient {
     return this.load(true)
   }
 
-  async pluginSettings(): Promise<PluginSettings> {
+  async pluginSettings(timeoutMs = 500): Promise<PluginSettings> {
     const now = Date.now()
-    if (now - this.settingsAt < SETTINGS_TTL_MS) return this.settings
+    // settings never fetched are tried again sooner: until then the defaults (every toast on) stand in for them
+    if (now - this.settingsAt < (this.settingsKnown ? SETTINGS_TTL_MS : ENDPOINT_RETRY_MS)) return this.settings
     this.settingsAt = now
     try {
-      this.settings = { ...DEFAULT_SETTINGS, ...(await this.call<PluginSettings>("/v1/plugin", undefined, 500)) }
+      this.settings = { ...DEFAULT_SETTINGS, ...(await this.call<PluginSettings>("/v1/plugin", undefined, timeoutMs)) }
+      this.settingsKnown = true
     } catch {
       // keep the last known settings; the next hook tries again after the TTL
     }
     return this.settings
   }
 
+  /** The settings as last fetched, and whether they were fetched at all (false: the defaults). */
   cachedSettings(): PluginSettings {
     return this.settings
+  }
+
+  hasSettings(): boolean {
+    return this.settingsKnown
   }
 }
 
@@ -470,6 +480,21 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     })()
   }
 
+  // Once per session, when the plugin first reaches the tray: what it found. Not awaited (the request goes on); the
+  // settings are fetched first when they never were, so a person who turned this toast off does not see it.
+  const connectedSessions = new Set<string>()
+  const connected = async (sessionID: string, v: Verdict): Promise<void> => {
+    if (connectedSessions.has(sessionID)) return
+    connectedSessions.add(sessionID)
+    const settings = tray.hasSettings() ? tray.cachedSettings() : await tray.pluginSettings(5000)
+    const n = settings.instances.length
+    // without its settings the plugin does not know how many instances the tray monitors: it says nothing of them
+    const count = tray.hasSettings() ? `${n} instance${n === 1 ? "" : "s"}; ` : ""
+    const loaded = v.facts.loaded_models ?? []
+    const what = loaded.length ? `${loaded.join(", ")} loaded` : "no model loaded"
+    await toast("connected", { title: "lmstudio-tray connected", message: `${count}${what}${v.facts.instance ? ` on ${v.facts.instance}` : ""}`, variant: "success", duration: 4000 })
+  }
+
   const validate = async (sessionID: string, agent: string, model: string, baseURL: string | undefined, contextLimit: number | undefined): Promise<void> => {
     const settings = await tray.pluginSettings()
     let v: Verdict
@@ -494,6 +519,8 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
       return
     }
     const once = `${sessionID}:${v.category}:${model}`
+    // on the session's own request (a title's comes first, while the TUI is still opening the session)
+    if (!HELPER_AGENTS.has(agent)) void connected(sessionID, v)
     if (v.action === "block") {
       await toast(v.category === "offline" ? "offline" : v.category === "auth_failed" ? "auth" : "load_failed", { title: "LM Studio", message: v.message, variant: "error", duration: 10_000 })
       throw new Error(withoutRetryWords(v.text))
@@ -533,7 +560,7 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
 
   type ToolArgs = Record<string, unknown>
   type ToolContextLike = { sessionID: string; abort: AbortSignal }
-  type Prop = { type: string; description: string; items?: { type: string } }
+  type Prop = { type: string; description: string; items?: { type: string }; enum?: string[] }
 
   // A tool that could take the model away from its own session (unload, switch, server stop) names the
   // session and its model: the tray keeps that model, or refuses, and says how the person switches (/models).
@@ -541,11 +568,13 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   const toolCall = (path: string, props: Record<string, Prop>, timeoutMs: number, aboutSession: boolean, onAnswer?: (res: ToolAnswer) => void) => async (args: ToolArgs, context: ToolContextLike): Promise<string> => {
     const s = sessionFor(context.sessionID)
     const body: Json = { base_url: s?.baseURL }
-    // only the arguments the tool declares: whatever else a model invents (force, instance, base_url) stays out
+    // only the arguments the tool declares (every tool declares `instance`): whatever else a model invents
+    // (force, base_url) stays out
     for (const key of Object.keys(props)) {
-      // Models fill every argument they are shown; empty values mean "not given".
+      // Models fill every argument they are shown; empty values mean "not given" (false too: a search filter
+      // filled with false would hide every model that has the capability)
       const value = args[key]
-      if (value !== undefined && value !== "" && value !== 0 && value !== null) body[key] = value
+      if (value !== undefined && value !== "" && value !== 0 && value !== null && value !== false) body[key] = value
     }
     if (aboutSession) {
       body.session_id = context.sessionID
@@ -565,11 +594,13 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     }
   }
 
+  // Every tool can act on another instance than the session's, by its name in lmstudio-tray's config.
+  const instanceProp: Prop = { type: "string", description: "LM Studio instance, by its name in lmstudio-tray's config (optional; default: the one this session uses)" }
   const defineTool = (description: string, props: Record<string, Prop>, required: string[], path: string, timeoutMs = 15_000, aboutSession = false, onAnswer?: (res: ToolAnswer) => void) => ({
     description,
-    args: props,
+    args: { ...props, instance: instanceProp },
     required,
-    execute: toolCall(path, props, timeoutMs, aboutSession, onAnswer),
+    execute: toolCall(path, { ...props, instance: instanceProp }, timeoutMs, aboutSession, onAnswer),
   })
 
   // A download the tool started (or follows) gets a progress toast, the way a load does.
@@ -599,7 +630,19 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
     lmstudio_server_start: defineTool("Start LM Studio's HTTP server.", {}, [], "/v1/tools/server/start", 30_000),
     lmstudio_server_stop: defineTool("Stop LM Studio's HTTP server (not the one this session runs on).", {}, [], "/v1/tools/server/stop", 30_000, true),
     lmstudio_server_status: defineTool("Tell whether LM Studio's server is running, what is loaded and (on this machine) its settings: who may connect, CORS, JIT loading, whether API tokens are required.", {}, [], "/v1/tools/server/status"),
-    lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name.", { query: { type: "string", description: "Part of a model name" } }, ["query"], "/v1/tools/search"),
+    lmstudio_search_models: defineTool("Search the downloaded LM Studio models by name and specs, ranked by name match, then by how often each was used.", {
+      query: { type: "string", description: "Part of a model name (optional; empty: every model that passes the filters)" },
+      type: { type: "string", enum: ["llm", "embedding"], description: "llm (vision models included) or embedding (optional)" },
+      vision: { type: "boolean", description: "true: only models that take images (optional)" },
+      tool_use: { type: "boolean", description: "true: only models trained for tool use (optional)" },
+      min_size: { type: "string", description: "Smallest file size, e.g. 2GB (optional)" },
+      max_size: { type: "string", description: "Largest file size, e.g. 8GB (optional)" },
+      min_context: { type: "string", description: "Smallest max context length, e.g. 32768 or 32k (optional)" },
+    }, [], "/v1/tools/search"),
+    lmstudio_benchmark: defineTool("Benchmark one model on LM Studio with lmstudio-tray's quick suite (a short and a long prompt, 3 runs): time to first token, prompt and generated tokens/s, load time. Only when the person asks for it: it takes from under a minute to several minutes (up to 10), loads the model if needed and puts back what was loaded afterwards. The result is kept for lmstudio_stats and lmstudio_compare. One benchmark at a time on a machine.", { model: { type: "string", description: "LM Studio model key (optional; default: the model this session runs on)" } }, [], "/v1/tools/benchmark", BENCH_TIMEOUT_MS, true),
+    lmstudio_recommend: defineTool("Recommend downloaded models for a task, ranked by their specs and by what was measured here (success rate, tokens/s, use), each with its reasons.", { task: { type: "string", description: 'What the model is for, e.g. "coding agent" or "read screenshots"' } }, ["task"], "/v1/tools/recommend"),
+    lmstudio_compare: defineTool("Compare two or more downloaded models side by side: specs, usage measured through OpenCode (turns, success, tokens/s, latency) and their latest benchmark.", { models: { type: "array", items: { type: "string" }, description: "Two or more model keys (or unambiguous parts of them)" }, since: { type: "string", description: "Window of the usage figures: 7d, 24h, 2w or all (optional; default 30d)" } }, ["models"], "/v1/tools/compare"),
+    lmstudio_stats: defineTool("Usage summary of the models from lmstudio-tray's analytics: per model turns, success rate, tokens/s, latency and loads, plus benchmark results.", { since: { type: "string", description: "Time window: 30m, 12h, 7d, 2w or all (optional; default 7d)" } }, [], "/v1/tools/stats"),
     lmstudio_download_model: defineTool("Download a model into LM Studio: only models the person allowed in lmstudio-tray's config (a download is gigabytes). Answers with the job; call it again with the same model to see how far it is.", { model: { type: "string", description: "A catalog name such as ibm/granite-4-micro, or a Hugging Face URL" }, quantization: { type: "string", description: "Quantization to download from a Hugging Face URL, e.g. Q4_K_M (optional)" } }, ["model"], "/v1/tools/download", 45_000, false, onDownload),
   }
   const requiredByTool = new Map<string, string[]>(Object.entries(tools).map(([name, t]) => [name, t.required]))

@@ -93,7 +93,12 @@ async def test_body_limit(api: Api) -> None:
         ("/v1/transform/messages", {"model": "m", "messages": [{"id": "a"}]}),
         ("/v1/tools/load", {}),
         ("/v1/tools/unload", {}),
-        ("/v1/tools/search", {"query": ""}),
+        ("/v1/tools/search", {"query": "x", "min_size": "lots"}),
+        ("/v1/tools/search", {"type": "vlm"}),
+        ("/v1/tools/compare", {"models": ["only-one"]}),
+        ("/v1/tools/benchmark", {"runs": 0}),
+        ("/v1/tools/stats", {"since": "yesterday"}),
+        ("/v1/tools/recommend", {"task": ""}),
         ("/v1/compaction", {"session_id": ""}),
     ],
 )

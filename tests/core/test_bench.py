@@ -94,6 +94,19 @@ async def test_a_cancelled_bench_puts_back_what_was_loaded(client: LMStudioClien
     assert await state(client) == before
 
 
+async def test_a_model_someone_else_loads_during_the_bench_stays_loaded(emu: Emulator, client: LMStudioClient) -> None:
+    """Putting the instance back undoes the bench's own load only: a model a session or a person loaded meanwhile
+    is theirs."""
+    other = "openai/gpt-oss-20b"
+
+    def progress(step: BenchProgress) -> None:
+        if step.step == "run 1/1":
+            emu.load(other, context_length=4096)  # someone else, while the bench runs
+
+    await Bench(client, progress=progress).run([SMALL], Suite.QUICK, runs=1)
+    assert await state(client) == {(KEPT, 8192), (other, 4096)}
+
+
 async def test_bad_requests_are_refused_before_anything_loads(client: LMStudioClient) -> None:
     with pytest.raises(BenchError, match="not downloaded: no/such-model"):
         await Bench(client).run(["no/such-model"])

@@ -99,6 +99,25 @@ def test_ctrl_c_puts_back_what_was_loaded(tmp_path: Path, emu: Emulator) -> None
     assert loaded(emu) == {(KEPT, 8192)}
 
 
+def test_bench_is_refused_while_another_bench_runs(tmp_path: Path, emu: Emulator,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """One bench at a time on a machine: another `bench`, or the agent's lmstudio_benchmark tool, holds the slot."""
+    from lmstudio_tray.core.control.bench import bench_lock_file
+    from lmstudio_tray.core.support.lock import SingleInstance
+
+    cfg = write_config(tmp_path, emu.api_url)
+    other = SingleInstance(bench_lock_file())
+    assert other.acquire() is None
+    try:
+        code, _out, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1",
+                              "--db", str(tmp_path / "a.sqlite3"))
+    finally:
+        other.release()
+    assert code == 2 and "another benchmark is running on this machine" in err
+    assert loaded(emu) == {(KEPT, 8192)}
+    assert not (tmp_path / "a.sqlite3").exists()
+
+
 def test_a_local_bench_records_lm_studios_version(tmp_path: Path, lms_home: LmsHome,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     # LM Studio's home names its internal API server (`.internal/http-server.json`), which answers /lms-status

@@ -167,3 +167,33 @@ def test_opencode_has_the_models_command_the_answers_name(opencode_bin: Path) ->
     pinned OpenCode registers that slash command (its TUI command list: `slashName:"models"`)."""
     with opencode_bin.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as binary:
         assert binary.find(b'slashName:"models"') != -1
+
+
+def test_the_advice_tools_answer_through_a_real_opencode_run(proxied: tuple[Env, EndpointProxy]) -> None:
+    """lmstudio_benchmark (on the session's own model), lmstudio_compare, lmstudio_stats and lmstudio_recommend, and
+    the search's filters, each called by the agent; each answer reaches the model's next turn. `instance` goes through
+    to the endpoint."""
+    env, proxy = proxied
+    before = _loaded_keys(env)
+    answers: dict[str, str] = {}
+    for name, args, expect in (
+        ("lmstudio_benchmark", {}, f"Benchmarked {QWEN} on local (quick suite v1, 3 runs"),
+        ("lmstudio_compare", {"models": [QWEN, GEMMA]}, "tok/s generated"),
+        ("lmstudio_stats", {"since": "24h", "instance": "local"}, f"- bench {QWEN}: "),
+        ("lmstudio_recommend", {"task": "coding agent"}, "For 'coding agent' (needs: llm, tool use):"),
+        # a model fills every argument it is shown: a `false` filter is "not given", or it would hide vision models
+        ("lmstudio_search_models", {"query": "qwen", "type": "llm", "vision": False}, "- qwen/qwen2.5-vl-7b: "),
+    ):
+        proc = env.run(f"CALLTOOL:{name} {json.dumps(args)}", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results = [t for t in _tool_results(env) if expect in t]
+        assert results, (name, _tool_results(env)[-1:])
+        answers[name] = results[-1]
+    assert _loaded_keys(env) == before  # the bench put the instance back
+    (bench,) = proxy.bodies("/v1/tools/benchmark")
+    assert bench["session_model"] == QWEN and "model" not in bench, bench  # the session's model, by default
+    (stats,) = proxy.bodies("/v1/tools/stats")
+    assert stats == {"base_url": stats["base_url"], "since": "24h", "instance": "local"}, stats
+    assert "kept in the analytics store" in answers["lmstudio_benchmark"]
+    (search,) = proxy.bodies("/v1/tools/search")
+    assert search["type"] == "llm" and "vision" not in search, search

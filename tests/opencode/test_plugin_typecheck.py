@@ -54,5 +54,5 @@ def test_plugin_tool_names_use_underscores() -> None:
     assert names == {
         "lmstudio_list_models", "lmstudio_load_model", "lmstudio_unload_model", "lmstudio_switch_model",
         "lmstudio_server_start", "lmstudio_server_stop", "lmstudio_server_status", "lmstudio_search_models",
-        "lmstudio_download_model",
+        "lmstudio_download_model", "lmstudio_benchmark", "lmstudio_recommend", "lmstudio_compare", "lmstudio_stats",
     }

@@ -53,6 +53,7 @@ from lmstudio_tray.notify.service import NotificationService
 from lmstudio_tray.tray.menu import ActionKind, MenuAction, MenuPrefs
 from lmstudio_tray.tray.preferences import menu_prefs
 from lmstudio_tray.tray.presenter import TrayPresenter
+from lmstudio_tray.wiring import StoreMeasurements
 from tests.texts.named import Text
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -129,7 +130,7 @@ def world(make: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.Mon
         "endpoint": {"port": 0},
     })
     core = Core(config, lms_path=None)
-    server = attach_endpoint(core)
+    server = attach_endpoint(core, measurements=StoreMeasurements())
     bus_notes = RecordingNotifier()
     NotificationService(bus_notes, config.notifications).subscribe(core.bus)
     thread = CoreThread(core)
@@ -214,6 +215,16 @@ TOOL_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("/v1/tools/server/status", {"instance": "down"}),
     ("/v1/tools/search", {"instance": "local", "query": "gema"}),
     ("/v1/tools/search", {"instance": "local", "query": "zzzz"}),
+    ("/v1/tools/search", {"instance": "local", "type": "embedding", "min_context": "1m"}),
+    ("/v1/tools/stats", {"instance": "local"}),
+    ("/v1/tools/recommend", {"instance": "local", "task": "coding agent"}),
+    ("/v1/tools/compare", {"instance": "local", "models": [QWEN, UNKNOWN]}),
+    ("/v1/tools/compare", {"instance": "local", "models": [QWEN, GEMMA]}),
+    ("/v1/tools/benchmark", {"instance": "local"}),
+    ("/v1/tools/benchmark", {"instance": "local", "model": UNKNOWN}),
+    ("/v1/tools/benchmark", {"instance": "down", "model": QWEN}),
+    ("/v1/tools/benchmark", {"instance": "jit", "model": LLAMA, "runs": 1}),
+    ("/v1/tools/stats", {"instance": "jit", "since": "all"}),
     # the shared instance: qwen served a request through this machine a moment ago (see tool_answers)
     ("/v1/tools/unload", {"instance": "local", "model": QWEN}),
     ("/v1/tools/unload", {"instance": "local", "all": True}),

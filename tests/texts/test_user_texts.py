@@ -10,6 +10,7 @@ messages, `doctor` fixes and tips, and the plugin's strings). How commands are f
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,21 @@ def test_every_config_key_named_in_a_user_text_exists(texts: list[Text]) -> None
     keys = {key for _, key in named}
     assert {"actions.server_control", "validation.policy", "endpoint.port"} <= keys
     assert not problems, report(problems)
+
+
+def test_every_tool_named_in_a_user_text_exists(texts: list[Text]) -> None:
+    """`lmstudio_*` names in docs, answers and messages that look like a tool (the first word of one: list, load,
+    bench, stat...) are tools the plugin registers; other identifiers (`lmstudio_calls`, `lmstudio_home`) are not
+    tools and are left alone."""
+    plugin = (Path(__file__).resolve().parents[2] / "lmstudio_tray" / "opencode" / "lmstudio-tray.ts").read_text()
+    tools = set(re.findall(r"^\s+(lmstudio_\w+): defineTool\(", plugin, re.MULTILINE))
+    assert {"lmstudio_benchmark", "lmstudio_recommend", "lmstudio_compare", "lmstudio_stats"} <= tools
+    first_words = {name.split("_")[1][:4] for name in tools}  # "list", "benc", "stat", "serv", ...
+    named = {(m.group(0), t.source) for t in texts for m in re.finditer(r"\blmstudio_([a-z]+)[a-z_]*\b", t.text)
+             if m.group(1)[:4] in first_words}
+    assert {n for n, _ in named} & tools, "no text names a tool: the search finds nothing"
+    unknown = sorted((n, src) for n, src in named if n not in tools)
+    assert not unknown, unknown
 
 
 # ---- the checker itself ---------------------------------------------------------------------------

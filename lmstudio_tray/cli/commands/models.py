@@ -27,12 +27,11 @@ from lmstudio_tray.core.control.search import (
     TYPES,
     Filters,
     Located,
-    alternatives,
-    find,
     has_tools,
     has_vision,
     parse_context,
     parse_size,
+    pick,
     recommend,
     search,
 )
@@ -468,17 +467,10 @@ def run_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     located = _all_models(args)
-    chosen: list[tuple[list[str], ModelInfo]] = []
-    for ref in args.models:
-        found = find(located, ref)
-        if not found:
-            alts = alternatives(ref, located)
-            hint = f"; did you mean {', '.join(h.model.key for h in alts)}?" if alts else ""
-            fail(f"no downloaded model is {ref!r} on {', '.join(sorted({i for i, _ in located})) or 'any instance'}"
-                 f"{hint}", EXIT_USAGE)
-        if any(m.key == found[0][1].key for _, m in chosen):
-            fail(f"{ref!r} names {found[0][1].key} a second time; compare different models", EXIT_USAGE)
-        chosen.append(([i for i, _ in found], found[0][1]))
+    try:
+        chosen = pick(located, args.models)
+    except SearchError as exc:
+        fail(str(exc), EXIT_USAGE)
     figures = measured(window)
     if args.json:
         print_json({

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -38,24 +37,14 @@ def register(subparsers: Any) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from lmstudio_tray.analytics.bench import bench_history
-    from lmstudio_tray.analytics.reports import build_report, parse_since
-    from lmstudio_tray.analytics.store import StoreError, default_path, reading
-    from lmstudio_tray.analytics.suggestions import suggest
+    from lmstudio_tray.analytics.figures import read_stats
+    from lmstudio_tray.analytics.store import StoreError
 
     try:
-        window = parse_since(args.since)
+        data = read_stats(Path(args.db).expanduser() if args.db else None, args.since)
     except ValueError as exc:
         print(f"lmstudio-tray stats: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    path = Path(args.db).expanduser() if args.db else default_path()
-    now = time.time()
-    since = now - window if math.isfinite(window) else 0.0
-    try:
-        with reading(path) as conn:
-            report = build_report(conn, since, now)
-            tips = suggest(conn, now)
-            bench = bench_history(conn, since, now)
     except StoreError as exc:
         if args.json:
             print(json.dumps({"error": str(exc), "report": None, "suggestions": []}))
@@ -64,10 +53,9 @@ def run_stats(args: argparse.Namespace) -> int:
                   "(config: [analytics] enabled = true).")
         return EXIT_OK
     if args.json:
-        print(json.dumps({"window": args.since, "report": report.to_json(),
-                          "suggestions": [t.to_json() for t in tips], "bench": bench}, indent=2))
+        print(json.dumps(data, indent=2))
         return EXIT_OK
-    print(render_text(report.to_json(), [t.to_json() for t in tips], args.since, bench))
+    print(render_text(data["report"], data["suggestions"], args.since, data["bench"]))
     return EXIT_OK
 
 

@@ -253,10 +253,48 @@ class OpenCodeToolsConfig(Strict):
         return [p.strip() for p in v]
 
 
+TOAST_CATEGORIES = ("loading", "loaded", "load_failed", "offline", "auth", "session", "downloaded", "connected")
+
+
+class OpenCodeToastsConfig(Strict):
+    """The toasts the OpenCode plugin shows in OpenCode's window, apart from desktop notifications. A key left unset
+    follows [notifications], as toasts did before they had settings of their own."""
+
+    enabled: bool | None = Field(None, description="Show toasts at all; unset: as [notifications] enabled.")
+    quiet: bool | None = Field(
+        None, description="Only failures toast (load failed, offline, auth); unset: as [notifications] quiet."
+    )
+    categories: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Per-category switches: " + ", ".join(TOAST_CATEGORIES) + " (connected: once per session, when "
+        "the plugin first reaches the tray). Unset ones follow [notifications] categories, connected is on.",
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: dict[str, bool]) -> dict[str, bool]:
+        unknown = sorted(set(v) - set(TOAST_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown categories {', '.join(unknown)}; known: {', '.join(TOAST_CATEGORIES)}")
+        return v
+
+    def effective(self, notifications: NotificationsConfig) -> dict[str, Any]:
+        """What the plugin follows: `enabled`, `quiet` and every category's switch, each as set here or, unset,
+        as [notifications] has it."""
+        categories = {c: notifications.categories.get(c, True) for c in TOAST_CATEGORIES}
+        categories.update(self.categories)
+        return {
+            "enabled": notifications.enabled if self.enabled is None else self.enabled,
+            "quiet": notifications.quiet if self.quiet is None else self.quiet,
+            "categories": categories,
+        }
+
+
 class OpenCodeConfig(Strict):
     """The OpenCode plugin."""
 
     tools: OpenCodeToolsConfig = Field(default_factory=OpenCodeToolsConfig)  # type: ignore[arg-type]
+    toasts: OpenCodeToastsConfig = Field(default_factory=OpenCodeToastsConfig)  # type: ignore[arg-type]
 
 class FitCheck(str, Enum):
     """What happens before a load when LM Studio's memory estimate says the model will not fit."""

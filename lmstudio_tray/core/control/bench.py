@@ -14,15 +14,20 @@ import contextlib
 import re
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from lmstudio_tray.core.control.bench_marks import BenchTracker
+from lmstudio_tray.core.control.monitor import InstanceMonitor, is_local_url
 from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
+from lmstudio_tray.core.lmstudio.discovery import local_version
 from lmstudio_tray.core.models import ModelInfo, ModelType
+from lmstudio_tray.core.support import paths
+from lmstudio_tray.core.support.lock import SingleInstance
 
 # Raise it whenever a prompt, a limit or a check of a suite changes: figures of different versions do not compare.
 SUITE_VERSION = 1
@@ -197,8 +202,39 @@ def loaded_state(models: Sequence[ModelInfo]) -> Loaded:
     return tuple(sorted((i.id, m.key, i.context_length) for m in models for i in m.instances))
 
 
+class BenchLoads(Protocol):
+    """How a bench loads and unloads models: straight through the client (`lmstudio-tray bench`, a person's
+    command), or through the core's `Actions` (an agent's tool: single-flight with other loads, the fit check,
+    and the shared-instance guard on the unloads that put the instance back)."""
+
+    async def load(self, key: str, context_length: int | None) -> tuple[str, int | None, float | None]:
+        """Load `key`; (instance id, context length, seconds LM Studio reported or None)."""
+        ...
+
+    async def unload(self, instance_id: str) -> None:
+        """Unload one loaded copy."""
+        ...
+
+
+class ClientLoads:
+    """`BenchLoads` straight through an `LMStudioClient`."""
+
+    def __init__(self, client: LMStudioClient) -> None:
+        self._client = client
+
+    async def load(self, key: str, context_length: int | None) -> tuple[str, int | None, float | None]:
+        """`LMStudioClient.load`."""
+        loaded = await self._client.load(key, context_length=context_length)
+        return loaded.instance_id, loaded.context_length, loaded.seconds
+
+    async def unload(self, instance_id: str) -> None:
+        """`LMStudioClient.unload`."""
+        await self._client.unload(instance_id)
+
+
 class Bench:
-    """Benchmarks models of one LM Studio server through `client`."""
+    """Benchmarks models of one LM Studio server through `client` (loads and unloads through `loads`: the client
+    itself by default)."""
 
     def __init__(
         self,
@@ -207,14 +243,16 @@ class Bench:
         clock: Callable[[], float] = time.perf_counter,
         progress: Callable[[BenchProgress], None] | None = None,
         lmstudio_version: str | None = None,
+        loads: BenchLoads | None = None,
         local_version: Callable[[], Awaitable[str | None]] | None = None,
         tracker: BenchTracker | None = None,
     ) -> None:
         """`progress`: each step in words (the terminal); `tracker`: the steps as bus events and a mark other
-        processes read (`bench_marks.py`). `local_version`: how to ask this machine's LM Studio its version (a
-        local server only); without an answer the bench records the runtime the server names for the first
-        model."""
+        processes read (`bench_marks.py`); `loads`: how models are loaded and unloaded (`BenchLoads`).
+        `local_version`: how to ask this machine's LM Studio its version (a local server only); without an answer
+        the bench records the runtime the server names for the first model."""
         self._client = client
+        self._loads: BenchLoads = loads or ClientLoads(client)
         self._clock = clock
         self._progress = progress or (lambda _p: None)
         self._version = lmstudio_version
@@ -283,9 +321,8 @@ class Bench:
             else:
                 await self._step(info.key, done + 1, "loading", "loading")
                 started = self._clock()
-                loaded = await self._client.load(info.key)
-                load_seconds = loaded.seconds if loaded.seconds is not None else self._clock() - started
-                target, context = loaded.instance_id, loaded.context_length
+                target, context, seconds = await self._loads.load(info.key, None)
+                load_seconds = seconds if seconds is not None else self._clock() - started
             samples = []
             for n in range(runs):
                 await self._step(info.key, done + n + 1, "run", f"run {n + 1}/{runs}")
@@ -295,7 +332,7 @@ class Bench:
                 self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
         finally:
             self._progress(BenchProgress(info.key, "restoring"))
-            await _shielded(self._restore(before))
+            await _shielded(self._restore(before, info.key))
         return ModelBench(
             model=info.key, quantization=info.quantization, context_length=context, memory_bytes=info.size_bytes,
             loaded_for_bench=not info.instances, load_seconds=load_seconds,
@@ -339,17 +376,29 @@ class Bench:
                 timing.prompt_tokens, timing.completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
         return timing
 
-    async def _restore(self, before: Loaded) -> None:
-        """Put back what was loaded: unload what the bench added, load again (same context) what went away."""
+    async def _restore(self, before: Loaded, benched: str) -> None:
+        """Put back what was loaded: unload the copies of `benched` the bench added, load again (same context) what
+        went away. Another model loaded meanwhile is someone else's (a session, a person): it stays."""
         now = loaded_state((await self._client.list_models()).models)
         was = {(key, ctx) for _id, key, ctx in before}
         is_ = {(key, ctx) for _id, key, ctx in now}
         for instance_id, key, ctx in now:
-            if (key, ctx) not in was:
-                await self._client.unload(instance_id)
+            if key == benched and (key, ctx) not in was:
+                await self._loads.unload(instance_id)
         for _id, key, ctx in before:
             if (key, ctx) not in is_:
-                await self._client.load(key, context_length=ctx)
+                await self._loads.load(key, ctx)
+
+
+def instance_bench(
+    monitor: InstanceMonitor, tracker: BenchTracker, *, progress: Callable[[BenchProgress], None] | None = None,
+    loads: BenchLoads | None = None,
+) -> Bench:
+    """A bench of one monitored instance as `lmstudio-tray bench` and the agent's tool run it: its steps go to
+    `tracker` (the tray's line and the notification), and LM Studio's own version is asked of this machine's LM
+    Studio only (a remote server is another install)."""
+    local = local_version if is_local_url(monitor.config.url) else None
+    return Bench(monitor.client, progress=progress, loads=loads, local_version=local, tracker=tracker)
 
 
 async def _shielded(work: Awaitable[None]) -> None:
@@ -363,3 +412,29 @@ async def _shielded(work: Awaitable[None]) -> None:
         with contextlib.suppress(LMStudioError):
             await task
         raise
+
+
+class BenchBusy(BenchError):
+    """Another bench runs on this machine (any lmstudio-tray process): two at once would measure each other."""
+
+
+def bench_lock_file() -> Path:
+    """The lock every bench of this user holds while it runs (in the state dir)."""
+    return paths.state_dir() / "bench.lock"
+
+
+@contextlib.asynccontextmanager
+async def bench_slot(lock_file: Path) -> AsyncIterator[None]:
+    """Hold the one bench slot of this user's lmstudio-tray processes for the block (`lmstudio-tray bench`, the
+    agent's tool); BenchBusy, at once, while another holds it. The lock file is an OS lock (dropped when its holder
+    dies); taking it runs in a worker thread."""
+    lock = SingleInstance(lock_file)
+    holder = await asyncio.to_thread(lock.acquire)
+    if holder is not None:
+        who = f" (process {holder})" if holder else ""
+        raise BenchBusy(f"another benchmark is running on this machine{who}: wait until it is done and ask again. "
+                        "Two at once would slow each other down and measure nothing useful")
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(lock.release)

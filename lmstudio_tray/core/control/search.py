@@ -518,3 +518,22 @@ def find(models: Iterable[Located], reference: str) -> list[Located]:
         return []
     top = {m.key for s, _, m in scored if s == best}
     return [(i, m) for s, i, m in scored if s == best] if len(top) == 1 else []
+
+
+def pick(models: Iterable[Located], references: Iterable[str]) -> list[tuple[list[str], ModelInfo]]:
+    """The models `references` name (see `find`), each with the instances that have it, in the order asked: what
+    `models compare` and the compare tool show. SearchError names a reference that matches nothing (with the
+    closest models) or a model named twice."""
+    located = list(models)
+    chosen: list[tuple[list[str], ModelInfo]] = []
+    for ref in references:
+        found = find(located, ref)
+        if not found:
+            alts = alternatives(ref, located)
+            hint = f"; did you mean {', '.join(h.model.key for h in alts)}?" if alts else ""
+            where = ", ".join(sorted({i for i, _ in located})) or "any instance"
+            raise SearchError(f"no downloaded model is {ref!r} on {where}{hint}")
+        if any(m.key == found[0][1].key for _, m in chosen):
+            raise SearchError(f"{ref!r} names {found[0][1].key} a second time; compare different models")
+        chosen.append(([i for i, _ in found], found[0][1]))
+    return chosen

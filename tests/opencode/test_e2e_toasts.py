@@ -1,0 +1,61 @@
+"""End to end: the plugin's toasts in the real OpenCode TUI (in a private tmux), as `[opencode.toasts]` sets them:
+one "connected" toast per session when the plugin first reaches the tray, and none when that category is off."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.opencode.test_e2e import Env, _e2e
+from tests.opencode.test_e2e_ensure import Tmux, tmux, wait_for
+
+pytestmark = [pytest.mark.opencode, pytest.mark.timeout(600)]
+__all__ = ["tmux"]  # the fixture, used by the tests below
+# a generous hook budget: on a busy machine a validate that times out lets the request through unchecked, and
+# the plugin then has not reached the tray
+CONFIG = "[validation]\nhook_timeout_ms = 10000\n"
+
+
+def _screens_until_answered(env: Env, term: Tmux) -> list[str]:
+    """Type a prompt like a person; every screen seen until the answer shows (its footer: the step finished)."""
+    term("new-session", "-d", "-s", "oc", "-x", "160", "-y", "48", "-c", str(env.project), str(env.opencode))
+    wait_for(lambda: "Ask anything" in term.screen(), "the TUI's prompt")
+    term("send-keys", "-t", "oc", "-l", "say hi")
+    wait_for(lambda: "say hi" in term.screen(), "the typed prompt")
+    term("send-keys", "-t", "oc", "Enter")
+    screens: list[str] = []
+
+    def answered() -> bool:
+        screens.append(term.screen())
+        return "Hello from the LM Studio emulator" in screens[-1] and bool(re.search(r"Build · Qwen · \d", screens[-1]))
+
+    wait_for(answered, "the answer")
+    return screens
+
+
+@contextlib.contextmanager
+def _env(opencode_bin: Path, tmp_path: Path, emulator_factory: Any, tray_config: str = "") -> Iterator[Env]:
+    yield from _e2e(opencode_bin, tmp_path, emulator_factory(), tray_config=CONFIG + tray_config)
+
+
+def test_the_plugin_says_once_that_it_reached_the_tray(opencode_bin: Path, tmp_path: Path, emulator_factory: Any,
+                                                       tmux: Callable[[dict[str, str]], Tmux]) -> None:
+    with _env(opencode_bin, tmp_path, emulator_factory) as env:
+        screens = _screens_until_answered(env, tmux(env.env))
+    # the toast: its title, then (the TUI wraps it in its box) the message
+    seen = [s for s in screens if "lmstudio-tray connected" in s]
+    assert seen, screens[-1]
+    assert any("1 instance;" in s and "qwen/qwen3-4b-2507" in s for s in seen), seen[-1]
+
+
+def test_the_connected_toast_can_be_turned_off(opencode_bin: Path, tmp_path: Path, emulator_factory: Any,
+                                               tmux: Callable[[dict[str, str]], Tmux]) -> None:
+    config = "\n[opencode.toasts]\ncategories = { connected = false }\n"
+    with _env(opencode_bin, tmp_path, emulator_factory, config) as env:
+        screens = _screens_until_answered(env, tmux(env.env))
+    assert not any("lmstudio-tray connected" in s for s in screens)
