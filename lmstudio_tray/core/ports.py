@@ -10,7 +10,7 @@ that records nothing stands in, and with no analytics at all `NoInsights`); the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -105,16 +105,6 @@ class NoInsights:
         """No figures."""
         return {}
 
-
-class TeamUsage(Protocol):
-    """What the analytics surface offers the team hub's member side (`TeamSync`): this member's anonymised usage
-    summary, the figures `lmstudio-tray team export` writes (counts per model and per shared instance, no prompts,
-    sessions, agents or times)."""
-
-    def summary(self, shared_instances: Sequence[str], team: str | None, days: float) -> dict[str, Any]:
-        """The summary of the last `days`; instances not in `shared_instances` counted as "private". Blocking
-        (reads the store): call it off the core loop."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,14 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.models import HubState, HubStatus
-from lmstudio_tray.core.ports import TeamUsage
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
 
@@ -39,6 +38,18 @@ MAX_RETRY_AFTER = 3600.0  # a hub's Retry-After is honoured up to an hour (a lon
 
 # instance -> model -> [(member, this machine's wall time of the member's last use)]
 OtherUses = dict[str, dict[str, list[tuple[str, float]]]]
+
+
+class TeamUsage(Protocol):
+    """What the analytics surface offers the team hub's member side (`TeamSync`): this member's anonymised usage
+    summary, the figures `lmstudio-tray team export` writes (counts per model and per shared instance, no prompts,
+    sessions, agents or times). Declared here rather than in `core/ports.py`, because ports reads types of the
+    control modules and a port there for a control module would make an import cycle."""
+
+    def summary(self, shared_instances: Sequence[str], team: str | None, days: float) -> dict[str, Any]:
+        """The summary of the last `days`; instances not in `shared_instances` counted as "private". Blocking
+        (reads the store): call it off the core loop."""
+        ...
 
 
 def usage_file() -> Path:
