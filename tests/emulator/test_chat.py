@@ -114,6 +114,35 @@ def test_concurrent_jit_requests_share_one_load(emulator_factory: EmulatorFactor
     assert [m["identifier"] for m in emu.loaded()] == [QWEN]
 
 
+def test_jit_requests_arriving_together_never_start_two_loads(
+    emulator_factory: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window between "no JIT load of it runs" and starting one is widened to 50 ms, as a busy machine's thread
+    # switch would: requests that arrive together must still share one load.
+    import concurrent.futures
+
+    emu = emulator_factory(load_seconds=0.2)
+    engine = emu.state.engine
+    looked_up = engine.pending_jit_job
+
+    def slow_lookup(key: str) -> Any:
+        found = looked_up(key)
+        time.sleep(0.05)
+        return found
+
+    monkeypatch.setattr(engine, "pending_jit_job", slow_lookup)
+    together = threading.Barrier(4)
+
+    def one(_: int) -> str:
+        with client_for(emu.api_url) as c:
+            together.wait()
+            return str(chat(c, QWEN).json()["model"])
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(one, range(4))) == {QWEN}
+    assert [m["identifier"] for m in emu.loaded()] == [QWEN]
+
+
 def test_load_in_progress_is_invisible(emulator_factory: EmulatorFactory) -> None:
 
     emu = emulator_factory(load_seconds=0.25)

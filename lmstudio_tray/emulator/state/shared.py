@@ -62,6 +62,9 @@ class EmulatorState:
         # LM Studio's log entry for the last refused server start, e.g. {"code": "EADDRINUSE", ...}.
         self.server_error: dict[str, object] | None = None
         self.control_port = 0
+        # One JIT decision at a time: "is it loaded, is a JIT load of it running, else start one" must not
+        # interleave between two requests, or both start a load (LM Studio joins the second to the first).
+        self._jit_lock = threading.Lock()
 
     @property
     def jit_active(self) -> bool:
@@ -143,12 +146,14 @@ class EmulatorState:
         profile = self.settings.profile
         self.engine.expire()
         if name:
-            found = self.engine.find_loaded(name)
-            if found is not None:
-                return Target(instance=found)
-            spec = self.catalog.find(name)
-            if spec is not None and jit:
-                return self.jit_target(spec, ttl, variant=name if "@" in name else None, context_length=context_length)
+            with self._jit_lock:
+                found = self.engine.find_loaded(name)
+                if found is not None:
+                    return Target(instance=found)
+                spec = self.catalog.find(name)
+                if spec is not None and jit:
+                    return self.jit_target(spec, ttl, variant=name if "@" in name else None,
+                                           context_length=context_length)
         loaded = [i for i in self.engine.loaded() if i.spec.is_embedding == (kind == "embedding")]
         if len(loaded) == 1:
             # Quirk #619: with exactly one model loaded, any model name is served by it.
