@@ -258,6 +258,7 @@ class Bench:
         self._version = lmstudio_version
         self._local_version = local_version
         self._tracker = tracker
+        self._probe_failed: str | None = None  # why the runtime probe failed, when it did
 
     async def run(self, models: Sequence[str], suite: Suite = Suite.QUICK, runs: int = 3) -> BenchReport:
         """Bench `models` (none: the chat models loaded now) one after the other. BenchError for bad input
@@ -286,11 +287,27 @@ class Bench:
         if self._tracker is not None:
             best = ranked[0].generated_tokens_per_s
             await self._tracker.finished(ranked[0].model, best.median if best else None)
-        note = None if self._version else (
-            "LM Studio's internal API server did not answer /lms-status here"
-            if self._local_version is not None else "a remote server does not tell LM Studio's version"
-        ) + " and the server named no runtime (REST v0 /api/v0/chat/completions)"
-        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked), note)
+        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked), self._version_note())
+
+    def _version_note(self) -> str | None:
+        """Why the report names no version (None when it does)."""
+        if self._version:
+            return None
+        runtime = (f"asking the server for its runtime failed ({self._probe_failed})" if self._probe_failed
+                   else "the server named no runtime")
+        return ("LM Studio's internal API server did not answer /lms-status here"
+                if self._local_version is not None else "a remote server does not tell LM Studio's version"
+                ) + f" and {runtime} (REST v0 /api/v0/chat/completions)"
+
+    async def _probe_runtime(self, target: str) -> None:
+        """Name the runtime serving `target` as the version. The probe only names it: its failure leaves the version
+        unknown with the reason, and the figures stand."""
+        try:
+            runtime = await self._client.runtime(target)
+        except LMStudioError as exc:
+            self._probe_failed = exc.message
+            return
+        self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
 
     async def _bench_all(
         self, infos: Sequence[ModelInfo], listing: Sequence[ModelInfo], suite: Suite, runs: int
@@ -327,9 +344,8 @@ class Bench:
             for n in range(runs):
                 await self._step(info.key, done + n + 1, "run", f"run {n + 1}/{runs}")
                 samples.append(await self._run_suite(target, SUITES[suite]))
-            if self._version is None:  # after the runs: this one token is not timed
-                runtime = await self._client.runtime(target)
-                self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
+            if self._version is None and self._probe_failed is None:  # after the runs: this token is not timed
+                await self._probe_runtime(target)
         finally:
             self._progress(BenchProgress(info.key, "restoring"))
             await _shielded(self._restore(before, info.key))
