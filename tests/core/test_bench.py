@@ -132,3 +132,21 @@ async def test_a_failing_version_probe_keeps_the_figures_and_says_why(emu: Emula
     assert report.lmstudio_version is None
     assert report.version_note is not None and "failed" in report.version_note
     assert await state(client) == {(KEPT, 8192)}
+
+
+async def test_a_model_someone_unloads_during_the_bench_stays_unloaded(emu: Emulator, client: LMStudioClient) -> None:
+    """Only what the bench's own load pushed out is loaded again: a person who unloads a model while a long bench
+    runs does not get it back."""
+
+    def progress(step: BenchProgress) -> None:
+        if step.step == "run 1/2":
+            assert emu.unload(KEPT)  # a person, while the bench runs
+
+    await Bench(client, progress=progress).run([SMALL], Suite.QUICK, runs=2)
+    assert await state(client) == set()
+
+
+async def test_with_nothing_loaded_before_the_benched_model_is_unloaded_after(emu: Emulator, client: LMStudioClient) -> None:
+    emu.unload(KEPT)
+    await Bench(client).run([SMALL], Suite.QUICK, runs=1)
+    assert await state(client) == set()

@@ -259,6 +259,8 @@ class Bench:
         self._local_version = local_version
         self._tracker = tracker
         self._probe_failed: str | None = None  # why the runtime probe failed, when it did
+        # why putting back what a load changed failed; None: all was put back (or nothing had to be)
+        self.restore_failure: str | None = None
 
     async def run(self, models: Sequence[str], suite: Suite = Suite.QUICK, runs: int = 3) -> BenchReport:
         """Bench `models` (none: the chat models loaded now) one after the other. BenchError for bad input
@@ -330,25 +332,31 @@ class Bench:
         self, info: ModelInfo, listing: Sequence[ModelInfo], suite: Suite, runs: int, *, done: int = 0
     ) -> ModelBench:
         """One model's runs; `done`: the steps of the bench before this model's."""
-        before = loaded_state(listing)
         load_seconds: float | None = None
+        # what was loaded just before and just after the bench's own load: the difference is what the load pushed
+        # out, the only thing to load again (a model a person unloads meanwhile stays unloaded)
+        before: Loaded | None = None  # None: the bench loaded nothing, there is nothing to put back
+        after: Loaded | None = None
         try:
             if info.instances:
                 target, context = info.instances[0].id, info.instances[0].context_length
             else:
                 await self._step(info.key, done + 1, "loading", "loading")
+                before = loaded_state((await self._client.list_models()).models)
                 started = self._clock()
                 target, context, seconds = await self._loads.load(info.key, None)
                 load_seconds = seconds if seconds is not None else self._clock() - started
+                after = loaded_state((await self._client.list_models()).models)
             samples = []
             for n in range(runs):
                 await self._step(info.key, done + n + 1, "run", f"run {n + 1}/{runs}")
                 samples.append(await self._run_suite(target, SUITES[suite]))
             if self._version is None and self._probe_failed is None:  # after the runs: this token is not timed
                 await self._probe_runtime(target)
-        finally:
-            self._progress(BenchProgress(info.key, "restoring"))
-            await _shielded(self._restore(before, info.key))
+        except BaseException:
+            await self._put_back(info.key, before, after, failing=True)
+            raise
+        await self._put_back(info.key, before, after, failing=False)
         return ModelBench(
             model=info.key, quantization=info.quantization, context_length=context, memory_bytes=info.size_bytes,
             loaded_for_bench=not info.instances, load_seconds=load_seconds,
@@ -392,17 +400,38 @@ class Bench:
                 timing.prompt_tokens, timing.completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
         return timing
 
-    async def _restore(self, before: Loaded, benched: str) -> None:
-        """Put back what was loaded: unload the copies of `benched` the bench added, load again (same context) what
-        went away. Another model loaded meanwhile is someone else's (a session, a person): it stays."""
+    async def _put_back(self, benched: str, before: Loaded | None, after: Loaded | None, *, failing: bool) -> None:
+        """Restore after `benched`'s runs (`before` None: it loaded nothing). While the bench is `failing` its own error
+        is what the caller hears; a failed restore is then only kept in `restore_failure`."""
+        self._progress(BenchProgress(benched, "restoring"))
+        if before is None:
+            return
+        try:
+            await _shielded(self._restore(before, after, benched))
+        except LMStudioError:
+            if not failing:
+                raise
+
+    async def _restore(self, before: Loaded, after: Loaded | None, benched: str) -> None:
+        try:
+            await self._restore_loads(before, after, benched)
+        except LMStudioError as exc:
+            self.restore_failure = exc.message
+            raise
+
+    async def _restore_loads(self, before: Loaded, after: Loaded | None, benched: str) -> None:
+        """Put back what the bench's load changed: unload the copies of `benched` it added, load again (same context)
+        what went away between `before` and `after` its load (None: the load failed or was stopped, so up to now) and
+        is still missing. Anything loaded or unloaded meanwhile by someone else (a session, a person) stays so."""
         now = loaded_state((await self._client.list_models()).models)
         was = {(key, ctx) for _id, key, ctx in before}
         is_ = {(key, ctx) for _id, key, ctx in now}
+        still = {(key, ctx) for _id, key, ctx in (now if after is None else after)}
         for instance_id, key, ctx in now:
             if key == benched and (key, ctx) not in was:
                 await self._loads.unload(instance_id)
         for _id, key, ctx in before:
-            if (key, ctx) not in is_:
+            if (key, ctx) not in still and (key, ctx) not in is_:
                 await self._loads.load(key, ctx)
 
 
