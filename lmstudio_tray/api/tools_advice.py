@@ -220,6 +220,14 @@ def _report_text(report: BenchReport, name: str, kept: str | None, notes: list[s
     return "\n".join(lines)
 
 
+def _put_back_words(failure: str | None, stopped: str) -> str:
+    """Whether what was loaded before the bench is loaded again, as the bench's error says it."""
+    if failure is None:
+        return "what was loaded has been put back"
+    why = "" if failure == stopped else f": {failure}"
+    return f"putting back what was loaded failed{why}; lmstudio_list_models shows what is loaded now"
+
+
 async def benchmark(ctx: ApiContext, body: s.BenchIn) -> JSONResponse:
     """The quick suite on one model, one bench at a time on this machine; the result kept like `bench` keeps it."""
     name = target(ctx, body)
@@ -238,8 +246,8 @@ async def benchmark(ctx: ApiContext, body: s.BenchIn) -> JSONResponse:
     except BenchError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     except LMStudioError as exc:
-        raise ApiError(409, "bench_failed", f"the bench of {key} on {name} stopped: {exc.message} (what was "
-                       "loaded has been put back)") from None
+        raise ApiError(409, "bench_failed", f"the bench of {key} on {name} stopped: {exc.message} "
+                       f"({_put_back_words(bench.restore_failure, exc.message)})") from None
     kept = (await asyncio.to_thread(ctx.measurements.record_bench, report, name)
             if ctx.core.config.analytics.enabled else "analytics are off ([analytics] enabled = false)")
     return tool(True, name, _report_text(report, name, kept, loads.notes), report.to_json())

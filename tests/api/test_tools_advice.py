@@ -325,3 +325,16 @@ async def test_benchmark_on_a_shared_instance_leaves_a_model_someone_started_usi
     assert f"Left {GEMMA}" in text and "shared by team 'ml'" in text
     assert "What was loaded before has been put back." not in text
     assert sorted(k for k, _ in loaded(api.emu)) == [GEMMA, QWEN]
+
+
+async def test_a_benchmark_whose_restore_fails_does_not_say_it_put_the_instance_back(advice: Api) -> None:
+    from lmstudio_tray.emulator import Fault
+
+    advice.emu.add_fault(Fault(path="/v1/chat/completions", method="POST", status=500))
+    advice.emu.add_fault(Fault(path="/api/v1/models/unload", method="POST", status=500))
+    r = await post(advice, "benchmark", {"model": GEMMA, "runs": 1})
+    assert r.status_code == 409, r.text
+    text = r.text
+    assert "has been put back" not in text and "putting back what was loaded failed" in text
+    assert "lmstudio_list_models" in text
+    assert GEMMA in [k for k, _ in loaded(advice.emu)]

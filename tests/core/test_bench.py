@@ -150,3 +150,15 @@ async def test_with_nothing_loaded_before_the_benched_model_is_unloaded_after(em
     emu.unload(KEPT)
     await Bench(client).run([SMALL], Suite.QUICK, runs=1)
     assert await state(client) == set()
+
+
+async def test_a_failed_restore_is_kept_apart_from_the_error_that_stopped_the_bench(
+    emu: Emulator, client: LMStudioClient
+) -> None:
+    emu.add_fault(Fault(path="/v1/chat/completions", method="POST", status=500))
+    emu.add_fault(Fault(path="/api/v1/models/unload", method="POST", status=500))
+    bench = Bench(client)
+    with pytest.raises(LMStudioError) as stopped:
+        await bench.run([SMALL], Suite.QUICK, runs=1)
+    assert "/api/v1/models/unload" not in str(stopped.value)  # the caller hears why the bench stopped
+    assert bench.restore_failure is not None

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from lmstudio_tray.core.control.bench_marks import BenchTracker
 from lmstudio_tray.core.control.monitor import InstanceMonitor, is_local_url
-from lmstudio_tray.core.errors import LMStudioError
+from lmstudio_tray.core.errors import ActionError, LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.discovery import local_version
 from lmstudio_tray.core.models import ModelInfo, ModelType
@@ -408,7 +408,7 @@ class Bench:
             return
         try:
             await _shielded(self._restore(before, after, benched))
-        except LMStudioError:
+        except (LMStudioError, ActionError):
             if not failing:
                 raise
 
@@ -417,6 +417,9 @@ class Bench:
             await self._restore_loads(before, after, benched)
         except LMStudioError as exc:
             self.restore_failure = exc.message
+            raise
+        except ActionError as exc:  # `Actions` (an agent's bench) words the client's failure for a person
+            self.restore_failure = str(exc)
             raise
 
     async def _restore_loads(self, before: Loaded, after: Loaded | None, benched: str) -> None:
@@ -454,7 +457,7 @@ async def _shielded(work: Awaitable[None]) -> None:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         # a failed restore is not reported over the cancellation, which is what the caller hears about
-        with contextlib.suppress(LMStudioError):
+        with contextlib.suppress(LMStudioError, ActionError):
             await task
         raise
 
