@@ -146,7 +146,9 @@ async def test_a_model_someone_unloads_during_the_bench_stays_unloaded(emu: Emul
     assert await state(client) == set()
 
 
-async def test_with_nothing_loaded_before_the_benched_model_is_unloaded_after(emu: Emulator, client: LMStudioClient) -> None:
+async def test_with_nothing_loaded_before_the_benched_model_is_unloaded_after(
+    emu: Emulator, client: LMStudioClient
+) -> None:
     emu.unload(KEPT)
     await Bench(client).run([SMALL], Suite.QUICK, runs=1)
     assert await state(client) == set()
