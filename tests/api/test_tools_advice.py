@@ -151,6 +151,7 @@ async def test_benchmark_is_refused_while_another_bench_runs(advice: Api) -> Non
     assert "another benchmark is running on this machine" in err["message"]
     assert "wait until it is done" in err["message"]
     assert bench_rows_or_none() is None
+    assert advice.core.benches._own == []  # the refused bench's tracker is not kept
     # once it is free, the tool runs
     assert (await post(advice, "benchmark", {"model": QWEN, "runs": 1})).status_code == 200
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lmstudio_tray.core.control.bench import Bench, Suite
+from lmstudio_tray.core.control.bench import Bench, BenchError, Suite
 from lmstudio_tray.core.control.bench_marks import KEEP_ENDED_SECONDS, Benches, BenchMark, BenchMarks
 from lmstudio_tray.core.events import (
     ALL_KINDS,
@@ -87,6 +87,22 @@ async def test_a_failed_bench_says_why(emulator_factory: EmulatorFactory, tmp_pa
         await client.aclose()
     [failed] = [e for e in seen if isinstance(e, BenchFailed)]
     assert "not enough memory" in failed.reason and not failed.cancelled
+
+
+async def test_a_refused_bench_leaves_no_tracker_behind(emulator_factory: EmulatorFactory, tmp_path: Path) -> None:
+    """A bench refused before it starts (bad input, the slot taken) is no bench of this process: a long-running
+    core that refuses many must not keep their trackers."""
+    emu = emulator_factory()
+    benches = Benches(EventBus(), tmp_path)
+    client = LMStudioClient(emu.api_url)
+    try:
+        for _ in range(3):
+            with pytest.raises(BenchError):
+                await Bench(client, tracker=benches.tracker("local")).run(["no/such-model"], runs=1)
+        benches.tracker("local")  # made for a bench that then never ran (the tool's slot was taken)
+    finally:
+        await client.aclose()
+    assert benches._own == []
 
 
 def test_a_watcher_turns_another_processs_marks_into_events(

@@ -157,11 +157,13 @@ class BenchTracker:
     is fsynced: bench/bench_overhead.py measured 11 ms per run when the bench awaited them); the end waits for it,
     so the file says how the bench ended before its process exits."""
 
-    def __init__(self, bus: EventBus, marks: BenchMarks, instance: str, *, on_end: Callable[[], None]) -> None:
+    def __init__(self, bus: EventBus, marks: BenchMarks, instance: str, *, on_end: Callable[[], None],
+                 on_start: Callable[[], None] = lambda: None) -> None:
         self._bus = bus
         self._marks = marks
         self._mark = BenchMark(instance=instance, pid=os.getpid(), started_at=time.time())
         self._path: Path | None = None
+        self._on_start = on_start
         self._on_end = on_end
         self._dirty = False
         self._writer: asyncio.Future[None] | None = None
@@ -174,6 +176,7 @@ class BenchTracker:
     async def started(self, models: tuple[str, ...], suite: str, total: int) -> None:
         """The bench begins: `total` steps (models × runs)."""
         self._mark = replace(self._mark, models=models, suite=suite, total=total)
+        self._on_start()
         self._bus.publish(BenchStarted(self._mark.instance, models=models, suite=suite, total=total,
                                        pid=self._mark.pid))
         await self._write()
@@ -231,9 +234,10 @@ class Benches:
         self._task: asyncio.Task[None] | None = None
 
     def tracker(self, instance: str) -> BenchTracker:
-        """A tracker for a bench this process runs on `instance` (shown by `active()` until it ends)."""
-        tracker = BenchTracker(self._bus, self.marks, instance, on_end=lambda: self._forget(tracker))
-        self._own.append(tracker)
+        """A tracker for a bench this process runs on `instance`, shown by `active()` from its start until it ends. It
+        is kept only once the bench starts: a bench refused before (bad input, the bench slot taken) leaves nothing."""
+        tracker = BenchTracker(self._bus, self.marks, instance, on_start=lambda: self._own.append(tracker),
+                               on_end=lambda: self._forget(tracker))
         return tracker
 
     def _forget(self, tracker: BenchTracker) -> None:
