@@ -227,7 +227,7 @@ def load_text(load: LoadProgress) -> str:
 def bench_text(bench: BenchState, *, instance: bool = False) -> str:
     """One bench in progress: the model it is at and the step of all (models × runs), e.g. "Benchmarking qwen… 2/6"."""
     where = f" on {bench.instance}" if instance else ""
-    phase = " (loading)" if bench.phase == "loading" else ""
+    phase = {"loading": " (loading)", "restoring": " (putting back what was loaded)"}.get(bench.phase, "")
     return f"Benchmarking {bench.model}{where}… {bench.step}/{bench.total}{phase}"
 
 

@@ -100,7 +100,7 @@ async def test_an_agents_bench_reports_its_steps_like_the_terminals(advice: Api)
     started, *steps, finished = seen
     assert started == BenchStarted("local", models=(QWEN,), suite="quick", total=2, pid=os.getpid())
     assert [(e.model, e.phase, e.step) for e in steps if isinstance(e, BenchProgressed)] == [
-        (QWEN, "loading", 1), (QWEN, "run", 1), (QWEN, "run", 2)]
+        (QWEN, "loading", 1), (QWEN, "run", 1), (QWEN, "run", 2), (QWEN, "restoring", 2)]
     assert isinstance(finished, BenchFinished) and finished.fastest == QWEN and finished.models == 1
     assert advice.core.benches.active() == ()  # over: no longer listed as running
 

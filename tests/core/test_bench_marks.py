@@ -62,8 +62,8 @@ async def test_a_bench_publishes_its_steps_and_keeps_a_mark(emulator_factory: Em
         await client.aclose()
     assert seen[0] == BenchStarted("local", models=(LARGE, SMALL), suite="quick", total=4, pid=os.getpid())
     steps = [(e.model, e.step, e.phase) for e in seen if isinstance(e, BenchProgressed)]
-    assert steps == [(LARGE, 1, "loading"), (LARGE, 1, "run"), (LARGE, 2, "run"),
-                     (SMALL, 3, "loading"), (SMALL, 3, "run"), (SMALL, 4, "run")]
+    assert steps == [(LARGE, 1, "loading"), (LARGE, 1, "run"), (LARGE, 2, "run"), (LARGE, 2, "restoring"),
+                     (SMALL, 3, "loading"), (SMALL, 3, "run"), (SMALL, 4, "run"), (SMALL, 4, "restoring")]
     assert states[2] == (BenchState("local", LARGE, 2, 4, "run", os.getpid()),)  # what the tray shows
     [done] = [e for e in seen if isinstance(e, BenchFinished)]
     best = report.results[0].generated_tokens_per_s

@@ -32,6 +32,8 @@ def test_the_line_of_a_bench() -> None:
     assert bench_text(b) == f"Benchmarking {SMALL}… 2/6"
     loading = replace(b, step=1, phase="loading")
     assert bench_text(loading, instance=True) == f"Benchmarking {SMALL} on local… 1/6 (loading)"
+    restoring = replace(b, step=3, phase="restoring")  # after the model's last run, before the next model's
+    assert bench_text(restoring) == f"Benchmarking {SMALL}… 3/6 (putting back what was loaded)"
     one = replace(report(ready()), benches=(b,))
     assert f"Benchmarking {SMALL}… 2/6" in [i.label for i in flatten(build_menu(one))]
     assert not [i for i in flatten(build_menu(one)) if i.label.startswith("Benchmarking") and i.enabled]

@@ -354,9 +354,9 @@ class Bench:
             if self._version is None and self._probe_failed is None:  # after the runs: this token is not timed
                 await self._probe_runtime(target)
         except BaseException:
-            await self._put_back(info.key, before, after, failing=True)
+            await self._put_back(info.key, done + runs, before, after, failing=True)
             raise
-        await self._put_back(info.key, before, after, failing=False)
+        await self._put_back(info.key, done + runs, before, after, failing=False)
         return ModelBench(
             model=info.key, quantization=info.quantization, context_length=context, memory_bytes=info.size_bytes,
             loaded_for_bench=not info.instances, load_seconds=load_seconds,
@@ -400,12 +400,15 @@ class Bench:
                 timing.prompt_tokens, timing.completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
         return timing
 
-    async def _put_back(self, benched: str, before: Loaded | None, after: Loaded | None, *, failing: bool) -> None:
-        """Restore after `benched`'s runs (`before` None: it loaded nothing). While the bench is `failing` its own error
-        is what the caller hears; a failed restore is then only kept in `restore_failure`."""
-        self._progress(BenchProgress(benched, "restoring"))
+    async def _put_back(
+        self, benched: str, step: int, before: Loaded | None, after: Loaded | None, *, failing: bool
+    ) -> None:
+        """Restore after `benched`'s runs (`before` None: it loaded nothing, there is nothing to do); `step`: its last.
+        While the bench is `failing` its own error is what the caller hears; a failed restore is then only kept in
+        `restore_failure`."""
         if before is None:
             return
+        await self._step(benched, step, "restoring", "restoring")
         try:
             await _shielded(self._restore(before, after, benched))
         except (LMStudioError, ActionError):
