@@ -289,22 +289,38 @@ class HubStatus:
         return {"state": self.state.value, "message": self.message, "member": self.member}
 
 
+class BenchPhase(WireEnum):
+    """What a bench does with its model now."""
+
+    LOADING = "loading"
+    RUN = "run"
+    RESTORING = "restoring"  # putting back what its load changed
+
+    @classmethod
+    def read(cls, value: object) -> BenchPhase | None:
+        """The phase a mark file or a message names; None for none or one this version does not know."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True)
 class BenchState:
     """A bench running now, in this process or another one of this user (`pid`): the model it is at, the step
-    (1-based) of `total` (models × runs), the phase ("loading", "run", "restoring")."""
+    (1-based) of `total` (models × runs), the phase (None: not known)."""
 
     instance: str
     model: str
     step: int
     total: int
-    phase: str
+    phase: BenchPhase | None
     pid: int
 
     def to_json(self) -> dict[str, Any]:
         """The bench as JSON data (`status --json`, the endpoint)."""
         return {"instance": self.instance, "model": self.model, "step": self.step, "total": self.total,
-                "phase": self.phase, "pid": self.pid}
+                "phase": self.phase.value if self.phase else "", "pid": self.pid}
 
 
 @dataclass(frozen=True)

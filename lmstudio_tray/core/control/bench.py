@@ -25,7 +25,7 @@ from lmstudio_tray.core.control.monitor import InstanceMonitor, is_local_url
 from lmstudio_tray.core.errors import ActionError, LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.discovery import local_version
-from lmstudio_tray.core.models import ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchPhase, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.lock import SingleInstance
 
@@ -322,7 +322,7 @@ class Bench:
             results.append(await self._bench_model(info, listing, suite, runs, done=n * runs))
         return sorted(results, key=lambda r: -(r.generated_tokens_per_s.median if r.generated_tokens_per_s else 0))
 
-    async def _step(self, model: str, step: int, phase: str, words: str) -> None:
+    async def _step(self, model: str, step: int, phase: BenchPhase, words: str) -> None:
         """Report a step: in words (`progress`) and to the tracker."""
         self._progress(BenchProgress(model, words))
         if self._tracker is not None:
@@ -341,7 +341,7 @@ class Bench:
             if info.instances:
                 target, context = info.instances[0].id, info.instances[0].context_length
             else:
-                await self._step(info.key, done + 1, "loading", "loading")
+                await self._step(info.key, done + 1, BenchPhase.LOADING, "loading")
                 before = loaded_state((await self._client.list_models()).models)
                 started = self._clock()
                 target, context, seconds = await self._loads.load(info.key, None)
@@ -349,7 +349,7 @@ class Bench:
                 after = loaded_state((await self._client.list_models()).models)
             samples = []
             for n in range(runs):
-                await self._step(info.key, done + n + 1, "run", f"run {n + 1}/{runs}")
+                await self._step(info.key, done + n + 1, BenchPhase.RUN, f"run {n + 1}/{runs}")
                 samples.append(await self._run_suite(target, SUITES[suite]))
             if self._version is None and self._probe_failed is None:  # after the runs: this token is not timed
                 await self._probe_runtime(target)
@@ -408,7 +408,7 @@ class Bench:
         `restore_failure`."""
         if before is None:
             return
-        await self._step(benched, step, "restoring", "restoring")
+        await self._step(benched, step, BenchPhase.RESTORING, "restoring")
         try:
             await _shielded(self._restore(before, after, benched))
         except (LMStudioError, ActionError):
