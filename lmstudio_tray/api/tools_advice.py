@@ -38,6 +38,7 @@ from lmstudio_tray.core.control.search import (
     find,
     has_tools,
     has_vision,
+    latest_per_suite,
     parse_context,
     parse_size,
     pick,
@@ -288,7 +289,8 @@ async def compare(ctx: ApiContext, body: s.CompareIn) -> JSONResponse:
     lines, data = [], []
     for instances, m in chosen:
         usage = dict(measured.models.get(m.key) or {}) or None
-        bench = measured.bench(m.key)  # what `models compare` shows: the latest figures per suite
+        # what `models compare` shows: the latest figures per suite, of the instances it is on
+        bench = tuple(latest_per_suite(measured.bench(m.key), instances).values())
         loaded = ", ".join(f"{i.id} (ctx {i.context_length})" for i in m.instances) or "not loaded"
         benched = [f"  {b.suite} bench: {_figures_text(b)}" for b in bench]
         lines += [f"{m.key} [{', '.join(instances)}]: {_spec(m)}; {loaded}",

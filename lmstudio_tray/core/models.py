@@ -365,6 +365,11 @@ class BenchFigures:
     checks_passed: int = 0
     checks: int = 0  # 0: the suite checks no answer (quick)
 
+    def measured_on(self, instance: str) -> bool:
+        """Whether these figures are `instance`'s (figures that name no instance count for any: speeds only compare
+        on the machine that measured them)."""
+        return self.instance is None or self.instance == instance
+
     @property
     def check_rate(self) -> float | None:
         """Passed / checked, or None when the suite checked nothing."""
