@@ -54,15 +54,16 @@ def bench_history(conn: sqlite3.Connection, since: float | None, until: float) -
 
 _LATEST = (
     "SELECT model, suite, suite_version, ts, instance, gen_tps, gen_tps_low, gen_tps_high, first_token_s, load_s, "
-    "checks_passed, checks FROM (SELECT *, row_number() OVER (PARTITION BY model, suite ORDER BY ts DESC, id DESC) "
-    "AS n FROM bench_runs WHERE suite_version = ? AND model IS NOT NULL AND suite IS NOT NULL) WHERE n = 1 "
-    "ORDER BY model, suite"
+    "checks_passed, checks FROM (SELECT *, row_number() OVER (PARTITION BY model, suite, instance "
+    "ORDER BY ts DESC, id DESC) AS n FROM bench_runs WHERE suite_version = ? AND model IS NOT NULL "
+    "AND suite IS NOT NULL) WHERE n = 1 ORDER BY model, suite, instance"
 )
 
 
 def latest_bench(conn: sqlite3.Connection, suite_version: int = SUITE_VERSION) -> list[BenchFigures]:
-    """The latest row per model and suite of `suite_version` (figures of another version do not compare), as the
-    figures advice uses (`models recommend/compare`, the tips, the system transform)."""
+    """The latest row per model, suite and instance of `suite_version` (figures of another version, or of another
+    machine, do not compare), as the figures advice uses (`models recommend/compare`, the tips, the system
+    transform)."""
     return [
         BenchFigures(
             model=str(r[0]), suite=str(r[1]), suite_version=int(r[2]), measured_at=float(r[3]),

@@ -191,7 +191,7 @@ def _fastest_coding(bench: list[BenchFigures]) -> list[Suggestion]:
     pick = fastest_for_coding(bench)
     if pick is None:
         return []
-    benched = len({b.model for b in bench if b.suite == "coding" and b.gen_tps})
+    benched = len({b.model for b in bench if b.suite == "coding" and b.gen_tps and b.instance == pick.instance})
     return [Suggestion(
         "fastest_coding",
         f"{coding_pick_line(pick)}, among {benched} models in the coding bench.",

@@ -38,6 +38,7 @@ from lmstudio_tray.core.control.search import (
     find,
     has_tools,
     has_vision,
+    latest_per_suite,
     parse_context,
     parse_size,
     pick,
@@ -220,6 +221,14 @@ def _report_text(report: BenchReport, name: str, kept: str | None, notes: list[s
     return "\n".join(lines)
 
 
+def _put_back_words(failure: str | None, stopped: str) -> str:
+    """Whether what was loaded before the bench is loaded again, as the bench's error says it."""
+    if failure is None:
+        return "what was loaded has been put back"
+    why = "" if failure == stopped else f": {failure}"
+    return f"putting back what was loaded failed{why}; lmstudio_list_models shows what is loaded now"
+
+
 async def benchmark(ctx: ApiContext, body: s.BenchIn) -> JSONResponse:
     """The quick suite on one model, one bench at a time on this machine; the result kept like `bench` keeps it."""
     name = target(ctx, body)
@@ -238,8 +247,8 @@ async def benchmark(ctx: ApiContext, body: s.BenchIn) -> JSONResponse:
     except BenchError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     except LMStudioError as exc:
-        raise ApiError(409, "bench_failed", f"the bench of {key} on {name} stopped: {exc.message} (what was "
-                       "loaded has been put back)") from None
+        raise ApiError(409, "bench_failed", f"the bench of {key} on {name} stopped: {exc.message} "
+                       f"({_put_back_words(bench.restore_failure, exc.message)})") from None
     kept = (await asyncio.to_thread(ctx.measurements.record_bench, report, name)
             if ctx.core.config.analytics.enabled else "analytics are off ([analytics] enabled = false)")
     return tool(True, name, _report_text(report, name, kept, loads.notes), report.to_json())
@@ -280,7 +289,8 @@ async def compare(ctx: ApiContext, body: s.CompareIn) -> JSONResponse:
     lines, data = [], []
     for instances, m in chosen:
         usage = dict(measured.models.get(m.key) or {}) or None
-        bench = measured.bench(m.key)  # what `models compare` shows: the latest figures per suite
+        # what `models compare` shows: the latest figures per suite, of the instances it is on
+        bench = tuple(latest_per_suite(measured.bench(m.key), instances).values())
         loaded = ", ".join(f"{i.id} (ctx {i.context_length})" for i in m.instances) or "not loaded"
         benched = [f"  {b.suite} bench: {_figures_text(b)}" for b in bench]
         lines += [f"{m.key} [{', '.join(instances)}]: {_spec(m)}; {loaded}",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lmstudio_tray.cli._common import fail, human_size, pick_instance, run_with_core
 from lmstudio_tray.core.control.bench import (
+    Bench,
     BenchError,
     BenchProgress,
     BenchReport,
@@ -60,8 +61,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     async def body(core: Core) -> BenchReport:
         name = pick_instance(core, args.instance)
-        kept.update(instance=name, record=core.config.analytics.enabled)
         bench = instance_bench(core.monitor.instance(name), core.benches.tracker(name), progress=_progress)
+        kept.update(instance=name, record=core.config.analytics.enabled, bench=bench)
         async with bench_slot(bench_lock_file()):  # one bench at a time, also against the agent's tool
             return await bench.run(args.models, Suite(args.suite), args.runs)
 
@@ -70,9 +71,9 @@ def run_bench(args: argparse.Namespace) -> int:
     except BenchError as exc:
         fail(str(exc), EXIT_USAGE)
     except LMStudioError as exc:
-        fail(f"the bench stopped: {exc.message} (what was loaded has been put back)", EXIT_FAILURE)
+        fail(f"the bench stopped: {exc.message} ({_put_back_words(kept.get('bench'), exc.message)})", EXIT_FAILURE)
     except KeyboardInterrupt:
-        print("lmstudio-tray: bench interrupted; what was loaded has been put back", file=sys.stderr)
+        print(f"lmstudio-tray: bench interrupted; {_put_back_words(kept.get('bench'), '')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if kept.get("record"):
         _record(report, str(kept["instance"]), args.db)
@@ -81,6 +82,15 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return EXIT_OK
+
+
+def _put_back_words(bench: object, stopped: str) -> str:
+    """Whether what was loaded before the bench is loaded again, as the bench's error says it."""
+    failure = bench.restore_failure if isinstance(bench, Bench) else None
+    if failure is None:
+        return "what was loaded has been put back"
+    why = "" if failure == stopped else f": {failure}"
+    return f"putting back what was loaded failed{why}; `lmstudio-tray models list` shows what is loaded now"
 
 
 def _record(report: BenchReport, instance: str, db: str | None) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lmstudio_tray.core.models import DownloadFailure
+from lmstudio_tray.core.models import BenchPhase, DownloadFailure
 
 log = logging.getLogger(__name__)
 
@@ -265,13 +265,13 @@ class BenchStarted(Event):
 
 @dataclass(frozen=True)
 class BenchProgressed(Event):
-    """A bench moved on: `model` is being loaded, run (`step` of `total`, 1-based) or put back (`phase`: "loading",
-    "run", "restoring")."""
+    """A bench moved on: `model` is being loaded, run (`step` of `total`, 1-based) or put back (`phase`; None: not
+    known)."""
 
     model: str = ""
     step: int = 0
     total: int = 0
-    phase: str = ""
+    phase: BenchPhase | None = None
     pid: int = 0
 
 

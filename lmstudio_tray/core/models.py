@@ -289,22 +289,38 @@ class HubStatus:
         return {"state": self.state.value, "message": self.message, "member": self.member}
 
 
+class BenchPhase(WireEnum):
+    """What a bench does with its model now."""
+
+    LOADING = "loading"
+    RUN = "run"
+    RESTORING = "restoring"  # putting back what its load changed
+
+    @classmethod
+    def read(cls, value: object) -> BenchPhase | None:
+        """The phase a mark file or a message names; None for none or one this version does not know."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True)
 class BenchState:
     """A bench running now, in this process or another one of this user (`pid`): the model it is at, the step
-    (1-based) of `total` (models × runs), the phase ("loading", "run", "restoring")."""
+    (1-based) of `total` (models × runs), the phase (None: not known)."""
 
     instance: str
     model: str
     step: int
     total: int
-    phase: str
+    phase: BenchPhase | None
     pid: int
 
     def to_json(self) -> dict[str, Any]:
         """The bench as JSON data (`status --json`, the endpoint)."""
         return {"instance": self.instance, "model": self.model, "step": self.step, "total": self.total,
-                "phase": self.phase, "pid": self.pid}
+                "phase": self.phase.value if self.phase else "", "pid": self.pid}
 
 
 @dataclass(frozen=True)
@@ -348,6 +364,11 @@ class BenchFigures:
     load_s: float | None = None  # None: it was loaded already
     checks_passed: int = 0
     checks: int = 0  # 0: the suite checks no answer (quick)
+
+    def measured_on(self, instance: str) -> bool:
+        """Whether these figures are `instance`'s (figures that name no instance count for any: speeds only compare
+        on the machine that measured them)."""
+        return self.instance is None or self.instance == instance
 
     @property
     def check_rate(self) -> float | None:

@@ -77,7 +77,7 @@ class UsageInsights(Protocol):
         ...
 
     def bench_figures(self) -> Mapping[str, tuple[BenchFigures, ...]]:
-        """The latest bench figures per model and suite (cached with the tips: the system transform's measured
+        """The latest bench figures per model, suite and instance (cached with the tips: the system transform's measured
         advice, the tray's "fastest here for coding"); never blocks (hook path)."""
         ...
 

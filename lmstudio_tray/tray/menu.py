@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from lmstudio_tray.core.models import (
+    BenchPhase,
     BenchState,
     DownloadState,
     HubState,
@@ -227,7 +228,8 @@ def load_text(load: LoadProgress) -> str:
 def bench_text(bench: BenchState, *, instance: bool = False) -> str:
     """One bench in progress: the model it is at and the step of all (models × runs), e.g. "Benchmarking qwen… 2/6"."""
     where = f" on {bench.instance}" if instance else ""
-    phase = " (loading)" if bench.phase == "loading" else ""
+    phase = {BenchPhase.LOADING: " (loading)", BenchPhase.RESTORING: " (putting back what was loaded)"}.get(
+        bench.phase, "") if bench.phase else ""
     return f"Benchmarking {bench.model}{where}… {bench.step}/{bench.total}{phase}"
 
 

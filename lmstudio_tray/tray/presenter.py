@@ -317,8 +317,9 @@ class TrayPresenter:
         except Exception:  # like the tips, an extra
             log.debug("no bench figures", exc_info=True)
             return None
-        pick = fastest_for_coding(b for per_model in figures.values() for b in per_model)
-        return coding_pick_line(pick) if pick is not None else None
+        names = [s.name for s in self._status().instances]  # this machine's view: its figures only
+        pick = fastest_for_coding((b for per_model in figures.values() for b in per_model), names)
+        return coding_pick_line(pick, instance=len(names) > 1) if pick is not None else None
 
     def on_event(self, event: Event) -> None:
         """Bus subscriber for `EVENTS` (runs on the core loop): mark the tray dirty, draw nothing here."""

@@ -10,7 +10,7 @@ import shlex
 import time
 from pathlib import Path
 
-from lmstudio_tray.analytics.bench import bench_rows
+from lmstudio_tray.analytics.bench import bench_rows, latest_bench
 from lmstudio_tray.analytics.store import Store, reading
 from lmstudio_tray.analytics.suggestions import for_model, suggest
 from lmstudio_tray.cli import build_parser
@@ -34,10 +34,10 @@ def result(model: str, tps: float, passed: int = 0, checks: int = 0) -> ModelBen
                       runs=3)
 
 
-def record(path: Path, suite: Suite, *results: ModelBench, ts: float | None = None) -> None:
+def record(path: Path, suite: Suite, *results: ModelBench, ts: float | None = None, instance: str = "local") -> None:
     store = Store(path)
     report = BenchReport(suite, SUITE_VERSION, "0.4.0", tuple(results))
-    store.write(bench_rows(report, instance="local", ts=ts or time.time()))
+    store.write(bench_rows(report, instance=instance, ts=ts or time.time()))
     store.close()
 
 
@@ -114,3 +114,31 @@ def test_the_system_transform_names_loaded_alternatives_and_measured_advice(stac
     tools = set(re.findall(r"\b(lmstudio_[a-z_]+): defineTool", PLUGIN.read_text()))
     named = set(re.findall(r"\blmstudio_[a-z_]+\b", text))
     assert named and named <= tools, named - tools
+
+
+def test_the_latest_figures_are_kept_per_instance(tmp_path: Path) -> None:
+    db = tmp_path / "a.sqlite3"
+    record(db, Suite.QUICK, result(QWEN, 48.0), instance="second")
+    record(db, Suite.QUICK, result(QWEN, 12.0), ts=time.time() - 60)  # older, but the only one of "local"
+    with reading(db) as conn:
+        latest = latest_bench(conn)
+    assert sorted((b.instance, b.gen_tps) for b in latest) == [("local", 12.0), ("second", 48.0)]
+
+
+def test_the_system_transform_compares_figures_of_the_sessions_instance_only(stack: Stack) -> None:
+    """A model measured fast on another machine is not "measured here" faster than the session's model."""
+    record(stack.analytics.path, Suite.QUICK, result(QWEN, 48.0), instance="second")
+    record(stack.analytics.path, Suite.QUICK, result(GEMMA, 12.0))
+    stack.emu.load(QWEN, context_length=8192)
+    stack.emu.load(GEMMA, context_length=8192)
+    base = stack.emu.api_url + "/v1"
+    stack.thread.submit(stack.core.monitor.get("local", max_age=0)).result(30)
+    asyncio.run(asyncio.to_thread(stack.analytics.refresh_tips))
+    with stack.client() as c:
+        text = "\n".join(c.post("/v1/transform/system", json={"model": GEMMA, "base_url": base}).json()["system"])
+    assert "Measured here" not in text
+    record(stack.analytics.path, Suite.QUICK, result(QWEN, 48.0))  # now measured on the session's instance too
+    asyncio.run(asyncio.to_thread(stack.analytics.refresh_tips))
+    with stack.client() as c:
+        text = "\n".join(c.post("/v1/transform/system", json={"model": GEMMA, "base_url": base}).json()["system"])
+    assert f"Measured here (quick bench): {QWEN} (loaded) generates 48 tok/s" in text

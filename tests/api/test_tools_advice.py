@@ -100,7 +100,7 @@ async def test_an_agents_bench_reports_its_steps_like_the_terminals(advice: Api)
     started, *steps, finished = seen
     assert started == BenchStarted("local", models=(QWEN,), suite="quick", total=2, pid=os.getpid())
     assert [(e.model, e.phase, e.step) for e in steps if isinstance(e, BenchProgressed)] == [
-        (QWEN, "loading", 1), (QWEN, "run", 1), (QWEN, "run", 2)]
+        (QWEN, "loading", 1), (QWEN, "run", 1), (QWEN, "run", 2), (QWEN, "restoring", 2)]
     assert isinstance(finished, BenchFinished) and finished.fastest == QWEN and finished.models == 1
     assert advice.core.benches.active() == ()  # over: no longer listed as running
 
@@ -151,6 +151,7 @@ async def test_benchmark_is_refused_while_another_bench_runs(advice: Api) -> Non
     assert "another benchmark is running on this machine" in err["message"]
     assert "wait until it is done" in err["message"]
     assert bench_rows_or_none() is None
+    assert advice.core.benches._own == []  # the refused bench's tracker is not kept
     # once it is free, the tool runs
     assert (await post(advice, "benchmark", {"model": QWEN, "runs": 1})).status_code == 200
 
@@ -325,3 +326,16 @@ async def test_benchmark_on_a_shared_instance_leaves_a_model_someone_started_usi
     assert f"Left {GEMMA}" in text and "shared by team 'ml'" in text
     assert "What was loaded before has been put back." not in text
     assert sorted(k for k, _ in loaded(api.emu)) == [GEMMA, QWEN]
+
+
+async def test_a_benchmark_whose_restore_fails_does_not_say_it_put_the_instance_back(advice: Api) -> None:
+    from lmstudio_tray.emulator import Fault
+
+    advice.emu.add_fault(Fault(path="/v1/chat/completions", method="POST", status=500))
+    advice.emu.add_fault(Fault(path="/api/v1/models/unload", method="POST", status=500))
+    r = await post(advice, "benchmark", {"model": GEMMA, "runs": 1})
+    assert r.status_code == 409, r.text
+    text = r.text
+    assert "has been put back" not in text and "putting back what was loaded failed" in text
+    assert "lmstudio_list_models" in text
+    assert GEMMA in [k for k, _ in loaded(advice.emu)]

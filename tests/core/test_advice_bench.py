@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lmstudio_tray.core.control.bench import SUITE_VERSION
-from lmstudio_tray.core.control.search import Performance, fastest_for_coding, recommend
+from lmstudio_tray.core.control.search import Performance, coding_pick_line, fastest_for_coding, recommend
 from lmstudio_tray.core.models import BenchFigures
 from lmstudio_tray.core.threads import WrongThread
 from lmstudio_tray.diagnostics.usage import measured
@@ -28,9 +28,9 @@ LARGE = "google/gemma-3-12b"
 NOW = time.time()
 
 
-def coding(model: str, tps: float, passed: int, checks: int = 1) -> BenchFigures:
+def coding(model: str, tps: float, passed: int, checks: int = 1, instance: str | None = None) -> BenchFigures:
     return BenchFigures(model=model, suite="coding", suite_version=SUITE_VERSION, measured_at=NOW, gen_tps=tps,
-                        checks_passed=passed, checks=checks)
+                        checks_passed=passed, checks=checks, instance=instance)
 
 
 async def test_bench_figures_rank_models_never_used(emulator: Emulator) -> None:
@@ -135,3 +135,52 @@ def test_cli_recommend_and_compare_show_the_bench(
     quick = [m["bench"]["quick"] for m in data["models"]]
     assert quick[0]["gen_tps"] > quick[1]["gen_tps"] and quick[0]["suite_version"] == SUITE_VERSION
     assert set(quick[0]) >= {"gen_tps_low", "gen_tps_high", "first_token_s", "load_s", "checks", "measured_at"}
+
+
+async def test_recommend_ranks_each_candidate_by_the_figures_of_its_own_instance(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    """Two LM Studio servers: a model benched fast on the other server is not ranked by that speed here."""
+    here, there = emulator_factory(), emulator_factory()
+    models = await listed(here, "local")
+    assert models and (await listed(there, "second"))  # the same catalog on both machines
+    perf = {DEVSTRAL: Performance(bench=(coding(DEVSTRAL, 12.0, 0, instance="local"),)),
+            GPT_OSS: Performance(bench=(coding(GPT_OSS, 48.0, 1, instance="second"),))}
+    _, recs = recommend("coding agent", models, performance=perf, limit=10)
+    gpt = next(r for r in recs if r.model.key == GPT_OSS)
+    assert not any("bench" in reason or "checks" in reason for reason in gpt.reasons)
+    devstral = next(r for r in recs if r.model.key == DEVSTRAL)
+    assert "12 tok/s in the coding bench here" in devstral.reasons
+    _, there_recs = recommend("coding agent", await listed(there, "second"), performance=perf, limit=10)
+    assert "48 tok/s in the coding bench here" in next(r for r in there_recs if r.model.key == GPT_OSS).reasons
+
+
+def test_the_coding_pick_compares_models_of_one_instance() -> None:
+    a, b = coding("a", 90.0, 1, instance="second"), coding("b", 41.0, 1, instance="local")
+    assert fastest_for_coding([a, b], ["local", "second"]) is None  # one model per machine: nothing to compare
+    c = coding("c", 20.0, 1, instance="local")
+    pick = fastest_for_coding([a, b, c], ["local", "second"])
+    assert pick is not None and pick.model == "b"
+    assert coding_pick_line(pick, instance=True) == "Fastest here for coding on local: b (41 tok/s, 1/1 checks)"
+    assert coding_pick_line(pick) == "Fastest here for coding: b (41 tok/s, 1/1 checks)"
+
+
+def test_recommend_and_compare_show_the_figures_of_the_instance_a_model_is_on(
+    tmp_path: Path, emulator_factory: EmulatorFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two LM Studio servers benched one after the other: each keeps its own latest figures, and a model's row shows
+    those of the instance it is on, not the newer ones of the other machine."""
+    here, there = emulator_factory(speed_scale=0.02), emulator_factory(speed_scale=0.2)  # a slower machine
+    cfg = write_config(tmp_path, here.api_url, there.api_url)  # instances "local" and "i1"
+    tps = {}
+    for instance in ("local", "i1"):
+        code, out, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1", "--json",
+                             "--instance", instance)
+        assert code == 0, err
+        tps[instance] = json.loads(out)["results"][0]["generated_tokens_per_s"]["median"]
+    assert tps["local"] > tps["i1"]
+    figures = measured()
+    assert sorted(b.instance or "" for b in figures.bench[SMALL]) == ["i1", "local"]
+    code, out, _ = run(capsys, "--config", str(cfg), "models", "recommend", "chat", "--limit", "10", "--json")
+    rec = next(r for r in json.loads(out)["recommendations"] if r["key"] == SMALL)
+    assert rec["instance"] == "local" and rec["bench"]["quick"]["gen_tps"] == pytest.approx(tps["local"], rel=1e-3)

@@ -19,7 +19,7 @@ from lmstudio_tray.core.control.bench import (
 )
 from lmstudio_tray.core.errors import LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
-from lmstudio_tray.emulator import Emulator
+from lmstudio_tray.emulator import Emulator, Fault
 from tests.emulator_fixtures import EmulatorFactory
 
 SMALL = "qwen/qwen3-4b-2507"  # 2.5 GB
@@ -122,3 +122,45 @@ def test_the_coding_check_parses_the_answer_and_never_runs_it() -> None:
     assert not python_defines("```python\ndef is_palindrome(:\n```", "is_palindrome")
     assert not python_defines("Hello from the LM Studio emulator", "is_palindrome")
 
+
+
+async def test_a_failing_version_probe_keeps_the_figures_and_says_why(emu: Emulator, client: LMStudioClient) -> None:
+    """The REST v0 runtime probe only names the version: its failure costs the version, never the bench."""
+    emu.add_fault(Fault(path="/api/v0/chat/completions", status=500))
+    report = await Bench(client).run([SMALL], Suite.QUICK, runs=1)
+    assert report.results[0].generated_tokens_per_s is not None
+    assert report.lmstudio_version is None
+    assert report.version_note is not None and "failed" in report.version_note
+    assert await state(client) == {(KEPT, 8192)}
+
+
+async def test_a_model_someone_unloads_during_the_bench_stays_unloaded(emu: Emulator, client: LMStudioClient) -> None:
+    """Only what the bench's own load pushed out is loaded again: a person who unloads a model while a long bench
+    runs does not get it back."""
+
+    def progress(step: BenchProgress) -> None:
+        if step.step == "run 1/2":
+            assert emu.unload(KEPT)  # a person, while the bench runs
+
+    await Bench(client, progress=progress).run([SMALL], Suite.QUICK, runs=2)
+    assert await state(client) == set()
+
+
+async def test_with_nothing_loaded_before_the_benched_model_is_unloaded_after(
+    emu: Emulator, client: LMStudioClient
+) -> None:
+    emu.unload(KEPT)
+    await Bench(client).run([SMALL], Suite.QUICK, runs=1)
+    assert await state(client) == set()
+
+
+async def test_a_failed_restore_is_kept_apart_from_the_error_that_stopped_the_bench(
+    emu: Emulator, client: LMStudioClient
+) -> None:
+    emu.add_fault(Fault(path="/v1/chat/completions", method="POST", status=500))
+    emu.add_fault(Fault(path="/api/v1/models/unload", method="POST", status=500))
+    bench = Bench(client)
+    with pytest.raises(LMStudioError) as stopped:
+        await bench.run([SMALL], Suite.QUICK, runs=1)
+    assert "/api/v1/models/unload" not in str(stopped.value)  # the caller hears why the bench stopped
+    assert bench.restore_failure is not None

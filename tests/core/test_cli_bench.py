@@ -180,3 +180,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_failed_restore_is_not_reported_as_put_back(
+    tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lmstudio_tray.emulator import Fault
+
+    emu.add_fault(Fault(path="/v1/chat/completions", method="POST", status=500))
+    emu.add_fault(Fault(path="/api/v1/models/unload", method="POST", status=500))
+    cfg = write_config(tmp_path, emu.api_url)
+    code, _, err = run(capsys, "--config", str(cfg), "bench", SMALL, "--runs", "1", "--db", str(tmp_path / "a.db"))
+    assert code == 1
+    assert "has been put back" not in err and "putting back what was loaded failed" in err
+    assert "lmstudio-tray models list" in err
+    assert (SMALL, 4096) in loaded(emu)  # truly left loaded: the message is right to say so

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lmstudio_tray.core.control.bench import Bench
-from lmstudio_tray.core.models import BenchState
+from lmstudio_tray.core.models import BenchPhase, BenchState
 from lmstudio_tray.emulator import Emulator
 from lmstudio_tray.tray.menu import bench_text, build_menu, flatten
 from tests.core.test_cli import write_config
@@ -28,10 +28,12 @@ SMALL = "qwen/qwen3-4b-2507"
 
 
 def test_the_line_of_a_bench() -> None:
-    b = BenchState("local", SMALL, 2, 6, "run", 4242)
+    b = BenchState("local", SMALL, 2, 6, BenchPhase.RUN, 4242)
     assert bench_text(b) == f"Benchmarking {SMALL}… 2/6"
-    loading = replace(b, step=1, phase="loading")
+    loading = replace(b, step=1, phase=BenchPhase.LOADING)
     assert bench_text(loading, instance=True) == f"Benchmarking {SMALL} on local… 1/6 (loading)"
+    restoring = replace(b, step=3, phase=BenchPhase.RESTORING)  # after the model's last run, before the next model's
+    assert bench_text(restoring) == f"Benchmarking {SMALL}… 3/6 (putting back what was loaded)"
     one = replace(report(ready()), benches=(b,))
     assert f"Benchmarking {SMALL}… 2/6" in [i.label for i in flatten(build_menu(one))]
     assert not [i for i in flatten(build_menu(one)) if i.label.startswith("Benchmarking") and i.enabled]

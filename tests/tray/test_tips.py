@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 from unittest import mock
 
@@ -88,3 +89,21 @@ def test_no_coding_bench_no_coding_line_even_with_a_quick_bench() -> None:
                           reporter=reporter, tips=lambda: [], bench=functools.partial(dict, bench))
         p.refresh()
         assert not any(i.label.startswith("Tips") for i in shown_menu(view))
+
+
+def test_the_coding_line_compares_figures_of_this_views_instances_and_names_the_instance() -> None:
+    def on(instance: str, model: str, tps: float) -> BenchFigures:
+        return replace(_coding(model, tps, 3), instance=instance)
+
+    elsewhere = {"a": (on("laptop", "a", 90.0),), "b": (on("laptop", "b", 41.0),)}  # a machine not in this view
+    mixed = {"a": (on("local", "a", 90.0),), "b": (on("second", "b", 41.0),)}  # one model per machine
+    here = {"a": (on("second", "a", 90.0), on("local", "a", 10.0)), "b": (on("second", "b", 41.0),)}
+    lines = []
+    for bench in (elsewhere, mixed, here):
+        view, reporter = mock.Mock(), mock.Mock()
+        p = TrayPresenter(view, status=lambda: report(ready("local"), ready("second")), actions=FakeActions(),
+                          submit=LoopThread().submit, reporter=reporter, tips=lambda: [],
+                          bench=functools.partial(dict, bench))
+        p.refresh()
+        lines.append([c.label for item in shown_menu(view) if item.label.startswith("Tips") for c in item.children])
+    assert lines == [[], [], ["Fastest here for coding on second: a (90 tok/s, 3/3 checks)"]]

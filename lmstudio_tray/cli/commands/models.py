@@ -29,6 +29,7 @@ from lmstudio_tray.core.control.search import (
     Located,
     has_tools,
     has_vision,
+    latest_per_suite,
     parse_context,
     parse_size,
     pick,
@@ -413,9 +414,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     needs, recs = recommend(task, located, performance=figures.performance(), limit=args.limit)
     if args.json:
         print_json({"task": task, "needs": needs.describe(), "measured": figures.unavailable is None,
-                    "recommendations": [{**r.to_json(), "bench": {b.suite: b.to_json()
-                                                                  for b in figures.bench.get(r.model.key, ())}}
-                                        for r in recs]})
+                    "recommendations": [{**r.to_json(), "bench": {  # the figures of the instance it is on
+                        s: b.to_json() for s, b in latest_per_suite(figures.bench.get(r.model.key, ()),
+                                                                    [r.instance]).items()}} for r in recs]})
         return EXIT_OK if recs else EXIT_FAILURE
     if not recs:
         print(f"No downloaded model fits {task!r} (needs: {needs.describe()}). Download one in LM Studio "
@@ -478,7 +479,8 @@ def run_compare(args: argparse.Namespace) -> int:
             "measured_available": figures.unavailable is None,
             "why_not_measured": figures.unavailable,
             "models": [{"instances": inst, "spec": m.to_json(), "measured": figures.models.get(m.key),
-                        "bench": {b.suite: b.to_json() for b in figures.bench.get(m.key, ())}}
+                        "bench": {s: b.to_json() for s, b in latest_per_suite(figures.bench.get(m.key, ()),
+                                                                               inst).items()}}
                        for inst, m in chosen],
         })
         return EXIT_OK
@@ -493,7 +495,7 @@ def run_compare(args: argparse.Namespace) -> int:
                 value = (figures.models.get(m.key) or {}).get(key)
                 cells.append("—" if value is None else show(value))
             rows.append([label, *cells])
-        rows += _bench_rows(figures.bench, [m for _, m in chosen])
+        rows += _bench_rows(figures.bench, chosen)
     _print_table(header, rows)
     if figures.unavailable is not None:
         print(f"\nNo measured figures: {figures.unavailable}.")
@@ -520,11 +522,15 @@ _BENCH_ROWS: tuple[tuple[str, Callable[[BenchFigures], str]], ...] = (
 )
 
 
-def _bench_rows(bench: Mapping[str, tuple[BenchFigures, ...]], models: list[ModelInfo]) -> list[list[str]]:
-    """One block per suite any of the models was benched in: its latest figures of the current suite version."""
+def _bench_rows(bench: Mapping[str, tuple[BenchFigures, ...]],
+                chosen: list[tuple[list[str], ModelInfo]]) -> list[list[str]]:
+    """One block per suite any of the models was benched in: its latest figures of the current suite version, measured
+    on the instances it is on."""
     rows: list[list[str]] = []
+    latest = [latest_per_suite(bench.get(m.key, ()), inst) for inst, m in chosen]
+    models = [m for _, m in chosen]
     for suite in ("quick", "coding"):
-        per_model = [next((b for b in bench.get(m.key, ()) if b.suite == suite), None) for m in models]
+        per_model = [per_suite.get(suite) for per_suite in latest]
         known = [b for b in per_model if b is not None]
         if not known:
             continue

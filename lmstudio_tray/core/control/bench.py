@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 from lmstudio_tray.core.control.bench_marks import BenchTracker
 from lmstudio_tray.core.control.monitor import InstanceMonitor, is_local_url
-from lmstudio_tray.core.errors import LMStudioError
+from lmstudio_tray.core.errors import ActionError, LMStudioError
 from lmstudio_tray.core.lmstudio.client import LMStudioClient
 from lmstudio_tray.core.lmstudio.discovery import local_version
-from lmstudio_tray.core.models import ModelInfo, ModelType
+from lmstudio_tray.core.models import BenchPhase, ModelInfo, ModelType
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.lock import SingleInstance
 
@@ -258,6 +258,9 @@ class Bench:
         self._version = lmstudio_version
         self._local_version = local_version
         self._tracker = tracker
+        self._probe_failed: str | None = None  # why the runtime probe failed, when it did
+        # why putting back what a load changed failed; None: all was put back (or nothing had to be)
+        self.restore_failure: str | None = None
 
     async def run(self, models: Sequence[str], suite: Suite = Suite.QUICK, runs: int = 3) -> BenchReport:
         """Bench `models` (none: the chat models loaded now) one after the other. BenchError for bad input
@@ -286,11 +289,27 @@ class Bench:
         if self._tracker is not None:
             best = ranked[0].generated_tokens_per_s
             await self._tracker.finished(ranked[0].model, best.median if best else None)
-        note = None if self._version else (
-            "LM Studio's internal API server did not answer /lms-status here"
-            if self._local_version is not None else "a remote server does not tell LM Studio's version"
-        ) + " and the server named no runtime (REST v0 /api/v0/chat/completions)"
-        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked), note)
+        return BenchReport(suite, SUITE_VERSION, self._version, tuple(ranked), self._version_note())
+
+    def _version_note(self) -> str | None:
+        """Why the report names no version (None when it does)."""
+        if self._version:
+            return None
+        runtime = (f"asking the server for its runtime failed ({self._probe_failed})" if self._probe_failed
+                   else "the server named no runtime")
+        return ("LM Studio's internal API server did not answer /lms-status here"
+                if self._local_version is not None else "a remote server does not tell LM Studio's version"
+                ) + f" and {runtime} (REST v0 /api/v0/chat/completions)"
+
+    async def _probe_runtime(self, target: str) -> None:
+        """Name the runtime serving `target` as the version. The probe only names it: its failure leaves the version
+        unknown with the reason, and the figures stand."""
+        try:
+            runtime = await self._client.runtime(target)
+        except LMStudioError as exc:
+            self._probe_failed = exc.message
+            return
+        self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
 
     async def _bench_all(
         self, infos: Sequence[ModelInfo], listing: Sequence[ModelInfo], suite: Suite, runs: int
@@ -303,7 +322,7 @@ class Bench:
             results.append(await self._bench_model(info, listing, suite, runs, done=n * runs))
         return sorted(results, key=lambda r: -(r.generated_tokens_per_s.median if r.generated_tokens_per_s else 0))
 
-    async def _step(self, model: str, step: int, phase: str, words: str) -> None:
+    async def _step(self, model: str, step: int, phase: BenchPhase, words: str) -> None:
         """Report a step: in words (`progress`) and to the tracker."""
         self._progress(BenchProgress(model, words))
         if self._tracker is not None:
@@ -313,26 +332,31 @@ class Bench:
         self, info: ModelInfo, listing: Sequence[ModelInfo], suite: Suite, runs: int, *, done: int = 0
     ) -> ModelBench:
         """One model's runs; `done`: the steps of the bench before this model's."""
-        before = loaded_state(listing)
         load_seconds: float | None = None
+        # what was loaded just before and just after the bench's own load: the difference is what the load pushed
+        # out, the only thing to load again (a model a person unloads meanwhile stays unloaded)
+        before: Loaded | None = None  # None: the bench loaded nothing, there is nothing to put back
+        after: Loaded | None = None
         try:
             if info.instances:
                 target, context = info.instances[0].id, info.instances[0].context_length
             else:
-                await self._step(info.key, done + 1, "loading", "loading")
+                await self._step(info.key, done + 1, BenchPhase.LOADING, "loading")
+                before = loaded_state((await self._client.list_models()).models)
                 started = self._clock()
                 target, context, seconds = await self._loads.load(info.key, None)
                 load_seconds = seconds if seconds is not None else self._clock() - started
+                after = loaded_state((await self._client.list_models()).models)
             samples = []
             for n in range(runs):
-                await self._step(info.key, done + n + 1, "run", f"run {n + 1}/{runs}")
+                await self._step(info.key, done + n + 1, BenchPhase.RUN, f"run {n + 1}/{runs}")
                 samples.append(await self._run_suite(target, SUITES[suite]))
-            if self._version is None:  # after the runs: this one token is not timed
-                runtime = await self._client.runtime(target)
-                self._version = f"runtime {runtime[0]} {runtime[1]}" if runtime else None
-        finally:
-            self._progress(BenchProgress(info.key, "restoring"))
-            await _shielded(self._restore(before, info.key))
+            if self._version is None and self._probe_failed is None:  # after the runs: this token is not timed
+                await self._probe_runtime(target)
+        except BaseException:
+            await self._put_back(info.key, done + runs, before, after, failing=True)
+            raise
+        await self._put_back(info.key, done + runs, before, after, failing=False)
         return ModelBench(
             model=info.key, quantization=info.quantization, context_length=context, memory_bytes=info.size_bytes,
             loaded_for_bench=not info.instances, load_seconds=load_seconds,
@@ -376,17 +400,44 @@ class Bench:
                 timing.prompt_tokens, timing.completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
         return timing
 
-    async def _restore(self, before: Loaded, benched: str) -> None:
-        """Put back what was loaded: unload the copies of `benched` the bench added, load again (same context) what
-        went away. Another model loaded meanwhile is someone else's (a session, a person): it stays."""
+    async def _put_back(
+        self, benched: str, step: int, before: Loaded | None, after: Loaded | None, *, failing: bool
+    ) -> None:
+        """Restore after `benched`'s runs (`before` None: it loaded nothing, there is nothing to do); `step`: its last.
+        While the bench is `failing` its own error is what the caller hears; a failed restore is then only kept in
+        `restore_failure`."""
+        if before is None:
+            return
+        await self._step(benched, step, BenchPhase.RESTORING, "restoring")
+        try:
+            await _shielded(self._restore(before, after, benched))
+        except (LMStudioError, ActionError):
+            if not failing:
+                raise
+
+    async def _restore(self, before: Loaded, after: Loaded | None, benched: str) -> None:
+        try:
+            await self._restore_loads(before, after, benched)
+        except LMStudioError as exc:
+            self.restore_failure = exc.message
+            raise
+        except ActionError as exc:  # `Actions` (an agent's bench) words the client's failure for a person
+            self.restore_failure = str(exc)
+            raise
+
+    async def _restore_loads(self, before: Loaded, after: Loaded | None, benched: str) -> None:
+        """Put back what the bench's load changed: unload the copies of `benched` it added, load again (same context)
+        what went away between `before` and `after` its load (None: the load failed or was stopped, so up to now) and
+        is still missing. Anything loaded or unloaded meanwhile by someone else (a session, a person) stays so."""
         now = loaded_state((await self._client.list_models()).models)
         was = {(key, ctx) for _id, key, ctx in before}
         is_ = {(key, ctx) for _id, key, ctx in now}
+        still = {(key, ctx) for _id, key, ctx in (now if after is None else after)}
         for instance_id, key, ctx in now:
             if key == benched and (key, ctx) not in was:
                 await self._loads.unload(instance_id)
         for _id, key, ctx in before:
-            if (key, ctx) not in is_:
+            if (key, ctx) not in still and (key, ctx) not in is_:
                 await self._loads.load(key, ctx)
 
 
@@ -409,7 +460,7 @@ async def _shielded(work: Awaitable[None]) -> None:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         # a failed restore is not reported over the cancellation, which is what the caller hears about
-        with contextlib.suppress(LMStudioError):
+        with contextlib.suppress(LMStudioError, ActionError):
             await task
         raise
 

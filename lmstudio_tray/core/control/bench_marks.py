@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core.events import BenchFailed, BenchFinished, BenchProgressed, BenchStarted, Event, EventBus
-from lmstudio_tray.core.models import BenchState
+from lmstudio_tray.core.models import BenchPhase, BenchState, WireEnum
 from lmstudio_tray.core.support.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,17 @@ KEEP_ENDED_SECONDS = 60.0  # an ended bench's file stays this long, so that a wa
 MAX_AGE_SECONDS = 7 * 24 * 3600.0  # a running mark older than this is left over (a hung process, a clock jump)
 
 
+class MarkState(WireEnum):
+    """Where a bench is, as its mark says."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class BenchMark:
-    """A bench as its file says: where and by whom it runs, what it is at, how it ended (`state`: "running",
-    "finished", "failed")."""
+    """A bench as its file says: where and by whom it runs, what it is at, how it ended (`state`)."""
 
     instance: str
     pid: int
@@ -45,8 +52,8 @@ class BenchMark:
     model: str = ""
     step: int = 0
     total: int = 0
-    phase: str = ""
-    state: str = "running"
+    phase: BenchPhase | None = None
+    state: MarkState = MarkState.RUNNING
     ended_at: float | None = None
     fastest: str = ""
     tokens_per_s: float | None = None
@@ -55,18 +62,23 @@ class BenchMark:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchMark:
-        """A mark from its file's JSON; KeyError/TypeError/ValueError for anything else."""
+        """A mark from its file's JSON; KeyError/TypeError/ValueError for anything else, a state this version does
+        not know included (it cannot tell whether that bench runs). A phase it does not know reads as None."""
         tps = data.get("tokens_per_s")
         ended = data.get("ended_at")
         return cls(
             instance=str(data["instance"]), pid=int(data["pid"]), started_at=float(data["started_at"]),
             models=tuple(str(m) for m in data.get("models", ())), suite=str(data.get("suite", "")),
             model=str(data.get("model", "")), step=int(data.get("step", 0)), total=int(data.get("total", 0)),
-            phase=str(data.get("phase", "")), state=str(data.get("state", "running")),
+            phase=BenchPhase.read(data.get("phase")), state=MarkState(str(data.get("state", "running"))),
             ended_at=float(ended) if ended is not None else None, fastest=str(data.get("fastest", "")),
             tokens_per_s=float(tps) if tps is not None else None, reason=str(data.get("reason", "")),
             cancelled=bool(data.get("cancelled", False)),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The mark as its file holds it: the enums as their values, no phase as "" (as older versions wrote)."""
+        return {**asdict(self), "phase": self.phase.value if self.phase else "", "state": self.state.value}
 
     def state_now(self) -> BenchState:
         """What `Core.status()` shows of it."""
@@ -78,16 +90,16 @@ class BenchMark:
         if before is None:
             out.append(BenchStarted(self.instance, models=self.models, suite=self.suite, total=self.total,
                                     pid=self.pid))
-        if self.state == "running" and self.model and (
+        if self.state is MarkState.RUNNING and self.model and (
             before is None or (before.model, before.step, before.phase) != (self.model, self.step, self.phase)
         ):
             out.append(BenchProgressed(self.instance, model=self.model, step=self.step, total=self.total,
                                        phase=self.phase, pid=self.pid))
-        elif self.state == "finished":
+        elif self.state is MarkState.FINISHED:
             seconds = (self.ended_at or self.started_at) - self.started_at
             out.append(BenchFinished(self.instance, fastest=self.fastest, tokens_per_s=self.tokens_per_s,
                                      models=len(self.models), seconds=seconds, pid=self.pid))
-        elif self.state == "failed":
+        elif self.state is MarkState.FAILED:
             out.append(BenchFailed(self.instance, reason=self.reason, cancelled=self.cancelled, pid=self.pid))
         return out
 
@@ -113,7 +125,7 @@ class BenchMarks:
         are advisory: the bench goes on)."""
         path = path or self.directory / f"{mark.pid}-{uuid.uuid4().hex[:12]}.json"
         try:
-            atomic_write(path, json.dumps(asdict(mark)), mode=0o600)
+            atomic_write(path, json.dumps(mark.to_json()), mode=0o600)
         except OSError as exc:
             log.debug("could not record the bench for other processes: %s", exc)
             return None
@@ -135,7 +147,7 @@ class BenchMarks:
             except (OSError, ValueError, KeyError, TypeError):
                 self._remove(path)  # half of an old format, or not ours: nobody can use it
                 continue
-            if mark.state != "running":
+            if mark.state is not MarkState.RUNNING:
                 stale = now - (mark.ended_at or mark.started_at) > KEEP_ENDED_SECONDS
             else:
                 stale = now - mark.started_at > MAX_AGE_SECONDS or not _alive(mark.pid, mark.started_at)
@@ -157,11 +169,13 @@ class BenchTracker:
     is fsynced: bench/bench_overhead.py measured 11 ms per run when the bench awaited them); the end waits for it,
     so the file says how the bench ended before its process exits."""
 
-    def __init__(self, bus: EventBus, marks: BenchMarks, instance: str, *, on_end: Callable[[], None]) -> None:
+    def __init__(self, bus: EventBus, marks: BenchMarks, instance: str, *, on_end: Callable[[], None],
+                 on_start: Callable[[], None] = lambda: None) -> None:
         self._bus = bus
         self._marks = marks
         self._mark = BenchMark(instance=instance, pid=os.getpid(), started_at=time.time())
         self._path: Path | None = None
+        self._on_start = on_start
         self._on_end = on_end
         self._dirty = False
         self._writer: asyncio.Future[None] | None = None
@@ -169,17 +183,18 @@ class BenchTracker:
     @property
     def state(self) -> BenchState | None:
         """The bench now, for `Core.status()`; None before it started and after it ended."""
-        return self._mark.state_now() if self._mark.state == "running" and self._mark.model else None
+        return self._mark.state_now() if self._mark.state is MarkState.RUNNING and self._mark.model else None
 
     async def started(self, models: tuple[str, ...], suite: str, total: int) -> None:
         """The bench begins: `total` steps (models × runs)."""
         self._mark = replace(self._mark, models=models, suite=suite, total=total)
+        self._on_start()
         self._bus.publish(BenchStarted(self._mark.instance, models=models, suite=suite, total=total,
                                        pid=self._mark.pid))
         await self._write()
 
-    async def progressed(self, model: str, step: int, phase: str) -> None:
-        """Now at `model`, step `step` (1-based), in `phase` ("loading", "run", "restoring")."""
+    async def progressed(self, model: str, step: int, phase: BenchPhase) -> None:
+        """Now at `model`, step `step` (1-based), in `phase`."""
         self._mark = replace(self._mark, model=model, step=step, phase=phase)
         self._bus.publish(BenchProgressed(self._mark.instance, model=model, step=step, total=self._mark.total,
                                           phase=phase, pid=self._mark.pid))
@@ -187,7 +202,7 @@ class BenchTracker:
 
     async def finished(self, fastest: str, tokens_per_s: float | None) -> None:
         """The bench ended with results; `fastest` generated `tokens_per_s`."""
-        self._mark = replace(self._mark, state="finished", ended_at=time.time(), fastest=fastest,
+        self._mark = replace(self._mark, state=MarkState.FINISHED, ended_at=time.time(), fastest=fastest,
                              tokens_per_s=tokens_per_s)
         self._on_end()
         self._bus.publish(BenchFinished(self._mark.instance, fastest=fastest, tokens_per_s=tokens_per_s,
@@ -198,7 +213,8 @@ class BenchTracker:
 
     async def failed(self, reason: str, *, cancelled: bool = False) -> None:
         """The bench stopped without results."""
-        self._mark = replace(self._mark, state="failed", ended_at=time.time(), reason=reason, cancelled=cancelled)
+        self._mark = replace(self._mark, state=MarkState.FAILED, ended_at=time.time(), reason=reason,
+                             cancelled=cancelled)
         self._on_end()
         self._bus.publish(BenchFailed(self._mark.instance, reason=reason, cancelled=cancelled, pid=self._mark.pid))
         await self._write(wait=True)
@@ -231,9 +247,10 @@ class Benches:
         self._task: asyncio.Task[None] | None = None
 
     def tracker(self, instance: str) -> BenchTracker:
-        """A tracker for a bench this process runs on `instance` (shown by `active()` until it ends)."""
-        tracker = BenchTracker(self._bus, self.marks, instance, on_end=lambda: self._forget(tracker))
-        self._own.append(tracker)
+        """A tracker for a bench this process runs on `instance`, shown by `active()` from its start until it ends. It
+        is kept only once the bench starts: a bench refused before (bad input, the bench slot taken) leaves nothing."""
+        tracker = BenchTracker(self._bus, self.marks, instance, on_start=lambda: self._own.append(tracker),
+                               on_end=lambda: self._forget(tracker))
         return tracker
 
     def _forget(self, tracker: BenchTracker) -> None:
@@ -243,7 +260,7 @@ class Benches:
     def active(self) -> tuple[BenchState, ...]:
         """The benches running now: this process's, then other processes' as the last scan saw them (no I/O)."""
         own = [state for t in tuple(self._own) if (state := t.state) is not None]
-        others = [m.state_now() for m in self._seen.values() if m.state == "running" and m.model]
+        others = [m.state_now() for m in self._seen.values() if m.state is MarkState.RUNNING and m.model]
         return (*own, *others)
 
     async def start(self) -> None:
@@ -271,12 +288,13 @@ class Benches:
         old news and stays quiet."""
         for path, mark in marks.items():
             before = self._seen.get(path)
-            if before == mark or (before is None and mark.state != "running" and (mark.ended_at or 0.0) < since):
+            ended = mark.state is not MarkState.RUNNING
+            if before == mark or (before is None and ended and (mark.ended_at or 0.0) < since):
                 continue
             for event in mark.events(before):
                 self._bus.publish(event)
         for path, gone in self._seen.items():
-            if path not in marks and gone.state == "running":  # its process died (kill -9) mid-bench
+            if path not in marks and gone.state is MarkState.RUNNING:  # its process died (kill -9) mid-bench
                 self._bus.publish(BenchFailed(gone.instance, reason="the process running the bench ended",
                                               pid=gone.pid))
         self._seen = marks

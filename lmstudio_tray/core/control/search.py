@@ -10,7 +10,7 @@ import difflib
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,17 +320,31 @@ class Performance:
     success_rate: float | None = None  # 0..1
     tokens_per_second: float | None = None
     p50_latency_ms: float | None = None
-    bench: tuple[BenchFigures, ...] = ()  # at most one per suite, the latest
+    bench: tuple[BenchFigures, ...] = ()  # the latest per suite and instance
 
-    def bench_of(self, suite: str) -> BenchFigures | None:
-        """The latest figures of `suite`, if it was run."""
-        return next((b for b in self.bench if b.suite == suite), None)
+    def bench_of(self, suite: str, instance: str | None = None) -> BenchFigures | None:
+        """The latest figures of `suite` (measured on `instance`; None: on any), if it was run."""
+        found = [b for b in self.bench if b.suite == suite and (instance is None or b.measured_on(instance))]
+        return max(found, key=lambda b: b.measured_at, default=None)
 
-    def bench_for(self, coding: bool) -> BenchFigures | None:
+    def bench_for(self, coding: bool, instance: str | None = None) -> BenchFigures | None:
         """The figures advice uses: the coding suite's for a coding task (the quick suite's when there is none),
-        else the quick suite's (else the coding suite's)."""
+        else the quick suite's (else the coding suite's); measured on `instance` (None: on any)."""
         first, second = ("coding", "quick") if coding else ("quick", "coding")
-        return self.bench_of(first) or self.bench_of(second)
+        return self.bench_of(first, instance) or self.bench_of(second, instance)
+
+
+def latest_per_suite(bench: Iterable[BenchFigures], instances: Iterable[str] | None = None) -> dict[str, BenchFigures]:
+    """The latest figures per suite measured on one of `instances` (None: on any): what a model's row shows when it
+    names the instances it is on."""
+    names = None if instances is None else set(instances)
+    out: dict[str, BenchFigures] = {}
+    for b in bench:
+        if names is not None and not any(b.measured_on(i) for i in names):
+            continue
+        if b.suite not in out or b.measured_at > out[b.suite].measured_at:
+            out[b.suite] = b
+    return out
 
 
 def bench_speed(b: BenchFigures) -> str:
@@ -341,20 +355,31 @@ def bench_speed(b: BenchFigures) -> str:
 MIN_CODING_MODELS = 2  # "fastest here for coding" needs a coding bench of at least this many models
 
 
-def fastest_for_coding(bench: Iterable[BenchFigures]) -> BenchFigures | None:
-    """Among the latest figures, the model measured fastest here in the coding suite of those that passed the most
-    of its checks (a fast model whose code does not parse is no pick); None with fewer than MIN_CODING_MODELS
-    models in a coding bench (one model is the fastest of nothing)."""
-    coding = [b for b in bench if b.suite == "coding" and b.gen_tps]
-    if len({b.model for b in coding}) < MIN_CODING_MODELS:
-        return None
-    return max(coding, key=lambda b: (b.check_rate or 0.0, b.gen_tps or 0.0, b.model))
+def fastest_for_coding(
+    bench: Iterable[BenchFigures], instances: Sequence[str] | None = None
+) -> BenchFigures | None:
+    """Among the latest figures, the model measured fastest in the coding suite of those that passed the most of its
+    checks (a fast model whose code does not parse is no pick), compared on one instance only (speeds of two
+    machines do not compare): the first of `instances` (None: every instance, by name) with a coding bench of at
+    least MIN_CODING_MODELS models (one model is the fastest of nothing); None when no instance has one."""
+    by_instance: dict[str | None, list[BenchFigures]] = {}
+    for b in bench:
+        if b.suite == "coding" and b.gen_tps:
+            by_instance.setdefault(b.instance, []).append(b)
+    order = list(instances) if instances is not None else sorted(by_instance, key=lambda i: i or "")
+    for instance in order:
+        coding = by_instance.get(instance, []) + (by_instance.get(None, []) if instance is not None else [])
+        if len({b.model for b in coding}) >= MIN_CODING_MODELS:
+            return max(coding, key=lambda b: (b.check_rate or 0.0, b.gen_tps or 0.0, b.model))
+    return None
 
 
-def coding_pick_line(b: BenchFigures) -> str:
-    """"Fastest here for coding: X (41 tok/s, 3/3 checks)": the tray's Tips menu line and the tip's opening."""
+def coding_pick_line(b: BenchFigures, *, instance: bool = False) -> str:
+    """"Fastest here for coding: X (41 tok/s, 3/3 checks)": the tray's Tips menu line and the tip's opening;
+    `instance`: name where it was measured ("Fastest here for coding on local: ..."), for a view of several."""
     checks = f", {b.checks_passed}/{b.checks} checks" if b.checks else ""
-    return f"Fastest here for coding: {b.model} ({b.gen_tps or 0:.0f} tok/s{checks})"
+    where = f" on {b.instance}" if instance and b.instance else ""
+    return f"Fastest here for coding{where}: {b.model} ({b.gen_tps or 0:.0f} tok/s{checks})"
 
 
 @dataclass(frozen=True)
@@ -396,7 +421,8 @@ def recommend(
     longest = max((m.max_context_length or 0 for _, m in pool), default=0) or 1
     most_uses = max((perf.get(m.key, Performance()).uses for _, m in pool), default=0)
     fastest = max((p.tokens_per_second or 0.0 for p in perf.values()), default=0.0)
-    benches = {m.key: b for _, m in pool if (b := perf.get(m.key, Performance()).bench_for(needs.tool_use))}
+    # each candidate's figures of its own instance (where it would run)
+    benches = {m.key: b for i, m in pool if (b := perf.get(m.key, Performance()).bench_for(needs.tool_use, i))}
     fastest_bench = max((b.gen_tps or 0.0 for b in benches.values()), default=0.0)
     out: list[Recommendation] = []
     for inst, m in pool:

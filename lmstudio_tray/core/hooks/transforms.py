@@ -77,7 +77,7 @@ def _advice(snapshot: InstanceSnapshot, chosen: str, loaded: bool,
         more = f" and {len(others) - len(shown)} more" if len(others) > len(shown) else ""
         lines.append(f"Loaded there instead: {', '.join(shown)}{more}. Rather than wait for a load, the user may "
                      "switch this session to one of them (/models).")
-    faster = _measured_faster(chosen, others, bench)
+    faster = _measured_faster(chosen, others, bench, snapshot.name)
     if faster is not None:
         lines.append(faster)
     out: list[str] = []
@@ -87,12 +87,17 @@ def _advice(snapshot: InstanceSnapshot, chosen: str, loaded: bool,
     return out
 
 
-def _measured_faster(chosen: str, others: list[str], bench: Mapping[str, tuple[BenchFigures, ...]]) -> str | None:
+def _measured_faster(chosen: str, others: list[str], bench: Mapping[str, tuple[BenchFigures, ...]],
+                     instance: str) -> str | None:
     """"Measured here (quick bench): X (loaded) generates 48 tok/s, 4.0× faster than Y (12 tok/s)": the fastest
-    loaded alternative measured in the same suite as `chosen`, when it is at least ADVICE_FASTER_BY faster."""
+    loaded alternative measured in the same suite as `chosen`, when it is at least ADVICE_FASTER_BY faster. Only
+    figures of the session's `instance` compare (another machine's speeds say nothing about this one)."""
     for suite in ("quick", "coding"):
-        mine = next((b for b in bench.get(chosen, ()) if b.suite == suite and b.gen_tps), None)
-        theirs = [b for o in others for b in bench.get(o, ()) if b.suite == suite and b.gen_tps]
+        def here(b: BenchFigures, suite: str = suite) -> bool:
+            return b.suite == suite and bool(b.gen_tps) and b.measured_on(instance)
+
+        mine = next((b for b in bench.get(chosen, ()) if here(b)), None)
+        theirs = [b for o in others for b in bench.get(o, ()) if here(b)]
         if mine is None or not theirs:
             continue
         best = max(theirs, key=lambda b: (b.gen_tps or 0.0, b.model))
