@@ -1,13 +1,14 @@
 """The team's usage on the hub: each member's anonymised usage summary (the figures `team export` writes: requests,
-turns, tokens and errors per model and per shared instance), kept per member and merged for `team report` and the
-dashboard.
+turns, tokens and errors per model and per shared instance), kept per member and served only merged, for `team
+report` and the dashboard: a member reading it sees the team's totals, how many members sent one and their names
+(which /v1/uses shows anyway), never another member's own figures.
 
 Only counts under model keys and instance names are kept: whatever else a body carries is dropped, so no prompt,
 session id or agent name can reach the hub's file. A summary is written to disk before it is acknowledged.
 
     POST /v1/usage  {"format": 1, "days": 30, "exported_on": "2026-01-31",
                      "models": {KEY: {"requests": n, ...}}, "instances": {NAME: {...}}}  -> {"member", "stored": true}
-    GET  /v1/usage  -> {"members": n, "names": [...], "models": [...], "instances": [...], "summaries": {...}}
+    GET  /v1/usage  -> {"members": n, "names": [...], "models": [...], "instances": [...]}  (totals only)
 """
 
 from __future__ import annotations
@@ -122,10 +123,11 @@ class UsageStore:
             atomic_write(self.path, json.dumps(self._data), 0o600)
 
     def team(self) -> dict[str, Any]:
-        """Every member's summary merged, with the members' names and their own summaries."""
+        """Every member's summary merged, with the members' names; never one member's own figures (per-member
+        summaries stay in the hub's file, for its admin)."""
         with self._lock:
             data = dict(sorted(self._data.items()))
-        return {**merge(data.values()), "names": list(data), "summaries": data}
+        return {**merge(data.values()), "names": list(data)}
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

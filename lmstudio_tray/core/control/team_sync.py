@@ -34,6 +34,7 @@ TIMEOUT = 10.0
 REPORT_WITHIN = 24 * 3600  # uses older than this are not reported
 USAGE_EVERY = 60.0  # seconds between two usage summaries sent (a summary reads the analytics store: not every round)
 USAGE_DAYS = 30.0  # the days a summary counts, as `team export` does by default
+TEAM_REPORT = ("members", "names", "models", "instances")  # what is kept of the hub's GET /v1/usage
 MAX_RETRY_AFTER = 3600.0  # a hub's Retry-After is honoured up to an hour (a longer one is a misconfigured hub)
 
 # instance -> model -> [(member, this machine's wall time of the member's last use)]
@@ -236,6 +237,8 @@ class TeamSync:
         report = got.json()
         if not isinstance(report, dict):
             raise ValueError("the hub's usage answer is not an object")
+        # the totals only: an older hub also answered each member's own summary, which this machine must not keep
+        report = {key: report[key] for key in TEAM_REPORT if key in report}
         kept = {"received": time.time(), "hub": url, "report": report}
         atomic_write(self.usage_path, json.dumps(kept), 0o600)
         self.team_usage = kept
