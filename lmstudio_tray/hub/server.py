@@ -243,11 +243,12 @@ class HubServer:
         state.mkdir(parents=True, exist_ok=True)
         try:
             uses = UseStore(state, limits=self.settings.limits)
-        except StoreError as exc:
+            usage = UsageStore(state)
+        except StoreError as exc:  # uses.json or usage.json damaged: starting empty would overwrite it
             raise HubError(str(exc)) from None
         try:
             server = _Server((self.settings.host, self.settings.port), MemberTokens(state), uses,
-                             self.settings.limits, self.settings.idle_timeout)
+                             self.settings.limits, self.settings.idle_timeout, usage)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

@@ -14,20 +14,28 @@ session id or agent name can reach the hub's file. A summary is written to disk 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.hub.store import StoreError
 
-log = logging.getLogger(__name__)
 FORMAT = 1  # the summary format `team export` writes
 FIELDS = ("requests", "turns", "input_tokens", "output_tokens", "errors")
 MAX_NAMES = 500  # models or instances in one summary
 MAX_TEXT = 256
 Totals = dict[str, dict[str, int]]
+
+
+class UsageStoreError(StoreError):
+    """`usage.json` exists but cannot be read: starting empty would overwrite every member's acknowledged summary
+    with the next report, so the hub does not start."""
+
+    def __str__(self) -> str:
+        return (f"{self.args[0]}: the hub would lose the usage summaries members sent; restore the file, or move it "
+                "away to start with none")
 
 
 class UsageRejected(ValueError):
@@ -104,11 +112,12 @@ class UsageStore:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            log.warning("the hub's %s cannot be read (%s); members' usage starts empty", self.path, exc)
-            return {}
+        except (OSError, ValueError) as exc:  # never written half (atomic): damaged from outside
+            raise UsageStoreError(f"{self.path} cannot be read ({exc})") from None
+        if not isinstance(raw, dict):
+            raise UsageStoreError(f"{self.path} is not a JSON object")
         out = {}
-        for member, summary in (raw.items() if isinstance(raw, dict) else ()):
+        for member, summary in raw.items():
             try:
                 out[str(member)] = check_summary(summary)
             except UsageRejected:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmstudio_tray.hub.usage import UsageStore, check_summary
+from lmstudio_tray.hub.usage import UsageStore, UsageStoreError, check_summary
 from tests.hub.test_hub import Hub, cli
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -87,12 +87,13 @@ def test_bad_summaries_and_tokens_are_refused_naming_the_problem(hub: Hub) -> No
     assert revoked.status_code == 403 and "'alice' was revoked" in revoked.json()["error"]
 
 
-def test_an_unreadable_file_starts_empty_and_bad_entries_are_dropped(tmp_path: Path) -> None:
+def test_bad_entries_are_dropped_and_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "usage.json").write_text(json.dumps({"bob": {"format": 1, "models": {QWEN: {"requests": 2}},
                                                              "instances": {}}, "eve": {"format": 9}}))
     assert UsageStore(tmp_path).team()["names"] == ["bob"]
     (tmp_path / "usage.json").write_text("{broken")
-    assert UsageStore(tmp_path).team()["members"] == 0
+    with pytest.raises(UsageStoreError, match=r"usage\.json cannot be read"):
+        UsageStore(tmp_path)
     assert check_summary(summary({}, {}))["days"] == 30
 
 
