@@ -144,6 +144,7 @@ class TeamSync:
         self.team_usage: dict[str, Any] | None = None  # {"received", "hub", "report"} as in `team-usage.json`
         self._usage: TeamUsage | None = None
         self._usage_sent = -USAGE_EVERY
+        self._usage_note = ""  # why the hub refused the last usage summary ("" when it took it): said in the status
         self._task: asyncio.Task[None] | None = None
         self._hold = 0.0  # seconds the hub asked this member to wait (Retry-After), for the next pause only
 
@@ -216,7 +217,7 @@ class TeamSync:
                 return HubStatus(HubState.REFUSED, untrusted)
             return HubStatus(HubState.UNREACHABLE, f"{team.hub} did not answer ({type(exc).__name__}); "
                              "only the uses seen on this machine are known")
-        return HubStatus(HubState.CONNECTED, "", member)
+        return HubStatus(HubState.CONNECTED, self._usage_note, member)
 
     def _mine(self, team: TeamProfile) -> list[dict[str, Any]]:
         now = time.time()
@@ -225,13 +226,23 @@ class TeamSync:
                 for model, t in models.items() if now - t < REPORT_WITHIN]
 
     def _share_usage(self, client: Any, url: str, team: TeamProfile, usage: TeamUsage) -> None:
-        """Send this member's usage summary, then keep the team's merged usage the hub answers (blocking)."""
+        """Send this member's usage summary, then keep the team's merged usage the hub answers (blocking). A summary
+        the hub refuses does not make the round refused (the uses went through): it becomes a note of the status,
+        logged once; tried or not, the next one waits USAGE_EVERY (it reads 30 days of analytics)."""
+        self._usage_sent = time.monotonic()
         summary = usage.summary(team.shared_instances, team.name, USAGE_DAYS)
         sent = client.post(f"{url}/v1/usage", json=summary)
         if sent.status_code == 404:  # a hub from before team usage: it keeps the uses, that is all
-            self._usage_sent = time.monotonic()
             return
-        _check(sent)
+        try:
+            _check(sent)
+        except HubRefused as exc:
+            note = f"the hub refused this member's usage summary: {exc}"
+            if note != self._usage_note:
+                log.warning("team hub: %s", note)
+            self._usage_note = note
+            return
+        self._usage_note = ""
         got = client.get(f"{url}/v1/usage")
         _check(got)
         report = got.json()
@@ -242,7 +253,6 @@ class TeamSync:
         kept = {"received": time.time(), "hub": url, "report": report}
         atomic_write(self.usage_path, json.dumps(kept), 0o600)
         self.team_usage = kept
-        self._usage_sent = time.monotonic()
 
     def _keep_others(self, uses: list[Any], member: str) -> None:
         now = time.time()
