@@ -132,7 +132,8 @@ def team_usage_from_hub(profile: TeamProfile, store: RegisteringStore | None = N
         raise HubReportError("no hub token: store the one the hub's admin gave you with "
                              f"`lmstudio-tray token set {team_sync.HUB_TOKEN}`")
     try:
-        answer = httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+        answer = httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT,
+                           trust_env=team_sync.trust_env(url))  # a plain-HTTP hub never through a proxy
         if answer.status_code in (401, 403):
             raise HubReportError(f"the team hub {url} refused this member's token: {_error(answer)}")
         answer.raise_for_status()

@@ -123,6 +123,13 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def trust_env(url: str) -> bool:
+    """Whether httpx may take proxies (and SSL_CERT_FILE) from the environment for the hub at `url`: only over
+    https, where a proxy sees a CONNECT and never the token. A plain-HTTP hub is on this machine (`check_url`), and
+    httpx would send it, token in clear, through HTTP_PROXY unless NO_PROXY names 127.0.0.1."""
+    return urlsplit(url).scheme == "https"
+
+
 class TeamSync:
     """Reports this machine's uses to the team hub every `[team] hub_every` seconds and keeps the others' uses."""
 
@@ -196,7 +203,7 @@ class TeamSync:
                 raise HubRefused(f"no hub token: store the one the hub's admin gave you with "
                                  f"`lmstudio-tray token set {HUB_TOKEN}`")
             headers = {"Authorization": f"Bearer {token}"}
-            with httpx.Client(timeout=TIMEOUT, headers=headers) as client:
+            with httpx.Client(timeout=TIMEOUT, headers=headers, trust_env=trust_env(url)) as client:
                 sent = client.post(f"{url}/v1/uses", json={"uses": self._mine(team)})
                 _check(sent)
                 member = str(sent.json().get("member"))
