@@ -132,3 +132,34 @@ def test_a_refused_usage_summary_keeps_the_round_connected_is_said_once_and_back
     assert usage.read == 1  # backed off: not re-read (nor re-sent) every round
     said = [r for r in caplog.records if "usage summary" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_the_hub_token_is_read_once_for_many_rounds_and_again_after_the_hub_refuses_it(tmp_path: Path) -> None:
+    """The keyring (D-Bus, maybe a prompt) is not asked every round, as often as every 0.2 s; a token the hub refuses
+    (revoked, replaced with `token set team-hub`) is read again at the next round."""
+    from lmstudio_tray.hub.members import MemberTokens
+    from lmstudio_tray.hub.server import HubServer, HubSettings
+
+    members = MemberTokens(tmp_path / "hub")
+    held = [members.add("alice")]
+    reads: list[str] = []
+
+    def read_token() -> str:
+        reads.append(held[0])
+        return held[0]
+
+    server = HubServer(HubSettings(state=tmp_path / "hub", port=0))
+    server.start()
+    try:
+        team = profile(tmp_path, server.url)
+        sync = TeamSync(lambda: team, ModelUseLog(tmp_path / "uses.json"), read_token,
+                        others=tmp_path / "others.json", usage_path=tmp_path / "usage.json")
+        assert [sync._round(team).state for _ in range(5)] == [HubState.CONNECTED] * 5
+        assert len(reads) == 1
+        members.revoke("alice")
+        held[0] = members.add("alice")  # the admin gives a new token; the member stores it
+        assert sync._round(team).state is HubState.REFUSED  # the cached, revoked one
+        assert [sync._round(team).state for _ in range(3)] == [HubState.CONNECTED] * 3
+        assert len(reads) == 2 and reads[1] == held[0]
+    finally:
+        server.stop()

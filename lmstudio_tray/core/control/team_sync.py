@@ -94,6 +94,10 @@ class HubRefused(Exception):
     """The sync cannot be done as configured; the message says why and what to do."""
 
 
+class TokenRefused(HubRefused):
+    """The hub refused the member token (401, 403): read it again before the next round."""
+
+
 class HubBusy(Exception):
     """The hub answered 429: this member sends too often; wait `retry_after` seconds before the next report."""
 
@@ -154,6 +158,9 @@ class TeamSync:
         self._usage_note = ""  # why the hub refused the last usage summary ("" when it took it): said in the status
         self._task: asyncio.Task[None] | None = None
         self._hold = 0.0  # seconds the hub asked this member to wait (Retry-After), for the next pause only
+        # the token as last read: the keyring (D-Bus, maybe a prompt) is asked again only when there is none yet, the
+        # hub refused it, or `forget_token` says it changed, not at every round (as often as every 0.2 s)
+        self._token: str | None = None
 
     async def start(self, usage: TeamUsage | None = None) -> None:
         """Start the rounds on the core's loop (each round's HTTP runs in a worker thread). `usage`: where this
@@ -185,6 +192,10 @@ class TeamSync:
             pause, self._hold = max(team.hub_every if team is not None else 5.0, self._hold), 0.0
             await self.sleep(pause)
 
+    def forget_token(self) -> None:
+        """The member token changed (stored or deleted in this process): read it again at the next round."""
+        self._token = None
+
     def _set(self, status: HubStatus) -> None:
         """Keep `status`; log a change of state once, not at every round."""
         if status.state is not self.status.state:
@@ -198,7 +209,7 @@ class TeamSync:
 
         try:
             url = check_url(team.hub or "")
-            token = self.token()
+            token = self._token = self._token or self.token()
             if not token:
                 raise HubRefused(f"no hub token: store the one the hub's admin gave you with "
                                  f"`lmstudio-tray token set {HUB_TOKEN}`")
@@ -213,6 +224,8 @@ class TeamSync:
                 if self._usage is not None and time.monotonic() - self._usage_sent >= USAGE_EVERY:
                     self._share_usage(client, url, team, self._usage)
         except HubRefused as exc:
+            if isinstance(exc, TokenRefused):
+                self._token = None  # perhaps replaced since (`token set team-hub`): read it again next round
             return HubStatus(HubState.REFUSED, str(exc))
         except HubBusy as exc:
             self._hold = exc.retry_after
@@ -298,7 +311,7 @@ def _check(response: Any) -> None:
     except (ValueError, AttributeError):
         why = response.text[:200]
     if response.status_code in (401, 403):
-        raise HubRefused(f"the hub refused this member's token: {why}")
+        raise TokenRefused(f"the hub refused this member's token: {why}")
     if response.status_code == 429:
         raise HubBusy(why, retry_after(response.headers.get("Retry-After")))
     raise HubRefused(f"the hub refused the report ({response.status_code}): {why}")
