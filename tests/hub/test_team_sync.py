@@ -128,7 +128,8 @@ def test_a_refused_usage_summary_keeps_the_round_connected_is_said_once_and_back
     finally:
         server.stop()
     assert [s.state for s in statuses] == [HubState.CONNECTED] * 3 and statuses[0].member == "alice"
-    assert all("usage summary" in s.message and "more than 500 names" in s.message for s in statuses)
+    assert all(s.message == "the hub refused this member's usage summary (400): models has more than 500 names"
+               for s in statuses)
     assert usage.read == 1  # backed off: not re-read (nor re-sent) every round
     said = [r for r in caplog.records if "usage summary" in r.getMessage()]
     assert len(said) == 1

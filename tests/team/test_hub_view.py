@@ -127,7 +127,7 @@ def test_team_status_says_a_connected_hubs_note_and_the_report_source_is_a_kind(
     report's figures come from are enums, their values what `--json` prints."""
     from lmstudio_tray.cli.team_hub import HubReport, ReportSource, status_line
 
-    note = "the hub refused this member's usage summary: models has more than 500 names"
+    note = "the hub refused this member's usage summary (400): models has more than 500 names"
     connected = {"state": "connected", "member": "alice", "message": note}
     assert status_line("https://hub.lan", connected) == f"  team hub: https://hub.lan, connected as alice: {note}"
     refused = {"state": "refused", "member": None, "message": "the hub refused this member's token: revoked"}

@@ -256,8 +256,8 @@ class TeamSync:
             return
         try:
             _check(sent)
-        except HubRefused as exc:
-            note = f"the hub refused this member's usage summary: {exc}"
+        except HubRefused:
+            note = f"the hub refused this member's usage summary ({sent.status_code}): {_why(sent)}"
             if note != self._usage_note:
                 log.warning("team hub: %s", note)
             self._usage_note = note
@@ -306,15 +306,20 @@ def _check(response: Any) -> None:
     if not 400 <= response.status_code < 500:
         response.raise_for_status()  # a 5xx: the hub failed, as if it did not answer
         return
-    try:
-        why = str(response.json().get("error", ""))
-    except (ValueError, AttributeError):
-        why = response.text[:200]
+    why = _why(response)
     if response.status_code in (401, 403):
         raise TokenRefused(f"the hub refused this member's token: {why}")
     if response.status_code == 429:
         raise HubBusy(why, retry_after(response.headers.get("Retry-After")))
     raise HubRefused(f"the hub refused the report ({response.status_code}): {why}")
+
+
+def _why(response: Any) -> str:
+    """The hub's reason for a refusal (its JSON `error`), or the start of the body."""
+    try:
+        return str(response.json().get("error", ""))
+    except (ValueError, AttributeError):
+        return str(response.text[:200])
 
 
 def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float:
