@@ -11,6 +11,7 @@ from typing import Any
 from lmstudio_tray.cli._common import RegisteringStore
 from lmstudio_tray.core.config.team import TeamProfile
 from lmstudio_tray.core.control import team_sync
+from lmstudio_tray.core.models import HubState, WireEnum
 
 TIMEOUT = 10.0
 
@@ -19,12 +20,20 @@ class HubReportError(Exception):
     """No team usage could be had from the hub (nor a copy of it); the message says why and what to do."""
 
 
+class ReportSource(WireEnum):
+    """Where `team report`'s figures come from (`source.kind` of `--json`)."""
+
+    HUB = "hub"  # read from the hub now
+    COPY = "copy"  # the running lmstudio-tray's last copy of the hub's answer
+    FILES = "files"  # the summaries members exported into a folder
+
+
 @dataclass(frozen=True)
 class HubReport:
     """The team's merged usage and where it came from."""
 
     report: dict[str, Any]
-    source: str  # "hub": read from the hub now; "copy": the running lmstudio-tray's last copy
+    source: ReportSource  # HUB or COPY
     hub: str
     received: float
     problem: str | None = None  # why the copy was used
@@ -35,7 +44,7 @@ class HubReport:
 
     def where(self) -> str:
         """Where the figures come from, in words."""
-        if self.source == "hub":
+        if self.source is ReportSource.HUB:
             return f"the team hub {self.hub} (now)"
         return f"the copy lmstudio-tray last got from the team hub {self.hub}, at {_when(self.received)}"
 
@@ -88,10 +97,7 @@ def hub_status_lines(profile: TeamProfile) -> list[str]:
         lines = [f"  team hub: {profile.hub} (its state is known to a running `lmstudio-tray serve` or tray; "
                  "none runs here)"]
     else:
-        state = str(status.get("state"))
-        who = f" as {status['member']}" if state == "connected" and status.get("member") else ""
-        why = f": {status['message']}" if status.get("message") and state != "connected" else ""
-        lines = [f"  team hub: {profile.hub}, {state}{who}{why}"]
+        lines = [status_line(profile.hub, status)]
     others = others_in_use(profile)
     if not others:
         lines.append("  other members' models: none used in the last day, as the hub last said")
@@ -100,6 +106,18 @@ def hub_status_lines(profile: TeamProfile) -> list[str]:
         lines.append(f"  {row['instance']}: {row['model']} used by {row['member']} "
                      f"{_age(row['age_seconds'])} ago{busy}")
     return lines
+
+
+def status_line(hub: str, status: dict[str, Any]) -> str:
+    """The hub's state line from the running lmstudio-tray's `team_hub`: the member name when connected, and the
+    message whatever the state (a connected hub's message is a note, such as a refused usage summary)."""
+    try:
+        state: HubState | str = HubState(str(status.get("state")))
+    except ValueError:  # a newer lmstudio-tray's state: shown as it is
+        state = str(status.get("state"))
+    who = f" as {status['member']}" if state is HubState.CONNECTED and status.get("member") else ""
+    why = f": {status['message']}" if status.get("message") else ""
+    return f"  team hub: {hub}, {state}{who}{why}"
 
 
 def _age(seconds: float) -> str:
@@ -132,7 +150,8 @@ def team_usage_from_hub(profile: TeamProfile, store: RegisteringStore | None = N
         raise HubReportError("no hub token: store the one the hub's admin gave you with "
                              f"`lmstudio-tray token set {team_sync.HUB_TOKEN}`")
     try:
-        answer = httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+        answer = httpx.get(f"{url}/v1/usage", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT,
+                           trust_env=team_sync.trust_env(url))  # a plain-HTTP hub never through a proxy
         if answer.status_code in (401, 403):
             raise HubReportError(f"the team hub {url} refused this member's token: {_error(answer)}")
         answer.raise_for_status()
@@ -144,7 +163,7 @@ def team_usage_from_hub(profile: TeamProfile, store: RegisteringStore | None = N
         if untrusted:
             raise HubReportError(f"the team hub {untrusted}") from None
         return _copy(url, f"the team hub {url} did not answer ({type(exc).__name__})")
-    return HubReport(report, "hub", url, time.time())
+    return HubReport(report, ReportSource.HUB, url, time.time())
 
 
 def _error(answer: Any) -> str:
@@ -160,4 +179,5 @@ def _copy(url: str, problem: str) -> HubReport:
         raise HubReportError(f"{problem}, and no copy of the team's usage is kept here (a running lmstudio-tray "
                              "keeps the last one it got); try again later, or give the folder members export into: "
                              "`lmstudio-tray team report DIR`")
-    return HubReport(kept["report"], "copy", str(kept.get("hub") or url), float(kept["received"]), problem)
+    return HubReport(kept["report"], ReportSource.COPY, str(kept.get("hub") or url), float(kept["received"]),
+                     problem)

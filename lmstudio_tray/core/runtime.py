@@ -158,6 +158,8 @@ class Core:
     async def set_token(self, instance: str, token: str | None) -> None:
         """Store (or delete) an instance's API token and use it from the next request on."""
         await asyncio.to_thread(self._store_token, instance, token)  # the keyring: D-Bus, maybe a prompt
+        if instance == HUB_TOKEN:
+            self.team_sync.forget_token()  # it keeps the token it read until told, or until the hub refuses it
         with contextlib.suppress(KeyError):
             mon = self.monitor.instance(instance)
             mon.client.use_token(token or None)

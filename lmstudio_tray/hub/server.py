@@ -35,6 +35,14 @@ MAX_USES = 500
 # path -> the methods it serves (405's Allow)
 PATHS = {"/v1/uses": "GET, POST", "/v1/usage": "GET, POST", "/v1/health": "GET"}
 MAX_TEXT = 256
+# Connections handled at once, before any token is checked: each holds a thread for up to the idle timeout (30 s)
+# and reads up to 1 MiB of a refused body. A member's lmstudio-tray opens one connection per round and closes it
+# within milliseconds, so a team of a hundred members, each with a tray and a `serve` on the shortest `hub_every`,
+# holds a few at once; 256 is far above that, and bounds what a client that opens connections and stays silent
+# can hold (256 threads, not thousands).
+MAX_CONNECTIONS = 256
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s")
 
 
 class HubError(Exception):
@@ -63,6 +71,7 @@ class HubSettings:
     key: Path | None = None
     limits: Limits = field(default_factory=Limits)
     idle_timeout: float = 30.0
+    max_connections: int = MAX_CONNECTIONS
 
 
 def _text(value: object) -> TypeGuard[str]:
@@ -198,13 +207,52 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore, limits: Limits,
-                 idle_timeout: float, usage: UsageStore | None = None) -> None:
+                 idle_timeout: float, usage: UsageStore | None = None, max_connections: int = MAX_CONNECTIONS,
+                 tls: bool = False) -> None:
         self.members = members
         self.uses = uses
         self.usage = usage if usage is not None else UsageStore(uses.path.parent)
         self.buckets = ReportBuckets(limits)
         self.idle_timeout = idle_timeout
+        self.tls = tls
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._refusing = False  # said once in the log until a connection is taken again
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection while fewer than `max_connections` are open; beyond, a 503 and close."""
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        self._refusing = False
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread was started: nothing else will give the slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: Any) -> None:
+        """Answer 503 without a thread, in the accepting one: never waiting on the client (a TLS connection is
+        only closed: its handshake would wait on the client)."""
+        if not self._refusing:
+            log.warning("hub: %d connections are open, the most it serves at once; refusing more until one closes",
+                        self.max_connections)
+            self._refusing = True
+        try:
+            if not self.tls:
+                body = json.dumps({"error": "the hub has too many connections open; retry in a moment"}).encode()
+                request.setblocking(False)  # the answer fits the socket's buffer; a full one drops it, not the hub
+                request.send(BUSY % (len(body), body))
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
 
 class HubServer:
@@ -243,11 +291,13 @@ class HubServer:
         state.mkdir(parents=True, exist_ok=True)
         try:
             uses = UseStore(state, limits=self.settings.limits)
-        except StoreError as exc:
+            usage = UsageStore(state)
+        except StoreError as exc:  # uses.json or usage.json damaged: starting empty would overwrite it
             raise HubError(str(exc)) from None
         try:
             server = _Server((self.settings.host, self.settings.port), MemberTokens(state), uses,
-                             self.settings.limits, self.settings.idle_timeout)
+                             self.settings.limits, self.settings.idle_timeout, usage, self.settings.max_connections,
+                             tls=context is not None)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

@@ -1,32 +1,41 @@
 """The team's usage on the hub: each member's anonymised usage summary (the figures `team export` writes: requests,
-turns, tokens and errors per model and per shared instance), kept per member and merged for `team report` and the
-dashboard.
+turns, tokens and errors per model and per shared instance), kept per member and served only merged, for `team
+report` and the dashboard: a member reading it sees the team's totals, how many members sent one and their names
+(which /v1/uses shows anyway), never another member's own figures.
 
 Only counts under model keys and instance names are kept: whatever else a body carries is dropped, so no prompt,
 session id or agent name can reach the hub's file. A summary is written to disk before it is acknowledged.
 
     POST /v1/usage  {"format": 1, "days": 30, "exported_on": "2026-01-31",
                      "models": {KEY: {"requests": n, ...}}, "instances": {NAME: {...}}}  -> {"member", "stored": true}
-    GET  /v1/usage  -> {"members": n, "names": [...], "models": [...], "instances": [...], "summaries": {...}}
+    GET  /v1/usage  -> {"members": n, "names": [...], "models": [...], "instances": [...]}  (totals only)
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.hub.store import StoreError
 
-log = logging.getLogger(__name__)
 FORMAT = 1  # the summary format `team export` writes
 FIELDS = ("requests", "turns", "input_tokens", "output_tokens", "errors")
 MAX_NAMES = 500  # models or instances in one summary
 MAX_TEXT = 256
 Totals = dict[str, dict[str, int]]
+
+
+class UsageStoreError(StoreError):
+    """`usage.json` exists but cannot be read: starting empty would overwrite every member's acknowledged summary
+    with the next report, so the hub does not start."""
+
+    def __str__(self) -> str:
+        return (f"{self.args[0]}: the hub would lose the usage summaries members sent; restore the file, or move it "
+                "away to start with none")
 
 
 class UsageRejected(ValueError):
@@ -103,11 +112,12 @@ class UsageStore:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            log.warning("the hub's %s cannot be read (%s); members' usage starts empty", self.path, exc)
-            return {}
+        except (OSError, ValueError) as exc:  # never written half (atomic): damaged from outside
+            raise UsageStoreError(f"{self.path} cannot be read ({exc})") from None
+        if not isinstance(raw, dict):
+            raise UsageStoreError(f"{self.path} is not a JSON object")
         out = {}
-        for member, summary in (raw.items() if isinstance(raw, dict) else ()):
+        for member, summary in raw.items():
             try:
                 out[str(member)] = check_summary(summary)
             except UsageRejected:
@@ -122,10 +132,11 @@ class UsageStore:
             atomic_write(self.path, json.dumps(self._data), 0o600)
 
     def team(self) -> dict[str, Any]:
-        """Every member's summary merged, with the members' names and their own summaries."""
+        """Every member's summary merged, with the members' names; never one member's own figures (per-member
+        summaries stay in the hub's file, for its admin)."""
         with self._lock:
             data = dict(sorted(self._data.items()))
-        return {**merge(data.values()), "names": list(data), "summaries": data}
+        return {**merge(data.values()), "names": list(data)}
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

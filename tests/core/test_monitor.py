@@ -335,3 +335,17 @@ async def test_status_read_while_an_instance_is_added_sees_the_instances_before_
         assert "late" in core.monitor.names
     finally:
         await core.monitor.stop()
+
+
+async def test_storing_the_hub_token_in_this_process_makes_the_team_sync_read_it_again(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    """The team sync keeps the hub token it read (not the keyring every round); a token stored through the core
+    replaces it at the next round."""
+    from lmstudio_tray.core.control.team_sync import HUB_TOKEN
+
+    core = make_core(emulator_factory().api_url)
+    core.team_sync._token = "the old one"  # as a round leaves it
+    await core.set_token(HUB_TOKEN, "the new one")
+    assert core.team_sync._token is None  # forgotten: the next round reads the new one from the store
+    assert core.secrets.get(HUB_TOKEN) == "the new one"

@@ -220,3 +220,13 @@ def test_a_damaged_record_of_uses_stops_the_hub_instead_of_being_overwritten(tmp
                                        r"file, or move it away"):
         server.start()
     assert (tmp_path / "uses.json").read_bytes() == damaged
+
+
+@pytest.mark.parametrize("damaged", [b'{"alice": {"format": 1, "models": {"m": {"requests": 17', b"[]", b"\xff\xfe"])
+def test_a_damaged_record_of_usage_stops_the_hub_instead_of_being_overwritten(tmp_path: Path, damaged: bytes) -> None:
+    (tmp_path / "usage.json").write_bytes(damaged)
+    server = HubServer(HubSettings(state=tmp_path, port=0))
+    with pytest.raises(HubError, match=r"usage.json .*the hub would lose the usage summaries members sent; restore "
+                                       r"the file, or move it away"):
+        server.start()
+    assert (tmp_path / "usage.json").read_bytes() == damaged

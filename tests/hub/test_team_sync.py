@@ -94,3 +94,73 @@ async def test_a_round_that_fails_unexpectedly_does_not_end_the_service(tmp_path
         assert json.loads((tmp_path / "hub" / "uses.json").read_text()) == {}
     finally:
         server.stop()
+
+
+class _TooManyNames:
+    """A usage summary the hub refuses (400: more models than it keeps), counting how often it is read."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def summary(self, shared_instances: object, team: object, days: float) -> dict[str, object]:
+        self.read += 1
+        return {"format": 1, "models": {f"m{n}": {"requests": 1} for n in range(501)}, "instances": {}}
+
+
+def test_a_refused_usage_summary_keeps_the_round_connected_is_said_once_and_backs_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The uses exchange worked, so the hub is connected; the summary's refusal is a note (logged once), and the
+    next round does not read 30 days of analytics to send it again at once."""
+    from lmstudio_tray.hub.members import MemberTokens
+    from lmstudio_tray.hub.server import HubServer, HubSettings
+
+    token = MemberTokens(tmp_path / "hub").add("alice")
+    server = HubServer(HubSettings(state=tmp_path / "hub", port=0))
+    server.start()
+    try:
+        team = profile(tmp_path, server.url)
+        sync = TeamSync(lambda: team, ModelUseLog(tmp_path / "uses.json"), lambda: token,
+                        others=tmp_path / "others.json", usage_path=tmp_path / "usage.json")
+        usage = _TooManyNames()
+        sync._usage = usage
+        statuses = [sync._round(team) for _ in range(3)]
+    finally:
+        server.stop()
+    assert [s.state for s in statuses] == [HubState.CONNECTED] * 3 and statuses[0].member == "alice"
+    assert all(s.message == "the hub refused this member's usage summary (400): models has more than 500 names"
+               for s in statuses)
+    assert usage.read == 1  # backed off: not re-read (nor re-sent) every round
+    said = [r for r in caplog.records if "usage summary" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_the_hub_token_is_read_once_for_many_rounds_and_again_after_the_hub_refuses_it(tmp_path: Path) -> None:
+    """The keyring (D-Bus, maybe a prompt) is not asked every round, as often as every 0.2 s; a token the hub refuses
+    (revoked, replaced with `token set team-hub`) is read again at the next round."""
+    from lmstudio_tray.hub.members import MemberTokens
+    from lmstudio_tray.hub.server import HubServer, HubSettings
+
+    members = MemberTokens(tmp_path / "hub")
+    held = [members.add("alice")]
+    reads: list[str] = []
+
+    def read_token() -> str:
+        reads.append(held[0])
+        return held[0]
+
+    server = HubServer(HubSettings(state=tmp_path / "hub", port=0))
+    server.start()
+    try:
+        team = profile(tmp_path, server.url)
+        sync = TeamSync(lambda: team, ModelUseLog(tmp_path / "uses.json"), read_token,
+                        others=tmp_path / "others.json", usage_path=tmp_path / "usage.json")
+        assert [sync._round(team).state for _ in range(5)] == [HubState.CONNECTED] * 5
+        assert len(reads) == 1
+        members.revoke("alice")
+        held[0] = members.add("alice")  # the admin gives a new token; the member stores it
+        assert sync._round(team).state is HubState.REFUSED  # the cached, revoked one
+        assert [sync._round(team).state for _ in range(3)] == [HubState.CONNECTED] * 3
+        assert len(reads) == 2 and reads[1] == held[0]
+    finally:
+        server.stop()

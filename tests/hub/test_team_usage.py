@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmstudio_tray.hub.usage import UsageStore, check_summary
+from lmstudio_tray.hub.usage import UsageStore, UsageStoreError, check_summary
 from tests.hub.test_hub import Hub, cli
 
 QWEN = "qwen/qwen3-4b-2507"
@@ -87,12 +87,13 @@ def test_bad_summaries_and_tokens_are_refused_naming_the_problem(hub: Hub) -> No
     assert revoked.status_code == 403 and "'alice' was revoked" in revoked.json()["error"]
 
 
-def test_an_unreadable_file_starts_empty_and_bad_entries_are_dropped(tmp_path: Path) -> None:
+def test_bad_entries_are_dropped_and_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "usage.json").write_text(json.dumps({"bob": {"format": 1, "models": {QWEN: {"requests": 2}},
                                                              "instances": {}}, "eve": {"format": 9}}))
     assert UsageStore(tmp_path).team()["names"] == ["bob"]
     (tmp_path / "usage.json").write_text("{broken")
-    assert UsageStore(tmp_path).team()["members"] == 0
+    with pytest.raises(UsageStoreError, match=r"usage\.json cannot be read"):
+        UsageStore(tmp_path)
     assert check_summary(summary({}, {}))["days"] == 30
 
 
@@ -131,3 +132,20 @@ def test_a_hub_certificate_this_machine_does_not_trust_is_named_and_ssl_cert_fil
         assert sync._round(team_profile).state is HubState.CONNECTED
     finally:
         server.stop()
+
+
+def test_a_member_reading_the_team_usage_cannot_tell_another_members_figures(hub: Hub) -> None:
+    """The hub serves the merged totals, the member count and the names (which /v1/uses shows anyway), never one
+    member's own figures: bob's 7 requests and carol's 11 appear only as their sum."""
+    alice, bob, carol = hub.add("alice"), hub.add("bob"), hub.add("carol")
+    hub.start()
+    for token, model, figures in ((alice, QWEN, {"requests": 1}), (bob, GEMMA, {"requests": 7, "errors": 3}),
+                                  (carol, GEMMA, {"requests": 11})):
+        assert send(hub.url, token, summary({model: figures}, {"gpu-box": {"requests": figures["requests"]}})
+                    ).status_code == 200
+    got = team(hub.url, alice).json()
+    assert set(got) == {"members", "names", "models", "instances"}
+    assert got["members"] == 3 and got["names"] == ["alice", "bob", "carol"]
+    assert {m["name"]: (m["requests"], m["errors"]) for m in got["models"]} == {GEMMA: (18, 3), QWEN: (1, 0)}
+    text = json.dumps(got)
+    assert '"requests": 7' not in text and '"requests": 11' not in text

@@ -120,3 +120,20 @@ def test_a_summary_goes_at_most_every_minute_and_an_old_hub_without_usage_is_no_
         assert status.state is HubState.CONNECTED, status.message
     assert usage.asked == 1  # the first round only: the store is read once a minute, not every `hub_every`
     assert sync.team_usage is None and not (tmp_path / "usage.json").exists()
+
+
+def test_team_status_says_a_connected_hubs_note_and_the_report_source_is_a_kind() -> None:
+    """A connected hub that refused the usage summary says why (the uses still go through); the state and where a
+    report's figures come from are enums, their values what `--json` prints."""
+    from lmstudio_tray.cli.team_hub import HubReport, ReportSource, status_line
+
+    note = "the hub refused this member's usage summary (400): models has more than 500 names"
+    connected = {"state": "connected", "member": "alice", "message": note}
+    assert status_line("https://hub.lan", connected) == f"  team hub: https://hub.lan, connected as alice: {note}"
+    refused = {"state": "refused", "member": None, "message": "the hub refused this member's token: revoked"}
+    assert status_line("https://hub.lan", refused) == ("  team hub: https://hub.lan, refused: the hub refused this "
+                                                       "member's token: revoked")
+    copy = HubReport({}, ReportSource.COPY, "https://hub.lan", 0.0, "no answer")
+    assert copy.source_json()["kind"] == "copy" and json.dumps(copy.source_json()).startswith('{"kind": "copy"')
+    assert copy.where().startswith("the copy lmstudio-tray last got")
+    assert HubReport({}, ReportSource.HUB, "https://hub.lan", 0.0).where() == "the team hub https://hub.lan (now)"

@@ -226,7 +226,9 @@ def run_report(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"lmstudio-tray: {problem}", file=sys.stderr)
     chart = _chart(report, args.chart or args.dir / "team-usage.png")
-    source = {"kind": "files", "dir": str(args.dir)}
+    from lmstudio_tray.cli.team_hub import ReportSource
+
+    source = {"kind": ReportSource.FILES, "dir": str(args.dir)}
     if args.json:
         print_json({**report, "chart": str(chart) if chart else None, "skipped": problems, "source": source})
         return EXIT_OK if report["members"] else EXIT_FAILURE

@@ -34,6 +34,7 @@ TIMEOUT = 10.0
 REPORT_WITHIN = 24 * 3600  # uses older than this are not reported
 USAGE_EVERY = 60.0  # seconds between two usage summaries sent (a summary reads the analytics store: not every round)
 USAGE_DAYS = 30.0  # the days a summary counts, as `team export` does by default
+TEAM_REPORT = ("members", "names", "models", "instances")  # what is kept of the hub's GET /v1/usage
 MAX_RETRY_AFTER = 3600.0  # a hub's Retry-After is honoured up to an hour (a longer one is a misconfigured hub)
 
 # instance -> model -> [(member, this machine's wall time of the member's last use)]
@@ -93,6 +94,10 @@ class HubRefused(Exception):
     """The sync cannot be done as configured; the message says why and what to do."""
 
 
+class TokenRefused(HubRefused):
+    """The hub refused the member token (401, 403): read it again before the next round."""
+
+
 class HubBusy(Exception):
     """The hub answered 429: this member sends too often; wait `retry_after` seconds before the next report."""
 
@@ -122,6 +127,13 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def trust_env(url: str) -> bool:
+    """Whether httpx may take proxies (and SSL_CERT_FILE) from the environment for the hub at `url`: only over
+    https, where a proxy sees a CONNECT and never the token. A plain-HTTP hub is on this machine (`check_url`), and
+    httpx would send it, token in clear, through HTTP_PROXY unless NO_PROXY names 127.0.0.1."""
+    return urlsplit(url).scheme == "https"
+
+
 class TeamSync:
     """Reports this machine's uses to the team hub every `[team] hub_every` seconds and keeps the others' uses."""
 
@@ -143,8 +155,12 @@ class TeamSync:
         self.team_usage: dict[str, Any] | None = None  # {"received", "hub", "report"} as in `team-usage.json`
         self._usage: TeamUsage | None = None
         self._usage_sent = -USAGE_EVERY
+        self._usage_note = ""  # why the hub refused the last usage summary ("" when it took it): said in the status
         self._task: asyncio.Task[None] | None = None
         self._hold = 0.0  # seconds the hub asked this member to wait (Retry-After), for the next pause only
+        # the token as last read: the keyring (D-Bus, maybe a prompt) is asked again only when there is none yet, the
+        # hub refused it, or `forget_token` says it changed, not at every round (as often as every 0.2 s)
+        self._token: str | None = None
 
     async def start(self, usage: TeamUsage | None = None) -> None:
         """Start the rounds on the core's loop (each round's HTTP runs in a worker thread). `usage`: where this
@@ -176,6 +192,10 @@ class TeamSync:
             pause, self._hold = max(team.hub_every if team is not None else 5.0, self._hold), 0.0
             await self.sleep(pause)
 
+    def forget_token(self) -> None:
+        """The member token changed (stored or deleted in this process): read it again at the next round."""
+        self._token = None
+
     def _set(self, status: HubStatus) -> None:
         """Keep `status`; log a change of state once, not at every round."""
         if status.state is not self.status.state:
@@ -189,12 +209,12 @@ class TeamSync:
 
         try:
             url = check_url(team.hub or "")
-            token = self.token()
+            token = self._token = self._token or self.token()
             if not token:
                 raise HubRefused(f"no hub token: store the one the hub's admin gave you with "
                                  f"`lmstudio-tray token set {HUB_TOKEN}`")
             headers = {"Authorization": f"Bearer {token}"}
-            with httpx.Client(timeout=TIMEOUT, headers=headers) as client:
+            with httpx.Client(timeout=TIMEOUT, headers=headers, trust_env=trust_env(url)) as client:
                 sent = client.post(f"{url}/v1/uses", json={"uses": self._mine(team)})
                 _check(sent)
                 member = str(sent.json().get("member"))
@@ -204,6 +224,8 @@ class TeamSync:
                 if self._usage is not None and time.monotonic() - self._usage_sent >= USAGE_EVERY:
                     self._share_usage(client, url, team, self._usage)
         except HubRefused as exc:
+            if isinstance(exc, TokenRefused):
+                self._token = None  # perhaps replaced since (`token set team-hub`): read it again next round
             return HubStatus(HubState.REFUSED, str(exc))
         except HubBusy as exc:
             self._hold = exc.retry_after
@@ -215,7 +237,7 @@ class TeamSync:
                 return HubStatus(HubState.REFUSED, untrusted)
             return HubStatus(HubState.UNREACHABLE, f"{team.hub} did not answer ({type(exc).__name__}); "
                              "only the uses seen on this machine are known")
-        return HubStatus(HubState.CONNECTED, "", member)
+        return HubStatus(HubState.CONNECTED, self._usage_note, member)
 
     def _mine(self, team: TeamProfile) -> list[dict[str, Any]]:
         now = time.time()
@@ -224,22 +246,33 @@ class TeamSync:
                 for model, t in models.items() if now - t < REPORT_WITHIN]
 
     def _share_usage(self, client: Any, url: str, team: TeamProfile, usage: TeamUsage) -> None:
-        """Send this member's usage summary, then keep the team's merged usage the hub answers (blocking)."""
+        """Send this member's usage summary, then keep the team's merged usage the hub answers (blocking). A summary
+        the hub refuses does not make the round refused (the uses went through): it becomes a note of the status,
+        logged once; tried or not, the next one waits USAGE_EVERY (it reads 30 days of analytics)."""
+        self._usage_sent = time.monotonic()
         summary = usage.summary(team.shared_instances, team.name, USAGE_DAYS)
         sent = client.post(f"{url}/v1/usage", json=summary)
         if sent.status_code == 404:  # a hub from before team usage: it keeps the uses, that is all
-            self._usage_sent = time.monotonic()
             return
-        _check(sent)
+        try:
+            _check(sent)
+        except HubRefused:
+            note = f"the hub refused this member's usage summary ({sent.status_code}): {_why(sent)}"
+            if note != self._usage_note:
+                log.warning("team hub: %s", note)
+            self._usage_note = note
+            return
+        self._usage_note = ""
         got = client.get(f"{url}/v1/usage")
         _check(got)
         report = got.json()
         if not isinstance(report, dict):
             raise ValueError("the hub's usage answer is not an object")
+        # the totals only: an older hub also answered each member's own summary, which this machine must not keep
+        report = {key: report[key] for key in TEAM_REPORT if key in report}
         kept = {"received": time.time(), "hub": url, "report": report}
         atomic_write(self.usage_path, json.dumps(kept), 0o600)
         self.team_usage = kept
-        self._usage_sent = time.monotonic()
 
     def _keep_others(self, uses: list[Any], member: str) -> None:
         now = time.time()
@@ -273,15 +306,20 @@ def _check(response: Any) -> None:
     if not 400 <= response.status_code < 500:
         response.raise_for_status()  # a 5xx: the hub failed, as if it did not answer
         return
-    try:
-        why = str(response.json().get("error", ""))
-    except (ValueError, AttributeError):
-        why = response.text[:200]
+    why = _why(response)
     if response.status_code in (401, 403):
-        raise HubRefused(f"the hub refused this member's token: {why}")
+        raise TokenRefused(f"the hub refused this member's token: {why}")
     if response.status_code == 429:
         raise HubBusy(why, retry_after(response.headers.get("Retry-After")))
     raise HubRefused(f"the hub refused the report ({response.status_code}): {why}")
+
+
+def _why(response: Any) -> str:
+    """The hub's reason for a refusal (its JSON `error`), or the start of the body."""
+    try:
+        return str(response.json().get("error", ""))
+    except (ValueError, AttributeError):
+        return str(response.text[:200])
 
 
 def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float:
