@@ -277,7 +277,7 @@ class TrayPresenter:
             settings = self._server.last if self._server is not None else None
             service = self._server.service if self._server is not None else None
             ctx = MenuContext(prefs=self.prefs, can_cancel=self._can_cancel, busy=frozenset(self._busy),
-                              tips=self._current_tips(), coding_pick=self._coding_pick(),
+                              tips=self._current_tips(), coding_pick=self._coding_pick(report),
                               server_line=settings.describe() if settings is not None else None,
                               lmstudio_running=service.running if service is not None else None,
                               team_uses=self._current_team_uses())
@@ -311,13 +311,13 @@ class TrayPresenter:
             log.debug("no tips", exc_info=True)
             return ()
 
-    def _coding_pick(self) -> str | None:
+    def _coding_pick(self, report: StatusReport) -> str | None:
         try:
             figures = self._bench() if self._bench else {}
         except Exception:  # like the tips, an extra
             log.debug("no bench figures", exc_info=True)
             return None
-        names = [s.name for s in self._status().instances]  # this machine's view: its figures only
+        names = [s.name for s in report.instances]  # this machine's view (the report this redraw read): its figures
         pick = fastest_for_coding((b for per_model in figures.values() for b in per_model), names)
         return coding_pick_line(pick, instance=len(names) > 1) if pick is not None else None
 
