@@ -171,7 +171,10 @@ def test_tui_waits_for_the_load_with_a_progress_toast_and_answers(held_env: Env,
         text = term.screen()
         return text if "Hello from the LM Studio emulator" in text and re.search(r"Build · Gemma · \d", text) else ""
 
-    screen = wait_for(answered, "the answer")
+    try:
+        screen = wait_for(answered, "the answer")
+    except AssertionError as exc:  # what the person would have seen says why (a toast over it, an error, nothing)
+        raise AssertionError(f"{exc}; the screen:\n{term.screen()}") from None
     for error in ("Error", "Invalid model identifier", "No models loaded", "failed"):
         assert error not in screen, screen
     assert _chat_requests(emu, GEMMA) >= 2, emu.request_counts()
