@@ -245,6 +245,7 @@ class TrayClient {
   private settings: PluginSettings = DEFAULT_SETTINGS
   private settingsAt = 0
   private settingsKnown = false
+  private settingsFetch: Promise<PluginSettings> | undefined
 
   constructor(private readonly file: string) {}
 
@@ -317,11 +318,23 @@ class TrayClient {
     return this.load(true)
   }
 
-  async pluginSettings(timeoutMs = 500): Promise<PluginSettings> {
+  /** The tray's settings for the plugin, fetched again after their TTL; a hook does not wait for a fetch under way
+   * (the last known settings, or the defaults, stand in). `untilKnown`: for a caller that can wait, settings never
+   * fetched are fetched now, even right after a failed try (which a busy machine's first fetch, at plugin start,
+   * can be). */
+  async pluginSettings(timeoutMs = 500, untilKnown = false): Promise<PluginSettings> {
+    if (untilKnown) while (this.settingsFetch) await this.settingsFetch
+    else if (this.settingsFetch) return this.settings
     const now = Date.now()
     // settings never fetched are tried again sooner: until then the defaults (every toast on) stand in for them
-    if (now - this.settingsAt < (this.settingsKnown ? SETTINGS_TTL_MS : ENDPOINT_RETRY_MS)) return this.settings
+    const fresh = now - this.settingsAt < (this.settingsKnown ? SETTINGS_TTL_MS : ENDPOINT_RETRY_MS)
+    if (untilKnown ? this.settingsKnown : fresh) return this.settings
     this.settingsAt = now
+    this.settingsFetch = this.fetchSettings(timeoutMs).finally(() => { this.settingsFetch = undefined })
+    return this.settingsFetch
+  }
+
+  private async fetchSettings(timeoutMs: number): Promise<PluginSettings> {
     try {
       this.settings = { ...DEFAULT_SETTINGS, ...(await this.call<PluginSettings>("/v1/plugin", undefined, timeoutMs)) }
       this.settingsKnown = true
@@ -486,7 +499,9 @@ export const LMStudioTrayPlugin: Plugin = async (ctx: PluginInput, options?: Jso
   const connected = async (sessionID: string, v: Verdict): Promise<void> => {
     if (connectedSessions.has(sessionID)) return
     connectedSessions.add(sessionID)
-    const settings = tray.hasSettings() ? tray.cachedSettings() : await tray.pluginSettings(5000)
+    // not awaited by the request, so it may take its time: a first fetch that timed out on a busy machine is
+    // tried again now instead of leaving the instance count out
+    const settings = await tray.pluginSettings(5000, true)
     const n = settings.instances.length
     // without its settings the plugin does not know how many instances the tray monitors: it says nothing of them
     const count = tray.hasSettings() ? `${n} instance${n === 1 ? "" : "s"}; ` : ""

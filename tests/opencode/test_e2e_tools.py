@@ -12,6 +12,7 @@ import contextlib
 import json
 import mmap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,10 +29,12 @@ pytestmark = pytest.mark.opencode
 
 @dataclass
 class EndpointProxy:
-    """Forwards the plugin's calls to the real endpoint and records (path, JSON body) of each."""
+    """Forwards the plugin's calls to the real endpoint and records (path, JSON body) of each; `delays`: seconds to
+    hold the answer to a path (a tray slow to answer it, as on a busy machine)."""
 
     target: str
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    delays: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bodies(self, path: str) -> list[Any]:
@@ -49,11 +52,13 @@ def _handler(proxy: EndpointProxy) -> type[BaseHTTPRequestHandler]:
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
             r = httpx.request(self.command, proxy.target + self.path, content=raw or None, headers=headers,
                               timeout=180)
-            self.send_response(r.status_code)
-            self.send_header("content-type", r.headers.get("content-type", "application/json"))
-            self.send_header("content-length", str(len(r.content)))
-            self.end_headers()
-            self.wfile.write(r.content)
+            time.sleep(proxy.delays.get(self.path, 0))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the plugin stopped waiting
+                self.send_response(r.status_code)
+                self.send_header("content-type", r.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
 
         do_GET = do_POST = _forward
 
@@ -64,9 +69,9 @@ def _handler(proxy: EndpointProxy) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def _proxied(env: Env) -> Iterator[tuple[Env, EndpointProxy]]:
+def _proxied(env: Env, delays: dict[str, float] | None = None) -> Iterator[tuple[Env, EndpointProxy]]:
     real = json.loads((Path(env.env["XDG_STATE_HOME"]) / "lmstudio-tray" / "endpoint.json").read_text())
-    proxy = EndpointProxy(real["url"])
+    proxy = EndpointProxy(real["url"], delays=delays or {})
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
