@@ -20,7 +20,8 @@ callback (`Handle._run`) and charges the callback with
 
     its own CPU time (thread CPU clock), minus garbage collection pauses,
   + the time it was blocked (wall - own CPU - own wait for a CPU), minus the time the other threads of
-    this process ran or waited for a CPU meanwhile.
+    this process ran or waited for a CPU meanwhile, minus the time the GIL was held by a thread that did
+    neither.
 
 The first term is what the callback computed (coverage's tracing included: a callback close to the limit
 fails under coverage first, and was too close anyway). The second is what it waited for: a socket read,
@@ -28,7 +29,15 @@ a D-Bus call, a lock. The deduction covers the waits that are contention instead
 another thread (running, or itself waiting for a CPU), a new worker thread that needs a CPU to start,
 CPU time the hypervisor took from the machine (`steal` in /proc/stat: the tests run in a VM). A wait
 during which the process had to read a page from disk (a major page fault stalls whichever thread holds
-the GIL, for a time nothing reports) is not charged at all. It errs on the lenient side: a callback
+the GIL, for a time nothing reports) is not charged at all. Nor is a wait for the GIL held by a thread stuck
+in the kernel: a thread that starts a process holds it until the child has replaced itself with the new
+program (CPython forks with vfork), which on a saturated machine can take a few hundred ms, and every
+thread of the process waits meanwhile, on no CPU. The sampler thread below notices those: woken late by
+more than its own wait for a CPU, it waited for the GIL, and the part of that which no thread spent
+running or waiting for a CPU is such a stall. Blocking I/O in Python code releases the GIL, so a callback
+that blocks on a socket, a file or a lock is charged in full; one that blocks inside a C call that keeps
+the GIL goes unnoticed: the core's own start of an `lms` process (asyncio spawns on the loop's thread),
+no other code of the project. It errs on the lenient side: a callback
 that blocks while other threads happen to be busy is charged less by their busy time, so a wait is
 reported once it outlasts the contention (a hung fetch, a locked keyring), not a 60 ms read on a
 saturated machine. A CPU clock alone (of the thread or the process) would not do: a callback stuck for
@@ -68,6 +77,7 @@ SLOW_SECONDS = 0.05
 # the test directories of the code that runs on the core's loop
 GUARDED = ("core", "api", "team", "routing")
 SAMPLE_SECONDS = 0.005  # how often the other threads' waits for a CPU are sampled
+GIL_SLACK = 0.001  # how late a timed wait may return without having waited for the GIL (timer slack)
 _TESTS = Path(__file__).resolve().parent
 _ASYNCIO_SLOW = "Executing %s took %.3f seconds"  # asyncio.base_events, debug mode
 _TASKS = Path("/proc/self/task")
@@ -87,6 +97,7 @@ class SlowCallback:
     others: float  # the other threads' CPU time and waits for a CPU meanwhile
     stolen: float  # CPU time the hypervisor took from this machine meanwhile
     page_ins: int  # pages this process had to read from disk meanwhile
+    stalled: float  # the GIL held by a thread that neither ran nor waited for a CPU meanwhile
     thread: str
 
     def describe(self) -> str:
@@ -94,7 +105,7 @@ class SlowCallback:
                 f"({self.seconds:.3f} s wall clock: {self.cpu:.3f} s on the CPU, {self.gc:.3f} s of it collecting "
                 f"garbage, {self.waited:.3f} s waiting for a CPU; meanwhile other threads ran or waited for a "
                 f"CPU {self.others:.3f} s, {self.stolen:.3f} s were stolen from the machine, {self.page_ins} "
-                "pages were read from disk)")
+                f"pages were read from disk, the GIL was held by a stalled thread {self.stalled:.3f} s)")
 
 
 def _page_ins() -> int:
@@ -119,11 +130,16 @@ Sample = tuple[dict[int, float], float]  # each thread's wait for a CPU, and the
 
 class _RunQueueSampler(threading.Thread):
     """Every few ms: how long each thread of this process has waited for a CPU so far, and how much CPU
-    time the hypervisor took from this machine."""
+    time the hypervisor took from this machine. Its own lateness tells when no thread could take the GIL:
+    woken late by more than its own CPU time and wait for a CPU, it waited for the GIL (`starved`)."""
 
     def __init__(self) -> None:
         super().__init__(name="loop-guard-sampler", daemon=True)
         self.samples: deque[tuple[float, Sample]] = deque(maxlen=int(10 / SAMPLE_SECONDS))
+        self.starved: deque[tuple[float, float]] = deque(maxlen=int(10 / SAMPLE_SECONDS))
+        # at its last sample: the wall clock, its own wait for a CPU and CPU time so far, and the CPU time a
+        # sample takes (one tuple: a reader on another thread never sees half of an update)
+        self.last: tuple[float, float, float, float] | None = None
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
         self._finish = threading.Event()
@@ -148,9 +164,43 @@ class _RunQueueSampler(threading.Thread):
             return delays
 
     def run(self) -> None:
+        me = threading.get_native_id()
+        self.last = (time.perf_counter(), self.read()[0].get(me, 0.0), time.thread_time(), 0.0)
         while not self._finish.wait(SAMPLE_SECONDS):
-            sample = (time.perf_counter(), self.read())
-            self.samples.append(sample)
+            now, cpu = time.perf_counter(), time.thread_time()
+            sample = self.read()
+            delay = sample[0].get(me, 0.0)
+            gil = self.gil_wait(now, delay, cpu)
+            if gil > 0:
+                self.starved.append((now - gil, now))
+            self.samples.append((now, sample))
+            self.last = (now, delay, cpu, time.thread_time() - cpu)
+
+    def gil_wait(self, now: float, own_delay: float, own_cpu: float | None = None) -> float:
+        """How long the sampler has waited for the GIL since its last sample, as far as `now`: the time beyond
+        its timeout that it neither ran nor waited for a CPU (`own_delay`, `own_cpu`: its wait for a CPU and
+        CPU time so far; without the latter, read on another thread, its last sample's cost stands in)."""
+        last = self.last
+        if last is None:
+            return 0.0
+        since, delay_then, cpu_then, sample_cpu = last
+        ran = sample_cpu if own_cpu is None else own_cpu - cpu_then
+        return max(0.0, now - since - SAMPLE_SECONDS - GIL_SLACK - (own_delay - delay_then) - ran)
+
+    def starved_between(self, began: float, now: float, own_delay: float) -> float:
+        """How much of [began, now] the sampler spent waiting for the GIL, its current wait included."""
+        spans = list(self.starved)
+        pending = self.gil_wait(now, own_delay)
+        if pending > 0:
+            spans.append((now - pending, now))
+        # a union: the current wait may just have been added to the spans as well
+        total, reached = 0.0, began
+        for start, end in sorted(spans):
+            start, end = max(start, reached), min(end, now)
+            if end > start:
+                total += end - start
+                reached = end
+        return total
 
     def before(self, moment: float) -> Sample | None:
         """The last sample taken at or before `moment` (the oldest kept if none was)."""
@@ -251,7 +301,7 @@ class LoopGuard(logging.Handler):
         thread = threading.current_thread().name
         start = self._clocks.start
         if start is None or not _HAVE_SCHEDSTAT:
-            return SlowCallback(callback, seconds, seconds, 0.0, 0.0, 0.0, 0.0, 0.0, 0, thread)
+            return SlowCallback(callback, seconds, seconds, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, thread)
         # The window is the callback's own run (from `Handle._run` until asyncio reported it): a wait for
         # the GIL between asyncio reading its clock and calling the callback is not the callback's.
         began, own_delay, own_cpu, process_cpu, gc_before, page_ins_before = start
@@ -260,24 +310,31 @@ class LoopGuard(logging.Handler):
         cpu = time.thread_time() - own_cpu
         gc_pause = self._clocks.gc - gc_before
         page_ins = _page_ins() - page_ins_before
-        others_waited, stolen = self._others(began)
+        others_waited, stolen, starved = self._others(began)
         others = max(0.0, time.process_time() - process_cpu - cpu) + others_waited
         blocked = max(0.0, min(wall, seconds) - cpu - waited)
+        # the sampler starved of the GIL for longer than any thread (this one included) ran or waited for a
+        # CPU: a thread held it while stuck in the kernel
+        stalled = max(0.0, starved - others - cpu - waited)
         # a page read from disk (by any thread, the GIL held) stalls for an unknown part of the wait
-        waits = 0.0 if page_ins else max(0.0, blocked - others - stolen)
+        waits = 0.0 if page_ins else max(0.0, blocked - others - stolen - stalled)
         held = max(0.0, cpu - gc_pause) + waits
-        return SlowCallback(callback, held, seconds, cpu, gc_pause, waited, others, stolen, page_ins, thread)
+        return SlowCallback(callback, held, seconds, cpu, gc_pause, waited, others, stolen, page_ins, stalled,
+                            thread)
 
-    def _others(self, since: float) -> tuple[float, float]:
-        """The other threads' waits for a CPU, and the time stolen from the machine, since `since`."""
+    def _others(self, since: float) -> tuple[float, float, float]:
+        """Since `since`: the other threads' waits for a CPU, the time stolen from the machine, and the time
+        the sampler waited for the GIL."""
         sampler = self._sampler
         before = sampler.before(since) if sampler is not None else None
         if sampler is None or before is None:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         me = threading.get_native_id()
+        now = time.perf_counter()
         delays, stolen = sampler.read()
         waited = sum(max(0.0, delay - before[0].get(tid, 0.0)) for tid, delay in delays.items() if tid != me)
-        return waited, max(0.0, stolen - before[1])
+        starved = sampler.starved_between(since, now, delays.get(sampler.native_id or 0, 0.0))
+        return waited, max(0.0, stolen - before[1]), starved
 
     # ---- per test --------------------------------------------------------------------------------------
 

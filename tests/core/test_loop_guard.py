@@ -1,9 +1,11 @@
 """The loop guard (tests/loop_guard.py) itself: it fails a test whose core's loop was held for 50 ms and
-names the callback, lets the same work through once it runs in a worker thread, and leaves alone a loop
-the core does not run on."""
+names the callback, lets the same work through once it runs in a worker thread, leaves alone a loop
+the core does not run on, and does not charge a callback with the time another thread held the GIL while
+stuck in the kernel."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,71 @@ def test_a_blocking_call_on_the_cores_loop_fails_the_test_and_a_worker_thread_do
     assert "coro=<test_core_on_the_tests_loop()" in out  # the callback is named
     assert "coro=<CoreThread.call.<locals>.wrapper()" in out
     assert "thread 'lmstudio-tray-core'" in out
+
+
+def test_a_wait_for_the_gil_held_by_a_thread_stuck_in_the_kernel_is_not_the_callbacks(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread starting a process holds the GIL until the child has exec'd, on no CPU; on a saturated
+    # machine that took 0.07-0.22 s, charged to whatever callback the core's loop was running then.
+    # A C call that sleeps without releasing the GIL stands for it.
+    pytester.makepyfile(test_stall='''
+        import ctypes
+        import threading
+        import time
+
+        import pytest
+
+        from lmstudio_tray.core.config.schema import parse_config
+        from lmstudio_tray.core.runtime import Core, CoreThread
+
+        pytestmark = pytest.mark.loop_guard
+        usleep_holding_the_gil = ctypes.PyDLL(None).usleep
+
+
+        def make_core() -> Core:
+            return Core(parse_config({"instances": [{"name": "gone", "url": "http://127.0.0.1:9"}]}), lms_path=None)
+
+
+        def run_on_the_loop(work) -> None:
+            thread = CoreThread(make_core())
+            thread.start()
+            try:
+                thread.call(work)
+            finally:
+                thread.stop()
+
+
+        def read_during_a_stall(read_seconds: float, stall_us: int) -> None:
+            """A blocking read (the GIL released) on the core's loop; meanwhile another thread takes the GIL
+            and sleeps `stall_us` holding it."""
+            go = threading.Event()
+            other = threading.Thread(target=lambda: go.wait() and usleep_holding_the_gil(stall_us))
+            other.start()
+
+            def read() -> None:
+                go.set()
+                time.sleep(read_seconds)
+
+            run_on_the_loop(read)
+            other.join()
+
+
+        def test_another_thread_holds_the_gil_while_the_loop_waits() -> None:
+            read_during_a_stall(0.01, 300_000)  # a short read, after which the loop waits for the GIL
+
+
+        def test_a_real_block_meanwhile_is_still_charged() -> None:
+            read_during_a_stall(0.4, 100_000)  # the stall is over long before this read is
+    ''')
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    result = pytester.runpytest_subprocess("-p", "tests.loop_guard", "-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "PASSED test_stall.py::test_another_thread_holds_the_gil_while_the_loop_waits" in out
+    assert "FAILED test_stall.py::test_a_real_block_meanwhile_is_still_charged" in out
+    # the failing one: the stall deducted, the read charged
+    stalled = re.search(r"held the event loop .* for ([\d.]+) s .*held by a stalled thread ([\d.]+) s", out)
+    assert stalled, out
+    # (the 0.4 s read less the 0.1 s stall, and less what other threads and the machine took meanwhile)
+    assert float(stalled[1]) >= 0.2 and 0.05 < float(stalled[2]) <= 0.11, stalled[0]
