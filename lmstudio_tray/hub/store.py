@@ -28,6 +28,20 @@ class StoreError(Exception):
                 "to start with none")
 
 
+def read_object(path: Path, error: type[StoreError]) -> dict[str, object]:
+    """A hub file's JSON object; {} when there is none yet. Raises `error` when the file exists but does not hold
+    one: it is never written half (atomically), so it was damaged from outside."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise error(f"{path} cannot be read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path} is not a JSON object")
+    return raw
+
+
 @dataclass(frozen=True)
 class Use:
     """One reported use: who, on which instance, which model, how many seconds before the hub received it."""
@@ -49,14 +63,7 @@ class UseStore:
         self._data: dict[str, dict[str, dict[str, float]]] = self._load()
 
     def _load(self) -> dict[str, dict[str, dict[str, float]]]:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:  # never written half (atomic): damaged from outside
-            raise StoreError(f"{self.path} cannot be read ({exc})") from None
-        if not isinstance(raw, dict):
-            raise StoreError(f"{self.path} is not a JSON object")
+        raw = read_object(self.path, StoreError)
         return {str(m): {str(i): {str(k): float(t) for k, t in models.items() if isinstance(t, (int, float))}
                          for i, models in inst.items() if isinstance(models, dict)}
                 for m, inst in raw.items() if isinstance(inst, dict)}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstudio_tray.core.support.files import atomic_write
-from lmstudio_tray.hub.store import StoreError
+from lmstudio_tray.hub.store import StoreError, read_object
 
 FORMAT = 1  # the summary format `team export` writes
 FIELDS = ("requests", "turns", "input_tokens", "output_tokens", "errors")
@@ -108,16 +108,8 @@ class UsageStore:
         self._data: dict[str, dict[str, Any]] = self._load()
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:  # never written half (atomic): damaged from outside
-            raise UsageStoreError(f"{self.path} cannot be read ({exc})") from None
-        if not isinstance(raw, dict):
-            raise UsageStoreError(f"{self.path} is not a JSON object")
         out = {}
-        for member, summary in raw.items():
+        for member, summary in read_object(self.path, UsageStoreError).items():
             try:
                 out[str(member)] = check_summary(summary)
             except UsageRejected:
