@@ -13,6 +13,7 @@ from lmstudio_tray.core.control.bench import (
     Bench,
     BenchError,
     BenchProgress,
+    ClientLoads,
     Suite,
     loaded_state,
     python_defines,
@@ -144,6 +145,21 @@ async def test_a_model_someone_unloads_during_the_bench_stays_unloaded(emu: Emul
 
     await Bench(client, progress=progress).run([SMALL], Suite.QUICK, runs=2)
     assert await state(client) == set()
+
+
+async def test_a_model_the_benchs_own_load_pushed_out_is_loaded_again_with_its_context(
+    emu: Emulator, client: LMStudioClient
+) -> None:
+    class EvictingLoads(ClientLoads):
+        """LM Studio making room for the benched model by unloading the one loaded before."""
+
+        async def load(self, key: str, context_length: int | None) -> tuple[str, int | None, float | None]:
+            if key == SMALL:
+                assert emu.unload(KEPT)
+            return await super().load(key, context_length)
+
+    await Bench(client, loads=EvictingLoads(client)).run([SMALL], Suite.QUICK, runs=1)
+    assert await state(client) == {(KEPT, 8192)}
 
 
 async def test_with_nothing_loaded_before_the_benched_model_is_unloaded_after(
