@@ -154,6 +154,9 @@ def team_usage_from_hub(profile: TeamProfile, store: RegisteringStore | None = N
                            trust_env=team_sync.trust_env(url))  # a plain-HTTP hub never through a proxy
         if answer.status_code in (401, 403):
             raise HubReportError(f"the team hub {url} refused this member's token: {_error(answer)}")
+        if answer.status_code == 429:  # this member reads too often (a loop, a script with its token)
+            wait = team_sync.retry_after(answer.headers.get("Retry-After"))
+            return _copy(url, f"the team hub {url} asked this member to wait {wait:g} s: {_error(answer)}")
         answer.raise_for_status()
         report = answer.json()
         if not isinstance(report, dict) or not isinstance(report.get("models"), list):

@@ -1,8 +1,9 @@
 """What one member may do to the hub, so that a member whose lmstudio-tray loops (a bug, a script reusing its
 token) can neither fill the hub's disk nor take its time from the others.
 
-- **Reports**: a token bucket per member: `burst` reports at once, then `reports_per_second`. Beyond it the hub
-  answers 429 with Retry-After, and the member's lmstudio-tray waits that long (and says so once).
+- **Reports** and **reads**: a token bucket per member for each: `burst` requests at once, then `reports_per_second`.
+  Beyond it the hub answers 429 with Retry-After, and the member's lmstudio-tray waits that long (and says so once).
+  Reads count apart from reports, so a member reading in a loop never costs its own reports their place.
 - **Entries**: at most `entries` (instance, model) pairs held for one member; a report that would go over is
   refused whole (409), so what was acknowledged before stays and the file stays bounded by members x entries.
 
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -37,17 +39,31 @@ class OverLimit(Exception):
         self.retry_after = retry_after
 
 
-class ReportBuckets:
-    """One token bucket per member name (members are few: the names in members.json). Thread-safe."""
+class Traffic(Enum):
+    """What a bucket counts, as the 429's message words it: what was sent too often, and how often lmstudio-tray
+    sends it."""
 
-    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+    REPORTS = ("sent more than {burst} reports at once or {rate:g} a second: lmstudio-tray sends one every [team] "
+               "hub_every seconds, so something else (a loop, a script with this token) is sending")
+    READS = ("read more than {burst} times at once or {rate:g} a second: lmstudio-tray reads once every [team] "
+             "hub_every seconds and `team status` or `team report` once each, so something else (a loop, a script "
+             "with this token) is reading")
+
+
+class MemberBuckets:
+    """One token bucket per member name (members are few: the names in members.json) for one kind of `traffic`.
+    Thread-safe."""
+
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic,
+                 traffic: Traffic = Traffic.REPORTS) -> None:
         self.limits = limits
         self.clock = clock
+        self.traffic = traffic
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}  # member -> (tokens, when counted)
 
     def take(self, member: str) -> None:
-        """Count one report of `member`; OverLimit (with the seconds until the next one fits) when over."""
+        """Count one request of `member`; OverLimit (with the seconds until the next one fits) when over."""
         rate, burst = self.limits.reports_per_second, float(self.limits.burst)
         with self._lock:
             now = self.clock()
@@ -56,10 +72,8 @@ class ReportBuckets:
             if tokens < 1.0:
                 self._buckets[member] = (tokens, now)
                 wait = (1.0 - tokens) / rate
-                raise OverLimit(f"member {member!r} sent more than {self.limits.burst} reports at once or "
-                                f"{rate:g} a second: lmstudio-tray sends one every [team] hub_every seconds, so "
-                                "something else (a loop, a script with this token) is sending; retry in "
-                                f"{math.ceil(wait)} s", wait)
+                what = self.traffic.value.format(burst=self.limits.burst, rate=rate)
+                raise OverLimit(f"member {member!r} {what}; retry in {math.ceil(wait)} s", wait)
             self._buckets[member] = (tokens - 1.0, now)
 
 

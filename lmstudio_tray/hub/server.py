@@ -23,7 +23,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from lmstudio_tray.hub.limits import Limits, OverLimit, ReportBuckets
+from lmstudio_tray.hub.limits import Limits, MemberBuckets, OverLimit, Traffic
 from lmstudio_tray.hub.members import MemberTokens
 from lmstudio_tray.hub.protocol import JsonHandler, echo
 from lmstudio_tray.hub.protocol import Reject as _Reject
@@ -139,6 +139,15 @@ class _Handler(JsonHandler):
         except OverLimit as exc:
             raise self._over(exc) from None
 
+    def _reader(self) -> str:
+        """The member asking to read, within its read limit."""
+        member = self._member()
+        try:
+            self.server.reads.take(member)
+        except OverLimit as exc:
+            raise self._over(exc) from None
+        return member
+
     def _store_usage(self, member: str, body: bytes) -> None:
         """`member`'s usage summary on disk (before it is acknowledged), within the same report bucket."""
         try:
@@ -166,7 +175,7 @@ class _Handler(JsonHandler):
             if path == "/v1/health" and method == "GET":
                 self._send(200, {"ok": True})
             elif path == "/v1/uses" and method == "GET":
-                self._member()
+                self._reader()
                 self._send(200, {"uses": [{"member": u.member, "instance": u.instance, "model": u.model,
                                            "age_seconds": round(u.age, 1)} for u in self.server.uses.uses()]})
             elif path == "/v1/uses" and method == "POST":
@@ -176,7 +185,7 @@ class _Handler(JsonHandler):
                 stored = self._store(member, _parse_uses(body))
                 self._send(200, {"member": member, "stored": stored})
             elif path == "/v1/usage" and method == "GET":
-                self._member()
+                self._reader()
                 self._send(200, self.server.usage.team())
             elif path == "/v1/usage" and method == "POST":
                 if body is None:
@@ -212,7 +221,8 @@ class _Server(ThreadingHTTPServer):
         self.members = members
         self.uses = uses
         self.usage = usage if usage is not None else UsageStore(uses.path.parent)
-        self.buckets = ReportBuckets(limits)
+        self.buckets = MemberBuckets(limits)
+        self.reads = MemberBuckets(limits, traffic=Traffic.READS)
         self.idle_timeout = idle_timeout
         self.tls = tls
         self.max_connections = max_connections

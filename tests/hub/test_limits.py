@@ -4,6 +4,7 @@ a member whose lmstudio-tray loops gets 429 with Retry-After, or 409 past its en
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,10 @@ import pytest
 
 from lmstudio_tray.core.config import team_fetch
 from lmstudio_tray.core.config.team import TeamMeta, TeamProfile
+from lmstudio_tray.core.control import team_sync
 from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.control.team_sync import MAX_RETRY_AFTER, HubState, TeamSync, retry_after
-from lmstudio_tray.hub.limits import Limits, OverLimit, ReportBuckets
+from lmstudio_tray.hub.limits import Limits, MemberBuckets, OverLimit
 from lmstudio_tray.hub.members import MemberTokens
 from lmstudio_tray.hub.server import HubServer, HubSettings
 
@@ -30,7 +32,7 @@ class Clock:
 
 def test_a_bucket_lets_a_burst_through_then_the_rate_and_says_how_long_to_wait() -> None:
     clock = Clock()
-    buckets = ReportBuckets(Limits(reports_per_second=2.0, burst=3), clock)
+    buckets = MemberBuckets(Limits(reports_per_second=2.0, burst=3), clock)
     for _ in range(3):
         buckets.take("alice")
     with pytest.raises(OverLimit, match=r"member 'alice' sent more than 3 reports at once or 2 a second") as over:
@@ -47,7 +49,7 @@ def test_no_real_member_meets_the_default_rate() -> None:
     """A tray and a `serve` of one member, both at the shortest `[team] hub_every` the schema allows, for an hour."""
     shortest = next(m.ge for m in TeamMeta.model_fields["hub_every"].metadata if hasattr(m, "ge"))
     clock = Clock()
-    buckets = ReportBuckets(Limits(), clock)
+    buckets = MemberBuckets(Limits(), clock)
     for _ in range(int(3600 / shortest)):
         buckets.take("alice")
         buckets.take("alice")
@@ -56,7 +58,7 @@ def test_no_real_member_meets_the_default_rate() -> None:
 
 def test_the_default_rate_stops_a_loop() -> None:
     clock = Clock()
-    buckets = ReportBuckets(Limits(), clock)
+    buckets = MemberBuckets(Limits(), clock)
     taken = 0
     with pytest.raises(OverLimit):
         for _ in range(1000):  # a loop without a pause: all at the same instant
@@ -96,7 +98,46 @@ def test_a_member_over_its_rate_gets_429_with_retry_after_and_the_others_go_on(
     assert over.status_code == 429 and over.headers["Retry-After"] == "30"
     assert "member 'alice' sent more than 2 reports" in over.json()["error"] and "retry in 30 s" in over.json()["error"]
     assert post(server, bob, "x").status_code == 200  # bob is not slowed down by alice
-    assert held(server, alice) == [("alice", "a"), ("alice", "b"), ("bob", "x")]  # reads are not limited; no "c"
+    assert held(server, alice) == [("alice", "a"), ("alice", "b"), ("bob", "x")]  # no "c"
+
+
+def test_a_member_reading_in_a_loop_gets_429_and_its_reports_still_go_through(
+    small_hub: tuple[HubServer, str, str],
+) -> None:
+    server, alice, bob = small_hub
+    auth = {"Authorization": f"Bearer {alice}"}
+    assert httpx.get(f"{server.url}/v1/uses", headers=auth).status_code == 200
+    assert httpx.get(f"{server.url}/v1/usage", headers=auth).status_code == 200
+    over = httpx.get(f"{server.url}/v1/uses", headers=auth)  # both paths count: the burst of 2 is spent
+    assert over.status_code == 429 and over.headers["Retry-After"] == "30"
+    assert "member 'alice' read more than 2 times at once" in over.json()["error"]
+    assert "`team status` or `team report` once each" in over.json()["error"]
+    assert httpx.get(f"{server.url}/v1/usage", headers=auth).status_code == 429
+    assert post(server, alice, "a").status_code == 200  # its reports count apart from its reads
+    assert held(server, bob) == [("alice", "a")]  # and bob reads on
+
+
+def test_team_report_over_the_read_limit_shows_the_last_copy_and_says_the_hub_asked_to_wait(
+    small_hub: tuple[HubServer, str, str], tmp_path: Path,
+) -> None:
+    from lmstudio_tray.cli._common import RegisteringStore
+    from lmstudio_tray.cli.team_hub import HubReportError, ReportSource, team_usage_from_hub
+
+    server, alice, _bob = small_hub
+    store = RegisteringStore()
+    store.set(team_sync.HUB_TOKEN, alice)
+    team = profile(tmp_path, server.url)
+    for _ in range(2):  # the burst of 2 reads
+        assert team_usage_from_hub(team, store).source is ReportSource.HUB
+    with pytest.raises(HubReportError, match=r"asked this member to wait 30 s: member 'alice' read more than 2 "
+                                             r"times.*no copy of the team's usage is kept here"):
+        team_usage_from_hub(team, store)
+    kept = {"received": 1000.0, "hub": server.url, "report": {"members": 1, "names": ["alice"], "models": []}}
+    team_sync.usage_file().parent.mkdir(parents=True, exist_ok=True)
+    team_sync.usage_file().write_text(json.dumps(kept))
+    copy = team_usage_from_hub(team, store)
+    assert copy.source is ReportSource.COPY and copy.report["names"] == ["alice"]
+    assert copy.problem and "asked this member to wait 30 s" in copy.problem
 
 
 def test_a_member_cannot_hold_more_entries_than_its_limit(small_hub: tuple[HubServer, str, str]) -> None:

@@ -99,7 +99,8 @@ class TokenRefused(HubRefused):
 
 
 class HubBusy(Exception):
-    """The hub answered 429: this member sends too often; wait `retry_after` seconds before the next report."""
+    """The hub answered 429: this member sends or reads too often; wait `retry_after` seconds before the next
+    round."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
@@ -230,7 +231,7 @@ class TeamSync:
         except HubBusy as exc:
             self._hold = exc.retry_after
             return HubStatus(HubState.LIMITED, f"the hub asked this member to wait {exc.retry_after:g} s before "
-                             f"its next report: {exc}")
+                             f"its next report or read: {exc}")
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             untrusted = untrusted_certificate(exc, team.hub or "")
             if untrusted:
