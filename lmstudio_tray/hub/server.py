@@ -41,6 +41,9 @@ MAX_TEXT = 256
 # holds a few at once; 256 is far above that, and bounds what a client that opens connections and stays silent
 # can hold (256 threads, not thousands).
 MAX_CONNECTIONS = 256
+# Of those, from one address: members behind one NAT share theirs, each holding a connection for milliseconds per
+# round, so 64 leaves a team room; one address that opens connections and stays silent leaves the others 192.
+MAX_PER_ADDRESS = 64
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
         b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s")
 
@@ -72,6 +75,7 @@ class HubSettings:
     limits: Limits = field(default_factory=Limits)
     idle_timeout: float = 30.0
     max_connections: int = MAX_CONNECTIONS
+    max_per_address: int = MAX_PER_ADDRESS
 
 
 def _text(value: object) -> TypeGuard[str]:
@@ -215,49 +219,80 @@ class _Handler(JsonHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], members: MemberTokens, uses: UseStore, limits: Limits,
-                 idle_timeout: float, usage: UsageStore | None = None, max_connections: int = MAX_CONNECTIONS,
+    def __init__(self, settings: HubSettings, members: MemberTokens, uses: UseStore, usage: UsageStore,
                  tls: bool = False) -> None:
         self.members = members
         self.uses = uses
-        self.usage = usage if usage is not None else UsageStore(uses.path.parent)
-        self.buckets = MemberBuckets(limits)
-        self.reads = MemberBuckets(limits, traffic=Traffic.READS)
-        self.idle_timeout = idle_timeout
+        self.usage = usage
+        self.buckets = MemberBuckets(settings.limits)
+        self.reads = MemberBuckets(settings.limits, traffic=Traffic.READS)
+        self.idle_timeout = settings.idle_timeout
         self.tls = tls
-        self.max_connections = max_connections
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._refusing = False  # said once in the log until a connection is taken again
-        super().__init__(address, _Handler)
+        self.max_connections = settings.max_connections
+        self.max_per_address = settings.max_per_address
+        self._slots = threading.BoundedSemaphore(settings.max_connections)
+        self._open: dict[str, int] = {}  # address -> connections open from it
+        self._open_lock = threading.Lock()
+        self._refusing: set[str] = set()  # said once in the log until a connection is taken again ("": the total)
+        super().__init__((settings.host, settings.port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """A thread for the connection while fewer than `max_connections` are open; beyond, a 503 and close."""
-        if not self._slots.acquire(blocking=False):
-            self._refuse(request)
+        """A thread for the connection while fewer than `max_connections` are open, and fewer than
+        `max_per_address` from its address; beyond, a 503 and close."""
+        address = str(client_address[0])
+        refused = self._take_slot(address)
+        if refused is not None:
+            self._refuse(request, refused)
             return
-        self._refusing = False
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread was started: nothing else will give the slot back
-            self._slots.release()
+            self._give_slot(address)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._give_slot(str(client_address[0]))
+
+    def _take_slot(self, address: str) -> str | None:
+        """Count a connection from `address`; None when taken, else whose cap was reached ("" for the total)."""
+        with self._open_lock:
+            if self._open.get(address, 0) >= self.max_per_address:
+                return address
+            if not self._slots.acquire(blocking=False):
+                return ""
+            self._open[address] = self._open.get(address, 0) + 1
+            self._refusing.discard(address)
+            self._refusing.discard("")
+            return None
+
+    def _give_slot(self, address: str) -> None:
+        with self._open_lock:
+            left = self._open.pop(address, 1) - 1
+            if left:
+                self._open[address] = left
+            else:
+                self._refusing.discard(address)  # kept only for addresses with connections open: bounded
             self._slots.release()
 
-    def _refuse(self, request: Any) -> None:
+    def _refuse(self, request: Any, address: str) -> None:
         """Answer 503 without a thread, in the accepting one: never waiting on the client (a TLS connection is
-        only closed: its handshake would wait on the client)."""
-        if not self._refusing:
-            log.warning("hub: %d connections are open, the most it serves at once; refusing more until one closes",
-                        self.max_connections)
-            self._refusing = True
+        only closed: its handshake would wait on the client). `address`: the one over its cap, "" for the total."""
+        if address not in self._refusing:
+            if address:
+                log.warning("hub: %s has %d connections open, the most one address may; refusing more from it "
+                            "until one closes", address, self.max_per_address)
+            else:
+                log.warning("hub: %d connections are open, the most it serves at once; refusing more until one "
+                            "closes", self.max_connections)
+            self._refusing.add(address)
+        error = ("this address has too many connections open to the hub; close some, or retry in a moment"
+                 if address else "the hub has too many connections open; retry in a moment")
         try:
             if not self.tls:
-                body = json.dumps({"error": "the hub has too many connections open; retry in a moment"}).encode()
+                body = json.dumps({"error": error}).encode()
                 request.setblocking(False)  # the answer fits the socket's buffer; a full one drops it, not the hub
                 request.send(BUSY % (len(body), body))
         except OSError:
@@ -305,9 +340,7 @@ class HubServer:
         except StoreError as exc:  # uses.json or usage.json damaged: starting empty would overwrite it
             raise HubError(str(exc)) from None
         try:
-            server = _Server((self.settings.host, self.settings.port), MemberTokens(state), uses,
-                             self.settings.limits, self.settings.idle_timeout, usage, self.settings.max_connections,
-                             tls=context is not None)
+            server = _Server(self.settings, MemberTokens(state), uses, usage, tls=context is not None)
         except OSError as exc:
             raise HubError(f"the hub cannot listen on {self.settings.host}:{self.settings.port}: {exc}") from None
         if context is not None:

@@ -1,5 +1,6 @@
-"""Connections before any token is checked are bounded: beyond `max_connections` the hub answers 503 and closes,
-without a thread; idle connections are dropped after the idle timeout, and then a member's report gets through."""
+"""Connections before any token is checked are bounded: beyond `max_connections`, or `max_per_address` from one
+address, the hub answers 503 and closes, without a thread; idle connections are dropped after the idle timeout, and
+then a member's report gets through."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-def report(url: str, token: str) -> int:
+def report(url: str, token: str, source: str = "127.0.0.1") -> int:
     body = {"uses": [{"instance": "gpu", "model": "m", "age_seconds": 1}]}
-    with httpx.Client(trust_env=False) as client:
+    with httpx.Client(trust_env=False, transport=httpx.HTTPTransport(local_address=source)) as client:
         return client.post(f"{url}/v1/uses", json=body, headers={"Authorization": f"Bearer {token}"}).status_code
 
 
@@ -85,3 +86,22 @@ def test_idle_connections_are_dropped_after_the_idle_timeout_freeing_their_place
         assert answered(sock) == b""  # the hub closed it, having heard nothing within the idle timeout
         sock.close()
     wait_for(lambda: report(server.url, token) == 200, "alice's report once the silent connections were dropped")
+
+
+def test_one_address_cannot_take_every_connection(
+    tmp_path: Path, start: Callable[[HubSettings], tuple[HubServer, str]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, token = start(HubSettings(state=tmp_path / "hub", port=0, max_connections=10, max_per_address=2,
+                                      idle_timeout=120.0))
+    port = int(server.url.rsplit(":", 1)[1])
+    held = [idle(port) for _ in range(2)]
+    extra = idle(port)
+    head, _, body = answered(extra).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert "this address has too many connections open" in json.loads(body)["error"]
+    assert "127.0.0.1 has 2 connections open, the most one address may" in caplog.text
+    extra.close()
+    assert report(server.url, token, source="127.0.0.2") == 200  # another member's address is served meanwhile
+    for sock in held:
+        sock.close()
+    wait_for(lambda: report(server.url, token) == 200, "a report from the first address once its connections closed")
