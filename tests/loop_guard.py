@@ -32,12 +32,13 @@ during which the process had to read a page from disk (a major page fault stalls
 the GIL, for a time nothing reports) is not charged at all. Nor is a wait for the GIL held by a thread stuck
 in the kernel: a thread that starts a process holds it until the child has replaced itself with the new
 program (CPython forks with vfork), which on a saturated machine can take a few hundred ms, and every
-thread of the process waits meanwhile, on no CPU. The sampler thread below notices those: woken late by
-more than its own wait for a CPU, it waited for the GIL, and the part of that which no thread spent
-running or waiting for a CPU is such a stall. Blocking I/O in Python code releases the GIL, so a callback
-that blocks on a socket, a file or a lock is charged in full; one that blocks inside a C call that keeps
-the GIL goes unnoticed: the core's own start of an `lms` process (asyncio spawns on the loop's thread),
-no other code of the project. It errs on the lenient side: a callback
+thread of the process waits meanwhile, on no CPU. The sampler thread below notices those: woken later
+than every thread of the process ran or waited for a CPU in the same interval (and than the hypervisor
+took), it waited for a GIL held by a stalled thread. Which thread held it, it cannot tell; blocking I/O in
+Python code releases the GIL, so a callback that blocks on a socket, a file or a lock is charged in full,
+and the one C call the loop makes that keeps it, starting a process (asyncio starts the core's `lms` on
+the loop's thread), is noted (`Popen.__init__` is wrapped): a stall while the loop's own thread started
+one is charged. It errs on the lenient side: a callback
 that blocks while other threads happen to be busy is charged less by their busy time, so a wait is
 reported once it outlasts the contention (a hung fetch, a locked keyring), not a 60 ms read on a
 saturated machine. A CPU clock alone (of the thread or the process) would not do: a callback stuck for
@@ -57,9 +58,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import gc
 import logging
 import os
+import subprocess
 import threading
 import time
 import weakref
@@ -114,9 +117,15 @@ def _page_ins() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
-def _run_delay(fd: int) -> float:
+def _schedstat(fd: int) -> tuple[float, float]:
+    """A thread's time on a CPU and waiting on a run queue so far, in seconds."""
     # "<ns on a CPU> <ns waiting on a run queue> <timeslices>"; reading from offset 0 renews the values
-    return int(os.pread(fd, 64, 0).split()[1]) / 1e9
+    on_cpu, waiting = os.pread(fd, 64, 0).split()[:2]
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+def _run_delay(fd: int) -> float:
+    return _schedstat(fd)[1]
 
 
 def _stolen() -> float:
@@ -125,75 +134,73 @@ def _stolen() -> float:
         return int(fh.readline().split()[8]) / _TICKS
 
 
-Sample = tuple[dict[int, float], float]  # each thread's wait for a CPU, and the machine's stolen time
+# each thread's time on a CPU and waiting for one so far, and the machine's stolen time
+Sample = tuple[dict[int, tuple[float, float]], float]
 
 
 class _RunQueueSampler(threading.Thread):
-    """Every few ms: how long each thread of this process has waited for a CPU so far, and how much CPU
-    time the hypervisor took from this machine. Its own lateness tells when no thread could take the GIL:
-    woken late by more than its own CPU time and wait for a CPU, it waited for the GIL (`starved`)."""
+    """Every few ms: how long each thread of this process has run and waited for a CPU so far, and how much
+    CPU time the hypervisor took from this machine. Its own lateness tells when no thread could take the GIL:
+    woken late by more than any thread of the process (itself included) ran or waited for a CPU meanwhile,
+    and than the hypervisor took, it waited for a GIL held by a thread that did neither (`stalls`)."""
 
     def __init__(self) -> None:
         super().__init__(name="loop-guard-sampler", daemon=True)
         self.samples: deque[tuple[float, Sample]] = deque(maxlen=int(10 / SAMPLE_SECONDS))
-        self.starved: deque[tuple[float, float]] = deque(maxlen=int(10 / SAMPLE_SECONDS))
-        # at its last sample: the wall clock, its own wait for a CPU and CPU time so far, and the CPU time a
-        # sample takes (one tuple: a reader on another thread never sees half of an update)
-        self.last: tuple[float, float, float, float] | None = None
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=int(10 / SAMPLE_SECONDS))
+        self.last: tuple[float, Sample] | None = None  # the last sample (one tuple: never seen half updated)
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
         self._finish = threading.Event()
 
     def read(self) -> Sample:
-        return self._delays(), _stolen()
+        return self._threads(), _stolen()
 
-    def _delays(self) -> dict[int, float]:
+    def _threads(self) -> dict[int, tuple[float, float]]:
         with self._lock:
-            delays: dict[int, float] = {}
+            threads: dict[int, tuple[float, float]] = {}
             for entry in os.scandir(_TASKS):
                 tid = int(entry.name)
                 try:
                     fd = self._fds.get(tid)
                     if fd is None:
                         fd = self._fds[tid] = os.open(f"{entry.path}/schedstat", os.O_RDONLY)
-                    delays[tid] = _run_delay(fd)
+                    threads[tid] = _schedstat(fd)
                 except (OSError, ValueError, IndexError):  # the thread ended meanwhile
                     continue
-            for tid in set(self._fds) - set(delays):
+            for tid in set(self._fds) - set(threads):
                 os.close(self._fds.pop(tid))
-            return delays
+            return threads
 
     def run(self) -> None:
-        me = threading.get_native_id()
-        self.last = (time.perf_counter(), self.read()[0].get(me, 0.0), time.thread_time(), 0.0)
+        sample = self.read()
+        self.last = (time.perf_counter(), sample)  # after the first read, which opens every file
         while not self._finish.wait(SAMPLE_SECONDS):
-            now, cpu = time.perf_counter(), time.thread_time()
-            sample = self.read()
-            delay = sample[0].get(me, 0.0)
-            gil = self.gil_wait(now, delay, cpu)
-            if gil > 0:
-                self.starved.append((now - gil, now))
+            now, sample = time.perf_counter(), self.read()
+            stall = self.stall(self.last, now, sample)
+            if stall > 0:
+                self.stalls.append((now - stall, now))
             self.samples.append((now, sample))
-            self.last = (now, delay, cpu, time.thread_time() - cpu)
+            self.last = (now, sample)
 
-    def gil_wait(self, now: float, own_delay: float, own_cpu: float | None = None) -> float:
-        """How long the sampler has waited for the GIL since its last sample, as far as `now`: the time beyond
-        its timeout that it neither ran nor waited for a CPU (`own_delay`, `own_cpu`: its wait for a CPU and
-        CPU time so far; without the latter, read on another thread, its last sample's cost stands in)."""
-        last = self.last
-        if last is None:
+    def stall(self, last: tuple[float, Sample] | None, now: float, sample: Sample) -> float:
+        """How long, between `last` and `now` (`sample` read then), the GIL was held by a thread that neither
+        ran nor waited for a CPU: the sampler's lateness beyond its timeout, less what every thread of the
+        process ran and waited for a CPU and what the hypervisor took in the same interval."""
+        if last is None or self.native_id not in sample[0]:
             return 0.0
-        since, delay_then, cpu_then, sample_cpu = last
-        ran = sample_cpu if own_cpu is None else own_cpu - cpu_then
-        return max(0.0, now - since - SAMPLE_SECONDS - GIL_SLACK - (own_delay - delay_then) - ran)
+        since, before = last
+        busy = sum(max(0.0, cpu + wait - sum(before[0].get(tid, (0.0, 0.0))))
+                   for tid, (cpu, wait) in sample[0].items())
+        return max(0.0, now - since - SAMPLE_SECONDS - GIL_SLACK - busy - max(0.0, sample[1] - before[1]))
 
-    def starved_between(self, began: float, now: float, own_delay: float) -> float:
-        """How much of [began, now] the sampler spent waiting for the GIL, its current wait included."""
-        spans = list(self.starved)
-        pending = self.gil_wait(now, own_delay)
+    def stalled_between(self, began: float, now: float) -> float:
+        """How much of [began, now] the GIL was held by a stalled thread, the sampler's current wait included."""
+        last = self.last  # before the spans: a span added meanwhile is then counted (once: a union) not lost
+        spans = list(self.stalls)
+        pending = self.stall(last, now, self.read())
         if pending > 0:
             spans.append((now - pending, now))
-        # a union: the current wait may just have been added to the spans as well
         total, reached = 0.0, began
         for start, end in sorted(spans):
             start, end = max(start, reached), min(end, now)
@@ -217,6 +224,15 @@ class _RunQueueSampler(threading.Thread):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+
+
+@dataclass
+class _Spawn:
+    """A process started by a thread of this one: `Popen.__init__` from `start` to `end` (None: under way)."""
+
+    thread: int
+    start: float
+    end: float | None = None
 
 
 class _Clocks(threading.local):
@@ -244,6 +260,7 @@ class LoopGuard(logging.Handler):
         self._core_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self.guarded_tests = 0
         self.contention: list[SlowCallback] = []  # of the whole session, for the summary
+        self._spawns: deque[_Spawn] = deque(maxlen=1000)
 
     # ---- measuring (on the loop threads) ---------------------------------------------------------------
 
@@ -310,12 +327,11 @@ class LoopGuard(logging.Handler):
         cpu = time.thread_time() - own_cpu
         gc_pause = self._clocks.gc - gc_before
         page_ins = _page_ins() - page_ins_before
-        others_waited, stolen, starved = self._others(began)
+        others_waited, stolen, stalled = self._others(began)
         others = max(0.0, time.process_time() - process_cpu - cpu) + others_waited
         blocked = max(0.0, min(wall, seconds) - cpu - waited)
-        # the sampler starved of the GIL for longer than any thread (this one included) ran or waited for a
-        # CPU: a thread held it while stuck in the kernel
-        stalled = max(0.0, starved - others - cpu - waited)
+        if self._spawned_here(began):
+            stalled = 0.0  # the loop's own thread started a process: its hold of the GIL is the loop's
         # a page read from disk (by any thread, the GIL held) stalls for an unknown part of the wait
         waits = 0.0 if page_ins else max(0.0, blocked - others - stolen - stalled)
         held = max(0.0, cpu - gc_pause) + waits
@@ -324,17 +340,30 @@ class LoopGuard(logging.Handler):
 
     def _others(self, since: float) -> tuple[float, float, float]:
         """Since `since`: the other threads' waits for a CPU, the time stolen from the machine, and the time
-        the sampler waited for the GIL."""
+        the GIL was held by a stalled thread."""
         sampler = self._sampler
         before = sampler.before(since) if sampler is not None else None
         if sampler is None or before is None:
             return 0.0, 0.0, 0.0
         me = threading.get_native_id()
         now = time.perf_counter()
-        delays, stolen = sampler.read()
-        waited = sum(max(0.0, delay - before[0].get(tid, 0.0)) for tid, delay in delays.items() if tid != me)
-        starved = sampler.starved_between(since, now, delays.get(sampler.native_id or 0, 0.0))
-        return waited, max(0.0, stolen - before[1]), starved
+        threads, stolen = sampler.read()
+        waited = sum(max(0.0, wait - before[0].get(tid, (0.0, 0.0))[1])
+                     for tid, (_cpu, wait) in threads.items() if tid != me)
+        return waited, max(0.0, stolen - before[1]), sampler.stalled_between(since, now)
+
+    def _spawned_here(self, since: float) -> bool:
+        """Whether this thread started a process since `since` (a start under way included)."""
+        me = threading.get_native_id()
+        with self._lock:
+            return any(s.thread == me and (s.end is None or s.end >= since) for s in self._spawns)
+
+    def spawn_starts(self) -> _Spawn:
+        """Note that this thread starts a process (`Popen.__init__` runs); the entry to end when it is done."""
+        spawn = _Spawn(threading.get_native_id(), time.perf_counter())
+        with self._lock:
+            self._spawns.append(spawn)
+        return spawn
 
     # ---- per test --------------------------------------------------------------------------------------
 
@@ -401,6 +430,18 @@ def _guarded(item: pytest.Item) -> bool:
     return relative.parts[0] in GUARDED
 
 
+def _noted_spawn(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def __init__(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        spawn = _guard.spawn_starts()
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            spawn.end = time.perf_counter()
+
+    return __init__
+
+
 def _timed_run(run: Callable[[asyncio.Handle], Any]) -> Callable[[asyncio.Handle], Any]:
     def _run(handle: asyncio.Handle) -> Any:
         _guard.callback_starts(handle)
@@ -416,6 +457,8 @@ def pytest_configure(config: pytest.Config) -> None:
     asyncio.set_event_loop_policy(GuardedLoopPolicy())
     # every callback of every loop goes through Handle._run: note the clocks as it starts
     asyncio.events.Handle._run = _timed_run(asyncio.events.Handle._run)  # type: ignore[method-assign,assignment]
+    # which thread starts a process, and when (asyncio starts them on the loop's thread)
+    subprocess.Popen.__init__ = _noted_spawn(subprocess.Popen.__init__)  # type: ignore[method-assign]
     logging.getLogger("asyncio").addHandler(_guard)
     gc.callbacks.append(_guard.gc_phase)
 
