@@ -45,9 +45,9 @@ class Traffic(Enum):
 
     REPORTS = ("sent more than {burst} reports at once or {rate:g} a second: lmstudio-tray sends one every [team] "
                "hub_every seconds, so something else (a loop, a script with this token) is sending")
-    READS = ("read more than {burst} times at once or {rate:g} a second: lmstudio-tray reads once every [team] "
-             "hub_every seconds and `team status` or `team report` once each, so something else (a loop, a script "
-             "with this token) is reading")
+    READS = ("read more than {burst} times at once or {rate:g} a second: lmstudio-tray reads the uses every [team] "
+             "hub_every seconds and the team's usage once a minute, `team report` once per run, so something else "
+             "(a loop, a script with this token) is reading")
 
 
 class MemberBuckets:

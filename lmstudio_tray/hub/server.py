@@ -43,6 +43,8 @@ MAX_TEXT = 256
 MAX_CONNECTIONS = 256
 # Of those, from one address: members behind one NAT share theirs, each holding a connection for milliseconds per
 # round, so 64 leaves a team room; one address that opens connections and stays silent leaves the others 192.
+# This machine's own addresses are not capped: a TLS proxy in front of a loopback hub connects from there for
+# every member.
 MAX_PER_ADDRESS = 64
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
         b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s")
@@ -242,7 +244,7 @@ class _Server(ThreadingHTTPServer):
         address = str(client_address[0])
         refused = self._take_slot(address)
         if refused is not None:
-            self._refuse(request, refused)
+            self._refuse(request, *refused)
             return
         try:
             super().process_request(request, client_address)
@@ -256,17 +258,23 @@ class _Server(ThreadingHTTPServer):
         finally:
             self._give_slot(str(client_address[0]))
 
-    def _take_slot(self, address: str) -> str | None:
-        """Count a connection from `address`; None when taken, else whose cap was reached ("" for the total)."""
+    def _take_slot(self, address: str) -> tuple[str, bool] | None:
+        """Count a connection from `address`; None when taken, else whose cap was reached ("" for the total) and
+        whether this is its first refusal since it last got a connection (to say in the log; kept under the lock,
+        so a connection closing meanwhile cannot leave it stale)."""
         with self._open_lock:
-            if self._open.get(address, 0) >= self.max_per_address:
-                return address
-            if not self._slots.acquire(blocking=False):
-                return ""
-            self._open[address] = self._open.get(address, 0) + 1
-            self._refusing.discard(address)
-            self._refusing.discard("")
-            return None
+            if self._open.get(address, 0) >= self.max_per_address and not is_loopback(address):
+                refused = address
+            elif not self._slots.acquire(blocking=False):
+                refused = ""
+            else:
+                self._open[address] = self._open.get(address, 0) + 1
+                self._refusing.discard(address)
+                self._refusing.discard("")
+                return None
+            first = refused not in self._refusing
+            self._refusing.add(refused)
+            return refused, first
 
     def _give_slot(self, address: str) -> None:
         with self._open_lock:
@@ -277,17 +285,17 @@ class _Server(ThreadingHTTPServer):
                 self._refusing.discard(address)  # kept only for addresses with connections open: bounded
             self._slots.release()
 
-    def _refuse(self, request: Any, address: str) -> None:
+    def _refuse(self, request: Any, address: str, first: bool) -> None:
         """Answer 503 without a thread, in the accepting one: never waiting on the client (a TLS connection is
-        only closed: its handshake would wait on the client). `address`: the one over its cap, "" for the total."""
-        if address not in self._refusing:
+        only closed: its handshake would wait on the client). `address`: the one over its cap, "" for the total;
+        `first`: said in the log."""
+        if first:
             if address:
                 log.warning("hub: %s has %d connections open, the most one address may; refusing more from it "
                             "until one closes", address, self.max_per_address)
             else:
                 log.warning("hub: %d connections are open, the most it serves at once; refusing more until one "
                             "closes", self.max_connections)
-            self._refusing.add(address)
         error = ("this address has too many connections open to the hub; close some, or retry in a moment"
                  if address else "the hub has too many connections open; retry in a moment")
         try:

@@ -111,7 +111,7 @@ def test_a_member_reading_in_a_loop_gets_429_and_its_reports_still_go_through(
     over = httpx.get(f"{server.url}/v1/uses", headers=auth)  # both paths count: the burst of 2 is spent
     assert over.status_code == 429 and over.headers["Retry-After"] == "30"
     assert "member 'alice' read more than 2 times at once" in over.json()["error"]
-    assert "`team status` or `team report` once each" in over.json()["error"]
+    assert "`team report` once per run" in over.json()["error"]
     assert httpx.get(f"{server.url}/v1/usage", headers=auth).status_code == 429
     assert post(server, alice, "a").status_code == 200  # its reports count apart from its reads
     assert held(server, bob) == [("alice", "a")]  # and bob reads on
