@@ -1,4 +1,4 @@
-"""The endpoint's own routes: health, status, the plugin's settings, metrics, sessions."""
+"""The endpoint's own routes: health, status, the plugin's settings, token reloads, metrics, sessions."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from lmstudio_tray.api.context import ERRORS, ApiContext
 
 
 def add_meta_routes(app: FastAPI, ctx: ApiContext, refused: Callable[[], int]) -> None:
-    """`/v1/health`, `/v1/status`, `/v1/plugin`, `/v1/metrics`, `/v1/sessions`. `refused` counts the
-    requests the loopback guard turned away (for the metrics)."""
+    """`/v1/health`, `/v1/status`, `/v1/plugin`, `/v1/tokens/reload`, `/v1/metrics`, `/v1/sessions`. `refused`
+    counts the requests the loopback guard turned away (for the metrics)."""
     core = ctx.core
     monitor = core.monitor
 
@@ -41,6 +41,12 @@ def add_meta_routes(app: FastAPI, ctx: ApiContext, refused: Callable[[], int]) -
             "toasts": cfg.opencode.toasts.effective(cfg.notifications),
             "policy": {k: v.value for k, v in cfg.validation.policy.items()},
         })
+
+    @app.post("/v1/tokens/reload", response_model=s.TokenReloadOut, responses=ERRORS, tags=["meta"],
+              description="Read a token again from the keyring after `lmstudio-tray token set` or `token delete` "
+              "changed it in another process; the token itself never travels here.")
+    async def token_reload(body: s.TokenReloadIn) -> JSONResponse:
+        return JSONResponse({"name": body.name, "used": await core.reload_token(body.name)})
 
     @app.get("/v1/metrics", responses=ERRORS, tags=["meta"])
     async def metrics() -> JSONResponse:

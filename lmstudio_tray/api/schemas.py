@@ -34,6 +34,17 @@ class ErrorOut(BaseModel):
     detail: list[dict[str, Any]] | None = Field(None, description="per-field problems of an invalid body")
 
 
+class TokenReloadIn(In):
+    """`POST /v1/tokens/reload`: which token to read again from the keyring (never the token itself)."""
+
+    name: str = Field(min_length=1, max_length=200, description="An instance's name, or team-hub")
+
+
+class TokenReloadOut(BaseModel):
+    name: str
+    used: bool = Field(description="Whether this lmstudio-tray uses a token of that name (an instance, the hub)")
+
+
 class HealthOut(BaseModel):
     """`GET /v1/health`: the endpoint runs (no token needed)."""
 

@@ -158,12 +158,25 @@ class Core:
     async def set_token(self, instance: str, token: str | None) -> None:
         """Store (or delete) an instance's API token and use it from the next request on."""
         await asyncio.to_thread(self._store_token, instance, token)  # the keyring: D-Bus, maybe a prompt
-        if instance == HUB_TOKEN:
+        self._use_token(instance, token)
+
+    async def reload_token(self, name: str) -> bool:
+        """Read `name`'s token again from the store, which another process changed (`lmstudio-tray token set`), and
+        use it from the next request on; False when nothing here uses a token of that name."""
+        token = await asyncio.to_thread(self._read_token, name)  # the keyring: D-Bus, maybe a prompt
+        return self._use_token(name, token)
+
+    def _use_token(self, name: str, token: str | None) -> bool:
+        used = False
+        if name == HUB_TOKEN:
             self.team_sync.forget_token()  # it keeps the token it read until told, or until the hub refuses it
+            used = True
         with contextlib.suppress(KeyError):
-            mon = self.monitor.instance(instance)
+            mon = self.monitor.instance(name)
             mon.client.use_token(token or None)
             mon.poke()
+            used = True
+        return used
 
     def _store_token(self, instance: str, token: str | None) -> None:
         if token:

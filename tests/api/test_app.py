@@ -125,7 +125,7 @@ async def test_openapi_describes_every_route(api: Api) -> None:
         "/v1/health", "/v1/status", "/v1/validate", "/v1/ensure", "/v1/events", "/v1/transform/system",
         "/v1/transform/messages", "/v1/compaction", "/v1/text-complete", "/v1/tools/list", "/v1/tools/load",
         "/v1/tools/unload", "/v1/tools/switch", "/v1/tools/server/start", "/v1/tools/server/stop",
-        "/v1/tools/server/status", "/v1/tools/search", "/v1/metrics",
+        "/v1/tools/server/status", "/v1/tools/search", "/v1/metrics", "/v1/tokens/reload",
     } <= paths
     schemas = spec["components"]["schemas"]
     assert {"ValidateIn", "VerdictOut", "ErrorOut", "EnsureOut", "EventsIn", "ToolOut"} <= set(schemas)

@@ -74,6 +74,7 @@ def run_token_set(args: argparse.Namespace) -> int:
     store = open_store()
     store.set(args.instance, token)
     print(f"Stored the API token of {args.instance} in {store.backend}.")
+    _tell_running_tray(args.instance)
     return EXIT_OK
 
 
@@ -81,7 +82,34 @@ def run_token_delete(args: argparse.Namespace) -> int:
     store = open_store()
     store.delete(args.instance)
     print(f"Deleted the API token of {args.instance} from {store.backend}.")
+    _tell_running_tray(args.instance)
     return EXIT_OK
+
+
+def _tell_running_tray(name: str) -> None:
+    """Ask the running lmstudio-tray, if any, to read `name`'s token again (it keeps the one it read at start); only
+    the name travels, over the loopback endpoint."""
+    import httpx
+
+    from lmstudio_tray.core.support.endpoint_file import read_endpoint
+
+    ep = read_endpoint()
+    if ep is None:
+        return  # none runs: it reads the token when it starts
+    try:
+        # never through a proxy: the endpoint's token would travel there
+        answer = httpx.post(ep.url + "/v1/tokens/reload", json={"name": name}, timeout=10.0, trust_env=False,
+                            headers={"authorization": f"Bearer {ep.token}"})
+        answer.raise_for_status()
+        used = bool(answer.json().get("used"))
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        print(f"lmstudio-tray: the running lmstudio-tray at {ep.url} was not told ({type(exc).__name__}); restart "
+              "it to use the new token", file=sys.stderr)
+        return
+    if used:
+        print("The running lmstudio-tray uses it from now on.")
+    else:
+        print(f"The running lmstudio-tray monitors no instance {name!r}; it reads the token when one is added.")
 
 
 def run_token_status(args: argparse.Namespace) -> int:
