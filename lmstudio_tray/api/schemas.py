@@ -41,6 +41,8 @@ class TokenReloadIn(In):
 
 
 class TokenReloadOut(BaseModel):
+    """`POST /v1/tokens/reload`'s answer: the name, and whether anything here uses a token of that name."""
+
     name: str
     used: bool = Field(description="Whether this lmstudio-tray uses a token of that name (an instance, the hub)")
 
