@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lmstudio_tray.core.events import ALL_KINDS, Event, EventBus, VerdictGiven
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.core.support.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from lmstudio_tray.core.runtime import Core
@@ -154,10 +155,7 @@ def attach_telemetry(core: Core, *, command: str | None = None) -> Telemetry:
         task = asyncio.create_task(periodic())
 
     async def stop() -> None:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await asyncio.to_thread(tel.close)
 
     core.add_service(start, stop)

@@ -25,6 +25,7 @@ from typing import Any
 from lmstudio_tray.core.events import BenchFailed, BenchFinished, BenchProgressed, BenchStarted, Event, EventBus
 from lmstudio_tray.core.models import BenchPhase, BenchState, WireEnum
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.core.support.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 SCAN_SECONDS = 1.0  # how often a watching core reads the folder
@@ -269,11 +270,8 @@ class Benches:
 
     async def stop(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _watch(self, since: float) -> None:
         while True:

@@ -40,6 +40,7 @@ from lmstudio_tray.core.models import (
     LoadProgress,
     ModelInfo,
 )
+from lmstudio_tray.core.support.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -389,11 +390,8 @@ class InstanceMonitor:
 
     async def stop(self) -> None:
         """Cancel the poll loop and any poll in flight, then close the client's connections."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._refreshing is not None and not self._refreshing.done():
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

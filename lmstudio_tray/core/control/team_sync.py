@@ -27,6 +27,7 @@ from lmstudio_tray.core.control.model_use import ModelUseLog
 from lmstudio_tray.core.models import HubState, HubStatus
 from lmstudio_tray.core.support import paths
 from lmstudio_tray.core.support.files import atomic_write
+from lmstudio_tray.core.support.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 HUB_TOKEN = "team-hub"  # the name of the member's hub token in the token store (`lmstudio-tray token set team-hub`)
@@ -173,10 +174,7 @@ class TeamSync:
 
     async def stop(self) -> None:
         """Stop the rounds (a round in a worker thread finishes on its own, within its timeout)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
