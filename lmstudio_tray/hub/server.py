@@ -114,7 +114,7 @@ class _Handler(JsonHandler):
     server: _Server
 
     def connection_timeout(self) -> float:
-        return self.server.idle_timeout
+        return self.server.settings.idle_timeout
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line only, never headers (the token)
@@ -228,10 +228,8 @@ class _Server(ThreadingHTTPServer):
         self.usage = usage
         self.buckets = MemberBuckets(settings.limits)
         self.reads = MemberBuckets(settings.limits, traffic=Traffic.READS)
-        self.idle_timeout = settings.idle_timeout
+        self.settings = settings
         self.tls = tls
-        self.max_connections = settings.max_connections
-        self.max_per_address = settings.max_per_address
         self._slots = threading.BoundedSemaphore(settings.max_connections)
         self._open: dict[str, int] = {}  # address -> connections open from it
         self._open_lock = threading.Lock()
@@ -263,7 +261,7 @@ class _Server(ThreadingHTTPServer):
         whether this is its first refusal since it last got a connection (to say in the log; kept under the lock,
         so a connection closing meanwhile cannot leave it stale)."""
         with self._open_lock:
-            if self._open.get(address, 0) >= self.max_per_address and not is_loopback(address):
+            if self._open.get(address, 0) >= self.settings.max_per_address and not is_loopback(address):
                 refused = address
             elif not self._slots.acquire(blocking=False):
                 refused = ""
@@ -292,10 +290,10 @@ class _Server(ThreadingHTTPServer):
         if first:
             if address:
                 log.warning("hub: %s has %d connections open, the most one address may; refusing more from it "
-                            "until one closes", address, self.max_per_address)
+                            "until one closes", address, self.settings.max_per_address)
             else:
                 log.warning("hub: %d connections are open, the most it serves at once; refusing more until one "
-                            "closes", self.max_connections)
+                            "closes", self.settings.max_connections)
         error = ("this address has too many connections open to the hub; close some, or retry in a moment"
                  if address else "the hub has too many connections open; retry in a moment")
         try:
