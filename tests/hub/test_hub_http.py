@@ -212,21 +212,15 @@ def test_a_body_over_the_limit_gets_its_413_not_a_reset(hub: RunningHub) -> None
     assert response.status == 413 and "over 65536 bytes" in error_of(response)
 
 
-@pytest.mark.parametrize("damaged", [b'{"alice": {"gpu": {"m": 17', b"[]", b"\xff\xfe"])
-def test_a_damaged_record_of_uses_stops_the_hub_instead_of_being_overwritten(tmp_path: Path, damaged: bytes) -> None:
-    (tmp_path / "uses.json").write_bytes(damaged)
+@pytest.mark.parametrize(("name", "damaged", "lost"), [
+    *(("uses.json", d, "the uses it acknowledged") for d in (b'{"alice": {"gpu": {"m": 17', b"[]", b"\xff\xfe")),
+    *(("usage.json", d, "the usage summaries members sent")
+      for d in (b'{"alice": {"format": 1, "models": {"m": {"requests": 17', b"[]", b"\xff\xfe")),
+])
+def test_a_damaged_record_stops_the_hub_instead_of_being_overwritten(tmp_path: Path, name: str, damaged: bytes,
+                                                                     lost: str) -> None:
+    (tmp_path / name).write_bytes(damaged)
     server = HubServer(HubSettings(state=tmp_path, port=0))
-    with pytest.raises(HubError, match=r"uses.json .*the hub would lose the uses it acknowledged; restore the "
-                                       r"file, or move it away"):
+    with pytest.raises(HubError, match=rf"{name} .*the hub would lose {lost}; restore the file, or move it away"):
         server.start()
-    assert (tmp_path / "uses.json").read_bytes() == damaged
-
-
-@pytest.mark.parametrize("damaged", [b'{"alice": {"format": 1, "models": {"m": {"requests": 17', b"[]", b"\xff\xfe"])
-def test_a_damaged_record_of_usage_stops_the_hub_instead_of_being_overwritten(tmp_path: Path, damaged: bytes) -> None:
-    (tmp_path / "usage.json").write_bytes(damaged)
-    server = HubServer(HubSettings(state=tmp_path, port=0))
-    with pytest.raises(HubError, match=r"usage.json .*the hub would lose the usage summaries members sent; restore "
-                                       r"the file, or move it away"):
-        server.start()
-    assert (tmp_path / "usage.json").read_bytes() == damaged
+    assert (tmp_path / name).read_bytes() == damaged

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from lmstudio_tray.notify.service import attach_notifications
 from tests.core.test_cli import write_config
 from tests.desktop.xtools import dunst_history
 from tests.emulator_fixtures import EmulatorFactory
-from tests.notify.test_freedesktop import NotifyMonitor, desktop, monitor  # noqa: F401 - fixtures
+from tests.notify.test_freedesktop import NotifyMonitor, backend, desktop, monitor  # noqa: F401 - fixtures
 
 SMALL, LARGE = "qwen/qwen3-4b-2507", "google/gemma-3-12b"
 
@@ -49,14 +48,6 @@ def test_the_bench_switch_and_quiet_mode() -> None:
     assert NotificationPolicy(NotificationsConfig(categories={"bench": False}), FakeClock()).decide(done) is None
     assert NotificationPolicy(NotificationsConfig(quiet=True), FakeClock()).decide(done) is None
     assert NotificationPolicy(NotificationsConfig(), FakeClock()).decide(done) is not None
-
-
-@pytest.fixture
-def backend(desktop: None) -> Iterator[FreedesktopBackend]:  # noqa: F811 - the fixture
-    fd = FreedesktopBackend()
-    assert fd.probe(), "dunst did not answer GetCapabilities"
-    yield fd
-    fd.close()
 
 
 @pytest.mark.desktop

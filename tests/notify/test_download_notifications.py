@@ -6,8 +6,6 @@ shows for a download that completes and one that fails halfway, driven by the co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from lmstudio_tray.core.clock import FakeClock
@@ -21,7 +19,7 @@ from lmstudio_tray.notify.policy import NotificationPolicy
 from lmstudio_tray.notify.service import attach_notifications
 from tests.desktop.xtools import dunst_history
 from tests.emulator_fixtures import EmulatorFactory
-from tests.notify.test_freedesktop import NotifyMonitor, desktop, monitor  # noqa: F401 - fixtures
+from tests.notify.test_freedesktop import NotifyMonitor, backend, desktop, monitor  # noqa: F401 - fixtures
 
 GRANITE = "ibm/granite-4-micro"
 QWEN8 = "qwen/qwen3-8b"
@@ -47,14 +45,6 @@ def test_download_switches_and_quiet_mode() -> None:
     quiet = NotificationPolicy(NotificationsConfig(quiet=True), FakeClock())
     assert quiet.decide(DownloadCompleted("local", model=GRANITE, job_id="j")) is None
     assert quiet.decide(DownloadFailed("local", model=GRANITE, job_id="j", reason="x")) is not None
-
-
-@pytest.fixture
-def backend(desktop: None) -> Iterator[FreedesktopBackend]:  # noqa: F811 - the fixture
-    fd = FreedesktopBackend()
-    assert fd.probe(), "dunst did not answer GetCapabilities"
-    yield fd
-    fd.close()
 
 
 @pytest.mark.desktop
